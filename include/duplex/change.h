@@ -1,0 +1,75 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace duplex {
+
+// A field value as it travels through duplex: JSON null, integer, float, string, or
+// {"$blob": "<HEX>"} for binary data (SQLite BLOB, later PostgreSQL bytea).
+using Value = nlohmann::json;
+// A row image: a JSON object from canonical field name (the collection's name for the field,
+// not the endpoint's column name) to Value. Null when there is no image.
+using Row = nlohmann::json;
+
+// A durable position in one endpoint's change stream (SQLite changelog seq, PostgreSQL LSN).
+// Positions only grow; 0 means "from the beginning".
+using Position = int64_t;
+
+enum class Op : char {
+  kInsert = 'I',
+  kUpdate = 'U',
+  kDelete = 'D',
+  // A transaction written by duplex itself: its apply id tells the resolver which of duplex's
+  // writes this endpoint has now observed (the causal marker of DESIGN §4). Carries no row.
+  kMarker = 'M',
+};
+
+// One committed row change captured from an endpoint, in canonical names.
+struct Change {
+  Op op = Op::kInsert;
+  std::string collection;  // canonical collection name; empty for markers
+  Row key;                 // object: key field -> value
+  Row before;              // before image where the source has one (else null)
+  Row after;               // after image (null for deletes)
+  double commit_ms = 0;    // source commit time, ms since the Unix epoch; 0 when unknown
+  bool snapshot = false;   // read by the initial load, not by a trigger
+  Position position = 0;   // this change's position in the source stream
+  int64_t apply_id = 0;    // kMarker: id of duplex's apply batch this marker belongs to
+};
+
+// Changes in commit order. Whole source transactions, except that a transaction larger than
+// the capture limit (or a backlog whose boundaries the source cannot tell) is cut at the limit.
+struct ChangeBatch {
+  std::vector<Change> changes;
+  Position end = 0;  // resume position after this batch (the last change's position)
+};
+
+// One conditional row write (compare-and-set). It applies only if the target row is as duplex
+// believes it is; otherwise it is rejected, changes nothing, and the endpoint's own concurrent
+// change, which must then be in its stream, is resolved when it arrives.
+struct RowOp {
+  Op op = Op::kUpdate;     // kInsert: row must be absent; kUpdate/kDelete: `expected` must match
+  std::string collection;  // canonical collection name
+  Row key;                 // key field -> value
+  Row values;              // kInsert: every synced field; kUpdate: the fields to set
+  Row expected;            // field -> value the target must hold now (may be empty)
+};
+
+// The writes of one planned batch for one endpoint. `id` is the outbox id: it grows, is unique
+// across all endpoints, and is recorded in the target's own transaction.
+struct ApplyBatch {
+  int64_t id = 0;
+  std::vector<RowOp> ops;
+};
+
+struct ApplyResult {
+  size_t applied = 0;   // row writes that took effect
+  size_t rejected = 0;  // row writes whose compare-and-set failed (a concurrent local change)
+  size_t skipped_batches = 0;  // batches already applied before (replay after a crash)
+};
+
+}  // namespace duplex

@@ -1,0 +1,82 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "duplex/result.h"
+
+namespace duplex {
+
+// Per-field conflict policies (DESIGN §4).
+enum class Policy { kLww, kPrefer, kMax, kMin, kManual };
+
+const char* PolicyName(Policy p);
+
+struct FieldPolicy {
+  Policy policy = Policy::kLww;
+  std::string prefer_endpoint;  // kPrefer only: the endpoint whose value wins
+};
+
+struct EndpointConfig {
+  std::string name;
+  std::string type;  // "sqlite"
+  std::string path;  // sqlite: absolute path (resolved against the config file's folder)
+  int line = 0;      // where it is defined in the config file (for messages), 0 if unknown
+};
+
+// A collection's mapping onto one endpoint.
+struct CollectionEndpoint {
+  std::string endpoint;
+  std::string table;
+  std::map<std::string, std::string> fields;  // canonical field -> column, only where renamed
+  // The endpoint's column for a canonical field (identity unless renamed).
+  std::string Column(const std::string& field) const {
+    auto it = fields.find(field);
+    return it == fields.end() ? field : it->second;
+  }
+};
+
+struct CollectionConfig {
+  std::string name;
+  std::vector<std::string> key;  // canonical key fields
+  FieldPolicy default_policy;
+  std::map<std::string, FieldPolicy> field_policies;  // canonical field -> override
+  bool delete_wins = true;  // on_delete_conflict = "delete" (default) | "keep"
+  // In config-file order; at least two.
+  std::vector<CollectionEndpoint> endpoints;
+  int line = 0;
+
+  const FieldPolicy& PolicyFor(const std::string& field) const {
+    auto it = field_policies.find(field);
+    return it == field_policies.end() ? default_policy : it->second;
+  }
+};
+
+struct EngineConfig {
+  std::string state_path;  // absolute
+  size_t batch_rows = 10000;  // most changes captured or applied in one batch
+  int poll_interval_ms = 5;   // idle wait between cheap change checks
+};
+
+struct Config {
+  std::string path;  // the config file, absolute
+  EngineConfig engine;
+  std::vector<EndpointConfig> endpoints;      // in config-file order (capture order)
+  std::vector<CollectionConfig> collections;  // in config-file order
+
+  const EndpointConfig* FindEndpoint(const std::string& name) const;
+};
+
+// Reads and validates a config file: syntax, unknown keys, required keys, references between
+// sections (an endpoint named by a collection or a policy must exist), policy names. Errors
+// are InvalidArgument with "FILE:LINE: what is wrong; what to change". Does not open endpoints
+// (the engine checks tables and columns against them).
+Result<Config> LoadConfig(const std::string& path);
+Result<Config> ParseConfig(const std::string& text, const std::string& path);
+
+// The commented example config `duplex init` writes.
+std::string ExampleConfig();
+
+}  // namespace duplex
