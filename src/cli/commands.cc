@@ -1,0 +1,337 @@
+#include "cli/commands.h"
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "config/config.h"
+#include "pipeline/engine.h"
+#include "store/state_store.h"
+#include "util/json_value.h"
+#include "util/log.h"
+
+namespace duplex::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop.store(true); }
+
+int ExitFor(const duplex::Status& st) {
+  return st.IsInvalidArgument() ? kExitUsage : kExitRuntime;
+}
+
+int Fail(const duplex::Status& st) {
+  std::fprintf(stderr, "error: %s\n", st.message().c_str());
+  return ExitFor(st);
+}
+
+std::string FormatTime(double ms) {
+  if (ms <= 0) return "-";
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::localtime(&secs));
+  return buf;
+}
+
+// Opens the engine for a command; prints the error and sets *rc on failure.
+std::unique_ptr<Engine> OpenEngine(const Options& o, bool create_state, int* rc) {
+  Result<Config> config = LoadConfig(o.config);
+  if (!config.ok()) {
+    *rc = Fail(config.status());
+    return nullptr;
+  }
+  Result<std::unique_ptr<Engine>> engine = Engine::Open(*config, create_state);
+  if (!engine.ok()) {
+    *rc = Fail(engine.status());
+    return nullptr;
+  }
+  return std::move(engine).value();
+}
+
+std::unique_ptr<StateStore> OpenStore(const Options& o, int* rc) {
+  Result<Config> config = LoadConfig(o.config);
+  if (!config.ok()) {
+    *rc = Fail(config.status());
+    return nullptr;
+  }
+  Result<std::unique_ptr<StateStore>> store =
+      StateStore::Open(config->engine.state_path, /*create=*/false);
+  if (!store.ok()) {
+    *rc = Fail(store.status());
+    return nullptr;
+  }
+  return std::move(store).value();
+}
+
+bool ParseId(const std::string& text, int64_t* id) {
+  try {
+    size_t used = 0;
+    *id = std::stoll(text, &used);
+    return used == text.size() && *id > 0;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::string SideText(const nlohmann::json& side) {
+  if (side.value("deleted", false)) return "(deleted)";
+  return ValueToDisplay(side.value("value", nlohmann::json()));
+}
+
+void PrintConflict(const ConflictRow& c, bool detailed) {
+  std::string key = c.key.dump();
+  std::string field = c.field.empty() ? "(row)" : c.field;
+  if (!detailed) {
+    std::string values;
+    for (const auto& [ep, side] : c.values.items()) {
+      values += (values.empty() ? "" : ", ") + ep + "=" + SideText(side);
+    }
+    std::printf("%-5lld %-14s %-12s %-12s %-8s %-24s %s\n", static_cast<long long>(c.id),
+                c.collection.c_str(), key.c_str(), field.c_str(), c.policy.c_str(),
+                c.status.c_str(), values.c_str());
+    return;
+  }
+  std::printf("conflict %lld\n  collection: %s\n  key:        %s\n  field:      %s\n"
+              "  policy:     %s\n  status:     %s%s\n  base:       %s\n",
+              static_cast<long long>(c.id), c.collection.c_str(), key.c_str(), field.c_str(),
+              c.policy.c_str(), c.status.c_str(), c.pending ? " (propagating)" : "",
+              ValueToDisplay(c.base).c_str());
+  for (const auto& [ep, side] : c.values.items()) {
+    std::printf("  %-10s  %s  (written %s)\n", (ep + ":").c_str(), SideText(side).c_str(),
+                FormatTime(side.value("ts", 0.0)).c_str());
+  }
+  if (!c.winner.empty()) std::printf("  winner:     %s\n", c.winner.c_str());
+  if (!c.resolution.is_null()) {
+    std::printf("  resolution: %s\n", ValueToDisplay(c.resolution).c_str());
+  }
+  std::printf("  logged:     %s\n", FormatTime(c.created_at).c_str());
+}
+
+}  // namespace
+
+int Init(const Options& o) {
+  if (std::filesystem::exists(o.config) && !o.force) {
+    std::fprintf(stderr, "error: %s exists; pass --force to overwrite it\n", o.config.c_str());
+    return kExitUsage;
+  }
+  std::ofstream out(o.config, std::ios::trunc);
+  out << ExampleConfig();
+  if (!out) {
+    std::fprintf(stderr, "error: cannot write %s\n", o.config.c_str());
+    return kExitRuntime;
+  }
+  std::printf("wrote %s: edit its endpoints and collections, then run\n  duplex check --config %s\n",
+              o.config.c_str(), o.config.c_str());
+  return kExitOk;
+}
+
+int Check(const Options& o) {
+  int rc = kExitOk;
+  std::unique_ptr<Engine> engine = OpenEngine(o, /*create_state=*/false, &rc);
+  if (!engine) return rc;
+  Result<Config> config = LoadConfig(o.config);
+  std::printf("config %s: OK\n", o.config.c_str());
+  for (const EndpointConfig& ep : config->endpoints) {
+    std::printf("endpoint %s (%s %s): reachable\n", ep.name.c_str(), ep.type.c_str(),
+                ep.path.c_str());
+  }
+  for (const SchemaReport::Collection& c : engine->schema().collections) {
+    const CollectionConfig* cc = nullptr;
+    for (const CollectionConfig& x : config->collections) {
+      if (x.name == c.name) cc = &x;
+    }
+    std::printf("collection %s: key [%s]\n", c.name.c_str(), fmt::format("{}", fmt::join(c.key, ", ")).c_str());
+    for (const std::string& f : c.synced) {
+      const FieldPolicy& p = cc->PolicyFor(f);
+      std::string policy = PolicyName(p.policy);
+      if (p.policy == Policy::kPrefer) policy += " " + p.prefer_endpoint;
+      std::string columns;
+      for (const CollectionEndpoint& ce : cc->endpoints) {
+        columns += (columns.empty() ? "" : ", ") + ce.endpoint + "." + ce.table + "." +
+                   ce.Column(f);
+      }
+      std::printf("  synced      %-16s policy %-14s (%s)\n", f.c_str(), policy.c_str(),
+                  columns.c_str());
+    }
+    for (const auto& [ep, cols] : c.left_alone) {
+      for (const std::string& col : cols) {
+        std::printf("  left alone  %s.%s (not on every endpoint)\n", ep.c_str(), col.c_str());
+      }
+    }
+  }
+  if (o.install) {
+    duplex::Status st = engine->Install();
+    if (!st.ok()) return Fail(st);
+    std::printf("change capture installed on every endpoint\n");
+  } else {
+    Result<bool> installed = engine->IsInstalled();
+    if (!installed.ok()) return Fail(installed.status());
+    std::printf("change capture: %s\n",
+                *installed ? "installed"
+                           : "not installed yet (`duplex run` or `duplex check --install` does it)");
+  }
+  return kExitOk;
+}
+
+int Run(const Options& o) {
+  int rc = kExitOk;
+  std::unique_ptr<Engine> engine = OpenEngine(o, /*create_state=*/true, &rc);
+  if (!engine) return rc;
+  duplex::Status st = engine->Install();
+  if (!st.ok()) return Fail(st);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  spdlog::info("duplex running: config={} until_idle={}", o.config, o.until_idle);
+  st = engine->Run(g_stop, o.until_idle);
+  if (!st.ok()) return Fail(st);
+  Result<int64_t> dead = engine->DeadLetterCount();
+  if (!dead.ok()) return Fail(dead.status());
+  spdlog::info("duplex stopped{}", *dead ? fmt::format(" ({} batches parked as dead letters; "
+                                                      "see `duplex status`)", *dead)
+                                         : "");
+  if (o.until_idle && *dead > 0) return kExitParked;
+  return kExitOk;
+}
+
+int Status(const Options& o) {
+  int rc = kExitOk;
+  std::unique_ptr<Engine> engine = OpenEngine(o, /*create_state=*/false, &rc);
+  if (!engine) return rc;
+  Result<nlohmann::json> s = engine->StatusJson();
+  if (!s.ok()) return Fail(s.status());
+  if (o.json) {
+    std::printf("%s\n", s->dump(2).c_str());
+    return kExitOk;
+  }
+  std::printf("%-12s %10s %10s %10s %10s %10s %8s %6s  %s\n", "ENDPOINT", "POSITION",
+              "TO-CAPTURE", "TO-APPLY", "CAPTURED", "APPLIED", "REJECTED", "DEAD",
+              "LAST ERROR");
+  for (const auto& ep : (*s)["endpoints"]) {
+    std::string backlog = ep["capture_backlog"].is_null() ? "?" : ep["capture_backlog"].dump();
+    std::printf("%-12s %10lld %10s %10lld %10lld %10lld %8lld %6lld  %s\n",
+                ep["name"].get<std::string>().c_str(), ep["position"].get<long long>(),
+                backlog.c_str(), ep["apply_backlog"].get<long long>(),
+                ep["captured"].get<long long>(), ep["applied"].get<long long>(),
+                ep["rejected_writes"].get<long long>(), ep["dead_letters"].get<long long>(),
+                ep["last_error"].is_null() ? "-" : ep["last_error"].get<std::string>().c_str());
+  }
+  std::printf("\n%-16s %10s %10s %14s\n", "COLLECTION", "RECORDS", "DELETED", "OPEN CONFLICTS");
+  for (const auto& c : (*s)["collections"]) {
+    std::printf("%-16s %10lld %10lld %14lld\n", c["name"].get<std::string>().c_str(),
+                c["records"].get<long long>(), c["tombstones"].get<long long>(),
+                c["open_conflicts"].get<long long>());
+  }
+  std::printf("\njournal backlog: %lld changes\n", (*s)["journal_backlog"].get<long long>());
+  return kExitOk;
+}
+
+int Uninstall(const Options& o) {
+  int rc = kExitOk;
+  std::unique_ptr<Engine> engine = OpenEngine(o, /*create_state=*/false, &rc);
+  if (!engine) return rc;
+  duplex::Status st = engine->Uninstall(o.endpoint);
+  if (!st.ok()) return Fail(st);
+  std::printf("removed duplex's triggers and tables from %s\n",
+              o.endpoint.empty() ? "every endpoint" : ("endpoint " + o.endpoint).c_str());
+  return kExitOk;
+}
+
+int ConflictsList(const Options& o) {
+  int rc = kExitOk;
+  std::unique_ptr<StateStore> store = OpenStore(o, &rc);
+  if (!store) return rc;
+  Result<std::vector<ConflictRow>> rows = store->ListConflicts(o.all);
+  if (!rows.ok()) return Fail(rows.status());
+  if (o.json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const ConflictRow& c : *rows) arr.push_back(c.ToJson());
+    std::printf("%s\n", arr.dump(2).c_str());
+    return kExitOk;
+  }
+  if (rows->empty()) {
+    std::printf(o.all ? "no conflicts logged\n" : "no open conflicts (--all lists the log)\n");
+    return kExitOk;
+  }
+  std::printf("%-5s %-14s %-12s %-12s %-8s %-24s %s\n", "ID", "COLLECTION", "KEY", "FIELD",
+              "POLICY", "STATUS", "VALUES");
+  for (const ConflictRow& c : *rows) PrintConflict(c, false);
+  return kExitOk;
+}
+
+int ConflictsShow(const Options& o) {
+  int64_t id = 0;
+  if (!ParseId(o.conflict_id, &id)) {
+    std::fprintf(stderr, "error: conflict id must be a positive number, got '%s'\n",
+                 o.conflict_id.c_str());
+    return kExitUsage;
+  }
+  int rc = kExitOk;
+  std::unique_ptr<StateStore> store = OpenStore(o, &rc);
+  if (!store) return rc;
+  Result<ConflictRow> c = store->GetConflict(id);
+  if (!c.ok()) return Fail(duplex::Status::InvalidArgument(c.status().message()));
+  if (o.json) {
+    std::printf("%s\n", c->ToJson().dump(2).c_str());
+  } else {
+    PrintConflict(*c, true);
+  }
+  return kExitOk;
+}
+
+int ConflictsResolve(const Options& o) {
+  int64_t id = 0;
+  if (!ParseId(o.conflict_id, &id)) {
+    std::fprintf(stderr, "error: conflict id must be a positive number, got '%s'\n",
+                 o.conflict_id.c_str());
+    return kExitUsage;
+  }
+  int rc = kExitOk;
+  std::unique_ptr<StateStore> store = OpenStore(o, &rc);
+  if (!store) return rc;
+  Result<ConflictRow> c = store->GetConflict(id);
+  if (!c.ok()) return Fail(duplex::Status::InvalidArgument(c.status().message()));
+  if (c->status != "open") {
+    return Fail(duplex::Status::InvalidArgument(
+        fmt::format("conflict {} is not open (status {})", id, c->status)));
+  }
+  Value value;
+  std::string how;
+  if (!o.take.empty()) {
+    if (!c->values.contains(o.take) || c->values[o.take].value("deleted", false)) {
+      std::string known;
+      for (const auto& [ep, side] : c->values.items()) known += (known.empty() ? "" : ", ") + ep;
+      return Fail(duplex::Status::InvalidArgument(fmt::format(
+          "conflict {} has no value from endpoint '{}'; its sides are: {}", id, o.take, known)));
+    }
+    value = c->values[o.take]["value"];
+    how = "resolved:take:" + o.take;
+  } else {
+    value = nlohmann::json::parse(o.value, nullptr, false);
+    if (value.is_discarded()) {
+      return Fail(duplex::Status::InvalidArgument(
+          "--value must be JSON: a string needs quotes, e.g. --value '\"Gold\"'; got " + o.value));
+    }
+    how = "resolved:value";
+  }
+  double now = std::chrono::duration<double, std::milli>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  duplex::Status st = store->ResolveConflict(id, how, value, now);
+  if (!st.ok()) return Fail(st);
+  if (o.json) {
+    Result<ConflictRow> done = store->GetConflict(id);
+    if (done.ok()) std::printf("%s\n", done->ToJson().dump(2).c_str());
+  } else {
+    std::printf("conflict %lld resolved: %s = %s; it reaches every endpoint on the next run\n",
+                static_cast<long long>(id), c->field.c_str(), ValueToDisplay(value).c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace duplex::cli

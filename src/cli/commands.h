@@ -1,0 +1,36 @@
+#pragma once
+
+#include <string>
+
+namespace duplex::cli {
+
+// Exit codes, everywhere (README): 0 success; 1 runtime failure (an endpoint unreachable,
+// I/O); 2 bad config or usage; 3 `run --until-idle` finished but records remain parked.
+constexpr int kExitOk = 0;
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitParked = 3;
+
+struct Options {
+  std::string config = "duplex.toml";
+  bool json = false;
+  bool all = false;
+  bool force = false;
+  bool install = false;
+  bool until_idle = false;
+  std::string endpoint;
+  std::string take;
+  std::string value;
+  std::string conflict_id;
+};
+
+int Init(const Options& o);
+int Check(const Options& o);
+int Run(const Options& o);
+int Status(const Options& o);
+int Uninstall(const Options& o);
+int ConflictsList(const Options& o);
+int ConflictsShow(const Options& o);
+int ConflictsResolve(const Options& o);
+
+}  // namespace duplex::cli

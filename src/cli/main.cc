@@ -1,0 +1,120 @@
+// duplex: the command line. Flags and help live here; the work is in commands.cc.
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "util/log.h"
+
+int main(int argc, char** argv) {
+  using duplex::cli::Options;
+  Options o;
+  std::string log_level = "info", log_format = "text";
+
+  CLI::App app{
+      "duplex keeps databases that all accept writes in sync, in both directions: one change\n"
+      "capture, one shared sync state, one conflict resolver with per-field policies.\n\n"
+      "Quick start:\n"
+      "  duplex init                      # writes an example duplex.toml\n"
+      "  duplex check --config duplex.toml\n"
+      "  duplex run --config duplex.toml  # until Ctrl-C; --until-idle to sync and exit\n\n"
+      "Exit codes: 0 ok, 1 runtime failure (endpoint unreachable, I/O), 2 bad config or\n"
+      "usage, 3 `run --until-idle` finished but records remain parked (dead letters).",
+      "duplex"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "duplex 0.1.0");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text or json (one object per line)")
+      ->capture_default_str();
+
+  auto add_config = [&](CLI::App* cmd) {
+    cmd->add_option("-c,--config", o.config, "the config file")->capture_default_str();
+  };
+
+  CLI::App* init = app.add_subcommand("init", "Write a commented example config");
+  init->footer("Example:\n  duplex init --config sync.toml\nThen edit the endpoints and "
+               "collections, and run `duplex check --config sync.toml`.");
+  add_config(init);
+  init->add_flag("--force", o.force, "overwrite an existing file");
+
+  CLI::App* check = app.add_subcommand(
+      "check", "Check the config and every endpoint; print what is synced and left alone");
+  check->footer("Example:\n  duplex check --config duplex.toml\n  duplex check --config "
+                "duplex.toml --install   # also install change capture now");
+  add_config(check);
+  check->add_flag("--install", o.install, "install change capture (triggers) on every endpoint");
+
+  CLI::App* run = app.add_subcommand("run", "Run the sync engine");
+  run->footer(
+      "Runs until SIGINT/SIGTERM and exits cleanly. The first run installs change capture\n"
+      "and does the initial load: rows that exist before duplex ever ran are synced too.\n"
+      "Example:\n  duplex run --config duplex.toml\n  duplex run --config duplex.toml "
+      "--until-idle   # sync everything pending, then exit");
+  add_config(run);
+  run->add_flag("--until-idle", o.until_idle, "sync everything pending, then exit");
+
+  CLI::App* status = app.add_subcommand(
+      "status", "Per endpoint: position, backlog, last error; per collection: records, conflicts");
+  status->footer("Example:\n  duplex status --config duplex.toml --json");
+  add_config(status);
+  status->add_flag("--json", o.json, "print JSON");
+
+  CLI::App* uninstall = app.add_subcommand(
+      "uninstall", "Remove duplex's triggers and tables from the endpoints");
+  uninstall->footer("Example:\n  duplex uninstall --config duplex.toml --endpoint crm\n"
+                    "The engine's state file is left alone; delete it to start over.");
+  add_config(uninstall);
+  uninstall->add_option("--endpoint", o.endpoint, "only this endpoint");
+
+  CLI::App* conflicts = app.add_subcommand("conflicts", "List, show and resolve conflicts");
+  conflicts->require_subcommand(1);
+  conflicts->footer(
+      "Examples:\n  duplex conflicts list --config duplex.toml\n"
+      "  duplex conflicts show 3 --config duplex.toml\n"
+      "  duplex conflicts resolve 3 --take crm --config duplex.toml\n"
+      "  duplex conflicts resolve 3 --value '\"Gold\"' --config duplex.toml");
+  CLI::App* clist = conflicts->add_subcommand(
+      "list", "Open conflicts (manual ones waiting for you); --all for the whole conflict log");
+  add_config(clist);
+  clist->add_flag("--json", o.json, "print a JSON array");
+  clist->add_flag("--all", o.all, "every logged conflict, resolved ones included");
+  CLI::App* cshow = conflicts->add_subcommand("show", "One conflict, all its values");
+  add_config(cshow);
+  cshow->add_option("id", o.conflict_id, "conflict id")->required();
+  cshow->add_flag("--json", o.json, "print JSON");
+  CLI::App* cresolve = conflicts->add_subcommand(
+      "resolve", "Resolve an open conflict; the value reaches every endpoint on the next run");
+  add_config(cresolve);
+  cresolve->add_option("id", o.conflict_id, "conflict id")->required();
+  auto* take = cresolve->add_option("--take", o.take, "take this endpoint's value");
+  auto* value = cresolve->add_option("--value", o.value, "take this JSON value, e.g. '\"Gold\"' or 42");
+  take->excludes(value);
+  value->excludes(take);
+  cresolve->add_flag("--json", o.json, "print the resolved conflict as JSON");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : duplex::cli::kExitUsage;
+  }
+  if (!duplex::SetupLogging(log_level, log_format)) {
+    std::fprintf(stderr, "error: bad --log-level '%s' or --log-format '%s'\n", log_level.c_str(),
+                 log_format.c_str());
+    return duplex::cli::kExitUsage;
+  }
+  if (*init) return duplex::cli::Init(o);
+  if (*check) return duplex::cli::Check(o);
+  if (*run) return duplex::cli::Run(o);
+  if (*status) return duplex::cli::Status(o);
+  if (*uninstall) return duplex::cli::Uninstall(o);
+  if (*clist) return duplex::cli::ConflictsList(o);
+  if (*cshow) return duplex::cli::ConflictsShow(o);
+  if (*cresolve) {
+    if (o.take.empty() && o.value.empty()) {
+      std::fprintf(stderr, "error: give --take ENDPOINT or --value JSON\n");
+      return duplex::cli::kExitUsage;
+    }
+    return duplex::cli::ConflictsResolve(o);
+  }
+  return duplex::cli::kExitUsage;
+}

@@ -1,0 +1,45 @@
+#include "core/policy.h"
+
+#include <cassert>
+
+#include "util/json_value.h"
+
+namespace duplex {
+
+namespace {
+
+bool LwwIncomingWins(const Version& current, const Version& incoming) {
+  if (incoming.ts != current.ts) return incoming.ts > current.ts;
+  return incoming.origin < current.origin;
+}
+
+}  // namespace
+
+bool IncomingWins(const FieldPolicy& rule, const Candidate& current, const Candidate& incoming) {
+  switch (rule.policy) {
+    case Policy::kLww:
+      return LwwIncomingWins(current.version, incoming.version);
+    case Policy::kPrefer:
+      if (incoming.version.origin == rule.prefer_endpoint &&
+          current.version.origin != rule.prefer_endpoint) {
+        return true;
+      }
+      if (current.version.origin == rule.prefer_endpoint &&
+          incoming.version.origin != rule.prefer_endpoint) {
+        return false;
+      }
+      return LwwIncomingWins(current.version, incoming.version);
+    case Policy::kMax:
+    case Policy::kMin: {
+      int c = CompareValues(incoming.value, current.value);
+      if (c == 0) return LwwIncomingWins(current.version, incoming.version);
+      return rule.policy == Policy::kMax ? c > 0 : c < 0;
+    }
+    case Policy::kManual:
+      assert(false);  // Manual conflicts are parked by the resolver, never decided here.
+      return false;
+  }
+  return false;
+}
+
+}  // namespace duplex

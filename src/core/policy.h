@@ -1,0 +1,25 @@
+#pragma once
+
+#include <string>
+
+#include "config/config.h"
+#include "core/record_state.h"
+
+namespace duplex {
+
+// One side of a same-field conflict.
+struct Candidate {
+  Value value;
+  Version version;
+};
+
+// Whether `incoming` beats `current` under `rule`. Symmetric by construction: for two
+// different candidates exactly one beats the other, whichever is "current", so the outcome
+// does not depend on arrival order (P4).
+//  - lww: later commit time wins; equal times: the smaller endpoint name wins.
+//  - prefer: the preferred endpoint's value wins; between two others, lww.
+//  - max / min: the larger / smaller value (CompareValues order); equal values: lww.
+// Not defined for kManual (the caller parks the conflict instead).
+bool IncomingWins(const FieldPolicy& rule, const Candidate& current, const Candidate& incoming);
+
+}  // namespace duplex

@@ -1,0 +1,286 @@
+#include "core/resolver.h"
+
+#include <cassert>
+
+#include "core/policy.h"
+#include "util/json_value.h"
+
+namespace duplex {
+
+namespace {
+
+const Value kNull = nullptr;
+
+const Value& FieldOf(const Row& row, const std::string& field) {
+  if (!row.is_object()) return kNull;
+  auto it = row.find(field);
+  return it == row.end() ? kNull : *it;
+}
+
+bool IsPending(const RecordState& s, const std::string& endpoint, const std::string& field,
+               int64_t watermark) {
+  auto ep = s.pending.find(endpoint);
+  if (ep == s.pending.end()) return false;
+  auto f = ep->second.find(field);
+  return f != ep->second.end() && f->second > watermark;
+}
+
+bool AnyPending(const RecordState& s, const std::string& endpoint, int64_t watermark) {
+  auto ep = s.pending.find(endpoint);
+  if (ep == s.pending.end()) return false;
+  for (const auto& [field, id] : ep->second) {
+    if (id > watermark) return true;
+  }
+  return false;
+}
+
+// Forgets writes the endpoint has observed: they no longer make anything concurrent.
+void PruneObserved(RecordState& s, const std::string& endpoint, int64_t watermark) {
+  auto ep = s.pending.find(endpoint);
+  if (ep == s.pending.end()) return;
+  std::erase_if(ep->second, [&](const auto& kv) { return kv.second <= watermark; });
+  if (ep->second.empty()) s.pending.erase(ep);
+}
+
+Row KeyOf(const CollectionModel& model, const Row& values) {
+  Row key = Row::object();
+  for (const std::string& k : model.config->key) key[k] = FieldOf(values, k);
+  return key;
+}
+
+nlohmann::json Side(const Value& value, double ts) { return {{"value", value}, {"ts", ts}}; }
+
+// The time a change counts with under lww. The initial load has no commit times: its rows
+// count as written at time 0, so conflicts between two initial copies go by endpoint order.
+double VersionTs(const Change& c) { return c.snapshot ? 0 : c.commit_ms; }
+
+double LatestTs(const RecordState& s) {
+  double ts = 0;
+  for (const auto& [f, v] : s.versions) ts = std::max(ts, v.ts);
+  return ts;
+}
+
+std::string LatestOrigin(const RecordState& s) {
+  const Version* best = nullptr;
+  for (const auto& [f, v] : s.versions) {
+    if (!best || v.ts > best->ts) best = &v;
+  }
+  return best ? best->origin : std::string();
+}
+
+}  // namespace
+
+Resolver::Resolver(std::vector<CollectionModel> collections) {
+  for (CollectionModel& m : collections) {
+    std::string name = m.config->name;
+    collections_.emplace(std::move(name), std::move(m));
+  }
+}
+
+const CollectionModel* Resolver::Find(const std::string& collection) const {
+  auto it = collections_.find(collection);
+  return it == collections_.end() ? nullptr : &it->second;
+}
+
+void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t watermark,
+                     const std::map<std::string, int64_t>& apply_ids, RecordState& state,
+                     ResolveOutput& out) const {
+  assert(change.op != Op::kMarker);  // Markers move the watermark; the engine handles them.
+  const CollectionModel* model = Find(change.collection);
+  assert(model);  // The connector only captures bound collections.
+  PruneObserved(state, endpoint, watermark);
+  if (change.op == Op::kDelete) {
+    MergeDelete(*model, change, endpoint, watermark, state, out);
+  } else {
+    MergeUpsert(*model, change, endpoint, watermark, state, out);
+  }
+  ++out.changes;
+  Plan(*model, apply_ids, state, out);
+}
+
+void Resolver::MergeDelete(const CollectionModel& model, const Change& change,
+                           const std::string& endpoint, int64_t watermark, RecordState& state,
+                           ResolveOutput& out) const {
+  state.known.erase(endpoint);
+  if (!state.exists) return;  // Already deleted: both sides agree.
+  const double ts = VersionTs(change);
+  // A delete made without having seen duplex's latest write to the row is concurrent with
+  // the update behind that write.
+  if (AnyPending(state, endpoint, watermark)) {
+    const bool delete_wins = model.config->delete_wins;
+    ConflictRecord c;
+    c.collection = model.config->name;
+    c.key = KeyOf(model, state.values);
+    c.key_text = KeyText(c.key, model.config->key);
+    c.policy = delete_wins ? "delete" : "keep";
+    c.values[endpoint] = {{"deleted", true}, {"ts", ts}};
+    std::string other = LatestOrigin(state);
+    if (other == endpoint || other.empty()) other = "agreed";
+    c.values[other] = Side(state.values, LatestTs(state));
+    c.winner = delete_wins ? endpoint : other;
+    out.conflicts.push_back(std::move(c));
+    if (!delete_wins) return;  // The record stays; Plan writes it back to `endpoint`.
+  }
+  state.exists = false;
+  state.deleted = Version{ts, endpoint};
+  state.diverged.clear();
+}
+
+void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
+                           const std::string& endpoint, int64_t watermark, RecordState& state,
+                           ResolveOutput& out) const {
+  const Row& after = change.after;
+  const double ts = VersionTs(change);
+  const std::string& collection = model.config->name;
+
+  if (!state.exists) {
+    const bool tombstone = !state.deleted.origin.empty();
+    // An update or insert made without having seen duplex's delete of the row.
+    if (tombstone && IsPending(state, endpoint, "", watermark)) {
+      const bool delete_wins = model.config->delete_wins;
+      ConflictRecord c;
+      c.collection = collection;
+      c.key = change.key;
+      c.key_text = KeyText(change.key, model.config->key);
+      c.policy = delete_wins ? "delete" : "keep";
+      c.values[state.deleted.origin] = {{"deleted", true}, {"ts", state.deleted.ts}};
+      c.values[endpoint] = Side(after, ts);
+      c.winner = delete_wins ? state.deleted.origin : endpoint;
+      out.conflicts.push_back(std::move(c));
+      if (delete_wins) {
+        state.known[endpoint] = after;  // Plan deletes it there again.
+        return;
+      }
+    }
+    // A new record (or one re-created after its delete was seen): the change is the record.
+    state.exists = true;
+    state.values = Row::object();
+    state.versions.clear();
+    state.diverged.clear();
+    for (const std::string& k : model.config->key) state.values[k] = FieldOf(after, k);
+    for (const std::string& f : model.fields) {
+      state.values[f] = FieldOf(after, f);
+      state.versions[f] = Version{ts, endpoint};
+    }
+    state.known[endpoint] = after;
+    return;
+  }
+
+  const bool had_known = state.known.count(endpoint) > 0;
+  Row& known = state.known[endpoint];
+  if (!known.is_object()) known = Row::object();
+  for (const std::string& k : model.config->key) known[k] = FieldOf(after, k);
+  const bool row_pending = IsPending(state, endpoint, "", watermark);
+  const bool has_before = change.op == Op::kUpdate && change.before.is_object();
+
+  for (const std::string& f : model.fields) {
+    const Value& nv = FieldOf(after, f);
+    // What the endpoint's application changed: against its before-image where the source
+    // gives one, otherwise against the agreed value.
+    const bool changed = has_before ? !ValuesEqual(FieldOf(change.before, f), nv)
+                                    : !ValuesEqual(FieldOf(state.values, f), nv);
+    const bool field_pending = row_pending || IsPending(state, endpoint, f, watermark);
+    if (!changed) {
+      // Untouched by the application. Keep the optimistic belief while duplex's own write of
+      // the field is still on its way; otherwise this image is the truth.
+      if (!field_pending || !had_known) known[f] = nv;
+      continue;
+    }
+    known[f] = nv;
+    if (state.diverged.count(f)) {
+      out.conflict_updates.push_back({collection, KeyText(state.values, model.config->key), f,
+                                      endpoint, nv, ts});
+      continue;
+    }
+    const Value& current = FieldOf(state.values, f);
+    if (ValuesEqual(current, nv)) continue;  // Both sides made the same change.
+    const bool concurrent = field_pending || change.snapshot;
+    if (!concurrent) {  // Sequential intent wins, whatever the clocks say (P2).
+      state.values[f] = nv;
+      state.versions[f] = Version{ts, endpoint};
+      continue;
+    }
+    const FieldPolicy& rule = model.config->PolicyFor(f);
+    Candidate cur{current, state.versions[f]};
+    Candidate inc{nv, Version{ts, endpoint}};
+    ConflictRecord c;
+    c.collection = collection;
+    c.key = KeyOf(model, state.values);
+    c.key_text = KeyText(c.key, model.config->key);
+    c.field = f;
+    c.policy = PolicyName(rule.policy);
+    c.base = has_before ? FieldOf(change.before, f) : Value(nullptr);
+    std::string cur_name = cur.version.origin == endpoint || cur.version.origin.empty()
+                               ? std::string("agreed")
+                               : cur.version.origin;
+    c.values[cur_name] = Side(cur.value, cur.version.ts);
+    c.values[endpoint] = Side(inc.value, inc.version.ts);
+    if (rule.policy == Policy::kManual) {
+      // Parked: each side keeps its value until an operator resolves it.
+      state.diverged.insert(f);
+      c.open = true;
+      out.conflicts.push_back(std::move(c));
+      continue;
+    }
+    const bool wins = IncomingWins(rule, cur, inc);
+    c.winner = wins ? endpoint : cur_name;
+    if (wins) {
+      state.values[f] = nv;
+      state.versions[f] = inc.version;
+    }
+    out.conflicts.push_back(std::move(c));
+  }
+}
+
+void Resolver::ResolveManual(const std::string& collection, const std::string& field,
+                             const Value& value, double now_ms,
+                             const std::map<std::string, int64_t>& apply_ids, RecordState& state,
+                             ResolveOutput& out) const {
+  const CollectionModel* model = Find(collection);
+  if (!model) return;
+  state.diverged.erase(field);
+  if (state.exists) {
+    state.values[field] = value;
+    state.versions[field] = Version{now_ms, "operator"};
+  }
+  Plan(*model, apply_ids, state, out);
+}
+
+void Resolver::Plan(const CollectionModel& model, const std::map<std::string, int64_t>& apply_ids,
+                    RecordState& state, ResolveOutput& out) const {
+  const std::string& collection = model.config->name;
+  for (const std::string& target : model.endpoints) {
+    const int64_t id = apply_ids.at(target);
+    auto known = state.known.find(target);
+    if (!state.exists) {
+      if (known == state.known.end()) continue;
+      RowOp op{Op::kDelete, collection, KeyOf(model, known->second), {}, Row::object()};
+      for (const std::string& f : model.fields) op.expected[f] = FieldOf(known->second, f);
+      state.known.erase(known);
+      state.pending[target][""] = id;
+      out.writes[target].push_back(std::move(op));
+      continue;
+    }
+    if (known == state.known.end()) {
+      RowOp op{Op::kInsert, collection, KeyOf(model, state.values), state.values, {}};
+      state.known[target] = state.values;
+      state.pending[target][""] = id;
+      out.writes[target].push_back(std::move(op));
+      continue;
+    }
+    RowOp op{Op::kUpdate, collection, KeyOf(model, state.values), Row::object(), Row::object()};
+    for (const std::string& f : model.fields) {
+      if (state.diverged.count(f)) continue;
+      const Value& agreed = FieldOf(state.values, f);
+      Value& held = known->second[f];
+      if (ValuesEqual(held, agreed)) continue;
+      op.values[f] = agreed;
+      op.expected[f] = held;
+      held = agreed;
+      state.pending[target][f] = id;
+    }
+    if (!op.values.empty()) out.writes[target].push_back(std::move(op));
+  }
+}
+
+}  // namespace duplex

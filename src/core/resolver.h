@@ -1,0 +1,98 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "core/record_state.h"
+#include "duplex/change.h"
+
+namespace duplex {
+
+// A collection as the resolver sees it: its config and the fields synced on every endpoint.
+struct CollectionModel {
+  const CollectionConfig* config = nullptr;
+  std::vector<std::string> fields;     // synced non-key fields, canonical names
+  std::vector<std::string> endpoints;  // the collection's endpoints, config order
+};
+
+// A same-field (or delete-vs-update) conflict, as written to the conflict log (P4).
+struct ConflictRecord {
+  std::string collection;
+  Row key;
+  std::string key_text;
+  std::string field;   // "" for a delete-vs-update conflict on the whole row
+  std::string policy;  // lww, prefer, max, min, manual; "delete" / "keep" for row conflicts
+  Value base;          // the value both sides started from (null if unknown)
+  // endpoint -> {"value": v, "ts": commit ms}; a row conflict's deleted side has "deleted": true
+  nlohmann::json values = nlohmann::json::object();
+  std::string winner;  // the endpoint whose value won; "" while a manual conflict is open
+  bool open = false;   // manual: parked until an operator resolves it
+};
+
+// A later change to a field whose manual conflict is still open: the conflict's entry for
+// that endpoint is updated, nothing propagates.
+struct ConflictValueUpdate {
+  std::string collection;
+  std::string key_text;
+  std::string field;
+  std::string endpoint;
+  Value value;
+  double ts = 0;
+};
+
+// What resolving some changes produced.
+struct ResolveOutput {
+  std::map<std::string, std::vector<RowOp>> writes;  // target endpoint -> row writes, in order
+  std::vector<ConflictRecord> conflicts;
+  std::vector<ConflictValueUpdate> conflict_updates;
+  size_t changes = 0;  // row changes merged (markers excluded)
+};
+
+// Merges captured changes into record states and plans the writes that bring every endpoint
+// to the agreed values (DESIGN §4). Pure and deterministic: no I/O, no clock.
+//
+// Causality, not clocks, decides what conflicts: a change from endpoint E to field f is
+// concurrent only if duplex has a write of f (or of the row) to E that E had not observed
+// when it made the change: its apply id is above E's watermark, the highest apply id whose
+// marker precedes the change in E's stream. Everything else is a sequential edit and wins
+// (P2). Concurrent different-field edits both survive (P3); same-field ones go to the field's
+// policy, symmetric in its arguments (P4). Writes to endpoints are compare-and-set on the
+// values duplex believes they hold, so a write never overwrites a local change it has not
+// seen; that change then arrives in the stream and is resolved here.
+class Resolver {
+ public:
+  explicit Resolver(std::vector<CollectionModel> collections);
+
+  // The model of `collection`, or nullptr.
+  const CollectionModel* Find(const std::string& collection) const;
+
+  // Merges `change` (a row change, not a marker) captured from `endpoint`, whose watermark is
+  // `watermark`, into `state`, and appends to `out` the writes every endpoint needs.
+  // `apply_ids` holds, per endpoint, the apply id its planned writes will carry.
+  void Merge(const Change& change, const std::string& endpoint, int64_t watermark,
+             const std::map<std::string, int64_t>& apply_ids, RecordState& state,
+             ResolveOutput& out) const;
+
+  // An operator's resolution of a manual conflict on `field`: `value` becomes the agreed
+  // value and is written to every endpoint that holds another.
+  void ResolveManual(const std::string& collection, const std::string& field, const Value& value,
+                     double now_ms, const std::map<std::string, int64_t>& apply_ids,
+                     RecordState& state, ResolveOutput& out) const;
+
+ private:
+  // Appends the writes that make every endpoint's known row equal the agreed one.
+  void Plan(const CollectionModel& model, const std::map<std::string, int64_t>& apply_ids,
+            RecordState& state, ResolveOutput& out) const;
+  void MergeDelete(const CollectionModel& model, const Change& change,
+                   const std::string& endpoint, int64_t watermark, RecordState& state,
+                   ResolveOutput& out) const;
+  void MergeUpsert(const CollectionModel& model, const Change& change,
+                   const std::string& endpoint, int64_t watermark, RecordState& state,
+                   ResolveOutput& out) const;
+
+  std::map<std::string, CollectionModel> collections_;
+};
+
+}  // namespace duplex

@@ -1,0 +1,117 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "core/resolver.h"
+#include "duplex/connector.h"
+#include "store/state_store.h"
+
+namespace duplex {
+
+// What `duplex check` prints: per collection, the synced fields and the columns left alone.
+struct SchemaReport {
+  struct Collection {
+    std::string name;
+    std::vector<std::string> key;
+    std::vector<std::string> synced;  // canonical non-key fields synced on every endpoint
+    // endpoint -> columns of its table that are not synced
+    std::map<std::string, std::vector<std::string>> left_alone;
+  };
+  std::vector<Collection> collections;
+};
+
+// The whole pipeline of DESIGN §2 in one thread: capture -> journal -> resolver (+ planner)
+// -> outbox -> applier, with the state store in the engine's SQLite file.
+//
+// Crash safety (P6): each arrow is one transaction. Capture appends a batch to the journal and
+// moves the capture position together; the source's changelog is pruned only after that
+// commit. Resolving a journal entry updates record states, writes the planned batches to the
+// outbox and deletes the entry together. The applier writes a batch in the target's own
+// transaction with the batch's id, so a batch applied just before a crash is skipped when it
+// is replayed. Memory stays bounded (P9): every step moves at most `batch_rows` changes.
+class Engine {
+ public:
+  ~Engine();
+
+  // Opens the state file (creating it if `create_state`) and every endpoint, and checks the
+  // config against the endpoints' tables: a missing table or column, a key that is not the
+  // table's primary key, a policy for a field that is not synced, or a type clash is
+  // InvalidArgument naming the config line, endpoint, table and column.
+  static Result<std::unique_ptr<Engine>> Open(const Config& config, bool create_state);
+
+  const SchemaReport& schema() const { return schema_; }
+  StateStore& store() { return *store_; }
+
+  // Installs change capture on every endpoint (idempotent; the first install snapshots the
+  // existing rows for the initial load).
+  Status Install();
+  // Removes capture from every endpoint (or only `endpoint` if not empty).
+  Status Uninstall(const std::string& endpoint);
+  // Whether capture is installed on every endpoint.
+  Result<bool> IsInstalled();
+
+  // One pass over every stage. Returns whether anything moved.
+  Result<bool> Step();
+
+  // Runs until `stop` becomes true, or with `until_idle` until nothing is left to do (fails
+  // with Unavailable if an endpoint stays unreachable for `unavailable_timeout`).
+  Status Run(const std::atomic<bool>& stop, bool until_idle,
+             std::chrono::milliseconds unavailable_timeout = std::chrono::seconds(15));
+
+  // Per endpoint: position, backlog, counters, last error; per collection: records, open
+  // conflicts; dead letters. What `duplex status --json` prints.
+  Result<nlohmann::json> StatusJson();
+
+  // Dead letters parked so far (all endpoints).
+  Result<int64_t> DeadLetterCount();
+
+ private:
+  struct Endpoint {
+    std::string name;
+    std::unique_ptr<Connector> connector;
+    Position capture = 0;
+    int64_t watermark = 0;
+    Position acked = 0;
+    bool more = true;  // the last capture hit the batch limit (or nothing polled yet)
+    bool isolate = false;  // apply one batch at a time to find the one that fails
+    std::chrono::steady_clock::time_point retry_at{};
+    std::chrono::steady_clock::time_point failing_since{};
+    std::chrono::steady_clock::time_point last_ack{};
+    std::chrono::milliseconds backoff{0};
+    std::string last_error;
+  };
+
+  Engine(const Config& config, std::unique_ptr<StateStore> store);
+  Status CheckSchema();
+  Endpoint* Find(const std::string& name);
+
+  Result<bool> CaptureFrom(Endpoint& ep);
+  Result<bool> ResolveJournal();
+  Status ResolveEntry(const JournalEntry& entry);
+  Result<bool> ApplyTo(Endpoint& ep);
+  Result<bool> PropagateResolutions();
+  Status StoreOutput(ResolveOutput& out, const std::map<std::string, int64_t>& ids);
+  void AckCaptured(Endpoint& ep, bool force);
+  void MarkFailure(Endpoint& ep, const Status& st, const char* stage);
+  void MarkSuccess(Endpoint& ep);
+  Result<std::map<std::string, int64_t>> AllocateIds();
+
+  Config config_;
+  std::unique_ptr<StateStore> store_;
+  std::vector<Endpoint> endpoints_;  // config order: the capture order
+  std::vector<CollectionModel> models_;
+  std::unique_ptr<Resolver> resolver_;
+  SchemaReport schema_;
+  std::chrono::steady_clock::time_point last_resolution_check_{};
+  int64_t synced_changes_ = 0;  // changes resolved by this process (progress output)
+};
+
+}  // namespace duplex

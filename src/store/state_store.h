@@ -1,0 +1,137 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/record_state.h"
+#include "core/resolver.h"
+#include "duplex/change.h"
+#include "duplex/result.h"
+#include "util/sqlite.h"
+
+namespace duplex {
+
+// Per-endpoint durable progress.
+struct EndpointProgress {
+  Position capture = 0;    // changes up to here are in the journal
+  int64_t watermark = 0;   // highest apply id whose marker the resolver has seen
+  std::string last_error;  // empty when the last attempt worked
+};
+
+struct JournalEntry {
+  int64_t id = 0;
+  std::string endpoint;
+  ChangeBatch batch;
+};
+
+// A logged conflict as listed by `duplex conflicts`.
+struct ConflictRow {
+  int64_t id = 0;
+  std::string collection;
+  nlohmann::json key;
+  std::string key_text;
+  std::string field;
+  std::string policy;
+  Value base;
+  nlohmann::json values;
+  std::string winner;
+  // "open", "resolved:<policy>" (decided automatically), "resolved:take:<endpoint>",
+  // "resolved:value" (operator); an operator resolution not yet propagated also has
+  // `pending` set.
+  std::string status;
+  Value resolution;  // the chosen value of an operator resolution
+  bool pending = false;
+  double created_at = 0;
+  double resolved_at = 0;
+
+  nlohmann::json ToJson() const;
+};
+
+struct Counters {
+  int64_t captured = 0, applied = 0, echoes = 0, rejected = 0, conflicts = 0, dead_letters = 0;
+};
+
+// The engine's own SQLite file (embedded default): sync state, journal, outbox, conflict log,
+// dead letters, positions. One writer (the engine); the CLI reads it and writes operator
+// resolutions. Every method that writes is one transaction unless a Txn is open.
+//
+// Tables:
+//   progress(endpoint PK, capture, watermark, last_error)
+//   journal(id PK AUTOINCREMENT, endpoint, payload msgpack)        captured, not yet resolved
+//   records(collection, key, state msgpack, PK(collection, key))   RecordState per record
+//   outbox(id PK, endpoint, payload msgpack, rows)                 planned, not yet applied
+//   conflicts(id PK AUTOINCREMENT, ...)                            the conflict log
+//   dead_letters(id PK AUTOINCREMENT, endpoint, batch_id, payload, reason, created_at)
+//   counters(endpoint, name, value, PK(endpoint, name))
+//   meta(k PK, v)                                                  next_apply_id
+class StateStore {
+ public:
+  // Opens or creates the state file. `create` false: NotFound if it does not exist.
+  static Result<std::unique_ptr<StateStore>> Open(const std::string& path, bool create);
+
+  sqlite::Db& db() { return db_; }
+  Result<sqlite::Txn> Begin() { return sqlite::Txn::Begin(db_); }
+
+  Result<EndpointProgress> Progress(const std::string& endpoint);
+  Status SetWatermark(const std::string& endpoint, int64_t watermark);
+  Status SetLastError(const std::string& endpoint, const std::string& error);
+
+  // Appends a captured batch and moves the endpoint's capture position to batch.end.
+  Status AppendJournal(const std::string& endpoint, const ChangeBatch& batch);
+  // The oldest unresolved journal entries, at most `max_entries`.
+  Result<std::vector<JournalEntry>> ReadJournal(size_t max_entries);
+  Status DeleteJournal(int64_t id);
+  Result<int64_t> JournalBacklog();  // changes in the journal
+
+  // Record states for `keys` of `collection`; absent records are not in the map.
+  Status LoadRecords(const std::string& collection, const std::vector<std::string>& keys,
+                     std::map<std::string, RecordState>& out);
+  Status SaveRecord(const std::string& collection, const std::string& key,
+                    const RecordState& state);
+  Result<int64_t> CountRecords(const std::string& collection, bool live_only);
+
+  // Allocates `n` consecutive apply ids; returns the first.
+  Result<int64_t> AllocateApplyIds(int n);
+  Status AddOutbox(const std::string& endpoint, const ApplyBatch& batch);
+  // Planned batches for `endpoint` in id order, at least one and then up to `max_rows` rows.
+  Result<std::vector<ApplyBatch>> ReadOutbox(const std::string& endpoint, size_t max_rows);
+  Status DeleteOutbox(const std::string& endpoint, int64_t upto_id);
+  Result<int64_t> OutboxRows(const std::string& endpoint);
+
+  Result<int64_t> AddConflict(const ConflictRecord& c, double now_ms);
+  Status UpdateOpenConflict(const ConflictValueUpdate& u);
+  // Conflicts, newest last; `all` false: only open ones (and resolved ones still propagating).
+  Result<std::vector<ConflictRow>> ListConflicts(bool all);
+  Result<ConflictRow> GetConflict(int64_t id);
+  Result<int64_t> CountOpenConflicts(const std::string& collection);
+  // An operator's decision: marks the conflict resolved (pending propagation) with `value`.
+  Status ResolveConflict(int64_t id, const std::string& how, const Value& value, double now_ms);
+  // Operator resolutions not yet propagated by the engine.
+  Result<std::vector<ConflictRow>> PendingResolutions();
+  Status MarkPropagated(int64_t id);
+
+  Status AddDeadLetter(const std::string& endpoint, const ApplyBatch& batch,
+                       const std::string& reason, double now_ms);
+  Result<int64_t> CountDeadLetters(const std::string& endpoint);
+
+  Status AddCounters(const std::string& endpoint, const Counters& delta);
+  Result<Counters> GetCounters(const std::string& endpoint);
+
+ private:
+  explicit StateStore(sqlite::Db db) : db_(std::move(db)) {}
+  Status Init();
+  Result<sqlite::Stmt*> Cached(const char* sql);
+
+  sqlite::Db db_;
+  std::map<const char*, sqlite::Stmt> stmts_;
+};
+
+// MessagePack encoding of change batches and apply batches (journal and outbox payloads).
+std::string EncodeChangeBatch(const ChangeBatch& batch);
+Result<ChangeBatch> DecodeChangeBatch(std::string_view bytes);
+std::string EncodeApplyBatch(const ApplyBatch& batch);
+Result<ApplyBatch> DecodeApplyBatch(std::string_view bytes);
+
+}  // namespace duplex

@@ -1,0 +1,277 @@
+#include "core/resolver.h"
+
+#include <gtest/gtest.h>
+
+#include "core/policy.h"
+
+namespace duplex {
+namespace {
+
+// Two endpoints "a" and "b" sharing collection "t" (key id, fields v and w). The fixture plays
+// the engine's part: it hands out apply ids and keeps each endpoint's watermark.
+class ResolverTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Build(Policy::kLww); }
+
+  void Build(Policy policy, std::string prefer = "", bool delete_wins = true) {
+    config_ = CollectionConfig{};
+    config_.name = "t";
+    config_.key = {"id"};
+    config_.default_policy = FieldPolicy{policy, prefer};
+    config_.delete_wins = delete_wins;
+    CollectionModel m;
+    m.config = &config_;
+    m.fields = {"v", "w"};
+    m.endpoints = {"a", "b"};
+    resolver_ = std::make_unique<Resolver>(std::vector<CollectionModel>{m});
+    state_ = RecordState{};
+    watermark_ = {{"a", 0}, {"b", 0}};
+    next_id_ = 1;
+  }
+
+  static Change Upsert(Op op, Row before, Row after, double ts) {
+    Change c;
+    c.op = op;
+    c.collection = "t";
+    c.key = {{"id", 1}};
+    c.before = std::move(before);
+    c.after = std::move(after);
+    c.commit_ms = ts;
+    return c;
+  }
+
+  ResolveOutput Merge(const std::string& ep, const Change& c) {
+    std::map<std::string, int64_t> ids = {{"a", next_id_}, {"b", next_id_ + 1}};
+    next_id_ += 2;
+    ResolveOutput out;
+    resolver_->Merge(c, ep, watermark_[ep], ids, state_, out);
+    return out;
+  }
+
+  // The endpoint has applied and observed every write planned so far.
+  void Observe(const std::string& ep) { watermark_[ep] = next_id_ - 1; }
+
+  // Record created on a, delivered to b, both observed: the agreed row is {v: 1, w: 1}.
+  void Converged() {
+    Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 1}}, 100));
+    Observe("a");
+    Observe("b");
+  }
+
+  CollectionConfig config_;
+  std::unique_ptr<Resolver> resolver_;
+  RecordState state_;
+  std::map<std::string, int64_t> watermark_;
+  int64_t next_id_ = 1;
+};
+
+TEST_F(ResolverTest, InsertIsPlannedForTheOtherEndpoint) {
+  ResolveOutput out = Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 2}}, 1));
+  ASSERT_EQ(out.writes["b"].size(), 1u);
+  EXPECT_EQ(out.writes["b"][0].op, Op::kInsert);
+  EXPECT_EQ(out.writes["b"][0].values["w"], 2);
+  EXPECT_TRUE(out.writes["a"].empty());
+  EXPECT_TRUE(out.conflicts.empty());
+}
+
+TEST_F(ResolverTest, UpdateIsCompareAndSetOnTheTargetsValue) {
+  Converged();
+  ResolveOutput out = Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
+                                        {{"id", 1}, {"v", 5}, {"w", 1}}, 200));
+  ASSERT_EQ(out.writes["b"].size(), 1u);
+  const RowOp& op = out.writes["b"][0];
+  EXPECT_EQ(op.op, Op::kUpdate);
+  EXPECT_EQ(op.values, Row({{"v", 5}}));
+  EXPECT_EQ(op.expected, Row({{"v", 1}}));
+}
+
+TEST_F(ResolverTest, P2SequentialUpdateBeatsNewerClockOfOlderValue) {
+  Converged();
+  // b's clock is far ahead: its update is stamped later than a's.
+  Merge("b", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 2}, {"w", 1}},
+                    1e12));
+  Observe("a");  // a received v=2, then edits it: sequential, a wins whatever the clocks say.
+  ResolveOutput out = Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 2}, {"w", 1}},
+                                        {{"id", 1}, {"v", 3}, {"w", 1}}, 500));
+  EXPECT_TRUE(out.conflicts.empty());
+  EXPECT_EQ(state_.values["v"], 3);
+}
+
+TEST_F(ResolverTest, P3ConcurrentUpdatesOfDifferentFieldsBothSurvive) {
+  Converged();
+  ResolveOutput o1 = Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
+                                       {{"id", 1}, {"v", 7}, {"w", 1}}, 200));
+  ResolveOutput o2 = Merge("b", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
+                                       {{"id", 1}, {"v", 1}, {"w", 8}}, 201));
+  EXPECT_TRUE(o1.conflicts.empty());
+  EXPECT_TRUE(o2.conflicts.empty());
+  EXPECT_EQ(state_.values["v"], 7);
+  EXPECT_EQ(state_.values["w"], 8);
+  ASSERT_EQ(o2.writes["a"].size(), 1u);
+  EXPECT_EQ(o2.writes["a"][0].values, Row({{"w", 8}}));
+}
+
+// Runs a same-field conflict (a writes v=a_value at a_ts, b writes v=b_value at b_ts,
+// concurrently) in the given order and returns the agreed value.
+struct Outcome {
+  Value value;
+  std::vector<ConflictRecord> conflicts;
+};
+
+class PolicyOrderTest : public ResolverTest,
+                        public ::testing::WithParamInterface<std::tuple<Policy, bool>> {};
+
+TEST_P(PolicyOrderTest, P4SameFieldConflictOutcomeIndependentOfArrivalOrder) {
+  auto [policy, a_first] = GetParam();
+  auto run = [&](bool a_goes_first) {
+    Build(policy, "b");
+    Converged();
+    Change ca = Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
+                       {{"id", 1}, {"v", 50}, {"w", 1}}, 300);
+    Change cb = Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
+                       {{"id", 1}, {"v", 20}, {"w", 1}}, 400);
+    std::vector<ConflictRecord> conflicts;
+    if (a_goes_first) {
+      Merge("a", ca);
+      conflicts = Merge("b", cb).conflicts;
+    } else {
+      Merge("b", cb);
+      conflicts = Merge("a", ca).conflicts;
+    }
+    return Outcome{state_.values["v"], conflicts};
+  };
+  Outcome first = run(a_first);
+  Outcome second = run(!a_first);
+  EXPECT_EQ(first.value, second.value);
+  ASSERT_EQ(first.conflicts.size(), 1u);
+  EXPECT_EQ(first.conflicts[0].winner, second.conflicts[0].winner);
+  EXPECT_EQ(first.conflicts[0].field, "v");
+  Value expected = policy == Policy::kLww      ? Value(20)   // b is later
+                   : policy == Policy::kPrefer ? Value(20)   // b preferred
+                   : policy == Policy::kMax    ? Value(50)
+                                               : Value(20);  // min
+  EXPECT_EQ(first.value, expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, PolicyOrderTest,
+                         ::testing::Combine(::testing::Values(Policy::kLww, Policy::kPrefer,
+                                                              Policy::kMax, Policy::kMin),
+                                            ::testing::Bool()));
+
+TEST_F(ResolverTest, LwwTieGoesToTheSmallerEndpointName) {
+  FieldPolicy lww{Policy::kLww, ""};
+  Candidate a{1, Version{10, "a"}}, b{2, Version{10, "b"}};
+  EXPECT_TRUE(IncomingWins(lww, b, a));
+  EXPECT_FALSE(IncomingWins(lww, a, b));
+}
+
+TEST_F(ResolverTest, ManualConflictParksAndWritesNothingForTheField) {
+  Build(Policy::kManual);
+  Converged();
+  Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 5}, {"w", 1}},
+                    300));
+  ResolveOutput out = Merge("b", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
+                                        {{"id", 1}, {"v", 6}, {"w", 1}}, 400));
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_TRUE(out.conflicts[0].open);
+  EXPECT_TRUE(state_.diverged.count("v"));
+  for (const auto& [ep, ops] : out.writes) {
+    for (const RowOp& op : ops) EXPECT_FALSE(op.values.contains("v")) << ep;
+  }
+  // The operator takes b's value: a gets it, compare-and-set on a's own value.
+  Observe("a");
+  Observe("b");
+  ResolveOutput res;
+  resolver_->ResolveManual("t", "v", 6, 500, {{"a", 90}, {"b", 91}}, state_, res);
+  ASSERT_EQ(res.writes["a"].size(), 1u);
+  EXPECT_EQ(res.writes["a"][0].values, Row({{"v", 6}}));
+  EXPECT_EQ(res.writes["a"][0].expected, Row({{"v", 5}}));
+  EXPECT_TRUE(res.writes["b"].empty());
+}
+
+TEST_F(ResolverTest, DeleteConcurrentWithUpdateDeleteWinsAndIsLogged) {
+  Converged();
+  Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 9}, {"w", 1}},
+                    300));
+  Change del;
+  del.op = Op::kDelete;
+  del.collection = "t";
+  del.key = {{"id", 1}};
+  del.before = {{"id", 1}, {"v", 1}, {"w", 1}};
+  del.commit_ms = 310;
+  ResolveOutput out = Merge("b", del);
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_EQ(out.conflicts[0].policy, "delete");
+  EXPECT_FALSE(state_.exists);
+  ASSERT_EQ(out.writes["a"].size(), 1u);
+  EXPECT_EQ(out.writes["a"][0].op, Op::kDelete);
+}
+
+TEST_F(ResolverTest, DeleteConcurrentWithUpdateKeepRestoresTheRecord) {
+  Build(Policy::kLww, "", /*delete_wins=*/false);
+  Converged();
+  Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 9}, {"w", 1}},
+                    300));
+  Change del;
+  del.op = Op::kDelete;
+  del.collection = "t";
+  del.key = {{"id", 1}};
+  del.commit_ms = 310;
+  ResolveOutput out = Merge("b", del);
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_EQ(out.conflicts[0].policy, "keep");
+  EXPECT_TRUE(state_.exists);
+  ASSERT_EQ(out.writes["b"].size(), 1u);
+  EXPECT_EQ(out.writes["b"][0].op, Op::kInsert);
+  EXPECT_EQ(out.writes["b"][0].values["v"], 9);
+}
+
+TEST_F(ResolverTest, SequentialDeleteLeavesTombstoneAndLateInsertAfterItIsNew) {
+  Converged();
+  Change del;
+  del.op = Op::kDelete;
+  del.collection = "t";
+  del.key = {{"id", 1}};
+  ResolveOutput out = Merge("a", del);
+  EXPECT_TRUE(out.conflicts.empty());
+  EXPECT_FALSE(state_.exists);
+  ASSERT_EQ(out.writes["b"].size(), 1u);
+  EXPECT_EQ(out.writes["b"][0].expected, Row({{"v", 1}, {"w", 1}}));
+  // b, before observing the delete, updates the row: a conflict, delete wins, b deletes again.
+  ResolveOutput late = Merge("b", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
+                                         {{"id", 1}, {"v", 4}, {"w", 1}}, 999));
+  ASSERT_EQ(late.conflicts.size(), 1u);
+  EXPECT_FALSE(state_.exists);
+  ASSERT_EQ(late.writes["b"].size(), 1u);
+  EXPECT_EQ(late.writes["b"][0].op, Op::kDelete);
+}
+
+TEST_F(ResolverTest, ConcurrentInsertsOfOneKeyMergeFieldByField) {
+  Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 1}}, 100));
+  ResolveOutput out = Merge("b", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 2}}, 200));
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_EQ(out.conflicts[0].field, "w");
+  EXPECT_EQ(state_.values["w"], 2);  // lww: b later
+  ASSERT_EQ(out.writes["a"].size(), 1u);
+  EXPECT_EQ(out.writes["a"][0].values, Row({{"w", 2}}));
+}
+
+TEST(RecordStateTest, EncodeDecodeRoundTrip) {
+  RecordState s;
+  s.exists = true;
+  s.values = {{"id", 1}, {"v", "x"}};
+  s.versions["v"] = Version{12.5, "a"};
+  s.known["b"] = {{"id", 1}, {"v", "y"}};
+  s.pending["b"]["v"] = 7;
+  s.diverged.insert("v");
+  Result<RecordState> d = RecordState::Decode(s.Encode());
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->values, s.values);
+  EXPECT_EQ(d->versions["v"].origin, "a");
+  EXPECT_EQ(d->known["b"], s.known["b"]);
+  EXPECT_EQ(d->pending["b"]["v"], 7);
+  EXPECT_TRUE(d->diverged.count("v"));
+}
+
+}  // namespace
+}  // namespace duplex
