@@ -58,10 +58,7 @@ std::string BlobBytes(const Value& v) {
 bool ValuesEqual(const Value& a, const Value& b) {
   if (a.is_number() && b.is_number()) {
     if (a.is_number_float() || b.is_number_float()) return AsDouble(a) == AsDouble(b);
-    if (a.is_number_unsigned() || b.is_number_unsigned()) {
-      return a.get<uint64_t>() == b.get<uint64_t>() && a.get<int64_t>() == b.get<int64_t>();
-    }
-    return a.get<int64_t>() == b.get<int64_t>();
+    return CompareValues(a, b) == 0;
   }
   if (IsBlob(a) && IsBlob(b)) return BlobBytes(a) == BlobBytes(b);
   return a == b;
@@ -75,7 +72,15 @@ int CompareValues(const Value& a, const Value& b) {
       return 0;
     case 1: {
       if (a.is_number_integer() && b.is_number_integer()) {
-        int64_t x = a.get<int64_t>(), y = b.get<int64_t>();
+        // Unsigned values above INT64_MAX only come from JSON input; order by sign first.
+        const bool an = a.is_number_unsigned() ? false : a.get<int64_t>() < 0;
+        const bool bn = b.is_number_unsigned() ? false : b.get<int64_t>() < 0;
+        if (an != bn) return an ? -1 : 1;
+        if (an) {
+          int64_t x = a.get<int64_t>(), y = b.get<int64_t>();
+          return x < y ? -1 : (x > y ? 1 : 0);
+        }
+        uint64_t x = a.get<uint64_t>(), y = b.get<uint64_t>();
         return x < y ? -1 : (x > y ? 1 : 0);
       }
       double x = AsDouble(a), y = AsDouble(b);

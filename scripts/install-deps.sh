@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and testing duplex needs, with apt-get, when it is missing.
+# Usage: scripts/install-deps.sh [--postgres]   (needs root, or sudo)
+set -euo pipefail
+
+packages=(build-essential cmake ninja-build pkg-config clang-format
+  libsqlite3-dev sqlite3 libtomlplusplus-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
+  libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,507 @@
+#include "config/config.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <set>
+#include <sstream>
+#include <string_view>
+#include <utility>
+
+namespace duplex {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kPolicyList = "lww, prefer, max, min, manual";
+constexpr std::pair<Policy, const char*> kPolicyNames[] = {{Policy::kLww, "lww"},
+                                                           {Policy::kPrefer, "prefer"},
+                                                           {Policy::kMax, "max"},
+                                                           {Policy::kMin, "min"},
+                                                           {Policy::kManual, "manual"}};
+
+int LineOf(const toml::source_region& s) { return static_cast<int>(s.begin.line); }
+
+struct Entry {
+  std::string name;
+  const toml::node* node;
+  int line;  // of the key: where the entry is first named
+};
+
+// A table's entries in file order (toml++ tables are sorted maps).
+std::vector<Entry> InFileOrder(const toml::table& t) {
+  std::vector<std::pair<toml::source_position, Entry>> v;
+  for (auto&& [k, node] : t) {
+    v.push_back({k.source().begin, Entry{std::string(k.str()), &node, LineOf(k.source())}});
+  }
+  std::stable_sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+    return a.first.line != b.first.line ? a.first.line < b.first.line
+                                        : a.first.column < b.first.column;
+  });
+  std::vector<Entry> out;
+  for (auto& e : v) out.push_back(std::move(e.second));
+  return out;
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+bool ValidName(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+// Walks the parsed TOML document and builds the Config, stopping at the first error.
+class Parser {
+ public:
+  Parser(std::string file, Config* config) : file_(std::move(file)), config_(config) {
+    dir_ = fs::path(config->path).parent_path();
+  }
+
+  Status Parse(const toml::table& root) {
+    DUPLEX_RETURN_IF_ERROR(CheckKeys(root, {"engine", "endpoints", "collections"}, ""));
+    std::string state = "duplex-state.db";
+    if (const toml::node* n = root.get("engine")) {
+      DUPLEX_ASSIGN_OR_RETURN(const toml::table* t, Table(*n, LineOf(n->source()), "engine",
+                                                          "write an [engine] section"));
+      DUPLEX_RETURN_IF_ERROR(CheckKeys(*t, {"state", "batch_rows", "poll_interval_ms"}, "engine"));
+      DUPLEX_RETURN_IF_ERROR(GetString(*t, "state", "engine", "\"duplex-state.db\"", &state));
+      DUPLEX_RETURN_IF_ERROR(GetInt(*t, "batch_rows", 1, 1000000, &config_->engine.batch_rows));
+      DUPLEX_RETURN_IF_ERROR(
+          GetInt(*t, "poll_interval_ms", 1, 1000, &config_->engine.poll_interval_ms));
+    }
+    config_->engine.state_path = Resolve(state);
+    DUPLEX_ASSIGN_OR_RETURN(
+        const toml::table* eps,
+        Sections(root, "endpoints",
+                 "add an [endpoints.NAME] section with type = \"sqlite\" and path = \"FILE.db\""));
+    for (const Entry& e : InFileOrder(*eps)) DUPLEX_RETURN_IF_ERROR(ParseEndpoint(e));
+    DUPLEX_ASSIGN_OR_RETURN(const toml::table* cols,
+                            Sections(root, "collections",
+                                     "add a [collections.NAME] section with key = [...] and "
+                                     "endpoints.NAME = { table = \"TABLE\" } for 2+ endpoints"));
+    for (const Entry& e : InFileOrder(*cols)) DUPLEX_RETURN_IF_ERROR(ParseCollection(e));
+    return Status::Ok();
+  }
+
+ private:
+  Status Error(int line, std::string_view what, std::string_view fix) const {
+    std::string where = line > 0 ? fmt::format("{}:{}", file_, line) : file_;
+    return Status::InvalidArgument(fmt::format("{}: {}; {}", where, what, fix));
+  }
+
+  Result<const toml::table*> Table(const toml::node& n, int line, std::string_view what,
+                                   std::string_view fix) const {
+    if (!n.is_table()) return Error(line, fmt::format("{} must be a table", what), fix);
+    return n.as_table();
+  }
+
+  // The top-level table `name` ("endpoints"), which must hold at least one section.
+  Result<const toml::table*> Sections(const toml::table& root, std::string_view name,
+                                      std::string_view fix) const {
+    const toml::node* n = root.get(name);
+    if (!n) return Error(0, fmt::format("no {} defined", name), fix);
+    DUPLEX_ASSIGN_OR_RETURN(const toml::table* t, Table(*n, LineOf(n->source()), name, fix));
+    if (t->empty()) return Error(LineOf(n->source()), fmt::format("no {} defined", name), fix);
+    return t;
+  }
+
+  // A named section ("endpoint 'crm'"): checks its name and that it is a table.
+  Result<const toml::table*> Section(const Entry& e, std::string_view kind,
+                                     std::string_view fix) const {
+    if (!ValidName(e.name)) {
+      return Error(e.line, fmt::format("{} name '{}' is invalid", kind, e.name),
+                   "use only letters, digits, '_' and '-'");
+    }
+    return Table(*e.node, e.line, fmt::format("{} '{}'", kind, e.name), fix);
+  }
+
+  // `where` names the enclosing section ("endpoint 'crm'"); empty for the top level.
+  Status CheckKeys(const toml::table& t, std::initializer_list<std::string_view> known,
+                   std::string_view where) const {
+    for (const Entry& e : InFileOrder(t)) {
+      if (std::find(known.begin(), known.end(), e.name) != known.end()) continue;
+      std::string in = where.empty() ? "at the top level" : fmt::format("in {}", where);
+      return Error(e.line, fmt::format("unknown key '{}' {}", e.name, in),
+                   fmt::format("known keys: {}", fmt::join(known, ", ")));
+    }
+    return Status::Ok();
+  }
+
+  // Reads the string at t[key] into *out. If absent, an error when `required` (the table's
+  // entry), else *out is left as it is.
+  Status GetString(const toml::table& t, std::string_view key, std::string_view where,
+                   std::string_view example, std::string* out,
+                   const Entry* required = nullptr) const {
+    const toml::node* n = t.get(key);
+    if (!n && required) {
+      return Error(required->line, fmt::format("{} has no {}", where, key),
+                   fmt::format("add {} = {}", key, example));
+    }
+    if (!n) return Status::Ok();
+    if (!n->is_string() || n->as_string()->get().empty()) {
+      return Error(LineOf(n->source()),
+                   fmt::format("{}: {} must be a non-empty string", where, key),
+                   fmt::format("write {} = {}", key, example));
+    }
+    *out = n->as_string()->get();
+    return Status::Ok();
+  }
+
+  template <typename T>
+  Status GetInt(const toml::table& t, std::string_view key, int64_t lo, int64_t hi, T* out) const {
+    const toml::node* n = t.get(key);
+    if (!n) return Status::Ok();
+    std::optional<int64_t> v = n->is_integer() ? n->value<int64_t>() : std::nullopt;
+    if (!v || *v < lo || *v > hi) {
+      return Error(LineOf(n->source()),
+                   fmt::format("engine: {} must be an integer from {} to {}", key, lo, hi),
+                   fmt::format("set {} to a value in that range, or remove it", key));
+    }
+    *out = static_cast<T>(*v);
+    return Status::Ok();
+  }
+
+  std::string Resolve(const std::string& p) const { return (dir_ / p).lexically_normal().string(); }
+
+  std::string EndpointNames() const {
+    std::vector<std::string> names;
+    for (const EndpointConfig& e : config_->endpoints) names.push_back(e.name);
+    return Join(names);
+  }
+
+  Status ParseEndpoint(const Entry& e) {
+    DUPLEX_ASSIGN_OR_RETURN(
+        const toml::table* t,
+        Section(e, "endpoint", fmt::format("write it as an [endpoints.{}] section", e.name)));
+    std::string where = fmt::format("endpoint '{}'", e.name);
+    DUPLEX_RETURN_IF_ERROR(CheckKeys(*t, {"type", "path"}, where));
+    EndpointConfig ep;
+    ep.name = e.name;
+    ep.line = e.line;
+    DUPLEX_RETURN_IF_ERROR(GetString(*t, "type", where, "\"sqlite\"", &ep.type, &e));
+    if (ep.type != "sqlite") {
+      return Error(LineOf(t->get("type")->source()),
+                   fmt::format("{}: unknown endpoint type '{}'", where, ep.type),
+                   "known types: sqlite");
+    }
+    DUPLEX_RETURN_IF_ERROR(GetString(
+        *t, "path", where, "\"FILE.db\" (relative to the config file's folder)", &ep.path, &e));
+    ep.path = Resolve(ep.path);
+    config_->endpoints.push_back(std::move(ep));
+    return Status::Ok();
+  }
+
+  Status ParseCollection(const Entry& e) {
+    DUPLEX_ASSIGN_OR_RETURN(
+        const toml::table* t,
+        Section(e, "collection", fmt::format("write it as a [collections.{}] section", e.name)));
+    std::string where = fmt::format("collection '{}'", e.name);
+    DUPLEX_RETURN_IF_ERROR(CheckKeys(
+        *t, {"key", "policy", "endpoint", "on_delete_conflict", "endpoints", "fields"}, where));
+    CollectionConfig c;
+    c.name = e.name;
+    c.line = e.line;
+
+    const toml::node* key = t->get("key");
+    if (!key) return Error(e.line, fmt::format("{} has no key", where), "add key = [\"id\"]");
+    const toml::array* arr = key->as_array();
+    for (size_t i = 0; arr && i < arr->size(); ++i) {
+      std::optional<std::string> field = (*arr)[i].value<std::string>();
+      if (!field || field->empty() || std::count(c.key.begin(), c.key.end(), *field)) break;
+      c.key.push_back(*field);
+    }
+    if (!arr || arr->empty() || c.key.size() != arr->size()) {
+      return Error(LineOf(key->source()),
+                   fmt::format("{}: key must be an array of strings, each a distinct field", where),
+                   "write key = [\"id\"] with the collection's key fields");
+    }
+
+    DUPLEX_RETURN_IF_ERROR(ParseMappings(*t, where, &c));
+    DUPLEX_RETURN_IF_ERROR(ParsePolicy(*t, where, c, nullptr, &c.default_policy));
+
+    if (const toml::node* n = t->get("on_delete_conflict")) {
+      std::optional<std::string_view> v = n->value<std::string_view>();
+      if (!v || (*v != "delete" && *v != "keep")) {
+        return Error(LineOf(n->source()),
+                     fmt::format("{}: on_delete_conflict must be \"delete\" or \"keep\"", where),
+                     "write on_delete_conflict = \"delete\" (the default) or \"keep\"");
+      }
+      c.delete_wins = *v == "delete";
+    }
+
+    if (const toml::node* n = t->get("fields")) {
+      DUPLEX_ASSIGN_OR_RETURN(const toml::table* fields,
+                              Table(*n, LineOf(n->source()), where + ": fields",
+                                    "write fields.NAME = { policy = \"max\" }"));
+      for (const Entry& f : InFileOrder(*fields)) {
+        std::string fwhere = fmt::format("{} field '{}'", where, f.name);
+        if (std::count(c.key.begin(), c.key.end(), f.name)) {
+          return Error(f.line, fwhere + " is a key field; key fields are not resolved by policy",
+                       fmt::format("remove fields.{}", f.name));
+        }
+        DUPLEX_ASSIGN_OR_RETURN(
+            const toml::table* ft,
+            Table(*f.node, f.line, fwhere,
+                  fmt::format("write fields.{} = {{ policy = \"max\" }}", f.name)));
+        DUPLEX_RETURN_IF_ERROR(CheckKeys(*ft, {"policy", "endpoint"}, fwhere));
+        DUPLEX_RETURN_IF_ERROR(ParsePolicy(*ft, fwhere, c, &f, &c.field_policies[f.name]));
+      }
+    }
+    config_->collections.push_back(std::move(c));
+    return Status::Ok();
+  }
+
+  // Reads `policy` (and `endpoint` for prefer) from t into *out; a missing policy is an error
+  // when `required` (t's entry).
+  Status ParsePolicy(const toml::table& t, const std::string& where, const CollectionConfig& c,
+                     const Entry* required, FieldPolicy* out) const {
+    const toml::node* pn = t.get("policy");
+    const toml::node* en = t.get("endpoint");
+    if (!pn && required) {
+      return Error(required->line, fmt::format("{} has no policy", where),
+                   fmt::format("add policy = \"NAME\" (one of: {})", kPolicyList));
+    }
+    if (pn) {
+      std::optional<std::string_view> name = pn->value<std::string_view>();
+      auto it = std::find_if(std::begin(kPolicyNames), std::end(kPolicyNames),
+                             [&](const auto& p) { return name && *name == p.second; });
+      if (it == std::end(kPolicyNames)) {
+        return Error(LineOf(pn->source()),
+                     name ? fmt::format("{}: unknown policy '{}'", where, *name)
+                          : fmt::format("{}: policy must be a string", where),
+                     fmt::format("valid policies: {}", kPolicyList));
+      }
+      out->policy = it->first;
+    }
+    std::vector<std::string> members;
+    for (const CollectionEndpoint& ce : c.endpoints) members.push_back(ce.endpoint);
+    if (out->policy == Policy::kPrefer && !en) {
+      return Error(LineOf(pn->source()),
+                   fmt::format("{}: policy 'prefer' needs an endpoint", where),
+                   fmt::format("add endpoint = \"NAME\" naming one of: {}", Join(members)));
+    }
+    if (!en) return Status::Ok();
+    if (out->policy != Policy::kPrefer) {
+      return Error(LineOf(en->source()),
+                   fmt::format("{}: endpoint is only used with policy \"prefer\"", where),
+                   "remove endpoint, or set policy = \"prefer\"");
+    }
+    DUPLEX_RETURN_IF_ERROR(GetString(t, "endpoint", where, "\"NAME\"", &out->prefer_endpoint));
+    if (!config_->FindEndpoint(out->prefer_endpoint)) {
+      return Error(LineOf(en->source()),
+                   fmt::format("{}: unknown endpoint '{}'", where, out->prefer_endpoint),
+                   fmt::format("defined endpoints: {}", EndpointNames()));
+    }
+    if (std::find(members.begin(), members.end(), out->prefer_endpoint) == members.end()) {
+      return Error(LineOf(en->source()),
+                   fmt::format("{}: preferred endpoint '{}' is not an endpoint of {}", where,
+                               out->prefer_endpoint, c.name),
+                   fmt::format("prefer one of: {}", Join(members)));
+    }
+    return Status::Ok();
+  }
+
+  // Parses the collection's `endpoints` table into c->endpoints, in file order.
+  Status ParseMappings(const toml::table& t, const std::string& where, CollectionConfig* c) const {
+    const toml::node* n = t.get("endpoints");
+    std::string fix = fmt::format(
+        "add endpoints.NAME = {{ table = \"TABLE\" }} for each endpoint (defined endpoints: {})",
+        EndpointNames());
+    const toml::table* eps = nullptr;
+    if (n) {
+      DUPLEX_ASSIGN_OR_RETURN(eps, Table(*n, LineOf(n->source()), where + ": endpoints", fix));
+    }
+    if (!eps || eps->size() < 2) {
+      return Error(n ? LineOf(n->source()) : c->line,
+                   fmt::format("{} has {} endpoint(s); a collection syncs two or more", where,
+                               eps ? eps->size() : 0),
+                   fix);
+    }
+    // Every canonical field the config names, to catch two fields landing on one column.
+    std::set<std::string> canonical(c->key.begin(), c->key.end());
+    if (const toml::table* fields = t["fields"].as_table()) {
+      for (auto&& [k, v] : *fields) canonical.insert(std::string(k.str()));
+    }
+    for (auto&& [k, v] : *eps) {
+      if (const toml::table* m = v.as_table(); m && (*m)["fields"].as_table()) {
+        for (auto&& [f, col] : *(*m)["fields"].as_table()) canonical.insert(std::string(f.str()));
+      }
+    }
+
+    for (const Entry& e : InFileOrder(*eps)) {
+      std::string ewhere = fmt::format("{} endpoint '{}'", where, e.name);
+      if (!config_->FindEndpoint(e.name)) {
+        return Error(e.line, fmt::format("{}: unknown endpoint '{}'", where, e.name),
+                     fmt::format("defined endpoints: {}", EndpointNames()));
+      }
+      DUPLEX_ASSIGN_OR_RETURN(
+          const toml::table* et,
+          Table(*e.node, e.line, ewhere,
+                fmt::format("write endpoints.{} = {{ table = \"TABLE\" }}", e.name)));
+      DUPLEX_RETURN_IF_ERROR(CheckKeys(*et, {"table", "fields"}, ewhere));
+      CollectionEndpoint ce;
+      ce.endpoint = e.name;
+      DUPLEX_RETURN_IF_ERROR(GetString(*et, "table", ewhere, "\"TABLE\"", &ce.table, &e));
+      for (const CollectionConfig& other : config_->collections) {
+        for (const CollectionEndpoint& o : other.endpoints) {
+          if (o.endpoint != ce.endpoint || o.table != ce.table) continue;
+          return Error(e.line,
+                       fmt::format("{}: table '{}' is already synced by collection '{}'", ewhere,
+                                   ce.table, other.name),
+                       "map each table to one collection only");
+        }
+      }
+      std::map<std::string, int> lines;  // mapped field -> line
+      if (const toml::node* fn = et->get("fields")) {
+        DUPLEX_ASSIGN_OR_RETURN(const toml::table* ft,
+                                Table(*fn, LineOf(fn->source()), ewhere + ": fields",
+                                      "write fields = { CANONICAL_FIELD = \"COLUMN\" }"));
+        for (const Entry& f : InFileOrder(*ft)) {
+          std::optional<std::string> col = f.node->value<std::string>();
+          if (!col || col->empty()) {
+            return Error(
+                f.line,
+                fmt::format("{}: fields.{} must be a column name (a string)", ewhere, f.name),
+                fmt::format("write fields = {{ {} = \"COLUMN\" }}", f.name));
+          }
+          if (*col != f.name) ce.fields[f.name] = *col;
+          lines[f.name] = f.line;
+        }
+      }
+      std::map<std::string, std::string> owner;  // column -> canonical field
+      for (const std::string& field : canonical) {
+        std::string col = ce.Column(field);
+        auto [it, inserted] = owner.emplace(col, field);
+        if (inserted) continue;
+        const std::string& renamed = ce.fields.count(field) ? field : it->second;
+        return Error(lines[renamed],
+                     fmt::format("{}: fields '{}' and '{}' both map to column '{}'", ewhere,
+                                 it->second, field, col),
+                     "map each canonical field to its own column");
+      }
+      c->endpoints.push_back(std::move(ce));
+    }
+    return Status::Ok();
+  }
+
+  std::string file_;
+  fs::path dir_;
+  Config* config_;
+};
+
+}  // namespace
+
+const char* PolicyName(Policy p) {
+  for (const auto& [policy, name] : kPolicyNames) {
+    if (policy == p) return name;
+  }
+  return "unknown";
+}
+
+const EndpointConfig* Config::FindEndpoint(const std::string& name) const {
+  for (const EndpointConfig& e : endpoints) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  std::error_code ec;
+  std::ifstream in;
+  errno = 0;
+  if (!fs::is_directory(path, ec)) in.open(path, std::ios::binary);
+  if (!in.is_open()) {
+    return Status::InvalidArgument(
+        fmt::format("cannot read config file '{}' ({}); check the path, or write an example "
+                    "config with `duplex init`",
+                    path, errno ? std::strerror(errno) : "not a regular file"));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), path);
+}
+
+Result<Config> ParseConfig(const std::string& text, const std::string& path) {
+  Config config;
+  std::error_code ec;
+  fs::path abs = fs::absolute(path, ec);
+  config.path = (ec ? fs::path(path) : abs).lexically_normal().string();
+  toml::table root;
+  try {
+    root = toml::parse(std::string_view(text), std::string_view(path));
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(fmt::format("{}:{}: {}; fix the TOML syntax there", path,
+                                               e.source().begin.line, e.description()));
+  }
+  Parser parser(path, &config);
+  DUPLEX_RETURN_IF_ERROR(parser.Parse(root));
+  return config;
+}
+
+std::string ExampleConfig() {
+  return R"(# duplex configuration: which databases to keep in sync, and how.
+# Relative paths in this file are resolved against the folder this file is in.
+
+[engine]
+# duplex's own SQLite file: the sync state of every record and the change journal.
+state = "duplex-state.db"
+# Most row changes captured or applied in one batch (1 to 1000000).
+# batch_rows = 10000
+# Idle wait between cheap checks for new changes, in milliseconds (1 to 1000).
+# poll_interval_ms = 5
+
+# Endpoints: the databases to keep in sync. The name after "endpoints." is yours to choose
+# (letters, digits, '_' and '-'); collections refer to endpoints by it.
+[endpoints.crm]
+type = "sqlite"     # the only endpoint type so far
+path = "crm.db"     # the SQLite database file
+
+[endpoints.billing]
+type = "sqlite"
+path = "billing.db"
+
+# Collections: one kind of record kept equal on two or more endpoints. Here a customer lives in
+# table "customers" of crm and in table "clients" of billing.
+[collections.customer]
+# The canonical fields that identify a record on every endpoint (a primary or unique key).
+key = ["id"]
+# How a field changed concurrently on two endpoints is resolved; the default of every field:
+#   "lww"     last writer wins: the later commit wins
+#   "prefer"  one endpoint's value always wins; name it with endpoint = "NAME"
+#   "max"     the larger value wins (NULL < numbers < text < binary)
+#   "min"     the smaller value wins
+#   "manual"  nothing is overwritten: each endpoint keeps its value, and the conflict waits
+#             for an operator (`duplex conflicts resolve`)
+policy = "lww"
+# A delete on one endpoint concurrent with an update on another:
+#   "delete" (the default) the delete wins; "keep" the updated record is kept.
+on_delete_conflict = "delete"
+# Where the collection lives on each endpoint: `table` is the endpoint's table, and `fields`
+# maps canonical field names to this endpoint's column names where they differ
+# (canonical = "column"). By default every column present on all of the collection's endpoints
+# (under its mapped name) is synced.
+endpoints.crm     = { table = "customers" }
+endpoints.billing = { table = "clients", fields = { name = "full_name" } }
+# Per-field policies, overriding the collection's policy (key fields are never resolved by
+# policy: they identify the record).
+fields.balance = { policy = "max" }
+fields.tier    = { policy = "prefer", endpoint = "crm" }
+fields.notes   = { policy = "manual" }
+)";
+}
+
+}  // namespace duplex

@@ -1,0 +1,463 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <initializer_list>
+#include <string>
+
+#include "support/test_util.h"
+
+namespace duplex {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The example of the config format, as documented.
+constexpr const char* kExample = R"([engine]
+state = "duplex-state.db"
+
+[endpoints.crm]
+type = "sqlite"
+path = "crm.db"
+
+[endpoints.billing]
+type = "sqlite"
+path = "billing.db"
+
+[collections.customer]
+key = ["id"]
+policy = "lww"
+endpoints.crm     = { table = "customers" }
+endpoints.billing = { table = "clients", fields = { name = "full_name" } }
+fields.balance = { policy = "max" }
+fields.tier    = { policy = "prefer", endpoint = "crm" }
+fields.notes   = { policy = "manual" }
+)";
+
+// Two endpoints, for error cases that only need a collection after them (lines 1-6).
+constexpr const char* kEndpoints = R"([endpoints.crm]
+type = "sqlite"
+path = "crm.db"
+[endpoints.billing]
+type = "sqlite"
+path = "billing.db"
+)";
+
+// A valid collection over crm and billing; starts on line 7 when appended to kEndpoints.
+constexpr const char* kCustomer = R"([collections.customer]
+key = ["id"]
+endpoints.crm = { table = "customers" }
+endpoints.billing = { table = "clients" }
+)";
+
+// The 1-based line of the first line of `text` that contains `marker`.
+int LineContaining(const std::string& text, const std::string& marker) {
+  size_t pos = text.find(marker);
+  EXPECT_NE(pos, std::string::npos) << "marker '" << marker << "' not in the config";
+  if (pos == std::string::npos) return 0;
+  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + pos, '\n'));
+}
+
+// Expects ParseConfig to fail with InvalidArgument "sync.toml:LINE: ..." where LINE is the line
+// holding `marker` (0: no line), and the message to contain each of `parts`.
+void ExpectError(const std::string& text, const std::string& marker,
+                 std::initializer_list<std::string> parts) {
+  Result<Config> config = ParseConfig(text, "sync.toml");
+  ASSERT_FALSE(config.ok()) << "config parsed but should not:\n" << text;
+  EXPECT_TRUE(config.status().IsInvalidArgument()) << config.status().ToString();
+  const std::string& msg = config.status().message();
+  std::string prefix = marker.empty()
+                           ? std::string("sync.toml: ")
+                           : "sync.toml:" + std::to_string(LineContaining(text, marker)) + ": ";
+  EXPECT_EQ(msg.rfind(prefix, 0), 0u) << "expected prefix '" << prefix << "' in: " << msg;
+  EXPECT_NE(msg.find("; "), std::string::npos) << "no suggested fix in: " << msg;
+  for (const std::string& part : parts) {
+    EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
+  }
+}
+
+TEST(ConfigTest, ExampleParsesToExpectedStructures) {
+  Result<Config> config = ParseConfig(kExample, "/etc/duplex/sync.toml");
+  ASSERT_OK(config);
+  EXPECT_EQ(config->path, "/etc/duplex/sync.toml");
+  EXPECT_EQ(config->engine.state_path, "/etc/duplex/duplex-state.db");
+  EXPECT_EQ(config->engine.batch_rows, 10000u);
+  EXPECT_EQ(config->engine.poll_interval_ms, 5);
+
+  ASSERT_EQ(config->endpoints.size(), 2u);
+  EXPECT_EQ(config->endpoints[0].name, "crm");  // file order, not sorted by name
+  EXPECT_EQ(config->endpoints[0].type, "sqlite");
+  EXPECT_EQ(config->endpoints[0].path, "/etc/duplex/crm.db");
+  EXPECT_EQ(config->endpoints[0].line, 4);
+  EXPECT_EQ(config->endpoints[1].name, "billing");
+  EXPECT_EQ(config->endpoints[1].path, "/etc/duplex/billing.db");
+  EXPECT_EQ(config->FindEndpoint("billing"), &config->endpoints[1]);
+  EXPECT_EQ(config->FindEndpoint("erp"), nullptr);
+
+  ASSERT_EQ(config->collections.size(), 1u);
+  const CollectionConfig& c = config->collections[0];
+  EXPECT_EQ(c.name, "customer");
+  EXPECT_EQ(c.line, 12);
+  EXPECT_EQ(c.key, std::vector<std::string>{"id"});
+  EXPECT_EQ(c.default_policy.policy, Policy::kLww);
+  EXPECT_TRUE(c.delete_wins);
+  ASSERT_EQ(c.endpoints.size(), 2u);
+  EXPECT_EQ(c.endpoints[0].endpoint, "crm");
+  EXPECT_EQ(c.endpoints[0].table, "customers");
+  EXPECT_TRUE(c.endpoints[0].fields.empty());
+  EXPECT_EQ(c.endpoints[1].endpoint, "billing");
+  EXPECT_EQ(c.endpoints[1].table, "clients");
+  EXPECT_EQ(c.endpoints[1].Column("name"), "full_name");
+  EXPECT_EQ(c.endpoints[1].Column("balance"), "balance");
+
+  EXPECT_EQ(c.field_policies.size(), 3u);
+  EXPECT_EQ(c.PolicyFor("balance").policy, Policy::kMax);
+  EXPECT_EQ(c.PolicyFor("tier").policy, Policy::kPrefer);
+  EXPECT_EQ(c.PolicyFor("tier").prefer_endpoint, "crm");
+  EXPECT_EQ(c.PolicyFor("notes").policy, Policy::kManual);
+  EXPECT_EQ(c.PolicyFor("name").policy, Policy::kLww);
+}
+
+TEST(ConfigTest, ExampleConfigParses) {
+  Result<Config> config = ParseConfig(ExampleConfig(), "/tmp/x/duplex.toml");
+  ASSERT_OK(config);
+  ASSERT_EQ(config->collections.size(), 1u);
+  EXPECT_EQ(config->collections[0].endpoints.size(), 2u);
+  EXPECT_EQ(config->collections[0].PolicyFor("tier").prefer_endpoint, "crm");
+  EXPECT_NE(ExampleConfig().find("on_delete_conflict"), std::string::npos);
+}
+
+TEST(ConfigTest, PolicyNames) {
+  EXPECT_STREQ(PolicyName(Policy::kLww), "lww");
+  EXPECT_STREQ(PolicyName(Policy::kPrefer), "prefer");
+  EXPECT_STREQ(PolicyName(Policy::kMax), "max");
+  EXPECT_STREQ(PolicyName(Policy::kMin), "min");
+  EXPECT_STREQ(PolicyName(Policy::kManual), "manual");
+}
+
+TEST(ConfigTest, LoadConfigResolvesPathsAgainstConfigFolder) {
+  testing::TempDir dir;
+  fs::create_directories(dir.File("conf"));
+  std::string text = std::string(kEndpoints) + kCustomer +
+                     "[engine]\nstate = \"../state/s.db\"\n"
+                     "[endpoints.abs]\ntype = \"sqlite\"\npath = \"/data/abs.db\"\n";
+  testing::WriteFile(dir.File("conf/sync.toml"), text);
+  Result<Config> config = LoadConfig(dir.File("conf/sync.toml"));
+  ASSERT_OK(config);
+  fs::path root = fs::absolute(dir.path());
+  EXPECT_EQ(config->path, (root / "conf/sync.toml").string());
+  EXPECT_EQ(config->engine.state_path, (root / "state/s.db").string());
+  EXPECT_EQ(config->endpoints[0].path, (root / "conf/crm.db").string());
+  EXPECT_EQ(config->endpoints[2].path, "/data/abs.db");
+}
+
+TEST(ConfigTest, RelativeConfigPathIsMadeAbsolute) {
+  Result<Config> config = ParseConfig(std::string(kEndpoints) + kCustomer, "conf/sync.toml");
+  ASSERT_OK(config);
+  EXPECT_EQ(config->path, (fs::current_path() / "conf/sync.toml").string());
+  EXPECT_EQ(config->endpoints[1].path, (fs::current_path() / "conf/billing.db").string());
+  EXPECT_EQ(config->engine.state_path, (fs::current_path() / "conf/duplex-state.db").string());
+}
+
+TEST(ConfigTest, LoadConfigMissingFileIsInvalidArgument) {
+  testing::TempDir dir;
+  Result<Config> config = LoadConfig(dir.File("nope.toml"));
+  ASSERT_FALSE(config.ok());
+  EXPECT_TRUE(config.status().IsInvalidArgument());
+  EXPECT_NE(config.status().message().find("cannot read config file '" + dir.File("nope.toml")),
+            std::string::npos)
+      << config.status().message();
+}
+
+TEST(ConfigTest, LoadConfigDirectoryIsInvalidArgument) {
+  testing::TempDir dir;
+  Result<Config> config = LoadConfig(dir.path());
+  ASSERT_FALSE(config.ok());
+  EXPECT_TRUE(config.status().IsInvalidArgument());
+  EXPECT_NE(config.status().message().find("cannot read config file"), std::string::npos);
+}
+
+TEST(ConfigTest, EngineOptionsAndDeleteConflictAreRead) {
+  std::string text = std::string("[engine]\nbatch_rows = 500\npoll_interval_ms = 20\n") +
+                     kEndpoints + kCustomer + "on_delete_conflict = \"keep\"\n";
+  Result<Config> config = ParseConfig(text, "/a/sync.toml");
+  ASSERT_OK(config);
+  EXPECT_EQ(config->engine.state_path, "/a/duplex-state.db");
+  EXPECT_EQ(config->engine.batch_rows, 500u);
+  EXPECT_EQ(config->engine.poll_interval_ms, 20);
+  EXPECT_FALSE(config->collections[0].delete_wins);
+}
+
+TEST(ConfigTest, EndpointsKeepFileOrderNotNameOrder) {
+  std::string text = R"([endpoints.zeta]
+type = "sqlite"
+path = "z.db"
+[endpoints.alpha]
+type = "sqlite"
+path = "a.db"
+[endpoints.mid]
+type = "sqlite"
+path = "m.db"
+[collections.zz]
+key = ["k1", "k2"]
+endpoints.mid = { table = "t" }
+endpoints.zeta = { table = "t" }
+endpoints.alpha = { table = "t" }
+[collections.aa]
+key = ["id"]
+[collections.aa.endpoints.alpha]
+table = "u"
+[collections.aa.endpoints.zeta]
+table = "u"
+)";
+  Result<Config> config = ParseConfig(text, "/a/sync.toml");
+  ASSERT_OK(config);
+  ASSERT_EQ(config->endpoints.size(), 3u);
+  EXPECT_EQ(config->endpoints[0].name, "zeta");
+  EXPECT_EQ(config->endpoints[1].name, "alpha");
+  EXPECT_EQ(config->endpoints[2].name, "mid");
+  ASSERT_EQ(config->collections.size(), 2u);
+  const CollectionConfig& zz = config->collections[0];
+  EXPECT_EQ(zz.name, "zz");
+  EXPECT_EQ(zz.key, (std::vector<std::string>{"k1", "k2"}));
+  ASSERT_EQ(zz.endpoints.size(), 3u);
+  EXPECT_EQ(zz.endpoints[0].endpoint, "mid");
+  EXPECT_EQ(zz.endpoints[1].endpoint, "zeta");
+  EXPECT_EQ(zz.endpoints[2].endpoint, "alpha");
+  const CollectionConfig& aa = config->collections[1];
+  EXPECT_EQ(aa.name, "aa");
+  ASSERT_EQ(aa.endpoints.size(), 2u);
+  EXPECT_EQ(aa.endpoints[0].endpoint, "alpha");
+  EXPECT_EQ(aa.endpoints[1].endpoint, "zeta");
+}
+
+TEST(ConfigTest, CollectionLevelPreferPolicy) {
+  std::string text =
+      std::string(kEndpoints) + kCustomer + "policy = \"prefer\"\nendpoint = \"billing\"\n";
+  Result<Config> config = ParseConfig(text, "/a/sync.toml");
+  ASSERT_OK(config);
+  EXPECT_EQ(config->collections[0].default_policy.policy, Policy::kPrefer);
+  EXPECT_EQ(config->collections[0].PolicyFor("anything").prefer_endpoint, "billing");
+}
+
+TEST(ConfigTest, IdentityMappingIsNotStoredAsRename) {
+  std::string text = std::string(kEndpoints) +
+                     "[collections.c]\nkey = [\"id\"]\nendpoints.crm = { table = \"t\", fields = "
+                     "{ a = \"a\", b = \"bb\" } }\nendpoints.billing = { table = \"t\" }\n";
+  Result<Config> config = ParseConfig(text, "/a/sync.toml");
+  ASSERT_OK(config);
+  EXPECT_EQ(config->collections[0].endpoints[0].fields,
+            (std::map<std::string, std::string>{{"b", "bb"}}));
+}
+
+TEST(ConfigErrorTest, TomlSyntaxError) {
+  ExpectError(std::string(kEndpoints) + "[collections.customer]\nkey = [\"id\"\n",
+              "key =", {"sync.toml", "TOML syntax"});
+}
+
+TEST(ConfigErrorTest, UnknownKeyInCollectionEndpointListsKnownKeys) {
+  std::string text = std::string(kEndpoints) +
+                     "[collections.customer]\nkey = [\"id\"]\n"
+                     "endpoints.crm = { tabel = \"customers\" }\n"
+                     "endpoints.billing = { table = \"clients\" }\n";
+  ExpectError(text, "tabel",
+              {"unknown key 'tabel' in collection 'customer' endpoint 'crm'; known keys: table, "
+               "fields"});
+}
+
+TEST(ConfigErrorTest, UnknownTopLevelKey) {
+  ExpectError(std::string(kEndpoints) + kCustomer + "[collection.x]\nkey = [\"id\"]\n",
+              "[collection.x]",
+              {"unknown key 'collection'", "known keys: engine, endpoints, collections"});
+}
+
+TEST(ConfigErrorTest, UnknownKeyInEngineEndpointCollectionAndField) {
+  ExpectError(std::string("[engine]\nstate_file = \"s.db\"\n") + kEndpoints + kCustomer,
+              "state_file", {"unknown key 'state_file' in engine", "state, batch_rows"});
+  ExpectError(std::string(kEndpoints) + "host = \"x\"\n" + kCustomer, "host",
+              {"unknown key 'host' in endpoint 'billing'", "known keys: type, path"});
+  ExpectError(std::string(kEndpoints) + kCustomer + "keys = [\"id\"]\n", "keys",
+              {"unknown key 'keys' in collection 'customer'", "on_delete_conflict"});
+  ExpectError(std::string(kEndpoints) + kCustomer + "fields.a = { polcy = \"max\" }\n", "polcy",
+              {"unknown key 'polcy' in collection 'customer' field 'a'", "policy, endpoint"});
+}
+
+TEST(ConfigErrorTest, KeyMustBeArrayOfStrings) {
+  std::string text = std::string(kEndpoints) +
+                     "[collections.customer]\nkey = \"id\"\nendpoints.crm = { table = \"a\" }\n"
+                     "endpoints.billing = { table = \"b\" }\n";
+  ExpectError(text, "key =", {"collection 'customer'", "key must be an array of strings"});
+  ExpectError(std::string(kEndpoints) +
+                  "[collections.customer]\nkey = []\nendpoints.crm = { table = \"a\" }\n",
+              "key =", {"key must be an array of strings"});
+  ExpectError(std::string(kEndpoints) + "[collections.customer]\nkey = [\"id\", 3]\n",
+              "key =", {"key must be an array of strings"});
+  ExpectError(std::string(kEndpoints) + "[collections.customer]\nkey = [\"id\", \"id\"]\n",
+              "key =", {"distinct"});
+}
+
+TEST(ConfigErrorTest, MissingKey) {
+  ExpectError(std::string(kEndpoints) +
+                  "[collections.customer]\nendpoints.crm = { table = \"a\" }\n"
+                  "endpoints.billing = { table = \"b\" }\n",
+              "[collections.customer]", {"collection 'customer' has no key", "key = [\"id\"]"});
+}
+
+TEST(ConfigErrorTest, UnknownPolicyListsValidOnes) {
+  ExpectError(std::string(kEndpoints) + kCustomer + "policy = \"newest\"\n", "newest",
+              {"collection 'customer'", "unknown policy 'newest'",
+               "valid policies: lww, prefer, max, min, manual"});
+  ExpectError(std::string(kEndpoints) + kCustomer + "fields.total = { policy = \"sum\" }\n", "sum",
+              {"field 'total'", "unknown policy 'sum'", "lww, prefer, max, min, manual"});
+  ExpectError(std::string(kEndpoints) + kCustomer + "fields.total = { policy = 1 }\n",
+              "fields.total", {"field 'total'", "policy must be a string"});
+}
+
+TEST(ConfigErrorTest, FieldPolicyIsRequired) {
+  ExpectError(std::string(kEndpoints) + kCustomer + "fields.total = { endpoint = \"crm\" }\n",
+              "fields.total", {"field 'total' has no policy"});
+}
+
+TEST(ConfigErrorTest, PreferWithoutEndpoint) {
+  ExpectError(std::string(kEndpoints) + kCustomer + "fields.tier = { policy = \"prefer\" }\n",
+              "fields.tier",
+              {"field 'tier'", "policy 'prefer' needs an endpoint", "one of: crm, billing"});
+  ExpectError(std::string(kEndpoints) + kCustomer + "policy = \"prefer\"\n",
+              "policy =", {"collection 'customer'", "policy 'prefer' needs an endpoint"});
+}
+
+TEST(ConfigErrorTest, EndpointWithoutPreferPolicy) {
+  ExpectError(std::string(kEndpoints) + kCustomer +
+                  "fields.tier = { policy = \"max\", endpoint = \"crm\" }\n",
+              "fields.tier", {"field 'tier'", "endpoint is only used with policy \"prefer\""});
+}
+
+TEST(ConfigErrorTest, PreferUnknownEndpointListsDefinedOnes) {
+  ExpectError(std::string(kEndpoints) + kCustomer +
+                  "fields.tier = { policy = \"prefer\", endpoint = \"erp\" }\n",
+              "fields.tier",
+              {"field 'tier'", "unknown endpoint 'erp'", "defined endpoints: crm, billing"});
+}
+
+TEST(ConfigErrorTest, PreferEndpointNotInCollection) {
+  std::string text = std::string(kEndpoints) + "[endpoints.erp]\ntype = \"sqlite\"\n" +
+                     "path = \"erp.db\"\n" + kCustomer + "policy = \"prefer\"\n" +
+                     "endpoint = \"erp\"\n";
+  ExpectError(text, "endpoint = \"erp\"",
+              {"collection 'customer'", "'erp' is not an endpoint of customer",
+               "prefer one of: crm, billing"});
+}
+
+TEST(ConfigErrorTest, CollectionReferencesUnknownEndpoint) {
+  std::string text = std::string(kEndpoints) +
+                     "[collections.customer]\nkey = [\"id\"]\n"
+                     "endpoints.crm = { table = \"a\" }\nendpoints.erp = { table = \"b\" }\n";
+  ExpectError(
+      text, "endpoints.erp",
+      {"collection 'customer'", "unknown endpoint 'erp'", "defined endpoints: crm, billing"});
+}
+
+TEST(ConfigErrorTest, CollectionNeedsTwoEndpoints) {
+  std::string text = std::string(kEndpoints) +
+                     "[collections.customer]\nkey = [\"id\"]\nendpoints.crm = { table = \"a\" }\n";
+  ExpectError(text, "endpoints.crm = {", {"collection 'customer' has 1 endpoint", "two or more"});
+  ExpectError(std::string(kEndpoints) + "[collections.customer]\nkey = [\"id\"]\n",
+              "[collections.customer]", {"collection 'customer' has 0 endpoint"});
+}
+
+TEST(ConfigErrorTest, CollectionEndpointNeedsTable) {
+  std::string text = std::string(kEndpoints) +
+                     "[collections.customer]\nkey = [\"id\"]\n"
+                     "endpoints.crm = { fields = { a = \"b\" } }\n"
+                     "endpoints.billing = { table = \"b\" }\n";
+  ExpectError(text, "endpoints.crm = {", {"collection 'customer' endpoint 'crm' has no table"});
+}
+
+TEST(ConfigErrorTest, PolicyForKeyField) {
+  ExpectError(std::string(kEndpoints) + kCustomer + "fields.id = { policy = \"max\" }\n",
+              "fields.id", {"field 'id' is a key field", "key fields are not resolved by policy"});
+}
+
+TEST(ConfigErrorTest, DuplicateColumnMapping) {
+  std::string text = std::string(kEndpoints) +
+                     "[collections.customer]\nkey = [\"id\"]\n"
+                     "endpoints.crm = { table = \"a\" }\n"
+                     "[collections.customer.endpoints.billing]\n"
+                     "table = \"b\"\n"
+                     "fields.name = \"full_name\"\n"
+                     "fields.fullname = \"full_name\"\n";
+  ExpectError(text, "fields.name",
+              {"collection 'customer' endpoint 'billing'",
+               "fields 'fullname' and 'name' both map to column 'full_name'"});
+}
+
+TEST(ConfigErrorTest, RenameOntoAnotherFieldsColumn) {
+  std::string text = std::string(kEndpoints) +
+                     "[collections.customer]\nkey = [\"id\"]\n"
+                     "endpoints.crm = { table = \"a\" }\n"
+                     "endpoints.billing = { table = \"b\", fields = { ref = \"id\" } }\n";
+  ExpectError(text, "fields = { ref",
+              {"endpoint 'billing'", "fields 'id' and 'ref' both map to column 'id'"});
+}
+
+TEST(ConfigErrorTest, NoEndpointsOrCollections) {
+  ExpectError("", "", {"no endpoints defined", "[endpoints.NAME]"});
+  ExpectError("[engine]\nstate = \"s.db\"\n", "", {"no endpoints defined"});
+  ExpectError(kEndpoints, "", {"no collections defined", "[collections.NAME]"});
+}
+
+TEST(ConfigErrorTest, UnknownEndpointType) {
+  ExpectError("[endpoints.crm]\ntype = \"mysql\"\npath = \"x\"\n", "mysql",
+              {"endpoint 'crm'", "unknown endpoint type 'mysql'; known types: sqlite"});
+}
+
+TEST(ConfigErrorTest, EndpointNeedsTypeAndPath) {
+  ExpectError("[endpoints.crm]\ntype = \"sqlite\"\n", "[endpoints.crm]",
+              {"endpoint 'crm' has no path"});
+  ExpectError("[endpoints.crm]\npath = \"crm.db\"\n", "[endpoints.crm]",
+              {"endpoint 'crm' has no type"});
+  ExpectError("[endpoints.crm]\ntype = \"sqlite\"\npath = 7\n",
+              "path =", {"endpoint 'crm': path must be a non-empty string"});
+}
+
+TEST(ConfigErrorTest, InvalidNames) {
+  ExpectError("[endpoints.\"my crm\"]\ntype = \"sqlite\"\npath = \"x\"\n", "my crm",
+              {"endpoint name 'my crm' is invalid", "letters, digits"});
+  ExpectError(std::string(kEndpoints) + "[collections.\"a.b\"]\nkey = [\"id\"]\n", "a.b",
+              {"collection name 'a.b' is invalid"});
+}
+
+TEST(ConfigErrorTest, WrongTypesForSections) {
+  ExpectError("endpoints = 3\n", "endpoints", {"endpoints must be a table"});
+  ExpectError(std::string(kEndpoints) + "[[collections]]\nkey = [\"id\"]\n", "[[collections]]",
+              {"collections must be a table"});
+  ExpectError(std::string("engine = \"x\"\n") + kEndpoints, "engine", {"engine must be a table"});
+  ExpectError(std::string(kEndpoints) + "[collections]\ncustomer = 1\n", "customer",
+              {"collection 'customer' must be a table"});
+}
+
+TEST(ConfigErrorTest, EngineValuesOutOfRange) {
+  ExpectError(std::string("[engine]\nbatch_rows = 0\n") + kEndpoints + kCustomer, "batch_rows",
+              {"batch_rows must be an integer from 1 to 1000000"});
+  ExpectError(std::string("[engine]\npoll_interval_ms = \"5\"\n") + kEndpoints + kCustomer,
+              "poll_interval_ms", {"poll_interval_ms must be an integer from 1 to 1000"});
+}
+
+TEST(ConfigErrorTest, InvalidOnDeleteConflict) {
+  ExpectError(std::string(kEndpoints) + kCustomer + "on_delete_conflict = \"restore\"\n",
+              "on_delete_conflict", {"on_delete_conflict must be \"delete\" or \"keep\""});
+}
+
+TEST(ConfigErrorTest, TableSyncedByTwoCollections) {
+  std::string text = std::string(kEndpoints) + kCustomer +
+                     "[collections.client]\nkey = [\"id\"]\n"
+                     "endpoints.crm = { table = \"other\" }\n"
+                     "endpoints.billing = {table = \"clients\"}\n";
+  ExpectError(text, "{table = \"clients\"}",
+              {"collection 'client' endpoint 'billing'",
+               "table 'clients' is already synced by collection 'customer'"});
+}
+
+}  // namespace
+}  // namespace duplex

@@ -1,0 +1,141 @@
+#include "store/state_store.h"
+
+#include <gtest/gtest.h>
+
+#include "support/test_util.h"
+#include "util/json_value.h"
+
+namespace duplex {
+namespace {
+
+using testing::TempDir;
+
+TEST(StateStoreTest, JournalKeepsBatchesInOrderWithCapturePosition) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  ChangeBatch b;
+  Change c;
+  c.op = Op::kUpdate;
+  c.collection = "t";
+  c.key = {{"id", 1}};
+  c.before = {{"id", 1}, {"v", "a"}};
+  c.after = {{"id", 1}, {"v", MakeBlob(std::string("\0\xff", 2))}};
+  c.commit_ms = 12.5;
+  c.position = 7;
+  b.changes.push_back(c);
+  Change m;
+  m.op = Op::kMarker;
+  m.apply_id = 42;
+  m.position = 8;
+  b.changes.push_back(m);
+  b.end = 8;
+  ASSERT_OK((*store)->AppendJournal("a", b));
+  auto p = (*store)->Progress("a");
+  ASSERT_OK(p);
+  EXPECT_EQ(p->capture, 8);
+  auto entries = (*store)->ReadJournal(10);
+  ASSERT_OK(entries);
+  ASSERT_EQ(entries->size(), 1u);
+  const ChangeBatch& got = (*entries)[0].batch;
+  ASSERT_EQ(got.changes.size(), 2u);
+  EXPECT_EQ(got.changes[0].after, c.after);
+  EXPECT_EQ(got.changes[0].commit_ms, 12.5);
+  EXPECT_EQ(got.changes[1].op, Op::kMarker);
+  EXPECT_EQ(got.changes[1].apply_id, 42);
+  EXPECT_EQ(*(*store)->JournalBacklog(), 2);
+  ASSERT_OK((*store)->DeleteJournal((*entries)[0].id));
+  EXPECT_EQ(*(*store)->JournalBacklog(), 0);
+}
+
+TEST(StateStoreTest, OutboxReadsWholeBatchesUpToTheRowLimit) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  auto first = (*store)->AllocateApplyIds(3);
+  ASSERT_OK(first);
+  for (int i = 0; i < 3; ++i) {
+    ApplyBatch b{*first + i, {}};
+    for (int r = 0; r < 4; ++r) {
+      b.ops.push_back(RowOp{Op::kUpdate, "t", {{"id", r}}, {{"v", i}}, {{"v", nullptr}}});
+    }
+    ASSERT_OK((*store)->AddOutbox("b", b));
+  }
+  auto batches = (*store)->ReadOutbox("b", 9);
+  ASSERT_OK(batches);
+  EXPECT_EQ(batches->size(), 2u);  // 8 rows; a third batch would exceed 9
+  EXPECT_EQ((*batches)[1].ops[3].values["v"], 1);
+  auto one = (*store)->ReadOutbox("b", 1);
+  ASSERT_OK(one);
+  EXPECT_EQ(one->size(), 1u);  // always at least one batch
+  ASSERT_OK((*store)->DeleteOutbox("b", (*batches)[1].id));
+  EXPECT_EQ(*(*store)->OutboxRows("b"), 4);
+  auto next = (*store)->AllocateApplyIds(1);
+  ASSERT_OK(next);
+  EXPECT_EQ(*next, *first + 3);
+}
+
+TEST(StateStoreTest, RecordsSurviveReopen) {
+  TempDir dir;
+  {
+    auto store = StateStore::Open(dir.File("s.db"), true);
+    ASSERT_OK(store);
+    RecordState s;
+    s.exists = true;
+    s.values = {{"id", 1}, {"v", 2}};
+    ASSERT_OK((*store)->SaveRecord("t", "[1]", s));
+  }
+  auto store = StateStore::Open(dir.File("s.db"), false);
+  ASSERT_OK(store);
+  std::map<std::string, RecordState> out;
+  ASSERT_OK((*store)->LoadRecords("t", {"[1]", "[2]"}, out));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out["[1]"].values["v"], 2);
+  EXPECT_EQ(*(*store)->CountRecords("t", true), 1);
+}
+
+TEST(StateStoreTest, MissingStateFileIsNotFoundWithoutCreate) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("nope.db"), false);
+  EXPECT_TRUE(store.status().IsNotFound()) << store.status().ToString();
+}
+
+TEST(StateStoreTest, ManualConflictLifecycle) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  ConflictRecord c;
+  c.collection = "customer";
+  c.key = {{"id", 3}};
+  c.key_text = "[3]";
+  c.field = "notes";
+  c.policy = "manual";
+  c.base = "";
+  c.values = {{"crm", {{"value", "x"}, {"ts", 1.0}}}, {"billing", {{"value", "y"}, {"ts", 2.0}}}};
+  c.open = true;
+  auto id = (*store)->AddConflict(c, 10);
+  ASSERT_OK(id);
+  ASSERT_OK((*store)->UpdateOpenConflict({"customer", "[3]", "notes", "billing", "z", 3.0}));
+  auto row = (*store)->GetConflict(*id);
+  ASSERT_OK(row);
+  EXPECT_EQ(row->status, "open");
+  EXPECT_EQ(row->values["billing"]["value"], "z");
+  EXPECT_EQ((*store)->ListConflicts(false)->size(), 1u);
+  ASSERT_OK((*store)->ResolveConflict(*id, "resolved:take:billing", "z", 20));
+  EXPECT_FALSE((*store)->ResolveConflict(*id, "resolved:value", "q", 21).ok());
+  auto pending = (*store)->PendingResolutions();
+  ASSERT_OK(pending);
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].resolution, "z");
+  ASSERT_OK((*store)->MarkPropagated(*id));
+  EXPECT_TRUE((*store)->PendingResolutions()->empty());
+  EXPECT_TRUE((*store)->ListConflicts(false)->empty());
+  EXPECT_EQ((*store)->ListConflicts(true)->size(), 1u);
+  nlohmann::json j = (*store)->GetConflict(*id)->ToJson();
+  for (const char* k : {"id", "collection", "key", "field", "policy", "base", "values", "status"}) {
+    EXPECT_TRUE(j.contains(k)) << k;
+  }
+}
+
+}  // namespace
+}  // namespace duplex
