@@ -1,0 +1,916 @@
+#include "connectors/sqlite/sqlite_connector.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "util/json_value.h"
+
+namespace duplex::sqlite {
+
+namespace {
+
+// Commit time as the changelog stores it: ms since the Unix epoch. julianday('now') is fixed for
+// the duration of one statement, so every row a statement logs gets the same time.
+constexpr char kNowMs[] = "((julianday('now') - 2440587.5) * 86400000.0)";
+
+constexpr char kCreateBookkeeping[] = R"sql(
+CREATE TABLE IF NOT EXISTS _duplex_changelog(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT,
+  apply_id INTEGER, snapshot INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS _duplex_apply(id INTEGER PRIMARY KEY CHECK (id = 1),
+  active INTEGER NOT NULL);
+INSERT OR IGNORE INTO _duplex_apply(id, active) VALUES(1, 0);
+CREATE TABLE IF NOT EXISTS _duplex_applied(id INTEGER PRIMARY KEY CHECK (id = 1),
+  apply_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _duplex_captured(tbl TEXT PRIMARY KEY, columns TEXT NOT NULL);
+)sql";
+
+constexpr char kDropBookkeeping[] = R"sql(
+DROP TABLE IF EXISTS _duplex_changelog;
+DROP TABLE IF EXISTS _duplex_apply;
+DROP TABLE IF EXISTS _duplex_applied;
+DROP TABLE IF EXISTS _duplex_captured;
+)sql";
+
+constexpr const char* kTriggerSuffixes[] = {"_ins", "_upd", "_del"};
+
+std::string TriggerName(const std::string& table, const char* suffix) {
+  return "_duplex_" + table + suffix;
+}
+
+// A column value as json_object() can hold it. Unwrapped, a BLOB makes json_object() fail, which
+// would fail the APPLICATION's write that fired the trigger; a REAL would be rendered with 15
+// digits (lossy), and an infinite REAL as the invalid JSON token Inf. SQLite's printf is not
+// correctly rounded at 17 digits for large exponents (measured: ~0.3% of values above 1e100 lose
+// an ulp); 18 digits round-trip every double we tried (12M, all exponents).
+std::string JsonValueExpr(const std::string& ref) {
+  return "CASE typeof(" + ref + ") WHEN 'blob' THEN json_object('$blob', hex(" + ref +
+         ")) WHEN 'real' THEN CASE WHEN " + ref +
+         " BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308 THEN json(printf('%!.18g', " +
+         ref + ")) ELSE json_object('$real', printf('%!.18g', " + ref + ")) END ELSE " + ref +
+         " END";
+}
+
+// Whether json_set('$."name"') can add `name` correctly: SQLite 3.40's JSON path has no escapes,
+// and json_set writes the label unescaped.
+bool SafeForJsonPath(const std::string& name) {
+  return std::none_of(name.begin(), name.end(), [](char c) {
+    return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+  });
+}
+
+// Replaces ill-formed UTF-8 with U+FFFD. SQLite TEXT may hold any bytes, json_object() copies
+// them as they are, and a changelog row that never parses would stop capture for good.
+std::string SanitizeUtf8(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  size_t i = 0;
+  while (i < in.size()) {
+    auto c = static_cast<unsigned char>(in[i]);
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 0;
+    bool ok = len > 0 && i + len <= in.size();
+    for (size_t k = 1; ok && k < len; ++k) {
+      ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
+    }
+    if (ok && len > 1) {
+      // Reject overlong forms, surrogates and code points above U+10FFFF.
+      uint32_t cp = c & (0xFF >> (len + 1));
+      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (in[i + k] & 0x3F);
+      static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= kMin[len] && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+    }
+    if (ok) {
+      out.append(in.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+// Values as the rest of duplex expects them: signed integers (nlohmann parses non-negative ones
+// as unsigned), and the trigger's {"$real": "Inf"} (JSON has no infinity) as a float.
+void NormalizeValue(Value& v) {
+  if (v.is_number_unsigned()) {
+    v = static_cast<int64_t>(v.get<uint64_t>());
+  } else if (v.is_object() && v.size() == 1) {
+    auto it = v.find("$real");
+    if (it != v.end() && it->is_string()) {
+      const std::string& s = it->get_ref<const std::string&>();
+      double inf = std::numeric_limits<double>::infinity();
+      v = (!s.empty() && s[0] == '-') ? -inf : inf;
+    }
+  }
+}
+
+std::string JoinQuoted(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) {
+    if (!out.empty()) out += ", ";
+    out += QuoteIdent(n);
+  }
+  return out;
+}
+
+// Resets a statement when leaving a scope, so that a half-read SELECT does not keep its read
+// transaction open (that would pin the WAL and block checkpoints).
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(Stmt& stmt) : stmt_(stmt) {}
+  ~ResetOnExit() { sqlite3_reset(stmt_.get()); }
+  ResetOnExit(const ResetOnExit&) = delete;
+  ResetOnExit& operator=(const ResetOnExit&) = delete;
+
+ private:
+  Stmt& stmt_;
+};
+
+}  // namespace
+
+SqliteConnector::SqliteConnector(std::string name, std::string path)
+    : name_(std::move(name)), path_(std::move(path)) {}
+
+// Statements are members declared after db_, so they are finalized before the connection closes.
+SqliteConnector::~SqliteConnector() = default;
+
+std::string SqliteConnector::Where() const { return "endpoint '" + name_ + "' (" + path_ + ")"; }
+
+std::string SqliteConnector::Where(const std::string& table) const {
+  return Where() + ", table '" + table + "'";
+}
+
+Status SqliteConnector::CheckOpen() const {
+  if (db_.get() == nullptr) return Status::InvalidArgument(Where() + ": not open (call Open())");
+  return Status::Ok();
+}
+
+Status SqliteConnector::NotInstalled() const {
+  return Status::InvalidArgument(Where() + ": change capture is not installed (run Install())");
+}
+
+Status SqliteConnector::Open() {
+  if (db_.get() != nullptr) return Status::Ok();
+  std::error_code ec;
+  if (!std::filesystem::exists(path_, ec)) {
+    return Status::Unavailable("endpoint '" + name_ + "': SQLite file '" + path_ +
+                               "' does not exist");
+  }
+  Result<Db> db = Db::Open(path_, /*create=*/false);
+  if (!db.ok()) {
+    if (db.status().IsNotFound()) {
+      return Status::Unavailable("endpoint '" + name_ + "': " + db.status().message());
+    }
+    return db.status().WithContext(Where());
+  }
+  // Off is SQLite's runtime default, but compile options can change it and our triggers insert
+  // into a table that must never fire triggers of its own (CDC-FACTS Q5).
+  DUPLEX_RETURN_IF_ERROR(db->Exec("PRAGMA recursive_triggers=0").WithContext(Where()));
+  db_ = std::move(db).value();
+  polled_ = false;
+  own_commit_ = false;
+  return Status::Ok();
+}
+
+void SqliteConnector::ClearStatements() {
+  poll_stmt_ = Stmt();
+  capture_stmt_ = Stmt();
+  backlog_stmt_ = Stmt();
+  ack_stmt_ = Stmt();
+  applied_stmt_ = Stmt();
+  apply_on_stmt_ = Stmt();
+  apply_off_stmt_ = Stmt();
+  marker_stmt_ = Stmt();
+  set_applied_stmt_ = Stmt();
+  op_stmts_.clear();
+}
+
+Result<Stmt*> SqliteConnector::Prepared(Stmt& slot, const char* sql) {
+  if (!slot.valid()) {
+    Result<Stmt> stmt = db_.Prepare(sql);
+    if (!stmt.ok()) return stmt.status().WithContext(Where());
+    slot = std::move(stmt).value();
+  }
+  return &slot;
+}
+
+Result<bool> SqliteConnector::BookkeepingExists() {
+  DUPLEX_ASSIGN_OR_RETURN(Stmt stmt,
+                          db_.Prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                      "AND name IN ('_duplex_changelog', '_duplex_apply', "
+                                      "'_duplex_applied', '_duplex_captured')"));
+  Result<bool> row = stmt.Step();
+  if (!row.ok()) return row.status().WithContext(Where());
+  return *row && stmt.Int(0) == 4;
+}
+
+Result<TableInfo> SqliteConnector::Describe(const std::string& table) {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  Result<Stmt> stmt = db_.Prepare(
+      "SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk FROM pragma_table_info(?1)");
+  if (!stmt.ok()) return stmt.status().WithContext(Where(table));
+  stmt->Bind(1, table);
+  TableInfo info;
+  info.name = table;
+  while (true) {
+    Result<bool> row = stmt->Step();
+    if (!row.ok()) return row.status().WithContext(Where(table));
+    if (!*row) break;
+    ColumnInfo col;
+    col.name = stmt->Text(0);
+    col.type = stmt->Text(1);
+    col.not_null = stmt->Int(2) != 0;
+    col.has_default = stmt->Int(3) != 0;
+    col.pk = static_cast<int>(stmt->Int(4));
+    info.columns.push_back(std::move(col));
+  }
+  info.exists = !info.columns.empty();
+  return info;
+}
+
+Status SqliteConnector::Bind(std::vector<CollectionBinding> bindings) {
+  std::vector<BoundTable> tables;
+  std::unordered_map<std::string, size_t> by_table;
+  std::unordered_map<std::string, size_t> by_collection;
+  for (CollectionBinding& b : bindings) {
+    std::string where = Where(b.table) + ", collection '" + b.collection + "'";
+    if (b.table.rfind("_duplex_", 0) == 0) {
+      return Status::InvalidArgument(where + ": tables named _duplex_* are duplex's own");
+    }
+    if (!by_table.emplace(b.table, tables.size()).second) {
+      return Status::InvalidArgument(where + ": the table is bound to two collections");
+    }
+    if (!by_collection.emplace(b.collection, tables.size()).second) {
+      return Status::InvalidArgument(where + ": the collection is bound twice");
+    }
+    if (b.key.empty()) return Status::InvalidArgument(where + ": no key fields");
+    BoundTable t;
+    std::set<std::string> columns;
+    for (const auto& [field, column] : b.fields) {
+      if (!t.column_of_field.emplace(field, column).second) {
+        return Status::InvalidArgument(where + ": field '" + field + "' is mapped twice");
+      }
+      if (!columns.insert(column).second) {
+        return Status::InvalidArgument(where + ": column '" + column + "' is mapped twice");
+      }
+      t.columns.push_back(column);
+    }
+    for (const std::string& k : b.key) {
+      if (!t.column_of_field.count(k)) {
+        return Status::InvalidArgument(where + ": key field '" + k + "' is not a mapped field");
+      }
+      t.key_fields.insert(k);
+    }
+    t.binding = std::move(b);
+    tables.push_back(std::move(t));
+  }
+  tables_ = std::move(tables);
+  by_table_ = std::move(by_table);
+  by_collection_ = std::move(by_collection);
+  op_stmts_.clear();  // their shapes refer to the old mapping
+  return Status::Ok();
+}
+
+Result<bool> SqliteConnector::IsInstalled() {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
+  if (!exists) return false;
+  DUPLEX_ASSIGN_OR_RETURN(Stmt cols,
+                          db_.Prepare("SELECT columns FROM _duplex_captured WHERE tbl = ?1"));
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt triggers, db_.Prepare("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND "
+                                 "name IN (?1, ?2, ?3)"));
+  for (const BoundTable& t : tables_) {
+    const std::string& table = t.binding.table;
+    cols.Reset().Bind(1, table);
+    Result<bool> row = cols.Step();
+    if (!row.ok()) return row.status().WithContext(Where(table));
+    if (!*row) return false;
+    Value stored = Value::parse(cols.Text(0), nullptr, /*allow_exceptions=*/false);
+    if (!stored.is_array()) return false;
+    std::vector<std::string> have;
+    for (const Value& c : stored) {
+      if (!c.is_string()) return false;
+      have.push_back(c.get<std::string>());
+    }
+    std::vector<std::string> want = t.columns;
+    std::sort(have.begin(), have.end());
+    std::sort(want.begin(), want.end());
+    if (have != want) return false;
+
+    triggers.Reset();
+    for (int i = 0; i < 3; ++i) triggers.Bind(i + 1, TriggerName(table, kTriggerSuffixes[i]));
+    row = triggers.Step();
+    if (!row.ok()) return row.status().WithContext(Where(table));
+    if (!*row || triggers.Int(0) != 3) return false;
+  }
+  return true;
+}
+
+Result<std::string> SqliteConnector::ImageExpr(const std::string& table,
+                                               const std::vector<std::string>& columns,
+                                               const std::string& prefix) const {
+  // A function takes at most SQLITE_LIMIT_FUNCTION_ARG arguments (127 by default), so wide tables
+  // get their first columns from json_object() and the rest from nested json_set() calls. Names
+  // json_set() cannot spell go first.
+  int max_args = sqlite3_limit(db_.get(), SQLITE_LIMIT_FUNCTION_ARG, -1);
+  size_t per_object = static_cast<size_t>(max_args) / 2;
+  size_t per_set = static_cast<size_t>(max_args - 1) / 2;
+  std::vector<std::string> cols = columns;
+  auto safe_begin = std::stable_partition(cols.begin(), cols.end(),
+                                          [](const std::string& c) { return !SafeForJsonPath(c); });
+  if (static_cast<size_t>(safe_begin - cols.begin()) > per_object) {
+    return Status::InvalidArgument(Where(table) + ": more than " + std::to_string(per_object) +
+                                   " synced columns have a '\"', '\\' or control character in "
+                                   "their name");
+  }
+  std::string expr = "json_object(";
+  size_t i = 0;
+  for (; i < cols.size() && i < per_object; ++i) {
+    if (i) expr += ", ";
+    expr += QuoteString(cols[i]) + ", " + JsonValueExpr(prefix + QuoteIdent(cols[i]));
+  }
+  expr += ")";
+  while (i < cols.size()) {
+    std::string set = "json_set(" + expr;
+    for (size_t n = 0; n < per_set && i < cols.size(); ++n, ++i) {
+      set += ", " + QuoteString("$.\"" + cols[i] + "\"") + ", " +
+             JsonValueExpr(prefix + QuoteIdent(cols[i]));
+    }
+    expr = set + ")";
+  }
+  return expr;
+}
+
+Status SqliteConnector::CheckTable(const BoundTable& t) {
+  const std::string& table = t.binding.table;
+  DUPLEX_ASSIGN_OR_RETURN(TableInfo info, Describe(table));
+  if (!info.exists) return Status::InvalidArgument(Where(table) + ": no such table");
+  std::set<std::string> have;
+  // SQLite column names are case-insensitive (ASCII).
+  auto lower = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    return s;
+  };
+  for (const ColumnInfo& c : info.columns) have.insert(lower(c.name));
+  for (const auto& [field, column] : t.binding.fields) {
+    if (!have.count(lower(column))) {
+      return Status::InvalidArgument(Where(table) + ": column '" + column + "' (field '" + field +
+                                     "') does not exist");
+    }
+  }
+  // Apply's inserts use ON CONFLICT(<key columns>), which needs a primary key or unique index on
+  // exactly those columns. Preparing (not running) such an insert checks that now.
+  std::vector<std::string> key_cols;
+  std::string params;
+  for (const std::string& k : t.binding.key) {
+    key_cols.push_back(t.column_of_field.at(k));
+    params += params.empty() ? "?" : ", ?";
+  }
+  std::string keys = JoinQuoted(key_cols);
+  Result<Stmt> probe = db_.Prepare("INSERT INTO " + QuoteIdent(table) + "(" + keys + ") VALUES(" +
+                                   params + ") ON CONFLICT(" + keys + ") DO NOTHING");
+  if (!probe.ok()) {
+    return Status::InvalidArgument(Where(table) + ": the key column(s) " + keys +
+                                   " must be the primary key or have a unique index (" +
+                                   sqlite3_errmsg(db_.get()) + ")");
+  }
+  return Status::Ok();
+}
+
+Status SqliteConnector::DropTriggers(const std::string& table) {
+  for (const char* suffix : kTriggerSuffixes) {
+    DUPLEX_RETURN_IF_ERROR(
+        db_.Exec("DROP TRIGGER IF EXISTS " + QuoteIdent(TriggerName(table, suffix)))
+            .WithContext(Where(table)));
+  }
+  return Status::Ok();
+}
+
+Status SqliteConnector::CreateTriggers(const BoundTable& t) {
+  const std::string& table = t.binding.table;
+  DUPLEX_ASSIGN_OR_RETURN(std::string new_image, ImageExpr(table, t.columns, "NEW."));
+  DUPLEX_ASSIGN_OR_RETURN(std::string old_image, ImageExpr(table, t.columns, "OLD."));
+  const std::string when = " FOR EACH ROW WHEN (SELECT active FROM _duplex_apply WHERE id = 1) = 0";
+  // Updates that touch only unsynced columns are not logged.
+  std::string changed;
+  for (const std::string& c : t.columns) {
+    if (!changed.empty()) changed += " OR ";
+    changed += "OLD." + QuoteIdent(c) + " IS NOT NEW." + QuoteIdent(c);
+  }
+  auto body = [&](const char* op, const std::string& old_expr, const std::string& new_expr) {
+    return " BEGIN INSERT INTO _duplex_changelog(tbl, op, old, new, at) VALUES(" +
+           QuoteString(table) + ", '" + op + "', " + old_expr + ", " + new_expr + ", " + kNowMs +
+           "); END";
+  };
+  const std::string on = " ON " + QuoteIdent(table);
+  std::string sql[3] = {
+      "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_ins")) + " AFTER INSERT" + on + when +
+          body("I", "NULL", new_image),
+      "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_upd")) + " AFTER UPDATE" + on + when +
+          " AND (" + changed + ")" + body("U", old_image, new_image),
+      "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_del")) + " AFTER DELETE" + on + when +
+          body("D", old_image, "NULL"),
+  };
+  for (const std::string& s : sql) DUPLEX_RETURN_IF_ERROR(db_.Exec(s).WithContext(Where(table)));
+  return Status::Ok();
+}
+
+Status SqliteConnector::Install() {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  for (const BoundTable& t : tables_) DUPLEX_RETURN_IF_ERROR(CheckTable(t));
+
+  Result<Txn> txn = Txn::Begin(db_);
+  if (!txn.ok()) return txn.status().WithContext(Where());
+  DUPLEX_RETURN_IF_ERROR(db_.Exec(kCreateBookkeeping).WithContext(Where()));
+
+  std::map<std::string, std::string> captured;  // table -> columns JSON
+  {
+    DUPLEX_ASSIGN_OR_RETURN(Stmt stmt, db_.Prepare("SELECT tbl, columns FROM _duplex_captured"));
+    while (true) {
+      Result<bool> row = stmt.Step();
+      if (!row.ok()) return row.status().WithContext(Where());
+      if (!*row) break;
+      captured.emplace(stmt.Text(0), stmt.Text(1));
+    }
+  }
+  DUPLEX_ASSIGN_OR_RETURN(Stmt forget, db_.Prepare("DELETE FROM _duplex_captured WHERE tbl = ?1"));
+  for (const auto& [table, columns] : captured) {
+    if (by_table_.count(table)) continue;
+    // No longer bound: stop capturing it. Its changelog rows are skipped by Capture.
+    DUPLEX_RETURN_IF_ERROR(DropTriggers(table));
+    forget.Reset().Bind(1, table);
+    DUPLEX_RETURN_IF_ERROR(forget.Run().WithContext(Where(table)));
+  }
+
+  DUPLEX_ASSIGN_OR_RETURN(Stmt remember,
+                          db_.Prepare("INSERT INTO _duplex_captured(tbl, columns) VALUES(?1, ?2) "
+                                      "ON CONFLICT(tbl) DO UPDATE SET columns = excluded.columns"));
+  for (const BoundTable& t : tables_) {
+    const std::string& table = t.binding.table;
+    if (!captured.count(table)) {
+      // First capture: every existing row becomes a snapshot change, in the same transaction as
+      // the triggers, so no change made meanwhile is lost or doubled.
+      DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(table, t.columns, ""));
+      std::string sql = "INSERT INTO _duplex_changelog(tbl, op, new, snapshot, at) SELECT " +
+                        QuoteString(table) + ", 'I', " + image + ", 1, " + kNowMs + " FROM " +
+                        QuoteIdent(table);
+      DUPLEX_RETURN_IF_ERROR(db_.Exec(sql).WithContext(Where(table)));
+    }
+    DUPLEX_RETURN_IF_ERROR(DropTriggers(table));
+    DUPLEX_RETURN_IF_ERROR(CreateTriggers(t));
+    remember.Reset().Bind(1, table).Bind(2, Value(t.columns).dump());
+    DUPLEX_RETURN_IF_ERROR(remember.Run().WithContext(Where(table)));
+  }
+  DUPLEX_RETURN_IF_ERROR(txn->Commit().WithContext(Where()));
+  own_commit_ = true;
+  return Status::Ok();
+}
+
+Status SqliteConnector::Uninstall() {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  ClearStatements();  // they refer to the tables about to be dropped
+  Result<Txn> txn = Txn::Begin(db_);
+  if (!txn.ok()) return txn.status().WithContext(Where());
+  std::set<std::string> tables;
+  for (const BoundTable& t : tables_) tables.insert(t.binding.table);
+  DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
+  if (exists) {
+    DUPLEX_ASSIGN_OR_RETURN(Stmt stmt, db_.Prepare("SELECT tbl FROM _duplex_captured"));
+    while (true) {
+      Result<bool> row = stmt.Step();
+      if (!row.ok()) return row.status().WithContext(Where());
+      if (!*row) break;
+      tables.insert(stmt.Text(0));
+    }
+  }
+  for (const std::string& table : tables) DUPLEX_RETURN_IF_ERROR(DropTriggers(table));
+  DUPLEX_RETURN_IF_ERROR(db_.Exec(kDropBookkeeping).WithContext(Where()));
+  DUPLEX_RETURN_IF_ERROR(txn->Commit().WithContext(Where()));
+  own_commit_ = true;
+  return Status::Ok();
+}
+
+Result<bool> SqliteConnector::Poll() {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  DUPLEX_ASSIGN_OR_RETURN(Stmt * stmt, Prepared(poll_stmt_, "PRAGMA data_version"));
+  ResetOnExit reset(*stmt);
+  Result<bool> row = stmt->Step();
+  if (!row.ok()) return row.status().WithContext(Where());
+  int64_t version = *row ? stmt->Int(0) : 0;
+  // data_version only moves for other connections' commits; our own need the flag.
+  bool changed = !polled_ || version != data_version_ || own_commit_;
+  polled_ = true;
+  data_version_ = version;
+  own_commit_ = false;
+  return changed;
+}
+
+Row SqliteConnector::MapImage(const BoundTable& t, Value&& image) {
+  Row out = Row::object();
+  for (const auto& [field, column] : t.binding.fields) {
+    auto it = image.find(column);
+    if (it == image.end()) continue;  // logged before the column was bound
+    NormalizeValue(*it);
+    out.emplace(field, std::move(*it));
+  }
+  return out;
+}
+
+Result<Value> SqliteConnector::ParseImage(const BoundTable& t, int64_t seq, int col) {
+  const char* text = reinterpret_cast<const char*>(sqlite3_column_text(capture_stmt_.get(), col));
+  if (text == nullptr) return Value();
+  std::string_view sv(text, static_cast<size_t>(sqlite3_column_bytes(capture_stmt_.get(), col)));
+  Value v = Value::parse(sv.begin(), sv.end(), nullptr, /*allow_exceptions=*/false);
+  if (v.is_discarded()) {
+    std::string clean = SanitizeUtf8(sv);
+    v = Value::parse(clean, nullptr, /*allow_exceptions=*/false);
+    if (!v.is_discarded()) {
+      spdlog::warn(
+          "{}: changelog seq {}: text that is not valid UTF-8 was captured with U+FFFD "
+          "in place of the invalid bytes",
+          Where(t.binding.table), seq);
+    }
+  }
+  if (!v.is_object()) {
+    return Status::Corruption(Where(t.binding.table) + ": changelog seq " + std::to_string(seq) +
+                              " holds an image that is not a JSON object");
+  }
+  return v;
+}
+
+Result<ChangeBatch> SqliteConnector::Capture(Position from, size_t max_changes) {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  ChangeBatch batch;
+  batch.end = from;
+  if (max_changes == 0) return batch;
+  if (!capture_stmt_.valid()) {
+    Result<Stmt*> s = Prepared(capture_stmt_,
+                               "SELECT seq, tbl, op, old, new, apply_id, snapshot, at FROM "
+                               "_duplex_changelog WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    if (!s.ok()) {
+      Result<bool> exists = BookkeepingExists();
+      if (exists.ok() && !*exists) return NotInstalled();
+      return s.status();
+    }
+  }
+  Stmt& stmt = capture_stmt_;
+  stmt.Reset();
+  ResetOnExit reset(stmt);
+  int64_t limit = static_cast<int64_t>(
+      std::min<size_t>(max_changes, static_cast<size_t>(std::numeric_limits<int64_t>::max())));
+  stmt.Bind(1, static_cast<int64_t>(from)).Bind(2, limit);
+  batch.changes.reserve(std::min<size_t>(max_changes, 4096));
+  std::string tbl;
+  while (true) {
+    Result<bool> row = stmt.Step();
+    if (!row.ok()) return row.status().WithContext(Where());
+    if (!*row) break;
+    int64_t seq = stmt.Int(0);
+    const unsigned char* op_text = sqlite3_column_text(stmt.get(), 2);
+    char op = op_text ? static_cast<char>(op_text[0]) : '\0';
+    if (op == 'M') {
+      Change c;
+      c.op = Op::kMarker;
+      c.apply_id = stmt.Int(5);
+      c.position = seq;
+      c.commit_ms = stmt.Double(7);
+      batch.changes.push_back(std::move(c));
+      batch.end = seq;
+      continue;
+    }
+    tbl.assign(reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 1)),
+               static_cast<size_t>(sqlite3_column_bytes(stmt.get(), 1)));
+    auto bound = by_table_.find(tbl);
+    if (bound == by_table_.end() || (op != 'I' && op != 'U' && op != 'D')) {
+      batch.end = seq;  // a table no longer bound
+      continue;
+    }
+    const BoundTable& t = tables_[bound->second];
+
+    Change c;
+    c.collection = t.binding.collection;
+    c.position = seq;
+    c.commit_ms = stmt.Double(7);
+    c.snapshot = stmt.Int(6) != 0;
+    if (op != 'I') {
+      DUPLEX_ASSIGN_OR_RETURN(Value old_image, ParseImage(t, seq, 3));
+      c.before = MapImage(t, std::move(old_image));
+    }
+    if (op != 'D') {
+      DUPLEX_ASSIGN_OR_RETURN(Value new_image, ParseImage(t, seq, 4));
+      c.after = MapImage(t, std::move(new_image));
+    }
+    const Row& key_image = op == 'D' ? c.before : c.after;
+    c.key = Row::object();
+    for (const std::string& k : t.binding.key) {
+      auto it = key_image.find(k);
+      c.key.emplace(k, it == key_image.end() ? Value() : *it);
+    }
+
+    bool key_changed = false;
+    if (op == 'U') {
+      for (const std::string& k : t.binding.key) {
+        auto b = c.before.find(k);
+        Value none;
+        if (!ValuesEqual(b == c.before.end() ? none : *b, c.key[k])) key_changed = true;
+      }
+    }
+    size_t produced = key_changed ? 2 : 1;
+    if (!batch.changes.empty() && batch.changes.size() + produced > max_changes) break;
+
+    if (key_changed) {
+      // The row moved to another key: for duplex, the old record is gone and a new one exists.
+      Change del;
+      del.op = Op::kDelete;
+      del.collection = c.collection;
+      del.position = seq;
+      del.commit_ms = c.commit_ms;
+      del.key = Row::object();
+      for (const std::string& k : t.binding.key) {
+        auto it = c.before.find(k);
+        del.key.emplace(k, it == c.before.end() ? Value() : *it);
+      }
+      del.before = std::move(c.before);
+      batch.changes.push_back(std::move(del));
+      c.op = Op::kInsert;
+      c.before = Row();
+    } else {
+      c.op = static_cast<Op>(op);
+    }
+    batch.changes.push_back(std::move(c));
+    batch.end = seq;
+  }
+  return batch;
+}
+
+Result<int64_t> SqliteConnector::Backlog(Position from) {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  if (!backlog_stmt_.valid()) {
+    DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
+    if (!exists) return int64_t{0};
+  }
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt * stmt,
+      Prepared(backlog_stmt_, "SELECT count(*) FROM _duplex_changelog WHERE seq > ?1"));
+  stmt->Reset().Bind(1, static_cast<int64_t>(from));
+  ResetOnExit reset(*stmt);
+  Result<bool> row = stmt->Step();
+  if (!row.ok()) return row.status().WithContext(Where());
+  return *row ? stmt->Int(0) : int64_t{0};
+}
+
+Status SqliteConnector::Ack(Position upto) {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  if (!ack_stmt_.valid()) {
+    DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
+    if (!exists) return Status::Ok();  // nothing to release
+  }
+  // One autocommit statement: a short write transaction. Bounded so that a large backlog does
+  // not hold the write lock (and the applications' writes) for long; the engine acks again.
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt * stmt,
+      Prepared(ack_stmt_,
+               "DELETE FROM _duplex_changelog WHERE seq IN (SELECT seq FROM _duplex_changelog "
+               "WHERE seq <= ?1 ORDER BY seq LIMIT ?2)"));
+  stmt->Reset().Bind(1, static_cast<int64_t>(upto)).Bind(2, kAckMaxRows);
+  DUPLEX_RETURN_IF_ERROR(stmt->Run().WithContext(Where()));
+  // Only when something was deleted: an engine that acks after every (empty) capture must be
+  // able to go idle.
+  if (db_.Changes() > 0) own_commit_ = true;
+  return Status::Ok();
+}
+
+Result<int64_t> SqliteConnector::AppliedId() {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  if (!applied_stmt_.valid()) {
+    DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
+    if (!exists) return int64_t{0};
+  }
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt * stmt, Prepared(applied_stmt_, "SELECT apply_id FROM _duplex_applied WHERE id = 1"));
+  stmt->Reset();
+  ResetOnExit reset(*stmt);
+  Result<bool> row = stmt->Step();
+  if (!row.ok()) return row.status().WithContext(Where());
+  return *row ? stmt->Int(0) : int64_t{0};
+}
+
+Result<SqliteConnector::OpStmt*> SqliteConnector::OpStatement(const BoundTable& t,
+                                                              const RowOp& op) {
+  // Shape key: op, collection, the fields of `values` and of `expected` (objects iterate sorted,
+  // so the parameter order below follows the same order).
+  std::string& key = shape_buf_;
+  key.clear();
+  key += static_cast<char>(op.op);
+  key += t.binding.collection;
+  key += '\x1f';
+  if (op.values.is_object()) {
+    for (const auto& item : op.values.items()) {
+      key += item.key();
+      key += '\x1e';
+    }
+  }
+  key += '\x1f';
+  if (op.expected.is_object()) {
+    for (const auto& item : op.expected.items()) {
+      key += item.key();
+      key += '\x1e';
+    }
+  }
+  auto hit = op_stmts_.find(key);
+  if (hit != op_stmts_.end()) return &hit->second;
+
+  const std::string where = Where(t.binding.table) + ", key " + op.key.dump();
+  if (!op.values.is_null() && !op.values.is_object()) {
+    return Status::InvalidArgument(where + ": values must be a JSON object");
+  }
+  if (!op.expected.is_null() && !op.expected.is_object()) {
+    return Status::InvalidArgument(where + ": expected must be a JSON object");
+  }
+  auto column = [&](const std::string& field) -> Result<std::string> {
+    auto it = t.column_of_field.find(field);
+    if (it == t.column_of_field.end()) {
+      return Status::InvalidArgument(where + ": field '" + field +
+                                     "' is not mapped to a column of this table");
+    }
+    return QuoteIdent(it->second);
+  };
+
+  OpStmt out;
+  using Source = OpStmt::Source;
+  std::string table = QuoteIdent(t.binding.table);
+  std::string cond;  // WHERE for update/delete: the key, then the expected values
+  if (op.op != Op::kInsert) {
+    for (const std::string& k : t.binding.key) {
+      DUPLEX_ASSIGN_OR_RETURN(std::string c, column(k));
+      cond += (cond.empty() ? " WHERE " : " AND ") + c + " IS ?";
+      out.params.emplace_back(Source::kKey, k);
+    }
+    if (op.expected.is_object()) {
+      for (const auto& item : op.expected.items()) {
+        DUPLEX_ASSIGN_OR_RETURN(std::string c, column(item.key()));
+        cond += " AND " + c + " IS ?";
+        out.params.emplace_back(Source::kExpected, item.key());
+      }
+    }
+  }
+  std::string sql;
+  switch (op.op) {
+    case Op::kInsert: {
+      std::string cols, params, keys;
+      for (const std::string& k : t.binding.key) {
+        DUPLEX_ASSIGN_OR_RETURN(std::string c, column(k));
+        cols += (cols.empty() ? "" : ", ") + c;
+        keys += (keys.empty() ? "" : ", ") + c;
+        params += params.empty() ? "?" : ", ?";
+        out.params.emplace_back(Source::kKey, k);
+      }
+      if (op.values.is_object()) {
+        for (const auto& item : op.values.items()) {
+          if (t.key_fields.count(item.key())) continue;  // taken from `key`
+          DUPLEX_ASSIGN_OR_RETURN(std::string c, column(item.key()));
+          cols += ", " + c;
+          params += ", ?";
+          out.params.emplace_back(Source::kValues, item.key());
+        }
+      }
+      // The conflict target is the key only, so NOT NULL, CHECK and other UNIQUE violations
+      // still fail the transaction instead of silently dropping the row.
+      sql = "INSERT INTO " + table + "(" + cols + ") VALUES(" + params + ") ON CONFLICT(" + keys +
+            ") DO NOTHING";
+      break;
+    }
+    case Op::kUpdate: {
+      std::string set;
+      std::vector<std::pair<Source, std::string>> set_params;
+      if (op.values.is_object()) {
+        for (const auto& item : op.values.items()) {
+          if (t.key_fields.count(item.key())) continue;  // keys change by delete + insert
+          DUPLEX_ASSIGN_OR_RETURN(std::string c, column(item.key()));
+          set += (set.empty() ? "" : ", ") + c + " = ?";
+          set_params.emplace_back(Source::kValues, item.key());
+        }
+      }
+      if (set.empty()) {
+        // Nothing to set: a pure compare-and-set check, which still counts the matching row.
+        DUPLEX_ASSIGN_OR_RETURN(std::string c, column(t.binding.key.front()));
+        set = c + " = " + c;
+      }
+      sql = "UPDATE " + table + " SET " + set + cond;
+      set_params.insert(set_params.end(), out.params.begin(), out.params.end());
+      out.params = std::move(set_params);
+      break;
+    }
+    case Op::kDelete:
+      sql = "DELETE FROM " + table + cond;
+      break;
+    case Op::kMarker:
+      return Status::InvalidArgument(where + ": a marker is not a row write");
+  }
+  Result<Stmt> stmt = db_.Prepare(sql);
+  if (!stmt.ok()) return stmt.status().WithContext(where);
+  out.stmt = std::move(stmt).value();
+  auto inserted = op_stmts_.emplace(key, std::move(out));
+  return &inserted.first->second;
+}
+
+Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
+  DUPLEX_ASSIGN_OR_RETURN(OpStmt * s, OpStatement(t, op));
+  Stmt& stmt = s->stmt;
+  stmt.Reset();
+  int i = 1;
+  for (const auto& [source, field] : s->params) {
+    const Row& obj = source == OpStmt::Source::kKey      ? op.key
+                     : source == OpStmt::Source::kValues ? op.values
+                                                         : op.expected;
+    auto it = obj.is_object() ? obj.find(field) : obj.end();
+    if (!obj.is_object() || it == obj.end()) {
+      return Status::InvalidArgument(Where(t.binding.table) + ", key " + op.key.dump() +
+                                     ": key field '" + field + "' is missing");
+    }
+    stmt.BindValue(i++, *it);
+  }
+  Result<bool> done = stmt.Step();
+  if (!done.ok()) {
+    std::string msg =
+        Where(t.binding.table) + ", key " + op.key.dump() + ": " + sqlite3_errmsg(db_.get());
+    if (done.status().IsRetriable()) return Status::Unavailable(msg);
+    return Status::InvalidArgument(msg);
+  }
+  return db_.Changes() > 0;
+}
+
+Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batches) {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  ApplyResult result;
+  if (batches.empty()) return result;
+  // IMMEDIATE: a busy database fails here, before anything is written.
+  Result<Txn> txn = Txn::Begin(db_);
+  if (!txn.ok()) return txn.status().WithContext(Where());
+
+  if (!applied_stmt_.valid()) {
+    DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
+    if (!exists) return NotInstalled();
+  }
+  DUPLEX_ASSIGN_OR_RETURN(int64_t last, AppliedId());
+  bool any = false;
+  for (const ApplyBatch& batch : batches) {
+    if (batch.id <= last) {
+      ++result.skipped_batches;  // applied before (replay after a crash): P6
+      continue;
+    }
+    if (!any) {
+      // Our writes must not be logged as the application's (P5). The flag lives in this
+      // transaction: if it never commits, the flag rolls back with it.
+      DUPLEX_ASSIGN_OR_RETURN(
+          Stmt * on, Prepared(apply_on_stmt_, "UPDATE _duplex_apply SET active = 1 WHERE id = 1"));
+      DUPLEX_RETURN_IF_ERROR(on->Run().WithContext(Where()));
+      any = true;
+    }
+    for (const RowOp& op : batch.ops) {
+      auto bound = by_collection_.find(op.collection);
+      if (bound == by_collection_.end()) {
+        return Status::InvalidArgument(Where() + ": collection '" + op.collection +
+                                       "' is not bound to this endpoint");
+      }
+      DUPLEX_ASSIGN_OR_RETURN(bool applied, ApplyOne(tables_[bound->second], op));
+      ++(applied ? result.applied : result.rejected);
+    }
+    last = batch.id;
+  }
+  if (!any) return result;  // nothing new: the transaction rolls back, nothing written
+
+  // One marker row per apply transaction: what this endpoint has now observed (DESIGN §4).
+  static const std::string kMarkerSql =
+      std::string("INSERT INTO _duplex_changelog(tbl, op, apply_id, at) VALUES('', 'M', ?1, ") +
+      kNowMs + ")";
+  DUPLEX_ASSIGN_OR_RETURN(Stmt * marker, Prepared(marker_stmt_, kMarkerSql.c_str()));
+  marker->Reset().Bind(1, last);
+  DUPLEX_RETURN_IF_ERROR(marker->Run().WithContext(Where()));
+  DUPLEX_ASSIGN_OR_RETURN(Stmt * set_applied,
+                          Prepared(set_applied_stmt_,
+                                   "INSERT INTO _duplex_applied(id, apply_id) VALUES(1, ?1) "
+                                   "ON CONFLICT(id) DO UPDATE SET apply_id = excluded.apply_id"));
+  set_applied->Reset().Bind(1, last);
+  DUPLEX_RETURN_IF_ERROR(set_applied->Run().WithContext(Where()));
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt * off, Prepared(apply_off_stmt_, "UPDATE _duplex_apply SET active = 0 WHERE id = 1"));
+  DUPLEX_RETURN_IF_ERROR(off->Run().WithContext(Where()));
+  DUPLEX_RETURN_IF_ERROR(txn->Commit().WithContext(Where()));
+  own_commit_ = true;  // the marker must be captured, and data_version ignores our commits
+  return result;
+}
+
+}  // namespace duplex::sqlite

@@ -1,0 +1,133 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "duplex/connector.h"
+#include "util/sqlite.h"
+
+namespace duplex::sqlite {
+
+// One SQLite file as a duplex endpoint (DESIGN §3), captured by triggers (CDC-FACTS Q5).
+//
+// Install() creates, in the endpoint's own file, a changelog (`_duplex_changelog`, positions are
+// its `seq`), a one-row flag (`_duplex_apply`) that the triggers test so that duplex's own writes
+// are not logged (P5), the last applied batch id (`_duplex_applied`, written in the same
+// transaction as the rows: P6) and the list of captured tables (`_duplex_captured`). Every bound
+// table gets three AFTER triggers that log the bound columns as JSON objects. Apply() replaces
+// the rows of its transaction with one marker row ('M', the last batch id): the causal marker of
+// DESIGN §4. Applications keep writing the file from other processes throughout.
+//
+// Lifecycle: construct, Open(), Bind(), then Install() (once per schema/binding change) and the
+// capture/apply calls. Not thread-safe: one engine thread at a time (the Connector contract).
+// Prepared statements are cached for the life of the connection (or until Bind/Uninstall).
+class SqliteConnector final : public Connector {
+ public:
+  // `name` is the endpoint's name in the config (used in every message); `path` the SQLite file.
+  SqliteConnector(std::string name, std::string path);
+  ~SqliteConnector() override;
+  SqliteConnector(const SqliteConnector&) = delete;
+  SqliteConnector& operator=(const SqliteConnector&) = delete;
+
+  const std::string& name() const override { return name_; }
+  // Opens the existing file (Unavailable if it does not exist or cannot be opened).
+  Status Open() override;
+  Result<TableInfo> Describe(const std::string& table) override;
+  // InvalidArgument for an inconsistent binding (duplicate collection/table/column, a key field
+  // that is not a field, a table named like duplex's own `_duplex_*` tables).
+  Status Bind(std::vector<CollectionBinding> bindings) override;
+  Result<bool> IsInstalled() override;
+  // Also checks every bound table and column exists and that the key columns are the primary
+  // key or a unique index (InvalidArgument naming the table otherwise), before writing anything.
+  Status Install() override;
+  Status Uninstall() override;
+  // PRAGMA data_version: true on the first call, after another connection committed, and after
+  // this connector's own Install/Apply/Ack committed something.
+  Result<bool> Poll() override;
+  // Positions are changelog seqs. A changelog transaction larger than `max_changes` is cut (the
+  // changelog does not record transaction boundaries). A key-changing UPDATE becomes a kDelete
+  // and a kInsert at the same position.
+  Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
+  Result<int64_t> Backlog(Position from) override;
+  // Prunes at most kAckMaxRows changelog rows per call (oldest first), to keep the write lock
+  // short; call again to prune the rest. Unavailable if the database is busy.
+  Status Ack(Position upto) override;
+  Result<int64_t> AppliedId() override;
+  Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches) override;
+
+  static constexpr int64_t kAckMaxRows = 50000;
+
+ private:
+  // A bound table with the lookups capture and apply need.
+  struct BoundTable {
+    CollectionBinding binding;
+    std::unordered_map<std::string, std::string> column_of_field;
+    std::unordered_set<std::string> key_fields;
+    std::vector<std::string> columns;  // captured columns, in binding order
+  };
+  // A cached apply statement for one shape of RowOp, and where each parameter comes from.
+  struct OpStmt {
+    enum class Source : uint8_t { kKey, kValues, kExpected };
+    Stmt stmt;
+    std::vector<std::pair<Source, std::string>> params;  // in bind order: (object, field)
+  };
+
+  Status CheckOpen() const;
+  // "endpoint 'crm' (/path/crm.db)" and "..., table 'customers'", the prefix of every message.
+  std::string Where() const;
+  std::string Where(const std::string& table) const;
+  // Prepares `sql` into `slot` unless already prepared.
+  Result<Stmt*> Prepared(Stmt& slot, const char* sql);
+  // Whether the four bookkeeping tables exist.
+  Result<bool> BookkeepingExists();
+  Status NotInstalled() const;
+  void ClearStatements();
+
+  // Install helpers (inside Install's transaction).
+  Status CheckTable(const BoundTable& t);
+  Status CreateTriggers(const BoundTable& t);
+  Status DropTriggers(const std::string& table);
+  // The json_object(...) expression for `columns`, each read as `prefix` + "col".
+  Result<std::string> ImageExpr(const std::string& table, const std::vector<std::string>& columns,
+                                const std::string& prefix) const;
+
+  // Capture helper: `image` (changelog JSON of columns) to canonical fields of `t`.
+  static Row MapImage(const BoundTable& t, Value&& image);
+  Result<Value> ParseImage(const BoundTable& t, int64_t seq, int col);
+
+  // Apply helpers.
+  Result<OpStmt*> OpStatement(const BoundTable& t, const RowOp& op);
+  // Returns whether the row write took effect (false: compare-and-set rejected it).
+  Result<bool> ApplyOne(const BoundTable& t, const RowOp& op);
+
+  std::string name_;
+  std::string path_;
+  Db db_;
+
+  std::vector<BoundTable> tables_;
+  std::unordered_map<std::string, size_t> by_table_;       // endpoint table -> tables_ index
+  std::unordered_map<std::string, size_t> by_collection_;  // collection -> tables_ index
+
+  // Poll state.
+  bool polled_ = false;
+  int64_t data_version_ = 0;
+  bool own_commit_ = false;
+
+  // Statements prepared once and reused.
+  Stmt poll_stmt_;
+  Stmt capture_stmt_;
+  Stmt backlog_stmt_;
+  Stmt ack_stmt_;
+  Stmt applied_stmt_;
+  Stmt apply_on_stmt_;
+  Stmt apply_off_stmt_;
+  Stmt marker_stmt_;
+  Stmt set_applied_stmt_;
+  std::unordered_map<std::string, OpStmt> op_stmts_;  // shape key -> statement
+  std::string shape_buf_;                             // reused to build shape keys
+};
+
+}  // namespace duplex::sqlite

@@ -1,0 +1,664 @@
+#include "connectors/sqlite/sqlite_connector.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "connectors/registry.h"
+#include "support/test_util.h"
+
+namespace duplex::sqlite {
+namespace {
+
+using ::duplex::testing::SqlExec;
+using ::duplex::testing::SqlQuery;
+using ::duplex::testing::TempDir;
+
+// The collection "customers" on table crm_customers, with renamed columns and one unsynced
+// column (note).
+CollectionBinding Customers() {
+  CollectionBinding b;
+  b.collection = "customers";
+  b.table = "crm_customers";
+  b.key = {"id"};
+  b.fields = {{"id", "cust_id"}, {"name", "full_name"}, {"score", "score"}, {"data", "payload"}};
+  return b;
+}
+
+RowOp Insert(Row key, Row values) {
+  RowOp op;
+  op.op = Op::kInsert;
+  op.collection = "customers";
+  op.key = std::move(key);
+  op.values = std::move(values);
+  return op;
+}
+
+RowOp Update(Row key, Row values, Row expected) {
+  RowOp op;
+  op.op = Op::kUpdate;
+  op.collection = "customers";
+  op.key = std::move(key);
+  op.values = std::move(values);
+  op.expected = std::move(expected);
+  return op;
+}
+
+RowOp Delete(Row key, Row expected) {
+  RowOp op;
+  op.op = Op::kDelete;
+  op.collection = "customers";
+  op.key = std::move(key);
+  op.expected = std::move(expected);
+  return op;
+}
+
+class SqliteConnectorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = dir_.File("crm.db");
+    SqlExec(path_,
+            "CREATE TABLE crm_customers(cust_id INTEGER PRIMARY KEY, full_name TEXT, "
+            "score REAL CHECK (score IS NULL OR score >= 0), payload BLOB, note TEXT)");
+  }
+
+  // An opened connector bound to `bindings`, optionally installed.
+  std::unique_ptr<SqliteConnector> Make(std::vector<CollectionBinding> bindings = {Customers()},
+                                        bool install = true) {
+    auto c = std::make_unique<SqliteConnector>("crm", path_);
+    EXPECT_OK(c->Open());
+    EXPECT_OK(c->Bind(std::move(bindings)));
+    if (install) EXPECT_OK(c->Install());
+    return c;
+  }
+
+  // Everything captured after `*pos`, which moves to the end.
+  std::vector<Change> CaptureAll(SqliteConnector& c, Position* pos) {
+    std::vector<Change> out;
+    while (true) {
+      Result<ChangeBatch> batch = c.Capture(*pos, 1000);
+      EXPECT_OK(batch);
+      if (!batch.ok()) return out;
+      EXPECT_GE(batch->end, *pos);
+      if (batch->changes.empty()) {
+        EXPECT_EQ(batch->end, *pos);
+        return out;
+      }
+      *pos = batch->end;
+      for (Change& ch : batch->changes) out.push_back(std::move(ch));
+    }
+  }
+
+  int64_t CountRows(const std::string& table) {
+    std::string n = SqlQuery(path_, "SELECT count(*) FROM " + table);
+    return std::stoll(n);
+  }
+
+  TempDir dir_;
+  std::string path_;
+};
+
+TEST_F(SqliteConnectorTest, OpenMissingFileIsUnavailable) {
+  SqliteConnector c("crm", dir_.File("nope.db"));
+  Status st = c.Open();
+  EXPECT_TRUE(st.IsRetriable()) << st.ToString();
+  EXPECT_NE(st.message().find("endpoint 'crm'"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("nope.db' does not exist"), std::string::npos) << st.message();
+}
+
+TEST_F(SqliteConnectorTest, DescribeReportsColumnsAndKey) {
+  auto c = Make({}, false);
+  Result<TableInfo> info = c->Describe("crm_customers");
+  ASSERT_OK(info);
+  EXPECT_TRUE(info->exists);
+  ASSERT_EQ(info->columns.size(), 5u);
+  EXPECT_EQ(info->columns[0].name, "cust_id");
+  EXPECT_EQ(info->columns[0].type, "INTEGER");
+  EXPECT_EQ(info->columns[0].pk, 1);
+  EXPECT_EQ(info->columns[2].name, "score");
+  EXPECT_EQ(info->columns[2].pk, 0);
+  Result<TableInfo> none = c->Describe("missing");
+  ASSERT_OK(none);
+  EXPECT_FALSE(none->exists);
+}
+
+TEST_F(SqliteConnectorTest, InstallSnapshotsExistingRows) {
+  SqlExec(
+      path_,
+      "INSERT INTO crm_customers VALUES (1, 'Ann', 1.5, NULL, 'x'), (2, 'Bob', NULL, NULL, 'y')");
+  auto c = Make();
+  Position pos = 0;
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 2u);
+  for (const Change& ch : changes) {
+    EXPECT_EQ(ch.op, Op::kInsert);
+    EXPECT_TRUE(ch.snapshot);
+    EXPECT_EQ(ch.collection, "customers");
+    EXPECT_TRUE(ch.before.is_null());
+    EXPECT_GT(ch.commit_ms, 1.6e12);
+  }
+  EXPECT_EQ(changes[0].key, Row({{"id", 1}}));
+  EXPECT_EQ(changes[0].after, Row({{"id", 1}, {"name", "Ann"}, {"score", 1.5}, {"data", nullptr}}));
+  EXPECT_EQ(changes[1].after["name"], "Bob");
+  EXPECT_LT(changes[0].position, changes[1].position);
+
+  // Installing again does not snapshot again.
+  ASSERT_OK(c->Install());
+  EXPECT_TRUE(CaptureAll(*c, &pos).empty());
+}
+
+TEST_F(SqliteConnectorTest, CapturesApplicationWritesInOrderWithImages) {
+  auto c = Make();
+  Position pos = 0;
+  EXPECT_TRUE(CaptureAll(*c, &pos).empty());
+  SqlExec(path_, "INSERT INTO crm_customers VALUES (7, 'Ann', 2.0, NULL, 'n')");
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'Anne' WHERE cust_id = 7");
+  SqlExec(path_, "DELETE FROM crm_customers WHERE cust_id = 7");
+
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 3u);
+  const Change& ins = changes[0];
+  EXPECT_EQ(ins.op, Op::kInsert);
+  EXPECT_FALSE(ins.snapshot);
+  EXPECT_EQ(ins.key, Row({{"id", 7}}));
+  EXPECT_EQ(ins.after, Row({{"id", 7}, {"name", "Ann"}, {"score", 2.0}, {"data", nullptr}}));
+  EXPECT_TRUE(ins.after["id"].is_number_integer());
+  EXPECT_FALSE(ins.after["id"].is_number_unsigned());
+  EXPECT_TRUE(ins.after["score"].is_number_float());
+
+  const Change& upd = changes[1];
+  EXPECT_EQ(upd.op, Op::kUpdate);
+  EXPECT_EQ(upd.key, Row({{"id", 7}}));
+  EXPECT_EQ(upd.before["name"], "Ann");
+  EXPECT_EQ(upd.after["name"], "Anne");
+
+  const Change& del = changes[2];
+  EXPECT_EQ(del.op, Op::kDelete);
+  EXPECT_EQ(del.key, Row({{"id", 7}}));
+  EXPECT_EQ(del.before["name"], "Anne");
+  EXPECT_TRUE(del.after.is_null());
+
+  EXPECT_LT(changes[0].position, changes[1].position);
+  EXPECT_LT(changes[1].position, changes[2].position);
+  EXPECT_EQ(pos, changes[2].position);
+  EXPECT_LE(changes[0].commit_ms, changes[2].commit_ms);
+}
+
+TEST_F(SqliteConnectorTest, UpdateOfUnsyncedColumnIsNotCaptured) {
+  SqlExec(path_, "INSERT INTO crm_customers VALUES (1, 'Ann', 1.0, NULL, 'x')");
+  auto c = Make();
+  Position pos = 0;
+  ASSERT_EQ(CaptureAll(*c, &pos).size(), 1u);
+  SqlExec(path_, "UPDATE crm_customers SET note = 'changed' WHERE cust_id = 1");
+  SqlExec(path_, "UPDATE crm_customers SET full_name = full_name WHERE cust_id = 1");
+  EXPECT_TRUE(CaptureAll(*c, &pos).empty());
+  SqlExec(path_, "UPDATE crm_customers SET note = 'again', score = 3 WHERE cust_id = 1");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].after["score"], 3.0);
+  EXPECT_FALSE(changes[0].after.contains("note"));
+}
+
+TEST_F(SqliteConnectorTest, KeyChangeBecomesDeleteThenInsert) {
+  SqlExec(path_, "INSERT INTO crm_customers VALUES (1, 'Ann', 1.0, NULL, 'x')");
+  auto c = Make();
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  SqlExec(path_, "UPDATE crm_customers SET cust_id = 2, full_name = 'Two' WHERE cust_id = 1");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].op, Op::kDelete);
+  EXPECT_EQ(changes[0].key, Row({{"id", 1}}));
+  EXPECT_EQ(changes[0].before["name"], "Ann");
+  EXPECT_TRUE(changes[0].after.is_null());
+  EXPECT_EQ(changes[1].op, Op::kInsert);
+  EXPECT_EQ(changes[1].key, Row({{"id", 2}}));
+  EXPECT_EQ(changes[1].after["name"], "Two");
+  EXPECT_TRUE(changes[1].before.is_null());
+  EXPECT_EQ(changes[0].position, changes[1].position);
+}
+
+TEST_F(SqliteConnectorTest, BlobRealAndNullRoundTripThroughCapture) {
+  auto c = Make();
+  Position pos = 0;
+  SqlExec(path_, "INSERT INTO crm_customers VALUES (1, NULL, 0.1 + 0.2, x'00FF10', 'n')");
+  SqlExec(path_, "INSERT INTO crm_customers VALUES (2, 'big', 1.2345678901234567e300, x'', NULL)");
+  SqlExec(path_, "INSERT INTO crm_customers VALUES (3, 'inf', 9e999, NULL, NULL)");
+  // A TEXT column may hold a blob too; the application's writes must keep working.
+  SqlExec(path_, "UPDATE crm_customers SET full_name = x'CAFE', payload = x'01' WHERE cust_id = 1");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 4u);
+  const Row& a = changes[0].after;
+  EXPECT_TRUE(a["name"].is_null());
+  ASSERT_TRUE(a["score"].is_number_float());
+  EXPECT_EQ(a["score"].get<double>(), 0.1 + 0.2);
+  EXPECT_EQ(a["data"], Row({{"$blob", "00FF10"}}));
+  EXPECT_EQ(changes[1].after["score"].get<double>(), 1.2345678901234567e300);
+  EXPECT_EQ(changes[1].after["data"], Row({{"$blob", ""}}));
+  EXPECT_EQ(changes[2].after["score"].get<double>(), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(changes[3].before["data"], Row({{"$blob", "00FF10"}}));
+  EXPECT_EQ(changes[3].after["name"], Row({{"$blob", "CAFE"}}));
+  EXPECT_EQ(changes[3].after["data"], Row({{"$blob", "01"}}));
+}
+
+TEST_F(SqliteConnectorTest, InvalidUtf8TextDoesNotStopCapture) {
+  auto c = Make();
+  Position pos = 0;
+  SqlExec(path_, "INSERT INTO crm_customers VALUES (1, CAST(x'41FF42' AS TEXT), NULL, NULL, NULL)");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].after["name"],
+            "A\xEF\xBF\xBD"
+            "B");
+}
+
+TEST_F(SqliteConnectorTest, ApplyRoundTripsBlobRealAndNull) {
+  auto c = Make();
+  ApplyBatch b{
+      1,
+      {Insert(
+          {{"id", 1}},
+          {{"id", 1}, {"name", nullptr}, {"score", 0.1 + 0.2}, {"data", {{"$blob", "00FF10"}}}})}};
+  Result<ApplyResult> r = c->Apply({b});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_,
+                     "SELECT typeof(full_name), score = 0.1 + 0.2, typeof(payload), hex(payload) "
+                     "FROM crm_customers"),
+            "null|1|blob|00FF10\n");
+  // The application can still update that row (its blob goes through the trigger).
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'x' WHERE cust_id = 1");
+
+  // Compare-and-set on a blob and a real value.
+  b = {2,
+       {Update({{"id", 1}}, {{"data", {{"$blob", "AB"}}}},
+               {{"data", {{"$blob", "00FF10"}}}, {"score", 0.1 + 0.2}})}};
+  r = c->Apply({b});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT hex(payload) FROM crm_customers"), "AB\n");
+}
+
+TEST_F(SqliteConnectorTest, P5ApplyIsCapturedAsOneMarkerOnly) {
+  SqlExec(path_, "INSERT INTO crm_customers VALUES (5, 'Eve', 1.0, NULL, NULL)");
+  auto c = Make();
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  std::vector<ApplyBatch> batches = {
+      {7, {Insert({{"id", 1}}, {{"id", 1}, {"name", "A"}, {"score", 1}, {"data", nullptr}})}},
+      {8,
+       {Update({{"id", 5}}, {{"name", "Eva"}}, {{"name", "Eve"}}),
+        Insert({{"id", 2}}, {{"id", 2}, {"name", "B"}, {"score", nullptr}, {"data", nullptr}}),
+        Delete({{"id", 1}}, {{"name", "A"}})}}};
+  Result<ApplyResult> r = c->Apply(batches);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 4u);
+  EXPECT_EQ(r->rejected, 0u);
+  EXPECT_EQ(r->skipped_batches, 0u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id, full_name FROM crm_customers ORDER BY cust_id"),
+            "2|B\n5|Eva\n");
+
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].op, Op::kMarker);
+  EXPECT_EQ(changes[0].apply_id, 8);
+  EXPECT_GT(changes[0].commit_ms, 1.6e12);
+  EXPECT_EQ(*c->AppliedId(), 8);
+  EXPECT_EQ(SqlQuery(path_, "SELECT active FROM _duplex_apply"), "0\n");
+
+  // The application's writes right after are captured again.
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'Bee' WHERE cust_id = 2");
+  changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].op, Op::kUpdate);
+  EXPECT_EQ(changes[0].before["name"], "B");
+}
+
+TEST_F(SqliteConnectorTest, P6ApplyTwiceSkipsAlreadyAppliedBatches) {
+  auto c = Make();
+  EXPECT_EQ(*c->AppliedId(), 0);
+  std::vector<ApplyBatch> batches = {
+      {3, {Insert({{"id", 1}}, {{"id", 1}, {"name", "A"}, {"score", 1}, {"data", nullptr}})}},
+      {4, {Update({{"id", 1}}, {{"score", 2}}, {{"score", 1}})}}};
+  ASSERT_OK(c->Apply(batches));
+  EXPECT_EQ(*c->AppliedId(), 4);
+  Result<ApplyResult> again = c->Apply(batches);
+  ASSERT_OK(again);
+  EXPECT_EQ(again->skipped_batches, 2u);
+  EXPECT_EQ(again->applied, 0u);
+  EXPECT_EQ(again->rejected, 0u);
+  EXPECT_EQ(*c->AppliedId(), 4);
+  EXPECT_EQ(SqlQuery(path_, "SELECT count(*) FROM _duplex_changelog WHERE op = 'M'"), "1\n");
+
+  // A new batch after old ones: only the new one is written.
+  batches.push_back({5, {Update({{"id", 1}}, {{"name", "Z"}}, {})}});
+  Result<ApplyResult> third = c->Apply(batches);
+  ASSERT_OK(third);
+  EXPECT_EQ(third->skipped_batches, 2u);
+  EXPECT_EQ(third->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT full_name, score FROM crm_customers"), "Z|2.0\n");
+  EXPECT_EQ(*c->AppliedId(), 5);
+}
+
+TEST_F(SqliteConnectorTest, CompareAndSetRejectsStaleWrites) {
+  SqlExec(path_, "INSERT INTO crm_customers VALUES (1, 'Ann', 1.0, NULL, NULL)");
+  auto c = Make();
+  Result<ApplyResult> r =
+      c->Apply({{1,
+                 {Update({{"id", 1}}, {{"name", "X"}}, {{"name", "Bob"}}),
+                  Delete({{"id", 1}}, {{"score", 9}}), Update({{"id", 99}}, {{"name", "X"}}, {}),
+                  Insert({{"id", 1}},
+                         {{"id", 1}, {"name", "dup"}, {"score", nullptr}, {"data", nullptr}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 0u);
+  EXPECT_EQ(r->rejected, 4u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT * FROM crm_customers"), "1|Ann|1.0|NULL|NULL\n");
+
+  // The expected value matches: applied. An integer expectation matches a REAL column's 1.0.
+  r = c->Apply({{2, {Update({{"id", 1}}, {{"name", "X"}}, {{"name", "Ann"}, {"score", 1}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers"), "X\n");
+  // A NULL expectation matches NULL.
+  r = c->Apply({{3, {Delete({{"id", 1}}, {{"data", nullptr}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(CountRows("crm_customers"), 0);
+}
+
+TEST_F(SqliteConnectorTest, ConstraintViolationRollsBackTheWholeApply) {
+  auto c = Make();
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  Result<ApplyResult> r = c->Apply(
+      {{1, {Insert({{"id", 1}}, {{"id", 1}, {"name", "ok"}, {"score", 1}, {"data", nullptr}})}},
+       {2, {Insert({{"id", 2}}, {{"id", 2}, {"name", "bad"}, {"score", -5}, {"data", nullptr}})}}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
+  const std::string& msg = r.status().message();
+  EXPECT_NE(msg.find("endpoint 'crm'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("table 'crm_customers'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("{\"id\":2}"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("CHECK constraint failed"), std::string::npos) << msg;
+
+  EXPECT_EQ(CountRows("crm_customers"), 0);
+  EXPECT_EQ(*c->AppliedId(), 0);
+  EXPECT_EQ(SqlQuery(path_, "SELECT active FROM _duplex_apply"), "0\n");
+  EXPECT_TRUE(CaptureAll(*c, &pos).empty());
+
+  // The connection is still usable, and the application's writes are captured.
+  ASSERT_OK(c->Apply({{1, {Insert({{"id", 1}}, {{"id", 1}, {"score", 1}})}}}));
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id) VALUES (10)");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].op, Op::kMarker);
+  EXPECT_EQ(changes[1].key, Row({{"id", 10}}));
+}
+
+TEST_F(SqliteConnectorTest, ApplyErrorsNameTheFault) {
+  auto c = Make();
+  RowOp unknown = Insert({{"id", 1}}, {{"id", 1}, {"nope", 1}});
+  Result<ApplyResult> r = c->Apply({{1, {unknown}}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("field 'nope'"), std::string::npos) << r.status().message();
+  RowOp other = Insert({{"id", 1}}, {{"id", 1}});
+  other.collection = "orders";
+  r = c->Apply({{1, {other}}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("collection 'orders'"), std::string::npos);
+  EXPECT_EQ(CountRows("crm_customers"), 0);
+}
+
+TEST_F(SqliteConnectorTest, AckPrunesTheChangelog) {
+  auto c = Make();
+  for (int i = 1; i <= 5; ++i) {
+    SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (" + std::to_string(i) +
+                       ", 'n')");
+  }
+  Result<ChangeBatch> batch = c->Capture(0, 3);
+  ASSERT_OK(batch);
+  ASSERT_EQ(batch->changes.size(), 3u);
+  EXPECT_EQ(*c->Backlog(0), 5);
+  EXPECT_EQ(*c->Backlog(batch->end), 2);
+  ASSERT_OK(c->Ack(batch->end));
+  EXPECT_EQ(CountRows("_duplex_changelog"), 2);
+  EXPECT_EQ(*c->Backlog(0), 2);
+  Result<ChangeBatch> rest = c->Capture(batch->end, 100);
+  ASSERT_OK(rest);
+  ASSERT_EQ(rest->changes.size(), 2u);
+  EXPECT_EQ(rest->changes[0].key, Row({{"id", 4}}));
+  ASSERT_OK(c->Ack(rest->end));
+  EXPECT_EQ(CountRows("_duplex_changelog"), 0);
+  // Positions keep growing after everything was pruned (AUTOINCREMENT).
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id) VALUES (6)");
+  Result<ChangeBatch> next = c->Capture(rest->end, 100);
+  ASSERT_OK(next);
+  ASSERT_EQ(next->changes.size(), 1u);
+  EXPECT_GT(next->changes[0].position, rest->end);
+}
+
+TEST_F(SqliteConnectorTest, CaptureRespectsTheLimitAndSkipsUnboundTables) {
+  SqlExec(path_, "CREATE TABLE other(id INTEGER PRIMARY KEY, v TEXT)");
+  CollectionBinding other{"others", "other", {"id"}, {{"id", "id"}, {"v", "v"}}};
+  auto c = Make({Customers(), other});
+  SqlExec(path_, "INSERT INTO other VALUES (1, 'a')");
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id) VALUES (1)");
+  // Unbinding "other" and installing again removes its triggers; its logged row is skipped.
+  ASSERT_OK(c->Bind({Customers()}));
+  ASSERT_OK(c->Install());
+  SqlExec(path_, "INSERT INTO other VALUES (2, 'b')");
+  EXPECT_EQ(SqlQuery(path_, "SELECT count(*) FROM sqlite_master WHERE name LIKE '_duplex_other%'"),
+            "0\n");
+  Result<ChangeBatch> b = c->Capture(0, 1);
+  ASSERT_OK(b);
+  ASSERT_EQ(b->changes.size(), 0u);  // only the skipped row was read
+  EXPECT_GT(b->end, 0);
+  Result<ChangeBatch> b2 = c->Capture(b->end, 1);
+  ASSERT_OK(b2);
+  ASSERT_EQ(b2->changes.size(), 1u);
+  EXPECT_EQ(b2->changes[0].collection, "customers");
+  EXPECT_EQ(b2->end, b2->changes[0].position);
+  Result<ChangeBatch> b3 = c->Capture(b2->end, 10);
+  ASSERT_OK(b3);
+  EXPECT_TRUE(b3->changes.empty());
+  EXPECT_EQ(b3->end, b2->end);
+}
+
+TEST_F(SqliteConnectorTest, KeyChangeIsNotSplitAcrossTheLimit) {
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id) VALUES (1), (5)");
+  auto c = Make();
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'x' WHERE cust_id = 5");
+  SqlExec(path_, "UPDATE crm_customers SET cust_id = 2 WHERE cust_id = 1");
+  Result<ChangeBatch> b = c->Capture(pos, 2);
+  ASSERT_OK(b);
+  ASSERT_EQ(b->changes.size(), 1u);  // the key change (2 changes) would exceed the limit
+  Result<ChangeBatch> b2 = c->Capture(b->end, 2);
+  ASSERT_OK(b2);
+  ASSERT_EQ(b2->changes.size(), 2u);
+  EXPECT_EQ(b2->changes[0].op, Op::kDelete);
+  EXPECT_EQ(b2->changes[1].op, Op::kInsert);
+  // A limit of 1 still makes progress.
+  SqlExec(path_, "UPDATE crm_customers SET cust_id = 3 WHERE cust_id = 2");
+  Result<ChangeBatch> b3 = c->Capture(b2->end, 1);
+  ASSERT_OK(b3);
+  EXPECT_EQ(b3->changes.size(), 2u);
+}
+
+TEST_F(SqliteConnectorTest, PollSeesOtherConnectionsAndOwnCommits) {
+  auto c = Make();
+  EXPECT_TRUE(*c->Poll());
+  EXPECT_FALSE(*c->Poll());
+  EXPECT_FALSE(*c->Poll());
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id) VALUES (1)");
+  EXPECT_TRUE(*c->Poll());
+  EXPECT_FALSE(*c->Poll());
+  ASSERT_OK(c->Apply({{1, {Insert({{"id", 2}}, {{"id", 2}})}}}));
+  EXPECT_TRUE(*c->Poll());
+  EXPECT_FALSE(*c->Poll());
+  ASSERT_OK(c->Ack(1000));
+  EXPECT_TRUE(*c->Poll());
+  ASSERT_OK(c->Ack(1000));  // nothing left to prune
+  EXPECT_FALSE(*c->Poll());
+}
+
+TEST_F(SqliteConnectorTest, IsInstalledAndUninstall) {
+  auto c = Make({Customers()}, /*install=*/false);
+  EXPECT_FALSE(*c->IsInstalled());
+  EXPECT_EQ(*c->AppliedId(), 0);
+  EXPECT_EQ(*c->Backlog(0), 0);
+  ASSERT_OK(c->Uninstall());  // nothing installed: fine
+  ASSERT_OK(c->Install());
+  EXPECT_TRUE(*c->IsInstalled());
+  ASSERT_OK(c->Apply({{1, {Insert({{"id", 1}}, {{"id", 1}})}}}));
+
+  // Binding more columns: no longer installed as bound, until installed again.
+  CollectionBinding wider = Customers();
+  wider.fields.emplace_back("note", "note");
+  ASSERT_OK(c->Bind({wider}));
+  EXPECT_FALSE(*c->IsInstalled());
+  ASSERT_OK(c->Install());
+  EXPECT_TRUE(*c->IsInstalled());
+  SqlExec(path_, "DROP TRIGGER \"_duplex_crm_customers_upd\"");
+  EXPECT_FALSE(*c->IsInstalled());
+  ASSERT_OK(c->Install());
+  EXPECT_TRUE(*c->IsInstalled());
+
+  ASSERT_OK(c->Uninstall());
+  EXPECT_FALSE(*c->IsInstalled());
+  EXPECT_EQ(SqlQuery(path_, "SELECT count(*) FROM sqlite_master WHERE name LIKE '%duplex%'"),
+            "0\n");
+  SqlExec(path_,
+          "INSERT INTO crm_customers VALUES (2, 'a', 1.0, x'00', 'n'); UPDATE crm_customers SET "
+          "full_name = 'b'; DELETE FROM crm_customers WHERE cust_id = 1");
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id, full_name FROM crm_customers"), "2|b\n");
+  ASSERT_OK(c->Uninstall());
+  EXPECT_EQ(*c->AppliedId(), 0);
+  Result<ApplyResult> r = c->Apply({{2, {Insert({{"id", 3}}, {{"id", 3}})}}});
+  EXPECT_FALSE(r.ok());
+
+  // Installing again starts over with a snapshot.
+  ASSERT_OK(c->Install());
+  Position pos = 0;
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_TRUE(changes[0].snapshot);
+  EXPECT_EQ(changes[0].after["note"], "n");
+}
+
+TEST_F(SqliteConnectorTest, InstallChecksTablesColumnsAndKey) {
+  CollectionBinding missing_table = Customers();
+  missing_table.table = "nope";
+  auto c = Make({missing_table}, false);
+  Status st = c->Install();
+  EXPECT_TRUE(st.IsInvalidArgument());
+  EXPECT_NE(st.message().find("table 'nope'"), std::string::npos) << st.message();
+
+  CollectionBinding missing_column = Customers();
+  missing_column.fields.emplace_back("email", "email");
+  ASSERT_OK(c->Bind({missing_column}));
+  st = c->Install();
+  EXPECT_NE(st.message().find("column 'email'"), std::string::npos) << st.message();
+
+  CollectionBinding bad_key = Customers();
+  bad_key.key = {"name"};
+  ASSERT_OK(c->Bind({bad_key}));
+  st = c->Install();
+  EXPECT_TRUE(st.IsInvalidArgument());
+  EXPECT_NE(st.message().find("unique"), std::string::npos) << st.message();
+  EXPECT_FALSE(*c->IsInstalled());
+
+  CollectionBinding not_a_field = Customers();
+  not_a_field.key = {"email"};
+  EXPECT_TRUE(c->Bind({not_a_field}).IsInvalidArgument());
+}
+
+TEST_F(SqliteConnectorTest, QuotedTableAndColumnNames) {
+  SqlExec(path_,
+          "CREATE TABLE \"my \"\"odd\"\" table\"(\"the id\" TEXT PRIMARY KEY, "
+          "\"va'l \"\"x\"\"\" REAL)");
+  CollectionBinding b{"odd", "my \"odd\" table", {"id"}, {{"id", "the id"}, {"v", "va'l \"x\""}}};
+  SqlExec(path_, "INSERT INTO \"my \"\"odd\"\" table\" VALUES ('k0', 0.5)");
+  auto c = Make({b});
+  EXPECT_TRUE(*c->IsInstalled());
+  SqlExec(path_, "INSERT INTO \"my \"\"odd\"\" table\" VALUES ('k1', 1.5)");
+  Position pos = 0;
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[1].after, Row({{"id", "k1"}, {"v", 1.5}}));
+
+  RowOp ins;
+  ins.op = Op::kInsert;
+  ins.collection = "odd";
+  ins.key = {{"id", "k2"}};
+  ins.values = {{"id", "k2"}, {"v", 2.5}};
+  RowOp upd = ins;
+  upd.op = Op::kUpdate;
+  upd.key = {{"id", "k1"}};
+  upd.values = {{"v", 3.5}};
+  upd.expected = {{"v", 1.5}};
+  Result<ApplyResult> r = c->Apply({{1, {ins, upd}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 2u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT * FROM \"my \"\"odd\"\" table\" ORDER BY 1"),
+            "k0|0.5\nk1|3.5\nk2|2.5\n");
+  changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].op, Op::kMarker);
+  ASSERT_OK(c->Uninstall());
+  EXPECT_EQ(SqlQuery(path_, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"), "0\n");
+}
+
+TEST_F(SqliteConnectorTest, WideTableBeyondTheFunctionArgumentLimit) {
+  // json_object() takes at most 127 arguments: 63 columns.
+  std::string create = "CREATE TABLE wide(id INTEGER PRIMARY KEY";
+  std::string insert_cols = "id", insert_vals = "1";
+  CollectionBinding b{"wide", "wide", {"id"}, {{"id", "id"}}};
+  for (int i = 0; i < 150; ++i) {
+    std::string col = i % 50 == 0 ? "c\"" + std::to_string(i) : "c." + std::to_string(i);
+    create += ", " + QuoteIdent(col);
+    insert_cols += ", " + QuoteIdent(col);
+    insert_vals += ", " + std::to_string(i);
+    b.fields.emplace_back("f" + std::to_string(i), col);
+  }
+  SqlExec(path_, create + ")");
+  auto c = Make({b});
+  SqlExec(path_, "INSERT INTO wide(" + insert_cols + ") VALUES(" + insert_vals + ")");
+  SqlExec(path_, "UPDATE wide SET \"c.149\" = 0.25");
+  Position pos = 0;
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 2u);
+  ASSERT_EQ(changes[0].after.size(), 151u);
+  for (int i = 0; i < 150; ++i) {
+    EXPECT_EQ(changes[0].after["f" + std::to_string(i)], i) << i;
+  }
+  EXPECT_EQ(changes[1].before["f149"], 149);
+  EXPECT_EQ(changes[1].after["f149"], 0.25);
+}
+
+TEST(RegistryTest, MakesSqliteAndRejectsUnknownTypes) {
+  EndpointConfig cfg;
+  cfg.name = "crm";
+  cfg.type = "sqlite";
+  cfg.path = "/tmp/does-not-matter.db";
+  Result<std::unique_ptr<Connector>> c = MakeConnector(cfg);
+  ASSERT_OK(c);
+  EXPECT_EQ((*c)->name(), "crm");
+  EXPECT_NE(dynamic_cast<SqliteConnector*>(c->get()), nullptr);
+
+  cfg.type = "oracle";
+  cfg.line = 12;
+  Result<std::unique_ptr<Connector>> bad = MakeConnector(cfg);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(bad.status().IsInvalidArgument());
+  EXPECT_NE(bad.status().message().find("endpoint 'crm'"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("oracle"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace duplex::sqlite

@@ -1,0 +1,253 @@
+// The engine end to end in-process, on real SQLite files written through separate
+// connections (as the applications would).
+#include "pipeline/engine.h"
+
+#include <gtest/gtest.h>
+
+#include "support/test_util.h"
+
+namespace duplex {
+namespace {
+
+using testing::SqlExec;
+using testing::SqlQuery;
+using testing::TempDir;
+
+constexpr const char* kSchema =
+    "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, note TEXT);";
+
+class EngineTest : public ::testing::Test {
+ protected:
+  // Writes a config syncing table t on `endpoints` (in that order) and creates the files.
+  void Setup(std::vector<std::string> endpoints, const std::string& collection_extra = "") {
+    endpoints_ = endpoints;
+    std::string toml = "[engine]\nstate = \"state.db\"\n";
+    for (const std::string& e : endpoints) {
+      toml += "[endpoints." + e + "]\ntype = \"sqlite\"\npath = \"" + e + ".db\"\n";
+      if (!created_.count(e)) {
+        SqlExec(Db(e), kSchema);
+        created_.insert(e);
+      }
+    }
+    toml += "[collections.t]\nkey = [\"id\"]\n" + collection_extra + "\n";
+    for (const std::string& e : endpoints) toml += "endpoints." + e + " = { table = \"t\" }\n";
+    testing::WriteFile(dir_.File("duplex.toml"), toml);
+  }
+
+  std::string Db(const std::string& endpoint) { return dir_.File(endpoint + ".db"); }
+
+  // Opens the engine, installs capture, syncs until idle, closes it.
+  void Sync() {
+    auto config = LoadConfig(dir_.File("duplex.toml"));
+    ASSERT_OK(config);
+    auto engine = Engine::Open(*config, true);
+    ASSERT_OK(engine);
+    ASSERT_OK((*engine)->Install());
+    std::atomic<bool> stop{false};
+    ASSERT_OK((*engine)->Run(stop, /*until_idle=*/true));
+  }
+
+  std::string Rows(const std::string& endpoint) {
+    return SqlQuery(Db(endpoint), "SELECT id, name, qty, note FROM t ORDER BY id");
+  }
+
+  void ExpectConverged() {
+    for (const std::string& e : endpoints_) EXPECT_EQ(Rows(e), Rows(endpoints_[0])) << e;
+  }
+
+  std::string Conflicts() {
+    return SqlQuery(dir_.File("state.db"),
+                    "SELECT field, policy, winner, status FROM conflicts ORDER BY id");
+  }
+
+  TempDir dir_;
+  std::vector<std::string> endpoints_;
+  std::set<std::string> created_;
+};
+
+TEST_F(EngineTest, InitialLoadCopiesAndMergesExistingRows) {
+  Setup({"a", "b"});
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, NULL), (2, 'y', 2, NULL)");
+  SqlExec(Db("b"), "INSERT INTO t VALUES (2, 'y', 5, NULL), (3, 'z', 3, NULL)");
+  Sync();
+  ExpectConverged();
+  EXPECT_EQ(Rows("a"), "1|x|1|NULL\n2|y|2|NULL\n3|z|3|NULL\n");  // tie at load: "a" < "b"
+}
+
+TEST_F(EngineTest, SequentialEditsFlowBothWays) {
+  Setup({"a", "b"});
+  Sync();
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
+  Sync();
+  EXPECT_EQ(Rows("b"), "1|x|1|n\n");
+  SqlExec(Db("b"), "UPDATE t SET qty = 2 WHERE id = 1");
+  Sync();
+  EXPECT_EQ(Rows("a"), "1|x|2|n\n");
+  SqlExec(Db("a"), "UPDATE t SET qty = 3 WHERE id = 1");
+  Sync();
+  ExpectConverged();
+  EXPECT_EQ(Rows("b"), "1|x|3|n\n");
+  EXPECT_EQ(Conflicts(), "");
+}
+
+TEST_F(EngineTest, P3ConcurrentDifferentFieldsBothKept) {
+  Setup({"a", "b"});
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
+  Sync();
+  SqlExec(Db("a"), "UPDATE t SET name = 'from-a' WHERE id = 1");
+  SqlExec(Db("b"), "UPDATE t SET qty = 42 WHERE id = 1");
+  Sync();
+  ExpectConverged();
+  EXPECT_EQ(Rows("a"), "1|from-a|42|n\n");
+  EXPECT_EQ(Conflicts(), "");
+}
+
+TEST_F(EngineTest, P4SameFieldLwwSameOutcomeInEitherCaptureOrder) {
+  std::string outcomes[2];
+  for (int order = 0; order < 2; ++order) {
+    TempDir dir;
+    std::swap(dir_, dir);  // fresh files for each order
+    created_.clear();
+    Setup(order == 0 ? std::vector<std::string>{"a", "b"} : std::vector<std::string>{"b", "a"});
+    SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
+    Sync();
+    SqlExec(Db("b"), "UPDATE t SET note = 'b-early' WHERE id = 1");
+    SqlExec(Db("a"), "UPDATE t SET note = 'a-late' WHERE id = 1");
+    Sync();
+    ExpectConverged();
+    outcomes[order] = Rows("a") + Conflicts();
+    std::swap(dir_, dir);
+  }
+  EXPECT_EQ(outcomes[0], outcomes[1]);
+  EXPECT_EQ(outcomes[0], "1|x|1|a-late\nnote|lww|a|resolved:lww\n");
+}
+
+TEST_F(EngineTest, P5NoEchoOnlyOneMarkerPerApplyAndNoFurtherWrites) {
+  Setup({"a", "b"});
+  Sync();
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n'), (2, 'y', 2, 'm')");
+  Sync();
+  // b's changelog holds the marker of duplex's one apply transaction and no row change.
+  std::string log = SqlQuery(Db("b"), "SELECT op, count(*) FROM _duplex_changelog GROUP BY op");
+  EXPECT_TRUE(log == "" || log == "M|1\n") << log;
+  std::string applied_before = SqlQuery(dir_.File("state.db"),
+                                        "SELECT endpoint, value FROM counters WHERE name = "
+                                        "'applied' ORDER BY endpoint");
+  Sync();
+  Sync();
+  EXPECT_EQ(SqlQuery(dir_.File("state.db"),
+                     "SELECT endpoint, value FROM counters WHERE name = 'applied' ORDER BY "
+                     "endpoint"),
+            applied_before);
+  EXPECT_EQ(applied_before, "b|2\n");
+}
+
+TEST_F(EngineTest, DeleteReachesOtherSideAndTombstoneStays) {
+  Setup({"a", "b"});
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n'), (2, 'y', 2, 'm')");
+  Sync();
+  SqlExec(Db("b"), "DELETE FROM t WHERE id = 1");
+  Sync();
+  ExpectConverged();
+  EXPECT_EQ(Rows("a"), "2|y|2|m\n");
+  EXPECT_EQ(SqlQuery(dir_.File("state.db"), "SELECT key, live FROM records ORDER BY key"),
+            "[1]|0\n[2]|1\n");
+}
+
+TEST_F(EngineTest, DeleteConcurrentWithUpdateDeleteWinsAndIsLogged) {
+  Setup({"a", "b"});
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
+  Sync();
+  SqlExec(Db("a"), "UPDATE t SET qty = 9 WHERE id = 1");
+  SqlExec(Db("b"), "DELETE FROM t WHERE id = 1");
+  Sync();
+  ExpectConverged();
+  EXPECT_EQ(Rows("a"), "");
+  EXPECT_EQ(Conflicts(), "|delete|b|resolved:delete\n");
+}
+
+TEST_F(EngineTest, DeleteConcurrentWithUpdateKeepWhenConfigured) {
+  Setup({"a", "b"}, "on_delete_conflict = \"keep\"");
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
+  Sync();
+  SqlExec(Db("a"), "UPDATE t SET qty = 9 WHERE id = 1");
+  SqlExec(Db("b"), "DELETE FROM t WHERE id = 1");
+  Sync();
+  ExpectConverged();
+  EXPECT_EQ(Rows("b"), "1|x|9|n\n");
+}
+
+TEST_F(EngineTest, ThreeEndpointsConverge) {
+  Setup({"a", "b", "c"}, "fields.qty = { policy = \"max\" }");
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
+  SqlExec(Db("c"), "INSERT INTO t VALUES (2, 'c', 2, 'm')");
+  Sync();
+  SqlExec(Db("a"), "UPDATE t SET qty = 5 WHERE id = 1");
+  SqlExec(Db("b"), "UPDATE t SET qty = 7 WHERE id = 1");
+  SqlExec(Db("c"), "UPDATE t SET qty = 6, name = 'cc' WHERE id = 1");
+  SqlExec(Db("b"), "DELETE FROM t WHERE id = 2");
+  Sync();
+  ExpectConverged();
+  EXPECT_EQ(Rows("c"), "1|cc|7|n\n");
+}
+
+TEST_F(EngineTest, ManualConflictKeepsBothSidesUntilResolved) {
+  Setup({"a", "b"}, "fields.note = { policy = \"manual\" }");
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'base')");
+  Sync();
+  SqlExec(Db("a"), "UPDATE t SET note = 'mine-a' WHERE id = 1");
+  SqlExec(Db("b"), "UPDATE t SET note = 'mine-b', qty = 3 WHERE id = 1");
+  Sync();
+  EXPECT_EQ(Rows("a"), "1|x|3|mine-a\n");  // qty flowed, note did not
+  EXPECT_EQ(Rows("b"), "1|x|3|mine-b\n");
+  EXPECT_EQ(Conflicts(), "note|manual||open\n");
+  {
+    auto store = StateStore::Open(dir_.File("state.db"), false);
+    ASSERT_OK(store);
+    ASSERT_OK((*store)->ResolveConflict(1, "resolved:take:b", "mine-b", 1));
+  }
+  Sync();
+  ExpectConverged();
+  EXPECT_EQ(Rows("a"), "1|x|3|mine-b\n");
+}
+
+TEST_F(EngineTest, RowRejectedByTargetBecomesDeadLetterOthersFlow) {
+  Setup({"a", "b"});
+  SqlExec(Db("b"), "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, "
+                   "qty INTEGER CHECK (qty < 100), note TEXT);");
+  Sync();
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 500, 'n')");
+  Sync();
+  SqlExec(Db("a"), "INSERT INTO t VALUES (2, 'y', 5, 'm')");
+  Sync();
+  EXPECT_EQ(Rows("b"), "2|y|5|m\n");
+  EXPECT_EQ(SqlQuery(dir_.File("state.db"), "SELECT endpoint, reason LIKE '%CHECK%' FROM "
+                                            "dead_letters"),
+            "b|1\n");
+}
+
+TEST_F(EngineTest, SchemaErrorsNameTheTableAndColumn) {
+  Setup({"a", "b"}, "fields.missing = { policy = \"max\" }");
+  auto config = LoadConfig(dir_.File("duplex.toml"));
+  ASSERT_OK(config);
+  auto engine = Engine::Open(*config, true);
+  ASSERT_FALSE(engine.ok());
+  EXPECT_TRUE(engine.status().IsInvalidArgument());
+  EXPECT_NE(engine.status().message().find("fields.missing"), std::string::npos)
+      << engine.status().message();
+}
+
+TEST_F(EngineTest, TypeClashIsAConfigError) {
+  Setup({"a", "b"});
+  SqlExec(Db("b"), "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, "
+                   "qty TEXT, note TEXT);");
+  auto config = LoadConfig(dir_.File("duplex.toml"));
+  ASSERT_OK(config);
+  auto engine = Engine::Open(*config, true);
+  ASSERT_FALSE(engine.ok());
+  EXPECT_NE(engine.status().message().find("type clash on field 'qty'"), std::string::npos)
+      << engine.status().message();
+}
+
+}  // namespace
+}  // namespace duplex
