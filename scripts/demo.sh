@@ -87,6 +87,18 @@ show
 
 say "Status"
 "$duplex" status --config duplex.toml
+a=$(crm "SELECT id, name, email, tier, balance, notes FROM customers ORDER BY id")
+b=$(billing "SELECT id, full_name, email, tier, balance, notes FROM clients ORDER BY id")
+if [ "$a" != "$b" ]; then
+  echo "NOT CONVERGED: the two databases differ" >&2
+  exit 1
+fi
 echo
-echo "Everything converged. The files are in $demo; try editing them with sqlite3 while"
+echo "Converged: every synced field of every record is identical on both sides.
+What happened to the concurrent edits:
+  customer 1: crm changed email, billing changed balance -> both kept (field-level merge)
+  customer 2: both changed tier -> crm's 'platinum' (policy prefer crm)
+  customer 3: both changed notes -> parked (manual), then resolved by the operator
+  customer 4: deleted on billing -> deleted on crm; customer 5: created on crm -> on billing"
+echo "The files are in $demo; try editing them with sqlite3 while"
 echo "\`$duplex run --config $demo/duplex.toml\` runs."

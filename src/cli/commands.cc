@@ -1,12 +1,12 @@
 #include "cli/commands.h"
 
+#include <fmt/format.h>
+
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-
-#include <fmt/format.h>
 
 #include "config/config.h"
 #include "pipeline/engine.h"
@@ -22,9 +22,7 @@ std::atomic<bool> g_stop{false};
 
 void OnSignal(int) { g_stop.store(true); }
 
-int ExitFor(const duplex::Status& st) {
-  return st.IsInvalidArgument() ? kExitUsage : kExitRuntime;
-}
+int ExitFor(const duplex::Status& st) { return st.IsInvalidArgument() ? kExitUsage : kExitRuntime; }
 
 int Fail(const duplex::Status& st) {
   std::fprintf(stderr, "error: %s\n", st.message().c_str());
@@ -92,16 +90,17 @@ void PrintConflict(const ConflictRow& c, bool detailed) {
     for (const auto& [ep, side] : c.values.items()) {
       values += (values.empty() ? "" : ", ") + ep + "=" + SideText(side);
     }
-    std::printf("%-5lld %-14s %-12s %-12s %-8s %-24s %s\n", static_cast<long long>(c.id),
+    std::printf("%-5lld %-12s %-10s %-10s %-8s %-22s %-9s %s\n", static_cast<long long>(c.id),
                 c.collection.c_str(), key.c_str(), field.c_str(), c.policy.c_str(),
-                c.status.c_str(), values.c_str());
+                c.status.c_str(), c.winner.empty() ? "-" : c.winner.c_str(), values.c_str());
     return;
   }
-  std::printf("conflict %lld\n  collection: %s\n  key:        %s\n  field:      %s\n"
-              "  policy:     %s\n  status:     %s%s\n  base:       %s\n",
-              static_cast<long long>(c.id), c.collection.c_str(), key.c_str(), field.c_str(),
-              c.policy.c_str(), c.status.c_str(), c.pending ? " (propagating)" : "",
-              ValueToDisplay(c.base).c_str());
+  std::printf(
+      "conflict %lld\n  collection: %s\n  key:        %s\n  field:      %s\n"
+      "  policy:     %s\n  status:     %s%s\n  base:       %s\n",
+      static_cast<long long>(c.id), c.collection.c_str(), key.c_str(), field.c_str(),
+      c.policy.c_str(), c.status.c_str(), c.pending ? " (propagating)" : "",
+      ValueToDisplay(c.base).c_str());
   for (const auto& [ep, side] : c.values.items()) {
     std::printf("  %-10s  %s  (written %s)\n", (ep + ":").c_str(), SideText(side).c_str(),
                 FormatTime(side.value("ts", 0.0)).c_str());
@@ -126,8 +125,9 @@ int Init(const Options& o) {
     std::fprintf(stderr, "error: cannot write %s\n", o.config.c_str());
     return kExitRuntime;
   }
-  std::printf("wrote %s: edit its endpoints and collections, then run\n  duplex check --config %s\n",
-              o.config.c_str(), o.config.c_str());
+  std::printf(
+      "wrote %s: edit its endpoints and collections, then run\n  duplex check --config %s\n",
+      o.config.c_str(), o.config.c_str());
   return kExitOk;
 }
 
@@ -146,15 +146,16 @@ int Check(const Options& o) {
     for (const CollectionConfig& x : config->collections) {
       if (x.name == c.name) cc = &x;
     }
-    std::printf("collection %s: key [%s]\n", c.name.c_str(), fmt::format("{}", fmt::join(c.key, ", ")).c_str());
+    std::printf("collection %s: key [%s]\n", c.name.c_str(),
+                fmt::format("{}", fmt::join(c.key, ", ")).c_str());
     for (const std::string& f : c.synced) {
       const FieldPolicy& p = cc->PolicyFor(f);
       std::string policy = PolicyName(p.policy);
       if (p.policy == Policy::kPrefer) policy += " " + p.prefer_endpoint;
       std::string columns;
       for (const CollectionEndpoint& ce : cc->endpoints) {
-        columns += (columns.empty() ? "" : ", ") + ce.endpoint + "." + ce.table + "." +
-                   ce.Column(f);
+        columns +=
+            (columns.empty() ? "" : ", ") + ce.endpoint + "." + ce.table + "." + ce.Column(f);
       }
       std::printf("  synced      %-16s policy %-14s (%s)\n", f.c_str(), policy.c_str(),
                   columns.c_str());
@@ -173,8 +174,9 @@ int Check(const Options& o) {
     Result<bool> installed = engine->IsInstalled();
     if (!installed.ok()) return Fail(installed.status());
     std::printf("change capture: %s\n",
-                *installed ? "installed"
-                           : "not installed yet (`duplex run` or `duplex check --install` does it)");
+                *installed
+                    ? "installed"
+                    : "not installed yet (`duplex run` or `duplex check --install` does it)");
   }
   return kExitOk;
 }
@@ -193,7 +195,8 @@ int Run(const Options& o) {
   Result<int64_t> dead = engine->DeadLetterCount();
   if (!dead.ok()) return Fail(dead.status());
   spdlog::info("duplex stopped{}", *dead ? fmt::format(" ({} batches parked as dead letters; "
-                                                      "see `duplex status`)", *dead)
+                                                       "see `duplex status`)",
+                                                       *dead)
                                          : "");
   if (o.until_idle && *dead > 0) return kExitParked;
   return kExitOk;
@@ -209,9 +212,8 @@ int Status(const Options& o) {
     std::printf("%s\n", s->dump(2).c_str());
     return kExitOk;
   }
-  std::printf("%-12s %10s %10s %10s %10s %10s %8s %6s  %s\n", "ENDPOINT", "POSITION",
-              "TO-CAPTURE", "TO-APPLY", "CAPTURED", "APPLIED", "REJECTED", "DEAD",
-              "LAST ERROR");
+  std::printf("%-12s %10s %10s %10s %10s %10s %8s %6s  %s\n", "ENDPOINT", "POSITION", "TO-CAPTURE",
+              "TO-APPLY", "CAPTURED", "APPLIED", "REJECTED", "DEAD", "LAST ERROR");
   for (const auto& ep : (*s)["endpoints"]) {
     std::string backlog = ep["capture_backlog"].is_null() ? "?" : ep["capture_backlog"].dump();
     std::printf("%-12s %10lld %10s %10lld %10lld %10lld %8lld %6lld  %s\n",
@@ -258,8 +260,8 @@ int ConflictsList(const Options& o) {
     std::printf(o.all ? "no conflicts logged\n" : "no open conflicts (--all lists the log)\n");
     return kExitOk;
   }
-  std::printf("%-5s %-14s %-12s %-12s %-8s %-24s %s\n", "ID", "COLLECTION", "KEY", "FIELD",
-              "POLICY", "STATUS", "VALUES");
+  std::printf("%-5s %-12s %-10s %-10s %-8s %-22s %-9s %s\n", "ID", "COLLECTION", "KEY", "FIELD",
+              "POLICY", "STATUS", "WINNER", "VALUES");
   for (const ConflictRow& c : *rows) PrintConflict(c, false);
   return kExitOk;
 }
@@ -319,9 +321,9 @@ int ConflictsResolve(const Options& o) {
     }
     how = "resolved:value";
   }
-  double now = std::chrono::duration<double, std::milli>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
+  double now =
+      std::chrono::duration<double, std::milli>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   duplex::Status st = store->ResolveConflict(id, how, value, now);
   if (!st.ok()) return Fail(st);
   if (o.json) {

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
       "usage, 3 `run --until-idle` finished but records remain parked (dead letters).",
       "duplex"};
   app.require_subcommand(1);
+  app.fallthrough();  // --log-level and --log-format may come after the subcommand too
   app.set_version_flag("--version", "duplex 0.1.0");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
@@ -31,15 +32,17 @@ int main(int argc, char** argv) {
   };
 
   CLI::App* init = app.add_subcommand("init", "Write a commented example config");
-  init->footer("Example:\n  duplex init --config sync.toml\nThen edit the endpoints and "
-               "collections, and run `duplex check --config sync.toml`.");
+  init->footer(
+      "Example:\n  duplex init --config sync.toml\nThen edit the endpoints and "
+      "collections, and run `duplex check --config sync.toml`.");
   add_config(init);
   init->add_flag("--force", o.force, "overwrite an existing file");
 
   CLI::App* check = app.add_subcommand(
       "check", "Check the config and every endpoint; print what is synced and left alone");
-  check->footer("Example:\n  duplex check --config duplex.toml\n  duplex check --config "
-                "duplex.toml --install   # also install change capture now");
+  check->footer(
+      "Example:\n  duplex check --config duplex.toml\n  duplex check --config "
+      "duplex.toml --install   # also install change capture now");
   add_config(check);
   check->add_flag("--install", o.install, "install change capture (triggers) on every endpoint");
 
@@ -58,10 +61,11 @@ int main(int argc, char** argv) {
   add_config(status);
   status->add_flag("--json", o.json, "print JSON");
 
-  CLI::App* uninstall = app.add_subcommand(
-      "uninstall", "Remove duplex's triggers and tables from the endpoints");
-  uninstall->footer("Example:\n  duplex uninstall --config duplex.toml --endpoint crm\n"
-                    "The engine's state file is left alone; delete it to start over.");
+  CLI::App* uninstall =
+      app.add_subcommand("uninstall", "Remove duplex's triggers and tables from the endpoints");
+  uninstall->footer(
+      "Example:\n  duplex uninstall --config duplex.toml --endpoint crm\n"
+      "The engine's state file is left alone; delete it to start over.");
   add_config(uninstall);
   uninstall->add_option("--endpoint", o.endpoint, "only this endpoint");
 
@@ -86,7 +90,8 @@ int main(int argc, char** argv) {
   add_config(cresolve);
   cresolve->add_option("id", o.conflict_id, "conflict id")->required();
   auto* take = cresolve->add_option("--take", o.take, "take this endpoint's value");
-  auto* value = cresolve->add_option("--value", o.value, "take this JSON value, e.g. '\"Gold\"' or 42");
+  auto* value =
+      cresolve->add_option("--value", o.value, "take this JSON value, e.g. '\"Gold\"' or 42");
   take->excludes(value);
   value->excludes(take);
   cresolve->add_flag("--json", o.json, "print the resolved conflict as JSON");

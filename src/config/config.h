@@ -55,7 +55,7 @@ struct CollectionConfig {
 };
 
 struct EngineConfig {
-  std::string state_path;  // absolute
+  std::string state_path;     // absolute
   size_t batch_rows = 10000;  // most changes captured or applied in one batch
   int poll_interval_ms = 5;   // idle wait between cheap change checks
 };

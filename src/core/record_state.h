@@ -23,9 +23,9 @@ struct Version {
 struct RecordState {
   // False for a tombstone (deleted everywhere, kept so a late change cannot resurrect it).
   bool exists = false;
-  Row values = Row::object();                // canonical field -> agreed value (key included)
-  std::map<std::string, Version> versions;   // canonical field -> version of its agreed value
-  Version deleted;                           // version of the delete, for tombstones
+  Row values = Row::object();               // canonical field -> agreed value (key included)
+  std::map<std::string, Version> versions;  // canonical field -> version of its agreed value
+  Version deleted;                          // version of the delete, for tombstones
   // endpoint -> the row duplex believes it holds (after duplex's planned writes land); an
   // endpoint with no entry holds no row.
   std::map<std::string, Row> known;

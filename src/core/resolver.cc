@@ -188,8 +188,8 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     }
     known[f] = nv;
     if (state.diverged.count(f)) {
-      out.conflict_updates.push_back({collection, KeyText(state.values, model.config->key), f,
-                                      endpoint, nv, ts});
+      out.conflict_updates.push_back(
+          {collection, KeyText(state.values, model.config->key), f, endpoint, nv, ts});
       continue;
     }
     const Value& current = FieldOf(state.values, f);

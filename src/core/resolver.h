@@ -85,12 +85,10 @@ class Resolver {
   // Appends the writes that make every endpoint's known row equal the agreed one.
   void Plan(const CollectionModel& model, const std::map<std::string, int64_t>& apply_ids,
             RecordState& state, ResolveOutput& out) const;
-  void MergeDelete(const CollectionModel& model, const Change& change,
-                   const std::string& endpoint, int64_t watermark, RecordState& state,
-                   ResolveOutput& out) const;
-  void MergeUpsert(const CollectionModel& model, const Change& change,
-                   const std::string& endpoint, int64_t watermark, RecordState& state,
-                   ResolveOutput& out) const;
+  void MergeDelete(const CollectionModel& model, const Change& change, const std::string& endpoint,
+                   int64_t watermark, RecordState& state, ResolveOutput& out) const;
+  void MergeUpsert(const CollectionModel& model, const Change& change, const std::string& endpoint,
+                   int64_t watermark, RecordState& state, ResolveOutput& out) const;
 
   std::map<std::string, CollectionModel> collections_;
 };

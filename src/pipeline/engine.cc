@@ -122,8 +122,8 @@ Status Engine::CheckSchema() {
       if (pk != std::set<std::string>(cc.key.begin(), cc.key.end())) {
         return Status::InvalidArgument(
             at + ": the key [" + fmt::format("{}", fmt::join(cc.key, ", ")) +
-            "] must be the table's PRIMARY KEY (it is [" +
-            fmt::format("{}", fmt::join(pk, ", ")) + "]); change `key` or the table");
+            "] must be the table's PRIMARY KEY (it is [" + fmt::format("{}", fmt::join(pk, ", ")) +
+            "]); change `key` or the table");
       }
     }
     CollectionModel model;
@@ -289,9 +289,10 @@ Status Engine::StoreOutput(ResolveOutput& out, const std::map<std::string, int64
   for (const ConflictRecord& c : out.conflicts) {
     DUPLEX_ASSIGN_OR_RETURN(int64_t id, store_->AddConflict(c, now));
     if (c.open) {
-      spdlog::warn("conflict id={} collection={} key={} field={} policy=manual: parked until "
-                   "`duplex conflicts resolve {}`",
-                   id, c.collection, c.key_text, c.field, id);
+      spdlog::warn(
+          "conflict id={} collection={} key={} field={} policy=manual: parked until "
+          "`duplex conflicts resolve {}`",
+          id, c.collection, c.key_text, c.field, id);
     } else {
       spdlog::info("conflict id={} collection={} key={} field={} policy={} winner={}", id,
                    c.collection, c.key_text, c.field.empty() ? "(row)" : c.field, c.policy,
@@ -375,16 +376,14 @@ Result<bool> Engine::PropagateResolutions() {
     ResolveOutput out;
     auto it = states.find(c.key_text);
     if (it != states.end()) {
-      resolver_->ResolveManual(c.collection, c.field, c.resolution, NowMs(), ids, it->second,
-                               out);
+      resolver_->ResolveManual(c.collection, c.field, c.resolution, NowMs(), ids, it->second, out);
       DUPLEX_RETURN_IF_ERROR(store_->SaveRecord(c.collection, c.key_text, it->second));
     }
     DUPLEX_RETURN_IF_ERROR(StoreOutput(out, ids));
     DUPLEX_RETURN_IF_ERROR(store_->MarkPropagated(c.id));
     DUPLEX_RETURN_IF_ERROR(txn.Commit());
-    spdlog::info("conflict id={} collection={} key={} field={} resolved ({}): propagating {}",
-                 c.id, c.collection, c.key_text, c.field, c.status,
-                 ValueToDisplay(c.resolution));
+    spdlog::info("conflict id={} collection={} key={} field={} resolved ({}): propagating {}", c.id,
+                 c.collection, c.key_text, c.field, c.status, ValueToDisplay(c.resolution));
   }
   return !rows.empty();
 }
@@ -403,8 +402,8 @@ Result<bool> Engine::ApplyTo(Endpoint& ep) {
     }
     // This batch cannot be applied (constraint, type): park it with its reason so that the
     // rest keeps flowing.
-    spdlog::error("endpoint={} apply batch {} parked as dead letter: {}", ep.name,
-                  batches[0].id, result.status().message());
+    spdlog::error("endpoint={} apply batch {} parked as dead letter: {}", ep.name, batches[0].id,
+                  result.status().message());
     DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
     DUPLEX_RETURN_IF_ERROR(
         store_->AddDeadLetter(ep.name, batches[0], result.status().message(), NowMs()));
@@ -502,8 +501,9 @@ Status Engine::Run(const std::atomic<bool>& stop, bool until_idle,
     if (until_idle && !failing && ++idle_passes >= 2) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(config_.engine.poll_interval_ms));
   }
-  if (tty) std::fprintf(stderr, "\rsynced %lld changes%30s\n",
-                        static_cast<long long>(synced_changes_), "");
+  if (tty)
+    std::fprintf(stderr, "\rsynced %lld changes%30s\n", static_cast<long long>(synced_changes_),
+                 "");
   for (Endpoint& ep : endpoints_) AckCaptured(ep, true);
   return Status::Ok();
 }

@@ -4,10 +4,9 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "config/config.h"
 #include "core/resolver.h"
@@ -80,7 +79,7 @@ class Engine {
     Position capture = 0;
     int64_t watermark = 0;
     Position acked = 0;
-    bool more = true;  // the last capture hit the batch limit (or nothing polled yet)
+    bool more = true;      // the last capture hit the batch limit (or nothing polled yet)
     bool isolate = false;  // apply one batch at a time to find the one that fails
     std::chrono::steady_clock::time_point retry_at{};
     std::chrono::steady_clock::time_point failing_since{};

@@ -42,13 +42,20 @@ nlohmann::json ParseOrNull(const std::string& text) {
 }  // namespace
 
 nlohmann::json ConflictRow::ToJson() const {
-  return {{"id", id},           {"collection", collection},
-          {"key", key},         {"field", field.empty() ? nlohmann::json(nullptr) : nlohmann::json(field)},
-          {"policy", policy},   {"base", base},
-          {"values", values},   {"winner", winner.empty() ? nlohmann::json(nullptr) : nlohmann::json(winner)},
-          {"status", status},   {"resolution", resolution},
-          {"propagating", pending}, {"created_at", created_at},
-          {"resolved_at", resolved_at == 0 ? nlohmann::json(nullptr) : nlohmann::json(resolved_at)}};
+  return {
+      {"id", id},
+      {"collection", collection},
+      {"key", key},
+      {"field", field.empty() ? nlohmann::json(nullptr) : nlohmann::json(field)},
+      {"policy", policy},
+      {"base", base},
+      {"values", values},
+      {"winner", winner.empty() ? nlohmann::json(nullptr) : nlohmann::json(winner)},
+      {"status", status},
+      {"resolution", resolution},
+      {"propagating", pending},
+      {"created_at", created_at},
+      {"resolved_at", resolved_at == 0 ? nlohmann::json(nullptr) : nlohmann::json(resolved_at)}};
 }
 
 std::string EncodeChangeBatch(const ChangeBatch& batch) {
@@ -215,7 +222,8 @@ Status StateStore::DeleteJournal(int64_t id) {
 }
 
 Result<int64_t> StateStore::JournalBacklog() {
-  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached("SELECT coalesce(sum(changes), 0) FROM journal"));
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("SELECT coalesce(sum(changes), 0) FROM journal"));
   DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
   int64_t n = row ? s->Int(0) : 0;
   s->Reset();
@@ -253,8 +261,7 @@ Status StateStore::SaveRecord(const std::string& collection, const std::string& 
 
 Result<int64_t> StateStore::CountRecords(const std::string& collection, bool live_only) {
   DUPLEX_ASSIGN_OR_RETURN(
-      sqlite::Stmt * s,
-      Cached("SELECT count(*) FROM records WHERE collection = ? AND live >= ?"));
+      sqlite::Stmt * s, Cached("SELECT count(*) FROM records WHERE collection = ? AND live >= ?"));
   s->Bind(1, collection).Bind(2, live_only ? 1 : 0);
   DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
   int64_t n = row ? s->Int(0) : 0;
@@ -276,7 +283,8 @@ Result<int64_t> StateStore::AllocateApplyIds(int n) {
 
 Status StateStore::AddOutbox(const std::string& endpoint, const ApplyBatch& batch) {
   DUPLEX_ASSIGN_OR_RETURN(
-      sqlite::Stmt * s, Cached("INSERT INTO outbox(id, endpoint, payload, rows) VALUES(?, ?, ?, ?)"));
+      sqlite::Stmt * s,
+      Cached("INSERT INTO outbox(id, endpoint, payload, rows) VALUES(?, ?, ?, ?)"));
   std::string payload = EncodeApplyBatch(batch);
   s->Bind(1, batch.id).Bind(2, endpoint).BindBlob(3, payload.data(), payload.size());
   s->Bind(4, static_cast<int64_t>(batch.ops.size()));
@@ -311,8 +319,8 @@ Status StateStore::DeleteOutbox(const std::string& endpoint, int64_t upto_id) {
 }
 
 Result<int64_t> StateStore::OutboxRows(const std::string& endpoint) {
-  DUPLEX_ASSIGN_OR_RETURN(
-      sqlite::Stmt * s, Cached("SELECT coalesce(sum(rows), 0) FROM outbox WHERE endpoint = ?"));
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("SELECT coalesce(sum(rows), 0) FROM outbox WHERE endpoint = ?"));
   s->Bind(1, endpoint);
   DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
   int64_t n = row ? s->Int(0) : 0;
@@ -389,13 +397,12 @@ Result<std::vector<ConflictRow>> QueryConflicts(sqlite::Db& db, const std::strin
 }  // namespace
 
 Result<std::vector<ConflictRow>> StateStore::ListConflicts(bool all) {
-  return QueryConflicts(
-      db_, all ? "ORDER BY id" : "WHERE status = 'open' OR pending = 1 ORDER BY id");
+  return QueryConflicts(db_,
+                        all ? "ORDER BY id" : "WHERE status = 'open' OR pending = 1 ORDER BY id");
 }
 
 Result<ConflictRow> StateStore::GetConflict(int64_t id) {
-  DUPLEX_ASSIGN_OR_RETURN(std::vector<ConflictRow> rows,
-                          QueryConflicts(db_, "WHERE id = ?", id));
+  DUPLEX_ASSIGN_OR_RETURN(std::vector<ConflictRow> rows, QueryConflicts(db_, "WHERE id = ?", id));
   if (rows.empty()) return Status::NotFound("no conflict with id " + std::to_string(id));
   return rows.front();
 }

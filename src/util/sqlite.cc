@@ -183,9 +183,7 @@ Result<Stmt> Db::Prepare(std::string_view sql) {
   return Stmt(stmt);
 }
 
-Status Db::Error(std::string_view what) const {
-  return FromCode(sqlite3_errcode(db_), what, db_);
-}
+Status Db::Error(std::string_view what) const { return FromCode(sqlite3_errcode(db_), what, db_); }
 
 Status Db::FromCode(int rc, std::string_view what, sqlite3* db) {
   std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
