@@ -13,9 +13,9 @@ namespace duplex {
 
 // How one collection maps onto one endpoint's table.
 struct CollectionBinding {
-  std::string collection;         // canonical collection name
-  std::string table;              // the endpoint's table
-  std::vector<std::string> key;   // canonical key fields (a subset of `fields`)
+  std::string collection;        // canonical collection name
+  std::string table;             // the endpoint's table
+  std::vector<std::string> key;  // canonical key fields (a subset of `fields`)
   // canonical field -> the endpoint's column, for every synced field (key fields included)
   std::vector<std::pair<std::string, std::string>> fields;
 };

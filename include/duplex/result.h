@@ -12,7 +12,7 @@ namespace duplex {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!status_.ok());  // A Result holding no value must carry an error.
   }
@@ -46,8 +46,7 @@ class [[nodiscard]] Result {
 #define DUPLEX_CONCAT_INNER(a, b) a##b
 #define DUPLEX_CONCAT(a, b) DUPLEX_CONCAT_INNER(a, b)
 // `DUPLEX_ASSIGN_OR_RETURN(auto x, Foo());` declares x from Foo()'s value or returns its status.
-#define DUPLEX_ASSIGN_OR_RETURN(decl, expr)                              \
-  auto DUPLEX_CONCAT(_res_, __LINE__) = (expr);                          \
-  if (!DUPLEX_CONCAT(_res_, __LINE__).ok())                              \
-    return DUPLEX_CONCAT(_res_, __LINE__).status();                      \
+#define DUPLEX_ASSIGN_OR_RETURN(decl, expr)                                                 \
+  auto DUPLEX_CONCAT(_res_, __LINE__) = (expr);                                             \
+  if (!DUPLEX_CONCAT(_res_, __LINE__).ok()) return DUPLEX_CONCAT(_res_, __LINE__).status(); \
   decl = std::move(DUPLEX_CONCAT(_res_, __LINE__)).value()

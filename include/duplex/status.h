@@ -76,8 +76,8 @@ inline std::string Status::ToString() const {
 }  // namespace duplex
 
 // Returns early from the enclosing function when `expr` yields a non-OK Status.
-#define DUPLEX_RETURN_IF_ERROR(expr)          \
-  do {                                        \
-    ::duplex::Status _st = (expr);            \
-    if (!_st.ok()) return _st;                \
+#define DUPLEX_RETURN_IF_ERROR(expr) \
+  do {                               \
+    ::duplex::Status _st = (expr);   \
+    if (!_st.ok()) return _st;       \
   } while (0)

@@ -126,10 +126,10 @@ TEST_P(PolicyOrderTest, P4SameFieldConflictOutcomeIndependentOfArrivalOrder) {
   auto run = [&](bool a_goes_first) {
     Build(policy, "b");
     Converged();
-    Change ca = Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
-                       {{"id", 1}, {"v", 50}, {"w", 1}}, 300);
-    Change cb = Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
-                       {{"id", 1}, {"v", 20}, {"w", 1}}, 400);
+    Change ca =
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 50}, {"w", 1}}, 300);
+    Change cb =
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 20}, {"w", 1}}, 400);
     std::vector<ConflictRecord> conflicts;
     if (a_goes_first) {
       Merge("a", ca);
@@ -146,8 +146,8 @@ TEST_P(PolicyOrderTest, P4SameFieldConflictOutcomeIndependentOfArrivalOrder) {
   ASSERT_EQ(first.conflicts.size(), 1u);
   EXPECT_EQ(first.conflicts[0].winner, second.conflicts[0].winner);
   EXPECT_EQ(first.conflicts[0].field, "v");
-  Value expected = policy == Policy::kLww      ? Value(20)   // b is later
-                   : policy == Policy::kPrefer ? Value(20)   // b preferred
+  Value expected = policy == Policy::kLww      ? Value(20)  // b is later
+                   : policy == Policy::kPrefer ? Value(20)  // b preferred
                    : policy == Policy::kMax    ? Value(50)
                                                : Value(20);  // min
   EXPECT_EQ(first.value, expected);
@@ -168,8 +168,8 @@ TEST_F(ResolverTest, LwwTieGoesToTheSmallerEndpointName) {
 TEST_F(ResolverTest, ManualConflictParksAndWritesNothingForTheField) {
   Build(Policy::kManual);
   Converged();
-  Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 5}, {"w", 1}},
-                    300));
+  Merge("a",
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 5}, {"w", 1}}, 300));
   ResolveOutput out = Merge("b", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
                                         {{"id", 1}, {"v", 6}, {"w", 1}}, 400));
   ASSERT_EQ(out.conflicts.size(), 1u);
@@ -191,8 +191,8 @@ TEST_F(ResolverTest, ManualConflictParksAndWritesNothingForTheField) {
 
 TEST_F(ResolverTest, DeleteConcurrentWithUpdateDeleteWinsAndIsLogged) {
   Converged();
-  Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 9}, {"w", 1}},
-                    300));
+  Merge("a",
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 9}, {"w", 1}}, 300));
   Change del;
   del.op = Op::kDelete;
   del.collection = "t";
@@ -210,8 +210,8 @@ TEST_F(ResolverTest, DeleteConcurrentWithUpdateDeleteWinsAndIsLogged) {
 TEST_F(ResolverTest, DeleteConcurrentWithUpdateKeepRestoresTheRecord) {
   Build(Policy::kLww, "", /*delete_wins=*/false);
   Converged();
-  Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 9}, {"w", 1}},
-                    300));
+  Merge("a",
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 9}, {"w", 1}}, 300));
   Change del;
   del.op = Op::kDelete;
   del.collection = "t";
@@ -248,7 +248,8 @@ TEST_F(ResolverTest, SequentialDeleteLeavesTombstoneAndLateInsertAfterItIsNew) {
 
 TEST_F(ResolverTest, ConcurrentInsertsOfOneKeyMergeFieldByField) {
   Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 1}}, 100));
-  ResolveOutput out = Merge("b", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 2}}, 200));
+  ResolveOutput out =
+      Merge("b", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 2}}, 200));
   ASSERT_EQ(out.conflicts.size(), 1u);
   EXPECT_EQ(out.conflicts[0].field, "w");
   EXPECT_EQ(state_.values["w"], 2);  // lww: b later

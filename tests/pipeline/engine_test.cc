@@ -213,16 +213,18 @@ TEST_F(EngineTest, ManualConflictKeepsBothSidesUntilResolved) {
 
 TEST_F(EngineTest, RowRejectedByTargetBecomesDeadLetterOthersFlow) {
   Setup({"a", "b"});
-  SqlExec(Db("b"), "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, "
-                   "qty INTEGER CHECK (qty < 100), note TEXT);");
+  SqlExec(Db("b"),
+          "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, "
+          "qty INTEGER CHECK (qty < 100), note TEXT);");
   Sync();
   SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 500, 'n')");
   Sync();
   SqlExec(Db("a"), "INSERT INTO t VALUES (2, 'y', 5, 'm')");
   Sync();
   EXPECT_EQ(Rows("b"), "2|y|5|m\n");
-  EXPECT_EQ(SqlQuery(dir_.File("state.db"), "SELECT endpoint, reason LIKE '%CHECK%' FROM "
-                                            "dead_letters"),
+  EXPECT_EQ(SqlQuery(dir_.File("state.db"),
+                     "SELECT endpoint, reason LIKE '%CHECK%' FROM "
+                     "dead_letters"),
             "b|1\n");
 }
 
@@ -239,8 +241,9 @@ TEST_F(EngineTest, SchemaErrorsNameTheTableAndColumn) {
 
 TEST_F(EngineTest, TypeClashIsAConfigError) {
   Setup({"a", "b"});
-  SqlExec(Db("b"), "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, "
-                   "qty TEXT, note TEXT);");
+  SqlExec(Db("b"),
+          "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, "
+          "qty TEXT, note TEXT);");
   auto config = LoadConfig(dir_.File("duplex.toml"));
   ASSERT_OK(config);
   auto engine = Engine::Open(*config, true);

@@ -1,22 +1,22 @@
 #pragma once
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "duplex/result.h"
 #include "duplex/status.h"
 
 // Fails the test (and returns) when `expr` is not OK, printing its status.
-#define ASSERT_OK(expr)                                       \
-  do {                                                        \
-    ::duplex::Status _s = ::duplex::testing::ToStatus(expr);  \
-    ASSERT_TRUE(_s.ok()) << _s.ToString();                    \
+#define ASSERT_OK(expr)                                      \
+  do {                                                       \
+    ::duplex::Status _s = ::duplex::testing::ToStatus(expr); \
+    ASSERT_TRUE(_s.ok()) << _s.ToString();                   \
   } while (0)
-#define EXPECT_OK(expr)                                       \
-  do {                                                        \
-    ::duplex::Status _s = ::duplex::testing::ToStatus(expr);  \
-    EXPECT_TRUE(_s.ok()) << _s.ToString();                    \
+#define EXPECT_OK(expr)                                      \
+  do {                                                       \
+    ::duplex::Status _s = ::duplex::testing::ToStatus(expr); \
+    EXPECT_TRUE(_s.ok()) << _s.ToString();                   \
   } while (0)
 
 namespace duplex::testing {
