@@ -186,7 +186,21 @@ Status Engine::CheckSchema() {
 
 Status Engine::Install() {
   for (Endpoint& ep : endpoints_) {
+    DUPLEX_ASSIGN_OR_RETURN(EndpointProgress p, store_->Progress(ep.name));
+    if (!p.exists) {
+      // This state file has never captured from the endpoint (a new endpoint, or a state file
+      // deleted to start over): whatever capture is installed belongs to no state we have.
+      // Start it afresh, so that the install snapshots every row for the initial load.
+      DUPLEX_RETURN_IF_ERROR(ep.connector->Uninstall());
+    }
     DUPLEX_RETURN_IF_ERROR(ep.connector->Install());
+    // Batches applied under an earlier state file carry ids this one may hand out again;
+    // they would be skipped as replays.
+    DUPLEX_ASSIGN_OR_RETURN(int64_t applied, ep.connector->AppliedId());
+    DUPLEX_RETURN_IF_ERROR(store_->EnsureApplyIdsAbove(applied));
+    if (!p.exists) {
+      DUPLEX_RETURN_IF_ERROR(store_->AppendJournal(ep.name, ChangeBatch{{}, 0}));
+    }
   }
   return Status::Ok();
 }
@@ -359,7 +373,7 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
 }
 
 Result<bool> Engine::ResolveJournal() {
-  DUPLEX_ASSIGN_OR_RETURN(std::vector<JournalEntry> entries, store_->ReadJournal(8));
+  DUPLEX_ASSIGN_OR_RETURN(std::vector<JournalEntry> entries, store_->ReadJournal(2));
   for (const JournalEntry& e : entries) {
     DUPLEX_RETURN_IF_ERROR(ResolveEntry(e));
   }

@@ -163,6 +163,7 @@ Result<EndpointProgress> StateStore::Progress(const std::string& endpoint) {
     p.capture = s->Int(0);
     p.watermark = s->Int(1);
     p.last_error = s->Text(2);
+    p.exists = true;
   }
   s->Reset();
   return p;
@@ -279,6 +280,12 @@ Result<int64_t> StateStore::AllocateApplyIds(int n) {
   int64_t next = s->Int(0);
   s->Reset();
   return next - n;
+}
+
+Status StateStore::EnsureApplyIdsAbove(int64_t id) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("UPDATE meta SET v = max(v, ?) WHERE k = 'next_apply_id'"));
+  return s->Bind(1, id + 1).Run();
 }
 
 Status StateStore::AddOutbox(const std::string& endpoint, const ApplyBatch& batch) {

@@ -18,6 +18,7 @@ struct EndpointProgress {
   Position capture = 0;    // changes up to here are in the journal
   int64_t watermark = 0;   // highest apply id whose marker the resolver has seen
   std::string last_error;  // empty when the last attempt worked
+  bool exists = false;     // false: this state file has never captured from the endpoint
 };
 
 struct JournalEntry {
@@ -92,6 +93,9 @@ class StateStore {
                     const RecordState& state);
   Result<int64_t> CountRecords(const std::string& collection, bool live_only);
 
+  // Makes every apply id allocated from now on larger than `id` (an endpoint that already
+  // holds batches from an earlier state file must not skip new ones as replays).
+  Status EnsureApplyIdsAbove(int64_t id);
   // Allocates `n` consecutive apply ids; returns the first.
   Result<int64_t> AllocateApplyIds(int n);
   Status AddOutbox(const std::string& endpoint, const ApplyBatch& batch);

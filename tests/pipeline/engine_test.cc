@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "support/test_util.h"
 
 namespace duplex {
@@ -226,6 +228,24 @@ TEST_F(EngineTest, RowRejectedByTargetBecomesDeadLetterOthersFlow) {
                      "SELECT endpoint, reason LIKE '%CHECK%' FROM "
                      "dead_letters"),
             "b|1\n");
+}
+
+TEST_F(EngineTest, DeletedStateFileStartsOverWithAFreshInitialLoad) {
+  Setup({"a", "b"});
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
+  Sync();
+  std::filesystem::remove(dir_.File("state.db"));
+  std::filesystem::remove(dir_.File("state.db-wal"));
+  std::filesystem::remove(dir_.File("state.db-shm"));
+  SqlExec(Db("a"), "INSERT INTO t VALUES (2, 'y', 2, 'm')");
+  SqlExec(Db("b"), "UPDATE t SET qty = 5 WHERE id = 1");
+  Sync();
+  // The new state's apply ids are not mistaken for batches already applied under the old one.
+  ExpectConverged();
+  EXPECT_EQ(Rows("a"), "1|x|1|n\n2|y|2|m\n");  // initial load: tie on the field, "a" first
+  SqlExec(Db("b"), "UPDATE t SET qty = 6 WHERE id = 2");
+  Sync();
+  EXPECT_EQ(Rows("a"), "1|x|1|n\n2|y|6|m\n");
 }
 
 TEST_F(EngineTest, SchemaErrorsNameTheTableAndColumn) {
