@@ -409,7 +409,9 @@ Result<bool> Engine::ApplyTo(Endpoint& ep) {
   if (ep.isolate) batches.resize(1);
   Result<ApplyResult> result = ep.connector->Apply(batches);
   if (!result.ok()) {
-    if (result.status().IsRetriable()) return result.status();
+    // Only a row the target rejects (constraint, type) is parked; anything else (busy,
+    // unreachable, disk) is the endpoint's trouble and is retried.
+    if (!result.status().IsInvalidArgument()) return result.status();
     if (batches.size() > 1) {
       ep.isolate = true;  // find the batch at fault, apply the others
       return true;

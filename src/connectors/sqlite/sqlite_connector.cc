@@ -847,7 +847,10 @@ Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
     std::string msg =
         Where(t.binding.table) + ", key " + op.key.dump() + ": " + sqlite3_errmsg(db_.get());
     if (done.status().IsRetriable()) return Status::Unavailable(msg);
-    return Status::InvalidArgument(msg);
+    // Only what the row itself causes (constraint, type) may park it; a disk or I/O error
+    // says nothing about the row and is retried.
+    if (done.status().IsInvalidArgument()) return Status::InvalidArgument(msg);
+    return Status::IOError(msg);
   }
   return db_.Changes() > 0;
 }
