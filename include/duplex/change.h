@@ -25,6 +25,11 @@ enum class Op : char {
   // A transaction written by duplex itself: its apply id tells the resolver which of duplex's
   // writes this endpoint has now observed (the causal marker of DESIGN §4). Carries no row.
   kMarker = 'M',
+  // One of duplex's writes that this endpoint's compare-and-set rejected (a local change it had
+  // not seen got there first). `after` is the row as it really was at that moment (null: no
+  // row), `key` its key, `apply_id` the batch. Comes before that batch's marker. The resolver
+  // corrects what it believes the endpoint holds and plans the write again.
+  kRejected = 'R',
 };
 
 // One committed row change captured from an endpoint, in canonical names.
@@ -37,7 +42,7 @@ struct Change {
   double commit_ms = 0;    // source commit time, ms since the Unix epoch; 0 when unknown
   bool snapshot = false;   // read by the initial load, not by a trigger
   Position position = 0;   // this change's position in the source stream
-  int64_t apply_id = 0;    // kMarker: id of duplex's apply batch this marker belongs to
+  int64_t apply_id = 0;    // kMarker, kRejected: id of duplex's apply batch
 };
 
 // Changes in commit order. Whole source transactions, except that a transaction larger than
@@ -56,6 +61,11 @@ struct RowOp {
   Row key;                 // key field -> value
   Row values;              // kInsert: every synced field; kUpdate: the fields to set
   Row expected;            // field -> value the target must hold now (may be empty)
+  // The target's stream position up to which the resolver had merged the target's own changes
+  // when it planned this write. If the application changed the row after it, the write was
+  // planned without seeing that change and is rejected (no value comparison can tell an edit
+  // that was changed back).
+  Position seen = 0;
 };
 
 // The writes of one planned batch for one endpoint. `id` is the outbox id: it grows, is unique
@@ -65,10 +75,18 @@ struct ApplyBatch {
   std::vector<RowOp> ops;
 };
 
+// A row write the target refused (constraint, type), applied with isolate_rows.
+struct FailedOp {
+  int64_t batch_id = 0;
+  RowOp op;
+  std::string reason;
+};
+
 struct ApplyResult {
   size_t applied = 0;   // row writes that took effect
   size_t rejected = 0;  // row writes whose compare-and-set failed (a concurrent local change)
-  size_t skipped_batches = 0;  // batches already applied before (replay after a crash)
+  size_t skipped_batches = 0;    // batches already applied before (replay after a crash)
+  std::vector<FailedOp> failed;  // isolate_rows only: refused rows, skipped
 };
 
 }  // namespace duplex

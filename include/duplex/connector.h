@@ -83,8 +83,12 @@ class Connector {
   // Writes `batches` (ids ascending) in one transaction, marked as duplex's own, and records
   // the last id in the same transaction. Batches with an id <= AppliedId() are skipped, so
   // applying twice changes nothing (P6). Unavailable if the endpoint is busy or unreachable
-  // (nothing written); any other error means a batch cannot be applied (nothing written).
-  virtual Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches) = 0;
+  // (nothing written); InvalidArgument means the target refuses a row (nothing written).
+  // With `isolate_rows`, each row is written on its own inside the transaction, and rows the
+  // target refuses are skipped and listed in ApplyResult::failed instead (slower: for finding
+  // the rows at fault).
+  virtual Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
+                                    bool isolate_rows = false) = 0;
 };
 
 }  // namespace duplex

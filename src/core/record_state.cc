@@ -1,31 +1,60 @@
 #include "core/record_state.h"
 
+#include "util/msgpack_writer.h"
+
 namespace duplex {
 
-// Format (MessagePack of this JSON): {"e": exists, "v": values, "t": {field: [ts, origin]},
-// "d": [ts, origin], "k": {endpoint: row}, "p": {endpoint: {field: id}}, "x": [fields]}.
+// Format (MessagePack): {"e": exists, "v": values, "t": {field: [ts, origin]}, "d": [ts, origin],
+// "k": {endpoint: row, or true when the row equals "v"}, "p": {endpoint: {field: id}},
+// "x": [diverged fields]}. Written field by field, without building one JSON tree first:
+// this runs for every record a batch touches.
 std::string RecordState::Encode() const {
-  nlohmann::json j;
-  j["e"] = exists;
-  j["v"] = values;
-  nlohmann::json t = nlohmann::json::object();
-  for (const auto& [f, ver] : versions) t[f] = {ver.ts, ver.origin};
-  j["t"] = std::move(t);
-  j["d"] = {deleted.ts, deleted.origin};
-  nlohmann::json k = nlohmann::json::object();
-  for (const auto& [ep, row] : known) k[ep] = row;
-  j["k"] = std::move(k);
-  nlohmann::json p = nlohmann::json::object();
+  MsgpackWriter w;
+  w.MapHeader(7);
+  w.String("e");
+  w.Bool(exists);
+  w.String("v");
+  w.Json(values);
+  w.String("t");
+  w.MapHeader(static_cast<uint32_t>(versions.size()));
+  for (const auto& [f, ver] : versions) {
+    w.String(f);
+    w.ArrayHeader(2);
+    w.Double(ver.ts);
+    w.String(ver.origin);
+  }
+  w.String("d");
+  w.ArrayHeader(2);
+  w.Double(deleted.ts);
+  w.String(deleted.origin);
+  w.String("k");
+  w.MapHeader(static_cast<uint32_t>(known.size()));
+  for (const auto& [ep, row] : known) {
+    w.String(ep);
+    // Converged records (the common case) hold the agreed row everywhere.
+    if (row == values) {
+      w.Bool(true);
+    } else {
+      w.Json(row);
+    }
+  }
+  w.String("p");
+  uint32_t pending_endpoints = 0;
+  for (const auto& [ep, fields] : pending) pending_endpoints += fields.empty() ? 0 : 1;
+  w.MapHeader(pending_endpoints);
   for (const auto& [ep, fields] : pending) {
     if (fields.empty()) continue;
-    nlohmann::json pf = nlohmann::json::object();
-    for (const auto& [f, id] : fields) pf[f] = id;
-    p[ep] = std::move(pf);
+    w.String(ep);
+    w.MapHeader(static_cast<uint32_t>(fields.size()));
+    for (const auto& [f, id] : fields) {
+      w.String(f);
+      w.Int(id);
+    }
   }
-  j["p"] = std::move(p);
-  j["x"] = diverged;
-  std::vector<uint8_t> bytes = nlohmann::json::to_msgpack(j);
-  return std::string(bytes.begin(), bytes.end());
+  w.String("x");
+  w.ArrayHeader(static_cast<uint32_t>(diverged.size()));
+  for (const std::string& f : diverged) w.String(f);
+  return w.Take();
 }
 
 Result<RecordState> RecordState::Decode(std::string_view bytes) {
@@ -35,14 +64,20 @@ Result<RecordState> RecordState::Decode(std::string_view bytes) {
   }
   RecordState s;
   s.exists = j.value("e", false);
-  s.values = j.value("v", Row::object());
-  for (const auto& [f, ver] : j["t"].items()) {
+  if (auto v = j.find("v"); v != j.end()) s.values = std::move(*v);
+  for (auto& [f, ver] : j["t"].items()) {
     s.versions[f] = Version{ver.at(0).get<double>(), ver.at(1).get<std::string>()};
   }
   if (j.contains("d") && j["d"].is_array()) {
     s.deleted = Version{j["d"].at(0).get<double>(), j["d"].at(1).get<std::string>()};
   }
-  for (const auto& [ep, row] : j["k"].items()) s.known[ep] = row;
+  for (auto& [ep, row] : j["k"].items()) {
+    if (row.is_boolean()) {
+      s.known[ep] = s.values;
+    } else {
+      s.known[ep] = std::move(row);
+    }
+  }
   for (const auto& [ep, fields] : j["p"].items()) {
     for (const auto& [f, id] : fields.items()) s.pending[ep][f] = id.get<int64_t>();
   }

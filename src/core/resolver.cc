@@ -83,8 +83,7 @@ const CollectionModel* Resolver::Find(const std::string& collection) const {
 }
 
 void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t watermark,
-                     const std::map<std::string, int64_t>& apply_ids, RecordState& state,
-                     ResolveOutput& out) const {
+                     const PlanContext& ctx, RecordState& state, ResolveOutput& out) const {
   assert(change.op != Op::kMarker);  // Markers move the watermark; the engine handles them.
   const CollectionModel* model = Find(change.collection);
   assert(model);  // The connector only captures bound collections.
@@ -95,7 +94,7 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
     MergeUpsert(*model, change, endpoint, watermark, state, out);
   }
   ++out.changes;
-  Plan(*model, apply_ids, state, out);
+  Plan(*model, ctx, state, out);
 }
 
 void Resolver::MergeDelete(const CollectionModel& model, const Change& change,
@@ -166,10 +165,10 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     return;
   }
 
-  const bool had_known = state.known.count(endpoint) > 0;
-  Row& known = state.known[endpoint];
-  if (!known.is_object()) known = Row::object();
-  for (const std::string& k : model.config->key) known[k] = FieldOf(after, k);
+  // The image is the truth about the endpoint's row now. Every write of duplex's to this row
+  // that the endpoint had not observed before this change was planned without seeing it and
+  // will be rejected (RowOp::seen), so what duplex believes the endpoint holds is this image.
+  state.known[endpoint] = after;
   const bool row_pending = IsPending(state, endpoint, "", watermark);
   const bool has_before = change.op == Op::kUpdate && change.before.is_object();
 
@@ -179,14 +178,7 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     // gives one, otherwise against the agreed value.
     const bool changed = has_before ? !ValuesEqual(FieldOf(change.before, f), nv)
                                     : !ValuesEqual(FieldOf(state.values, f), nv);
-    const bool field_pending = row_pending || IsPending(state, endpoint, f, watermark);
-    if (!changed) {
-      // Untouched by the application. Keep the optimistic belief while duplex's own write of
-      // the field is still on its way; otherwise this image is the truth.
-      if (!field_pending || !had_known) known[f] = nv;
-      continue;
-    }
-    known[f] = nv;
+    if (!changed) continue;
     if (state.diverged.count(f)) {
       out.conflict_updates.push_back(
           {collection, KeyText(state.values, model.config->key), f, endpoint, nv, ts});
@@ -194,7 +186,12 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     }
     const Value& current = FieldOf(state.values, f);
     if (ValuesEqual(current, nv)) continue;  // Both sides made the same change.
-    const bool concurrent = field_pending || change.snapshot;
+    // Concurrent: made without having seen duplex's write of the field (or row) to this
+    // endpoint, unless the agreed value is this endpoint's own earlier write, which its stream
+    // orders before this one.
+    const bool field_pending = row_pending || IsPending(state, endpoint, f, watermark);
+    const bool concurrent =
+        change.snapshot || (field_pending && state.versions[f].origin != endpoint);
     if (!concurrent) {  // Sequential intent wins, whatever the clocks say (P2).
       state.values[f] = nv;
       state.versions[f] = Version{ts, endpoint};
@@ -232,10 +229,24 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
   }
 }
 
+void Resolver::Correct(const Change& change, const std::string& endpoint, const PlanContext& ctx,
+                       RecordState& state, ResolveOutput& out) const {
+  assert(change.op == Op::kRejected);
+  const CollectionModel* model = Find(change.collection);
+  assert(model);  // The connector only reports bound collections.
+  // The concurrent local change that made the write fail came earlier in the stream and has
+  // been merged; this image is the truth after it. Writes planned from it compare-and-set on it.
+  if (change.after.is_object()) {
+    state.known[endpoint] = change.after;
+  } else {
+    state.known.erase(endpoint);
+  }
+  Plan(*model, ctx, state, out);
+}
+
 void Resolver::ResolveManual(const std::string& collection, const std::string& field,
-                             const Value& value, double now_ms,
-                             const std::map<std::string, int64_t>& apply_ids, RecordState& state,
-                             ResolveOutput& out) const {
+                             const Value& value, double now_ms, const PlanContext& ctx,
+                             RecordState& state, ResolveOutput& out) const {
   const CollectionModel* model = Find(collection);
   if (!model) return;
   state.diverged.erase(field);
@@ -243,18 +254,20 @@ void Resolver::ResolveManual(const std::string& collection, const std::string& f
     state.values[field] = value;
     state.versions[field] = Version{now_ms, "operator"};
   }
-  Plan(*model, apply_ids, state, out);
+  Plan(*model, ctx, state, out);
 }
 
-void Resolver::Plan(const CollectionModel& model, const std::map<std::string, int64_t>& apply_ids,
-                    RecordState& state, ResolveOutput& out) const {
+void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, RecordState& state,
+                    ResolveOutput& out) const {
   const std::string& collection = model.config->name;
   for (const std::string& target : model.endpoints) {
-    const int64_t id = apply_ids.at(target);
+    const int64_t id = ctx.apply_ids.at(target);
+    auto seen_it = ctx.seen.find(target);
+    const Position seen = seen_it == ctx.seen.end() ? 0 : seen_it->second;
     auto known = state.known.find(target);
     if (!state.exists) {
       if (known == state.known.end()) continue;
-      RowOp op{Op::kDelete, collection, KeyOf(model, known->second), {}, Row::object()};
+      RowOp op{Op::kDelete, collection, KeyOf(model, known->second), {}, Row::object(), seen};
       for (const std::string& f : model.fields) op.expected[f] = FieldOf(known->second, f);
       state.known.erase(known);
       state.pending[target][""] = id;
@@ -262,13 +275,14 @@ void Resolver::Plan(const CollectionModel& model, const std::map<std::string, in
       continue;
     }
     if (known == state.known.end()) {
-      RowOp op{Op::kInsert, collection, KeyOf(model, state.values), state.values, {}};
+      RowOp op{Op::kInsert, collection, KeyOf(model, state.values), state.values, {}, seen};
       state.known[target] = state.values;
       state.pending[target][""] = id;
       out.writes[target].push_back(std::move(op));
       continue;
     }
-    RowOp op{Op::kUpdate, collection, KeyOf(model, state.values), Row::object(), Row::object()};
+    RowOp op{Op::kUpdate,   collection,    KeyOf(model, state.values),
+             Row::object(), Row::object(), seen};
     for (const std::string& f : model.fields) {
       if (state.diverged.count(f)) continue;
       const Value& agreed = FieldOf(state.values, f);

@@ -42,6 +42,13 @@ struct ConflictValueUpdate {
   double ts = 0;
 };
 
+// What planned writes carry, per endpoint: the apply id of the batch they go into, and the
+// position in the endpoint's stream up to which its changes have been merged (RowOp::seen).
+struct PlanContext {
+  std::map<std::string, int64_t> apply_ids;
+  std::map<std::string, Position> seen;
+};
+
 // What resolving some changes produced.
 struct ResolveOutput {
   std::map<std::string, std::vector<RowOp>> writes;  // target endpoint -> row writes, in order
@@ -70,21 +77,25 @@ class Resolver {
 
   // Merges `change` (a row change, not a marker) captured from `endpoint`, whose watermark is
   // `watermark`, into `state`, and appends to `out` the writes every endpoint needs.
-  // `apply_ids` holds, per endpoint, the apply id its planned writes will carry.
+  // `ctx` says what the planned writes carry.
   void Merge(const Change& change, const std::string& endpoint, int64_t watermark,
-             const std::map<std::string, int64_t>& apply_ids, RecordState& state,
-             ResolveOutput& out) const;
+             const PlanContext& ctx, RecordState& state, ResolveOutput& out) const;
+
+  // A write of duplex's that `endpoint` rejected (compare-and-set): `change.after` is the row
+  // it really held then. Corrects what duplex believes the endpoint holds and plans again.
+  void Correct(const Change& change, const std::string& endpoint, const PlanContext& ctx,
+               RecordState& state, ResolveOutput& out) const;
 
   // An operator's resolution of a manual conflict on `field`: `value` becomes the agreed
   // value and is written to every endpoint that holds another.
   void ResolveManual(const std::string& collection, const std::string& field, const Value& value,
-                     double now_ms, const std::map<std::string, int64_t>& apply_ids,
-                     RecordState& state, ResolveOutput& out) const;
+                     double now_ms, const PlanContext& ctx, RecordState& state,
+                     ResolveOutput& out) const;
 
  private:
   // Appends the writes that make every endpoint's known row equal the agreed one.
-  void Plan(const CollectionModel& model, const std::map<std::string, int64_t>& apply_ids,
-            RecordState& state, ResolveOutput& out) const;
+  void Plan(const CollectionModel& model, const PlanContext& ctx, RecordState& state,
+            ResolveOutput& out) const;
   void MergeDelete(const CollectionModel& model, const Change& change, const std::string& endpoint,
                    int64_t watermark, RecordState& state, ResolveOutput& out) const;
   void MergeUpsert(const CollectionModel& model, const Change& change, const std::string& endpoint,

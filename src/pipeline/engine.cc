@@ -65,6 +65,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Config& config, bool create_s
     ep.capture = p.capture;
     ep.acked = 0;
     ep.watermark = p.watermark;
+    ep.resolved = p.resolved;
     ep.last_error = p.last_error;
     engine->endpoints_.push_back(std::move(ep));
   }
@@ -199,7 +200,7 @@ Status Engine::Install() {
     DUPLEX_ASSIGN_OR_RETURN(int64_t applied, ep.connector->AppliedId());
     DUPLEX_RETURN_IF_ERROR(store_->EnsureApplyIdsAbove(applied));
     if (!p.exists) {
-      DUPLEX_RETURN_IF_ERROR(store_->AppendJournal(ep.name, ChangeBatch{{}, 0}));
+      DUPLEX_RETURN_IF_ERROR(store_->AppendJournal(ep.name, ChangeBatch{{}, 0}).status());
     }
   }
   return Status::Ok();
@@ -257,48 +258,65 @@ Result<bool> Engine::CaptureFrom(Endpoint& ep) {
   for (const Change& c : batch.changes) {
     if (c.op == Op::kMarker) {
       ++counters.echoes;
-    } else {
+    } else if (c.op != Op::kRejected) {
       ++counters.captured;
     }
   }
+  int64_t id = 0;
   {
     DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
-    DUPLEX_RETURN_IF_ERROR(store_->AppendJournal(ep.name, batch));
+    DUPLEX_ASSIGN_OR_RETURN(id, store_->AppendJournal(ep.name, batch));
     DUPLEX_RETURN_IF_ERROR(store_->AddCounters(ep.name, counters));
     DUPLEX_RETURN_IF_ERROR(txn.Commit());
   }
   ep.capture = batch.end;
-  AckCaptured(ep, false);
+  // Keep the batch just journaled at hand so that resolving it need not decode it again; a
+  // few at most (P9), the rest is read back from the journal.
+  if (id != 0 && fresh_.size() < kMaxFreshBatches) {
+    fresh_.push_back(JournalEntry{id, ep.name, std::move(batch)});
+  }
   return true;
 }
 
 // Pruning the source's changelog is housekeeping: only after the journal commit (so nothing
 // the journal lacks is released), and not after every batch (it takes the source's write lock).
 void Engine::AckCaptured(Endpoint& ep, bool force) {
-  if (ep.acked >= ep.capture) return;
   auto now = Clock::now();
   if (!force && now - ep.last_ack < std::chrono::milliseconds(500)) return;
-  Status st = ep.connector->Ack(ep.capture);
+  // The changelog after a planned write's `seen` position is what its compare-and-set asks
+  // (RowOp::seen): keep it until the write is applied, and keep what is not yet resolved.
+  Position upto = std::min(ep.capture, ep.resolved);
+  Result<std::optional<Position>> min_seen = store_->MinOutboxSeen(ep.name);
+  if (!min_seen.ok()) return;
+  if (min_seen->has_value()) upto = std::min(upto, **min_seen);
+  if (upto <= ep.acked) return;
+  Status st = ep.connector->Ack(upto);
   if (st.ok()) {
-    ep.acked = ep.capture;
+    ep.acked = upto;
     ep.last_ack = now;
   }
 }
 
-Result<std::map<std::string, int64_t>> Engine::AllocateIds() {
+Result<PlanContext> Engine::NewPlanContext() {
   DUPLEX_ASSIGN_OR_RETURN(int64_t first,
                           store_->AllocateApplyIds(static_cast<int>(endpoints_.size())));
-  std::map<std::string, int64_t> ids;
-  for (const Endpoint& ep : endpoints_) ids[ep.name] = first++;
-  return ids;
+  PlanContext ctx;
+  for (const Endpoint& ep : endpoints_) {
+    ctx.apply_ids[ep.name] = first++;
+    ctx.seen[ep.name] = ep.resolved;
+  }
+  return ctx;
 }
 
-Status Engine::StoreOutput(ResolveOutput& out, const std::map<std::string, int64_t>& ids) {
+Status Engine::StoreOutput(ResolveOutput& out, const PlanContext& ctx) {
   const double now = NowMs();
   for (auto& [target, ops] : out.writes) {
     if (ops.empty()) continue;
-    ApplyBatch batch{ids.at(target), std::move(ops)};
+    ApplyBatch batch{ctx.apply_ids.at(target), std::move(ops)};
     DUPLEX_RETURN_IF_ERROR(store_->AddOutbox(target, batch));
+    // Like fresh journal entries: kept decoded for the applier, a few at most (P9).
+    std::map<int64_t, ApplyBatch>& cache = fresh_outbox_[target];
+    if (cache.size() < kMaxFreshBatches) cache.emplace(batch.id, std::move(batch));
   }
   for (const ConflictRecord& c : out.conflicts) {
     DUPLEX_ASSIGN_OR_RETURN(int64_t id, store_->AddConflict(c, now));
@@ -342,17 +360,24 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
   for (const auto& [collection, ks] : keys) {
     DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(collection, ks, states[collection]));
   }
-  DUPLEX_ASSIGN_OR_RETURN(auto ids, AllocateIds());
+  DUPLEX_ASSIGN_OR_RETURN(PlanContext ctx, NewPlanContext());
   ResolveOutput out;
   int64_t watermark = ep->watermark;
   for (size_t i = 0; i < entry.batch.changes.size(); ++i) {
     const Change& c = entry.batch.changes[i];
+    // Writes planned from here on have seen the endpoint's stream up to this change.
+    ctx.seen[ep->name] = c.position;
     if (c.op == Op::kMarker) {
       watermark = std::max(watermark, c.apply_id);
       continue;
     }
     if (key_texts[i].empty()) continue;
-    resolver_->Merge(c, ep->name, watermark, ids, states[c.collection][key_texts[i]], out);
+    RecordState& state = states[c.collection][key_texts[i]];
+    if (c.op == Op::kRejected) {
+      resolver_->Correct(c, ep->name, ctx, state, out);
+    } else {
+      resolver_->Merge(c, ep->name, watermark, ctx, state, out);
+    }
   }
   for (const auto& [collection, records] : states) {
     for (const auto& [key, state] : records) {
@@ -360,24 +385,33 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
     }
   }
   const size_t conflicts = out.conflicts.size();
-  DUPLEX_RETURN_IF_ERROR(StoreOutput(out, ids));
-  DUPLEX_RETURN_IF_ERROR(store_->SetWatermark(ep->name, watermark));
+  DUPLEX_RETURN_IF_ERROR(StoreOutput(out, ctx));
+  DUPLEX_RETURN_IF_ERROR(store_->SetResolved(ep->name, watermark, entry.batch.end));
   DUPLEX_RETURN_IF_ERROR(store_->DeleteJournal(entry.id));
   Counters counters;
   counters.conflicts = static_cast<int64_t>(conflicts);
   DUPLEX_RETURN_IF_ERROR(store_->AddCounters(ep->name, counters));
   DUPLEX_RETURN_IF_ERROR(txn.Commit());
   ep->watermark = watermark;
+  ep->resolved = std::max(ep->resolved, entry.batch.end);
   synced_changes_ += static_cast<int64_t>(out.changes);
   return Status::Ok();
 }
 
 Result<bool> Engine::ResolveJournal() {
-  DUPLEX_ASSIGN_OR_RETURN(std::vector<JournalEntry> entries, store_->ReadJournal(2));
-  for (const JournalEntry& e : entries) {
-    DUPLEX_RETURN_IF_ERROR(ResolveEntry(e));
+  DUPLEX_ASSIGN_OR_RETURN(auto heads, store_->JournalHeads(2));
+  for (const auto& [id, endpoint] : heads) {
+    while (!fresh_.empty() && fresh_.front().id < id) fresh_.pop_front();
+    if (!fresh_.empty() && fresh_.front().id == id) {
+      JournalEntry entry = std::move(fresh_.front());
+      fresh_.pop_front();
+      DUPLEX_RETURN_IF_ERROR(ResolveEntry(entry));
+      continue;
+    }
+    DUPLEX_ASSIGN_OR_RETURN(ChangeBatch batch, store_->ReadJournalBatch(id));
+    DUPLEX_RETURN_IF_ERROR(ResolveEntry(JournalEntry{id, endpoint, std::move(batch)}));
   }
-  return !entries.empty();
+  return !heads.empty();
 }
 
 Result<bool> Engine::PropagateResolutions() {
@@ -386,14 +420,14 @@ Result<bool> Engine::PropagateResolutions() {
     DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
     std::map<std::string, RecordState> states;
     DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(c.collection, {c.key_text}, states));
-    DUPLEX_ASSIGN_OR_RETURN(auto ids, AllocateIds());
+    DUPLEX_ASSIGN_OR_RETURN(PlanContext ctx, NewPlanContext());
     ResolveOutput out;
     auto it = states.find(c.key_text);
     if (it != states.end()) {
-      resolver_->ResolveManual(c.collection, c.field, c.resolution, NowMs(), ids, it->second, out);
+      resolver_->ResolveManual(c.collection, c.field, c.resolution, NowMs(), ctx, it->second, out);
       DUPLEX_RETURN_IF_ERROR(store_->SaveRecord(c.collection, c.key_text, it->second));
     }
-    DUPLEX_RETURN_IF_ERROR(StoreOutput(out, ids));
+    DUPLEX_RETURN_IF_ERROR(StoreOutput(out, ctx));
     DUPLEX_RETURN_IF_ERROR(store_->MarkPropagated(c.id));
     DUPLEX_RETURN_IF_ERROR(txn.Commit());
     spdlog::info("conflict id={} collection={} key={} field={} resolved ({}): propagating {}", c.id,
@@ -404,7 +438,8 @@ Result<bool> Engine::PropagateResolutions() {
 
 Result<bool> Engine::ApplyTo(Endpoint& ep) {
   DUPLEX_ASSIGN_OR_RETURN(std::vector<ApplyBatch> batches,
-                          store_->ReadOutbox(ep.name, ep.isolate ? 1 : config_.engine.batch_rows));
+                          store_->ReadOutbox(ep.name, ep.isolate ? 1 : config_.engine.batch_rows,
+                                             &fresh_outbox_[ep.name]));
   if (batches.empty()) return false;
   if (ep.isolate) batches.resize(1);
   Result<ApplyResult> result = ep.connector->Apply(batches);
@@ -416,19 +451,36 @@ Result<bool> Engine::ApplyTo(Endpoint& ep) {
       ep.isolate = true;  // find the batch at fault, apply the others
       return true;
     }
-    // This batch cannot be applied (constraint, type): park it with its reason so that the
-    // rest keeps flowing.
-    spdlog::error("endpoint={} apply batch {} parked as dead letter: {}", ep.name, batches[0].id,
-                  result.status().message());
+    // The target refuses rows of this batch (constraint, type): write it row by row, park
+    // the refused rows with their reason, and let the rest flow.
+    result = ep.connector->Apply(batches, /*isolate_rows=*/true);
+    if (!result.ok()) {
+      if (!result.status().IsInvalidArgument()) return result.status();
+      // Not even row by row: park the whole batch.
+      std::string reason = result.status().message();
+      result = ApplyResult{};
+      result->failed.push_back(FailedOp{batches[0].id, {}, std::move(reason)});
+    }
+    ep.isolate = false;
     DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
-    DUPLEX_RETURN_IF_ERROR(
-        store_->AddDeadLetter(ep.name, batches[0], result.status().message(), NowMs()));
+    for (const FailedOp& f : result->failed) {
+      ApplyBatch parked{f.batch_id, {}};
+      if (f.op.collection.empty()) {
+        parked = batches[0];
+      } else {
+        parked.ops.push_back(f.op);
+      }
+      spdlog::error("endpoint={} collection={} key={} parked as dead letter: {}", ep.name,
+                    f.op.collection, f.op.key.dump(), f.reason);
+      DUPLEX_RETURN_IF_ERROR(store_->AddDeadLetter(ep.name, parked, f.reason, NowMs()));
+    }
     DUPLEX_RETURN_IF_ERROR(store_->DeleteOutbox(ep.name, batches[0].id));
     Counters counters;
-    counters.dead_letters = 1;
+    counters.dead_letters = static_cast<int64_t>(result->failed.size());
+    counters.applied = static_cast<int64_t>(result->applied);
+    counters.rejected = static_cast<int64_t>(result->rejected);
     DUPLEX_RETURN_IF_ERROR(store_->AddCounters(ep.name, counters));
     DUPLEX_RETURN_IF_ERROR(txn.Commit());
-    ep.isolate = false;
     return true;
   }
   ep.isolate = false;
@@ -479,6 +531,7 @@ Result<bool> Engine::Step() {
     }
     MarkSuccess(ep);
     moved |= *r;
+    AckCaptured(ep, false);
   }
   return moved;
 }

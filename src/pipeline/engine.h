@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -79,8 +80,9 @@ class Engine {
     Position capture = 0;
     int64_t watermark = 0;
     Position acked = 0;
-    bool more = true;      // the last capture hit the batch limit (or nothing polled yet)
-    bool isolate = false;  // apply one batch at a time to find the one that fails
+    Position resolved = 0;  // the resolver has merged the endpoint's changes up to here
+    bool more = true;       // the last capture hit the batch limit (or nothing polled yet)
+    bool isolate = false;   // apply one batch at a time to find the one that fails
     std::chrono::steady_clock::time_point retry_at{};
     std::chrono::steady_clock::time_point failing_since{};
     std::chrono::steady_clock::time_point last_ack{};
@@ -97,11 +99,14 @@ class Engine {
   Status ResolveEntry(const JournalEntry& entry);
   Result<bool> ApplyTo(Endpoint& ep);
   Result<bool> PropagateResolutions();
-  Status StoreOutput(ResolveOutput& out, const std::map<std::string, int64_t>& ids);
+  Status StoreOutput(ResolveOutput& out, const PlanContext& ctx);
   void AckCaptured(Endpoint& ep, bool force);
   void MarkFailure(Endpoint& ep, const Status& st, const char* stage);
   void MarkSuccess(Endpoint& ep);
-  Result<std::map<std::string, int64_t>> AllocateIds();
+  // Apply ids for one resolution step's writes, and each endpoint's resolved position.
+  Result<PlanContext> NewPlanContext();
+
+  static constexpr size_t kMaxFreshBatches = 4;
 
   Config config_;
   std::unique_ptr<StateStore> store_;
@@ -110,6 +115,9 @@ class Engine {
   std::unique_ptr<Resolver> resolver_;
   SchemaReport schema_;
   std::chrono::steady_clock::time_point last_resolution_check_{};
+  std::deque<JournalEntry> fresh_;  // journaled, not yet resolved, still decoded
+  // endpoint -> planned batches in the outbox, not yet applied, still decoded
+  std::map<std::string, std::map<int64_t, ApplyBatch>> fresh_outbox_;
   int64_t synced_changes_ = 0;  // changes resolved by this process (progress output)
 };
 

@@ -2,19 +2,22 @@
 
 #include <filesystem>
 
+#include "util/msgpack_writer.h"
+
 namespace duplex {
 
 namespace {
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS progress(endpoint TEXT PRIMARY KEY, capture INTEGER NOT NULL DEFAULT 0,
-  watermark INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '');
+  watermark INTEGER NOT NULL DEFAULT 0, resolved INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS journal(id INTEGER PRIMARY KEY AUTOINCREMENT, endpoint TEXT NOT NULL,
   payload BLOB NOT NULL, changes INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS records(collection TEXT NOT NULL, key TEXT NOT NULL,
   live INTEGER NOT NULL, state BLOB NOT NULL, PRIMARY KEY(collection, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox(id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL,
-  payload BLOB NOT NULL, rows INTEGER NOT NULL);
+  payload BLOB NOT NULL, rows INTEGER NOT NULL, seen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_endpoint ON outbox(endpoint, id);
 CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT,
   collection TEXT NOT NULL, key TEXT NOT NULL, key_text TEXT NOT NULL, field TEXT NOT NULL,
@@ -31,8 +34,6 @@ CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(k, v) VALUES('next_apply_id', 1);
 INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 1);
 )sql";
-
-std::string Bytes(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
 
 nlohmann::json ParseOrNull(const std::string& text) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
@@ -58,23 +59,48 @@ nlohmann::json ConflictRow::ToJson() const {
       {"resolved_at", resolved_at == 0 ? nlohmann::json(nullptr) : nlohmann::json(resolved_at)}};
 }
 
+// Journal payload: {"e": end, "c": [change...]}, each change {"o": op, "p": position} plus
+// {"a": apply id} for markers, or {"c", "k", "b", "n", "t"[, "s"]} for row changes.
 std::string EncodeChangeBatch(const ChangeBatch& batch) {
-  nlohmann::json arr = nlohmann::json::array();
+  MsgpackWriter w;
+  w.MapHeader(2);
+  w.String("e");
+  w.Int(batch.end);
+  w.String("c");
+  w.ArrayHeader(static_cast<uint32_t>(batch.changes.size()));
   for (const Change& c : batch.changes) {
-    nlohmann::json j = {{"o", std::string(1, static_cast<char>(c.op))}, {"p", c.position}};
+    const char op[2] = {static_cast<char>(c.op), 0};
     if (c.op == Op::kMarker) {
-      j["a"] = c.apply_id;
-    } else {
-      j["c"] = c.collection;
-      j["k"] = c.key;
-      j["b"] = c.before;
-      j["n"] = c.after;
-      j["t"] = c.commit_ms;
-      if (c.snapshot) j["s"] = true;
+      w.MapHeader(3);
+      w.String("o");
+      w.String(op);
+      w.String("p");
+      w.Int(c.position);
+      w.String("a");
+      w.Int(c.apply_id);
+      continue;
     }
-    arr.push_back(std::move(j));
+    w.MapHeader(c.snapshot ? 8 : 7);
+    w.String("o");
+    w.String(op);
+    w.String("p");
+    w.Int(c.position);
+    w.String("c");
+    w.String(c.collection);
+    w.String("k");
+    w.Json(c.key);
+    w.String("b");
+    w.Json(c.before);
+    w.String("n");
+    w.Json(c.after);
+    w.String("t");
+    w.Double(c.commit_ms);
+    if (c.snapshot) {
+      w.String("s");
+      w.Bool(true);
+    }
   }
-  return Bytes(nlohmann::json::to_msgpack({{"e", batch.end}, {"c", std::move(arr)}}));
+  return w.Take();
 }
 
 Result<ChangeBatch> DecodeChangeBatch(std::string_view bytes) {
@@ -82,17 +108,19 @@ Result<ChangeBatch> DecodeChangeBatch(std::string_view bytes) {
   if (j.is_discarded() || !j.is_object()) return Status::Corruption("journal entry undecodable");
   ChangeBatch batch;
   batch.end = j.value("e", int64_t{0});
-  for (const nlohmann::json& cj : j["c"]) {
+  nlohmann::json& changes = j["c"];
+  batch.changes.reserve(changes.size());
+  for (nlohmann::json& cj : changes) {
     Change c;
-    c.op = static_cast<Op>(cj["o"].get<std::string>()[0]);
+    c.op = static_cast<Op>(cj["o"].get_ref<const std::string&>()[0]);
     c.position = cj.value("p", int64_t{0});
     if (c.op == Op::kMarker) {
       c.apply_id = cj.value("a", int64_t{0});
     } else {
       c.collection = cj["c"].get<std::string>();
-      c.key = cj["k"];
-      c.before = cj["b"];
-      c.after = cj["n"];
+      c.key = std::move(cj["k"]);
+      c.before = std::move(cj["b"]);
+      c.after = std::move(cj["n"]);
       c.commit_ms = cj.value("t", 0.0);
       c.snapshot = cj.value("s", false);
     }
@@ -101,16 +129,31 @@ Result<ChangeBatch> DecodeChangeBatch(std::string_view bytes) {
   return batch;
 }
 
+// Outbox payload: {"i": id, "ops": [{"o", "c", "k", "v", "x"}...]}.
 std::string EncodeApplyBatch(const ApplyBatch& batch) {
-  nlohmann::json ops = nlohmann::json::array();
+  MsgpackWriter w;
+  w.MapHeader(2);
+  w.String("i");
+  w.Int(batch.id);
+  w.String("ops");
+  w.ArrayHeader(static_cast<uint32_t>(batch.ops.size()));
   for (const RowOp& op : batch.ops) {
-    ops.push_back({{"o", std::string(1, static_cast<char>(op.op))},
-                   {"c", op.collection},
-                   {"k", op.key},
-                   {"v", op.values},
-                   {"x", op.expected}});
+    const char code[2] = {static_cast<char>(op.op), 0};
+    w.MapHeader(6);
+    w.String("o");
+    w.String(code);
+    w.String("s");
+    w.Int(op.seen);
+    w.String("c");
+    w.String(op.collection);
+    w.String("k");
+    w.Json(op.key);
+    w.String("v");
+    w.Json(op.values);
+    w.String("x");
+    w.Json(op.expected);
   }
-  return Bytes(nlohmann::json::to_msgpack({{"i", batch.id}, {"ops", std::move(ops)}}));
+  return w.Take();
 }
 
 Result<ApplyBatch> DecodeApplyBatch(std::string_view bytes) {
@@ -118,13 +161,14 @@ Result<ApplyBatch> DecodeApplyBatch(std::string_view bytes) {
   if (j.is_discarded() || !j.is_object()) return Status::Corruption("outbox entry undecodable");
   ApplyBatch batch;
   batch.id = j.value("i", int64_t{0});
-  for (const nlohmann::json& oj : j["ops"]) {
+  for (nlohmann::json& oj : j["ops"]) {
     RowOp op;
-    op.op = static_cast<Op>(oj["o"].get<std::string>()[0]);
+    op.op = static_cast<Op>(oj["o"].get_ref<const std::string&>()[0]);
     op.collection = oj["c"].get<std::string>();
-    op.key = oj["k"];
-    op.values = oj["v"];
-    op.expected = oj["x"];
+    op.key = std::move(oj["k"]);
+    op.values = std::move(oj["v"]);
+    op.expected = std::move(oj["x"]);
+    op.seen = oj.value("s", int64_t{0});
     batch.ops.push_back(std::move(op));
   }
   return batch;
@@ -155,7 +199,7 @@ Result<sqlite::Stmt*> StateStore::Cached(const char* sql) {
 Result<EndpointProgress> StateStore::Progress(const std::string& endpoint) {
   DUPLEX_ASSIGN_OR_RETURN(
       sqlite::Stmt * s,
-      Cached("SELECT capture, watermark, last_error FROM progress WHERE endpoint = ?"));
+      Cached("SELECT capture, watermark, last_error, resolved FROM progress WHERE endpoint = ?"));
   s->Bind(1, endpoint);
   DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
   EndpointProgress p;
@@ -163,17 +207,19 @@ Result<EndpointProgress> StateStore::Progress(const std::string& endpoint) {
     p.capture = s->Int(0);
     p.watermark = s->Int(1);
     p.last_error = s->Text(2);
+    p.resolved = s->Int(3);
     p.exists = true;
   }
   s->Reset();
   return p;
 }
 
-Status StateStore::SetWatermark(const std::string& endpoint, int64_t watermark) {
+Status StateStore::SetResolved(const std::string& endpoint, int64_t watermark, Position resolved) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached(R"sql(
-    INSERT INTO progress(endpoint, watermark) VALUES(?1, ?2)
-    ON CONFLICT(endpoint) DO UPDATE SET watermark = max(watermark, ?2))sql"));
-  return s->Bind(1, endpoint).Bind(2, watermark).Run();
+    INSERT INTO progress(endpoint, watermark, resolved) VALUES(?1, ?2, ?3)
+    ON CONFLICT(endpoint) DO UPDATE SET watermark = max(watermark, ?2),
+                                        resolved = max(resolved, ?3))sql"));
+  return s->Bind(1, endpoint).Bind(2, watermark).Bind(3, static_cast<int64_t>(resolved)).Run();
 }
 
 Status StateStore::SetLastError(const std::string& endpoint, const std::string& error) {
@@ -183,7 +229,8 @@ Status StateStore::SetLastError(const std::string& endpoint, const std::string& 
   return s->Bind(1, endpoint).Bind(2, error).Run();
 }
 
-Status StateStore::AppendJournal(const std::string& endpoint, const ChangeBatch& batch) {
+Result<int64_t> StateStore::AppendJournal(const std::string& endpoint, const ChangeBatch& batch) {
+  int64_t id = 0;
   if (!batch.changes.empty()) {
     DUPLEX_ASSIGN_OR_RETURN(
         sqlite::Stmt * s,
@@ -192,11 +239,37 @@ Status StateStore::AppendJournal(const std::string& endpoint, const ChangeBatch&
     s->Bind(1, endpoint).BindBlob(2, payload.data(), payload.size());
     s->Bind(3, static_cast<int64_t>(batch.changes.size()));
     DUPLEX_RETURN_IF_ERROR(s->Run());
+    id = db_.LastInsertRowid();
   }
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * p, Cached(R"sql(
     INSERT INTO progress(endpoint, capture) VALUES(?1, ?2)
     ON CONFLICT(endpoint) DO UPDATE SET capture = ?2)sql"));
-  return p->Bind(1, endpoint).Bind(2, batch.end).Run();
+  DUPLEX_RETURN_IF_ERROR(p->Bind(1, endpoint).Bind(2, batch.end).Run());
+  return id;
+}
+
+Result<std::vector<std::pair<int64_t, std::string>>> StateStore::JournalHeads(size_t max_entries) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("SELECT id, endpoint FROM journal ORDER BY id LIMIT ?"));
+  s->Bind(1, static_cast<int64_t>(max_entries));
+  std::vector<std::pair<int64_t, std::string>> out;
+  while (true) {
+    DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    out.emplace_back(s->Int(0), s->Text(1));
+  }
+  s->Reset();
+  return out;
+}
+
+Result<ChangeBatch> StateStore::ReadJournalBatch(int64_t id) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached("SELECT payload FROM journal WHERE id = ?"));
+  s->Bind(1, id);
+  DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
+  if (!row) return Status::NotFound("journal entry " + std::to_string(id));
+  Result<ChangeBatch> batch = DecodeChangeBatch(s->Blob(0));
+  s->Reset();
+  return batch;
 }
 
 Result<std::vector<JournalEntry>> StateStore::ReadJournal(size_t max_entries) {
@@ -291,18 +364,20 @@ Status StateStore::EnsureApplyIdsAbove(int64_t id) {
 Status StateStore::AddOutbox(const std::string& endpoint, const ApplyBatch& batch) {
   DUPLEX_ASSIGN_OR_RETURN(
       sqlite::Stmt * s,
-      Cached("INSERT INTO outbox(id, endpoint, payload, rows) VALUES(?, ?, ?, ?)"));
+      Cached("INSERT INTO outbox(id, endpoint, payload, rows, seen) VALUES(?, ?, ?, ?, ?)"));
   std::string payload = EncodeApplyBatch(batch);
+  Position seen = batch.ops.empty() ? 0 : batch.ops.front().seen;
+  for (const RowOp& op : batch.ops) seen = std::min(seen, op.seen);
   s->Bind(1, batch.id).Bind(2, endpoint).BindBlob(3, payload.data(), payload.size());
-  s->Bind(4, static_cast<int64_t>(batch.ops.size()));
+  s->Bind(4, static_cast<int64_t>(batch.ops.size())).Bind(5, static_cast<int64_t>(seen));
   return s->Run();
 }
 
-Result<std::vector<ApplyBatch>> StateStore::ReadOutbox(const std::string& endpoint,
-                                                       size_t max_rows) {
+Result<std::vector<ApplyBatch>> StateStore::ReadOutbox(const std::string& endpoint, size_t max_rows,
+                                                       std::map<int64_t, ApplyBatch>* cache) {
   DUPLEX_ASSIGN_OR_RETURN(
       sqlite::Stmt * s,
-      Cached("SELECT payload, rows FROM outbox WHERE endpoint = ? ORDER BY id LIMIT 1000"));
+      Cached("SELECT id, rows, payload FROM outbox WHERE endpoint = ? ORDER BY id LIMIT 1000"));
   s->Bind(1, endpoint);
   std::vector<ApplyBatch> out;
   size_t rows = 0;
@@ -311,10 +386,30 @@ Result<std::vector<ApplyBatch>> StateStore::ReadOutbox(const std::string& endpoi
     if (!row) break;
     size_t n = static_cast<size_t>(s->Int(1));
     if (!out.empty() && rows + n > max_rows) break;
-    DUPLEX_ASSIGN_OR_RETURN(ApplyBatch b, DecodeApplyBatch(s->Blob(0)));
+    if (cache) {
+      auto it = cache->find(s->Int(0));
+      if (it != cache->end()) {
+        out.push_back(std::move(it->second));
+        cache->erase(it);
+        rows += n;
+        continue;
+      }
+    }
+    DUPLEX_ASSIGN_OR_RETURN(ApplyBatch b, DecodeApplyBatch(s->Blob(2)));
     out.push_back(std::move(b));
     rows += n;
   }
+  s->Reset();
+  return out;
+}
+
+Result<std::optional<Position>> StateStore::MinOutboxSeen(const std::string& endpoint) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("SELECT min(seen) FROM outbox WHERE endpoint = ?"));
+  s->Bind(1, endpoint);
+  DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
+  std::optional<Position> out;
+  if (row && !s->IsNull(0)) out = s->Int(0);
   s->Reset();
   return out;
 }

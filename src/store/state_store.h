@@ -18,6 +18,7 @@ struct EndpointProgress {
   Position capture = 0;    // changes up to here are in the journal
   int64_t watermark = 0;   // highest apply id whose marker the resolver has seen
   std::string last_error;  // empty when the last attempt worked
+  Position resolved = 0;   // changes up to here have been merged by the resolver
   bool exists = false;     // false: this state file has never captured from the endpoint
 };
 
@@ -76,11 +77,16 @@ class StateStore {
   Result<sqlite::Txn> Begin() { return sqlite::Txn::Begin(db_); }
 
   Result<EndpointProgress> Progress(const std::string& endpoint);
-  Status SetWatermark(const std::string& endpoint, int64_t watermark);
+  // Records what the resolver has merged of the endpoint's stream: its watermark and position.
+  Status SetResolved(const std::string& endpoint, int64_t watermark, Position resolved);
   Status SetLastError(const std::string& endpoint, const std::string& error);
 
-  // Appends a captured batch and moves the endpoint's capture position to batch.end.
-  Status AppendJournal(const std::string& endpoint, const ChangeBatch& batch);
+  // Appends a captured batch and moves the endpoint's capture position to batch.end. Returns
+  // the entry's id (0 if the batch had no changes: only the position moved).
+  Result<int64_t> AppendJournal(const std::string& endpoint, const ChangeBatch& batch);
+  // Ids and endpoints of the oldest unresolved entries, at most `max_entries`.
+  Result<std::vector<std::pair<int64_t, std::string>>> JournalHeads(size_t max_entries);
+  Result<ChangeBatch> ReadJournalBatch(int64_t id);
   // The oldest unresolved journal entries, at most `max_entries`.
   Result<std::vector<JournalEntry>> ReadJournal(size_t max_entries);
   Status DeleteJournal(int64_t id);
@@ -100,9 +106,14 @@ class StateStore {
   Result<int64_t> AllocateApplyIds(int n);
   Status AddOutbox(const std::string& endpoint, const ApplyBatch& batch);
   // Planned batches for `endpoint` in id order, at least one and then up to `max_rows` rows.
-  Result<std::vector<ApplyBatch>> ReadOutbox(const std::string& endpoint, size_t max_rows);
+  // Batches found in `cache` (by id) are moved from it instead of being decoded.
+  Result<std::vector<ApplyBatch>> ReadOutbox(const std::string& endpoint, size_t max_rows,
+                                             std::map<int64_t, ApplyBatch>* cache = nullptr);
   Status DeleteOutbox(const std::string& endpoint, int64_t upto_id);
   Result<int64_t> OutboxRows(const std::string& endpoint);
+  // The lowest RowOp::seen of the batches waiting for `endpoint` (nullopt if none): its
+  // changelog must be kept after that position for their compare-and-set.
+  Result<std::optional<Position>> MinOutboxSeen(const std::string& endpoint);
 
   Result<int64_t> AddConflict(const ConflictRecord& c, double now_ms);
   Status UpdateOpenConflict(const ConflictValueUpdate& u);

@@ -29,10 +29,15 @@ CollectionBinding Customers() {
   return b;
 }
 
+// Writes planned after every application change so far (ChangedSince never rejects them);
+// the test of RowOp::seen sets it explicitly.
+constexpr Position kSeenAll = int64_t{1} << 60;
+
 RowOp Insert(Row key, Row values) {
   RowOp op;
   op.op = Op::kInsert;
   op.collection = "customers";
+  op.seen = kSeenAll;
   op.key = std::move(key);
   op.values = std::move(values);
   return op;
@@ -42,6 +47,7 @@ RowOp Update(Row key, Row values, Row expected) {
   RowOp op;
   op.op = Op::kUpdate;
   op.collection = "customers";
+  op.seen = kSeenAll;
   op.key = std::move(key);
   op.values = std::move(values);
   op.expected = std::move(expected);
@@ -52,6 +58,7 @@ RowOp Delete(Row key, Row expected) {
   RowOp op;
   op.op = Op::kDelete;
   op.collection = "customers";
+  op.seen = kSeenAll;
   op.key = std::move(key);
   op.expected = std::move(expected);
   return op;
@@ -597,6 +604,7 @@ TEST_F(SqliteConnectorTest, QuotedTableAndColumnNames) {
   ins.collection = "odd";
   ins.key = {{"id", "k2"}};
   ins.values = {{"id", "k2"}, {"v", 2.5}};
+  ins.seen = pos;
   RowOp upd = ins;
   upd.op = Op::kUpdate;
   upd.key = {{"id", "k1"}};
@@ -658,6 +666,36 @@ TEST(RegistryTest, MakesSqliteAndRejectsUnknownTypes) {
   EXPECT_TRUE(bad.status().IsInvalidArgument());
   EXPECT_NE(bad.status().message().find("endpoint 'crm'"), std::string::npos);
   EXPECT_NE(bad.status().message().find("oracle"), std::string::npos);
+}
+
+TEST_F(SqliteConnectorTest, WriteIsRejectedWhenTheRowChangedAfterWhatTheResolverSaw) {
+  SqlExec(path_, "INSERT INTO crm_customers VALUES (5, 'Eve', 1.0, NULL, NULL)");
+  auto c = Make();
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  // The application edits the row and changes it back: no value comparison can tell.
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'Tmp' WHERE cust_id = 5");
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'Eve' WHERE cust_id = 5");
+  RowOp stale = Update({{"id", 5}}, {{"name", "Eva"}}, {{"name", "Eve"}});
+  stale.seen = pos;  // planned before the two edits were captured
+  Result<ApplyResult> r = c->Apply({{1, {stale}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers"), "Eve\n");
+  // The rejection is reported with the row as it is, before the batch's marker.
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 4u);
+  EXPECT_EQ(changes[2].op, Op::kRejected);
+  EXPECT_EQ(changes[2].key, Row({{"id", 5}}));
+  EXPECT_EQ(changes[2].after["name"], "Eve");
+  EXPECT_EQ(changes[3].op, Op::kMarker);
+  // Planned after those edits were seen, the same write applies.
+  RowOp fresh = stale;
+  fresh.seen = pos;
+  r = c->Apply({{2, {fresh}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers"), "Eva\n");
 }
 
 }  // namespace

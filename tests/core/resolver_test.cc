@@ -41,10 +41,10 @@ class ResolverTest : public ::testing::Test {
   }
 
   ResolveOutput Merge(const std::string& ep, const Change& c) {
-    std::map<std::string, int64_t> ids = {{"a", next_id_}, {"b", next_id_ + 1}};
+    PlanContext ctx{{{"a", next_id_}, {"b", next_id_ + 1}}, {}};
     next_id_ += 2;
     ResolveOutput out;
-    resolver_->Merge(c, ep, watermark_[ep], ids, state_, out);
+    resolver_->Merge(c, ep, watermark_[ep], ctx, state_, out);
     return out;
   }
 
@@ -182,7 +182,7 @@ TEST_F(ResolverTest, ManualConflictParksAndWritesNothingForTheField) {
   Observe("a");
   Observe("b");
   ResolveOutput res;
-  resolver_->ResolveManual("t", "v", 6, 500, {{"a", 90}, {"b", 91}}, state_, res);
+  resolver_->ResolveManual("t", "v", 6, 500, PlanContext{{{"a", 90}, {"b", 91}}, {}}, state_, res);
   ASSERT_EQ(res.writes["a"].size(), 1u);
   EXPECT_EQ(res.writes["a"][0].values, Row({{"v", 6}}));
   EXPECT_EQ(res.writes["a"][0].expected, Row({{"v", 5}}));

@@ -30,7 +30,9 @@ TEST(StateStoreTest, JournalKeepsBatchesInOrderWithCapturePosition) {
   m.position = 8;
   b.changes.push_back(m);
   b.end = 8;
-  ASSERT_OK((*store)->AppendJournal("a", b));
+  auto id = (*store)->AppendJournal("a", b);
+  ASSERT_OK(id);
+  EXPECT_GT(*id, 0);
   auto p = (*store)->Progress("a");
   ASSERT_OK(p);
   EXPECT_EQ(p->capture, 8);

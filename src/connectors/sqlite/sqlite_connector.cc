@@ -22,7 +22,8 @@ constexpr char kNowMs[] = "((julianday('now') - 2440587.5) * 86400000.0)";
 constexpr char kCreateBookkeeping[] = R"sql(
 CREATE TABLE IF NOT EXISTS _duplex_changelog(
   seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT,
-  apply_id INTEGER, snapshot INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL);
+  apply_id INTEGER, snapshot INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL, pk TEXT);
+CREATE INDEX IF NOT EXISTS _duplex_changelog_pk ON _duplex_changelog(tbl, pk, seq);
 CREATE TABLE IF NOT EXISTS _duplex_apply(id INTEGER PRIMARY KEY CHECK (id = 1),
   active INTEGER NOT NULL);
 INSERT OR IGNORE INTO _duplex_apply(id, active) VALUES(1, 0);
@@ -59,6 +60,14 @@ std::string JsonValueExpr(const std::string& ref) {
 
 // Whether json_set('$."name"') can add `name` correctly: SQLite 3.40's JSON path has no escapes,
 // and json_set writes the label unescaped.
+// The key of a row as JSON text: json_array() of `refs` (columns or parameters), each wrapped
+// like an image value, so that a trigger and Apply spell the same key the same way.
+std::string KeyArray(const std::vector<std::string>& refs) {
+  std::string out = "json_array(";
+  for (size_t i = 0; i < refs.size(); ++i) out += (i ? ", " : "") + JsonValueExpr(refs[i]);
+  return out + ")";
+}
+
 bool SafeForJsonPath(const std::string& name) {
   return std::none_of(name.begin(), name.end(), [](char c) {
     return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
@@ -194,6 +203,8 @@ void SqliteConnector::ClearStatements() {
   marker_stmt_ = Stmt();
   set_applied_stmt_ = Stmt();
   op_stmts_.clear();
+  reject_stmts_.clear();
+  changed_stmts_.clear();
 }
 
 Result<Stmt*> SqliteConnector::Prepared(Stmt& slot, const char* sql) {
@@ -279,6 +290,8 @@ Status SqliteConnector::Bind(std::vector<CollectionBinding> bindings) {
   by_table_ = std::move(by_table);
   by_collection_ = std::move(by_collection);
   op_stmts_.clear();  // their shapes refer to the old mapping
+  reject_stmts_.clear();
+  changed_stmts_.clear();
   return Status::Ok();
 }
 
@@ -409,19 +422,22 @@ Status SqliteConnector::CreateTriggers(const BoundTable& t) {
     if (!changed.empty()) changed += " OR ";
     changed += "OLD." + QuoteIdent(c) + " IS NOT NEW." + QuoteIdent(c);
   }
-  auto body = [&](const char* op, const std::string& old_expr, const std::string& new_expr) {
-    return " BEGIN INSERT INTO _duplex_changelog(tbl, op, old, new, at) VALUES(" +
+  // `pk` (the row's key as JSON) lets Apply ask "did the application change this row after
+  // the position the resolver had seen?" (see Apply).
+  auto body = [&](const char* op, const std::string& old_expr, const std::string& new_expr,
+                  const char* key_of) {
+    return " BEGIN INSERT INTO _duplex_changelog(tbl, op, old, new, at, pk) VALUES(" +
            QuoteString(table) + ", '" + op + "', " + old_expr + ", " + new_expr + ", " + kNowMs +
-           "); END";
+           ", " + KeyExpr(t, key_of) + "); END";
   };
   const std::string on = " ON " + QuoteIdent(table);
   std::string sql[3] = {
       "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_ins")) + " AFTER INSERT" + on + when +
-          body("I", "NULL", new_image),
+          body("I", "NULL", new_image, "NEW."),
       "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_upd")) + " AFTER UPDATE" + on + when +
-          " AND (" + changed + ")" + body("U", old_image, new_image),
+          " AND (" + changed + ")" + body("U", old_image, new_image, "NEW."),
       "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_del")) + " AFTER DELETE" + on + when +
-          body("D", old_image, "NULL"),
+          body("D", old_image, "NULL", "OLD."),
   };
   for (const std::string& s : sql) DUPLEX_RETURN_IF_ERROR(db_.Exec(s).WithContext(Where(table)));
   return Status::Ok();
@@ -463,9 +479,9 @@ Status SqliteConnector::Install() {
       // First capture: every existing row becomes a snapshot change, in the same transaction as
       // the triggers, so no change made meanwhile is lost or doubled.
       DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(table, t.columns, ""));
-      std::string sql = "INSERT INTO _duplex_changelog(tbl, op, new, snapshot, at) SELECT " +
-                        QuoteString(table) + ", 'I', " + image + ", 1, " + kNowMs + " FROM " +
-                        QuoteIdent(table);
+      std::string sql = "INSERT INTO _duplex_changelog(tbl, op, new, snapshot, at, pk) SELECT " +
+                        QuoteString(table) + ", 'I', " + image + ", 1, " + kNowMs + ", " +
+                        KeyExpr(t, "") + " FROM " + QuoteIdent(table);
       DUPLEX_RETURN_IF_ERROR(db_.Exec(sql).WithContext(Where(table)));
     }
     DUPLEX_RETURN_IF_ERROR(DropTriggers(table));
@@ -593,11 +609,28 @@ Result<ChangeBatch> SqliteConnector::Capture(Position from, size_t max_changes) 
     tbl.assign(reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 1)),
                static_cast<size_t>(sqlite3_column_bytes(stmt.get(), 1)));
     auto bound = by_table_.find(tbl);
-    if (bound == by_table_.end() || (op != 'I' && op != 'U' && op != 'D')) {
+    if (bound == by_table_.end() || (op != 'I' && op != 'U' && op != 'D' && op != 'R')) {
       batch.end = seq;  // a table no longer bound
       continue;
     }
     const BoundTable& t = tables_[bound->second];
+    if (op == 'R') {
+      Change c;
+      c.op = Op::kRejected;
+      c.collection = t.binding.collection;
+      c.position = seq;
+      c.commit_ms = stmt.Double(7);
+      c.apply_id = stmt.Int(5);
+      DUPLEX_ASSIGN_OR_RETURN(Value key_image, ParseImage(t, seq, 3));
+      c.key = MapImage(t, std::move(key_image));
+      if (!stmt.IsNull(4)) {
+        DUPLEX_ASSIGN_OR_RETURN(Value actual, ParseImage(t, seq, 4));
+        c.after = MapImage(t, std::move(actual));
+      }
+      batch.changes.push_back(std::move(c));
+      batch.end = seq;
+      continue;
+    }
 
     Change c;
     c.collection = t.binding.collection;
@@ -817,6 +850,7 @@ Result<SqliteConnector::OpStmt*> SqliteConnector::OpStatement(const BoundTable& 
       sql = "DELETE FROM " + table + cond;
       break;
     case Op::kMarker:
+    case Op::kRejected:
       return Status::InvalidArgument(where + ": a marker is not a row write");
   }
   Result<Stmt> stmt = db_.Prepare(sql);
@@ -824,6 +858,65 @@ Result<SqliteConnector::OpStmt*> SqliteConnector::OpStatement(const BoundTable& 
   out.stmt = std::move(stmt).value();
   auto inserted = op_stmts_.emplace(key, std::move(out));
   return &inserted.first->second;
+}
+
+std::string SqliteConnector::KeyExpr(const BoundTable& t, const std::string& prefix) const {
+  std::vector<std::string> refs;
+  for (const std::string& k : t.binding.key) {
+    refs.push_back(prefix + QuoteIdent(t.column_of_field.at(k)));
+  }
+  return KeyArray(refs);
+}
+
+Result<bool> SqliteConnector::ChangedSince(const BoundTable& t, const RowOp& op) {
+  Stmt& stmt = changed_stmts_[t.binding.table];
+  if (!stmt.valid()) {
+    std::vector<std::string> refs;
+    for (size_t i = 0; i < t.binding.key.size(); ++i) refs.push_back("?" + std::to_string(i + 2));
+    std::string sql =
+        "SELECT 1 FROM _duplex_changelog WHERE tbl = " + QuoteString(t.binding.table) +
+        " AND pk = " + KeyArray(refs) + " AND seq > ?1 AND op IN ('I', 'U', 'D') LIMIT 1";
+    DUPLEX_ASSIGN_OR_RETURN(stmt, db_.Prepare(sql));
+  }
+  stmt.Reset();
+  stmt.Bind(1, static_cast<int64_t>(op.seen));
+  int i = 2;
+  for (const std::string& k : t.binding.key) {
+    auto it = op.key.find(k);
+    stmt.BindValue(i++, it == op.key.end() ? Value() : *it);
+  }
+  Result<bool> row = stmt.Step();
+  stmt.Reset();
+  if (!row.ok()) return row.status().WithContext(Where(t.binding.table));
+  return *row;
+}
+
+Status SqliteConnector::LogRejected(const BoundTable& t, const RowOp& op, int64_t apply_id) {
+  Stmt& stmt = reject_stmts_[t.binding.table];
+  if (!stmt.valid()) {
+    std::string where;
+    int i = 3;
+    for (const std::string& k : t.binding.key) {
+      where += (where.empty() ? "" : " AND ") + QuoteIdent(t.column_of_field.at(k)) + " IS ?" +
+               std::to_string(i++);
+    }
+    DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(t.binding.table, t.columns, ""));
+    std::string sql = "INSERT INTO _duplex_changelog(tbl, op, old, new, apply_id, at) VALUES(" +
+                      QuoteString(t.binding.table) + ", 'R', ?1, (SELECT " + image + " FROM " +
+                      QuoteIdent(t.binding.table) + " WHERE " + where + "), ?2, " + kNowMs + ")";
+    DUPLEX_ASSIGN_OR_RETURN(stmt, db_.Prepare(sql));
+  }
+  // The key goes into `old` under column names, like a trigger's image.
+  Value key = Value::object();
+  for (const std::string& k : t.binding.key) {
+    auto it = op.key.find(k);
+    key[t.column_of_field.at(k)] = it == op.key.end() ? Value() : *it;
+  }
+  stmt.Reset();
+  stmt.Bind(1, key.dump()).Bind(2, apply_id);
+  int i = 3;
+  for (const std::string& k : t.binding.key) stmt.BindValue(i++, key[t.column_of_field.at(k)]);
+  return stmt.Run().WithContext(Where(t.binding.table));
 }
 
 Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
@@ -855,7 +948,8 @@ Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
   return db_.Changes() > 0;
 }
 
-Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batches) {
+Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batches,
+                                           bool isolate_rows) {
   DUPLEX_RETURN_IF_ERROR(CheckOpen());
   ApplyResult result;
   if (batches.empty()) return result;
@@ -888,8 +982,30 @@ Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batche
         return Status::InvalidArgument(Where() + ": collection '" + op.collection +
                                        "' is not bound to this endpoint");
       }
-      DUPLEX_ASSIGN_OR_RETURN(bool applied, ApplyOne(tables_[bound->second], op));
-      ++(applied ? result.applied : result.rejected);
+      const BoundTable& t = tables_[bound->second];
+      DUPLEX_ASSIGN_OR_RETURN(bool changed_since, ChangedSince(t, op));
+      bool applied = false;
+      if (!changed_since && isolate_rows) {
+        DUPLEX_RETURN_IF_ERROR(db_.Exec("SAVEPOINT duplex_row").WithContext(Where()));
+        Result<bool> one = ApplyOne(t, op);
+        if (!one.ok() && one.status().IsInvalidArgument()) {
+          DUPLEX_RETURN_IF_ERROR(db_.Exec("ROLLBACK TO duplex_row").WithContext(Where()));
+          DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_row").WithContext(Where()));
+          result.failed.push_back(FailedOp{batch.id, op, one.status().message()});
+          continue;
+        }
+        if (!one.ok()) return one.status();
+        DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_row").WithContext(Where()));
+        applied = *one;
+      } else if (!changed_since) {
+        DUPLEX_ASSIGN_OR_RETURN(applied, ApplyOne(t, op));
+      }
+      if (applied) {
+        ++result.applied;
+      } else {
+        ++result.rejected;
+        DUPLEX_RETURN_IF_ERROR(LogRejected(t, op, batch.id));
+      }
     }
     last = batch.id;
   }

@@ -56,7 +56,8 @@ class SqliteConnector final : public Connector {
   // short; call again to prune the rest. Unavailable if the database is busy.
   Status Ack(Position upto) override;
   Result<int64_t> AppliedId() override;
-  Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches) override;
+  Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
+                            bool isolate_rows = false) override;
 
   static constexpr int64_t kAckMaxRows = 50000;
 
@@ -102,6 +103,13 @@ class SqliteConnector final : public Connector {
   Result<OpStmt*> OpStatement(const BoundTable& t, const RowOp& op);
   // Returns whether the row write took effect (false: compare-and-set rejected it).
   Result<bool> ApplyOne(const BoundTable& t, const RowOp& op);
+  // json_array() of the key columns of `t`, each read as `prefix` + column.
+  std::string KeyExpr(const BoundTable& t, const std::string& prefix) const;
+  // Whether the application changed the row of `op` after position `op.seen`: the resolver
+  // planned the write without having seen that change, so it must not overwrite it.
+  Result<bool> ChangedSince(const BoundTable& t, const RowOp& op);
+  // Logs a rejected row write: its key and the row as it is now (kRejected).
+  Status LogRejected(const BoundTable& t, const RowOp& op, int64_t apply_id);
 
   std::string name_;
   std::string path_;
@@ -126,8 +134,10 @@ class SqliteConnector final : public Connector {
   Stmt apply_off_stmt_;
   Stmt marker_stmt_;
   Stmt set_applied_stmt_;
-  std::unordered_map<std::string, OpStmt> op_stmts_;  // shape key -> statement
-  std::string shape_buf_;                             // reused to build shape keys
+  std::unordered_map<std::string, OpStmt> op_stmts_;     // shape key -> statement
+  std::unordered_map<std::string, Stmt> reject_stmts_;   // table -> kRejected logging statement
+  std::unordered_map<std::string, Stmt> changed_stmts_;  // table -> ChangedSince statement
+  std::string shape_buf_;                                // reused to build shape keys
 };
 
 }  // namespace duplex::sqlite
