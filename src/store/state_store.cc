@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS counters(endpoint TEXT NOT NULL, name TEXT NOT NULL,
   value INTEGER NOT NULL, PRIMARY KEY(endpoint, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(k, v) VALUES('next_apply_id', 1);
-INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 1);
+INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 2);
 )sql";
 
 nlohmann::json ParseOrNull(const std::string& text) {
@@ -184,7 +184,23 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, bo
   return store;
 }
 
-Status StateStore::Init() { return db_.Exec(kSchema).WithContext("state file"); }
+constexpr int64_t kSchemaVersion = 2;
+
+Status StateStore::Init() {
+  // Check the version before creating anything, so that an older file is not half-upgraded.
+  Result<sqlite::Stmt> probe = db_.Prepare("SELECT v FROM meta WHERE k = 'schema_version'");
+  if (probe.ok()) {
+    Result<bool> row = probe->Step();
+    if (row.ok() && *row && probe->Int(0) != kSchemaVersion) {
+      return Status::Corruption("state file '" + db_.path() + "' has schema version " +
+                                std::to_string(probe->Int(0)) + "; this duplex reads version " +
+                                std::to_string(kSchemaVersion) +
+                                ". Move the file away to start over (the next run reloads "
+                                "every endpoint)");
+    }
+  }
+  return db_.Exec(kSchema).WithContext("state file");
+}
 
 Result<sqlite::Stmt*> StateStore::Cached(const char* sql) {
   auto it = stmts_.find(sql);
