@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config clang-format
   libsqlite3-dev sqlite3 libtomlplusplus-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
-  libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
+  libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev)
 
 missing=()
 for p in "${packages[@]}"; do
