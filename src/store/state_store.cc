@@ -187,18 +187,24 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, bo
 constexpr int64_t kSchemaVersion = 2;
 
 Status StateStore::Init() {
-  // Check the version before creating anything, so that an older file is not half-upgraded.
-  Result<sqlite::Stmt> probe = db_.Prepare("SELECT v FROM meta WHERE k = 'schema_version'");
-  if (probe.ok()) {
-    Result<bool> row = probe->Step();
-    if (row.ok() && *row && probe->Int(0) != kSchemaVersion) {
-      return Status::Corruption("state file '" + db_.path() + "' has schema version " +
-                                std::to_string(probe->Int(0)) + "; this duplex reads version " +
-                                std::to_string(kSchemaVersion) +
-                                ". Move the file away to start over (the next run reloads "
-                                "every endpoint)");
+  // Check the version before creating anything, so that an older file is not half-upgraded;
+  // an up-to-date file is not written to (commands that only read take no write lock).
+  {
+    Result<sqlite::Stmt> probe = db_.Prepare("SELECT v FROM meta WHERE k = 'schema_version'");
+    if (probe.ok()) {
+      Result<bool> row = probe->Step();
+      if (!row.ok()) return row.status().WithContext("state file");
+      if (*row) {
+        const int64_t version = probe->Int(0);
+        if (version == kSchemaVersion) return Status::Ok();
+        return Status::Corruption("state file '" + db_.path() + "' has schema version " +
+                                  std::to_string(version) + "; this duplex reads version " +
+                                  std::to_string(kSchemaVersion) +
+                                  ". Move the file away to start over (the next run reloads "
+                                  "every endpoint)");
+      }
     }
-  }
+  }  // The probe is finalized here: it must not hold a read transaction open.
   return db_.Exec(kSchema).WithContext("state file");
 }
 
