@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "config/config.h"
 #include "pipeline/engine.h"
@@ -266,18 +267,36 @@ int ConflictsList(const Options& o) {
   return kExitOk;
 }
 
-int ConflictsShow(const Options& o) {
+namespace {
+
+// Opens the state store and reads the conflict named by `o.conflict_id`. On failure prints the
+// error, sets *rc and returns nullopt.
+std::optional<ConflictRow> LoadConflict(const Options& o, std::unique_ptr<StateStore>* store,
+                                        int* rc) {
   int64_t id = 0;
   if (!ParseId(o.conflict_id, &id)) {
     std::fprintf(stderr, "error: conflict id must be a positive number, got '%s'\n",
                  o.conflict_id.c_str());
-    return kExitUsage;
+    *rc = kExitUsage;
+    return std::nullopt;
   }
+  *store = OpenStore(o, rc);
+  if (!*store) return std::nullopt;
+  Result<ConflictRow> c = (*store)->GetConflict(id);
+  if (!c.ok()) {
+    *rc = Fail(duplex::Status::InvalidArgument(c.status().message()));
+    return std::nullopt;
+  }
+  return std::move(c).value();
+}
+
+}  // namespace
+
+int ConflictsShow(const Options& o) {
   int rc = kExitOk;
-  std::unique_ptr<StateStore> store = OpenStore(o, &rc);
-  if (!store) return rc;
-  Result<ConflictRow> c = store->GetConflict(id);
-  if (!c.ok()) return Fail(duplex::Status::InvalidArgument(c.status().message()));
+  std::unique_ptr<StateStore> store;
+  std::optional<ConflictRow> c = LoadConflict(o, &store, &rc);
+  if (!c) return rc;
   if (o.json) {
     std::printf("%s\n", c->ToJson().dump(2).c_str());
   } else {
@@ -287,17 +306,11 @@ int ConflictsShow(const Options& o) {
 }
 
 int ConflictsResolve(const Options& o) {
-  int64_t id = 0;
-  if (!ParseId(o.conflict_id, &id)) {
-    std::fprintf(stderr, "error: conflict id must be a positive number, got '%s'\n",
-                 o.conflict_id.c_str());
-    return kExitUsage;
-  }
   int rc = kExitOk;
-  std::unique_ptr<StateStore> store = OpenStore(o, &rc);
-  if (!store) return rc;
-  Result<ConflictRow> c = store->GetConflict(id);
-  if (!c.ok()) return Fail(duplex::Status::InvalidArgument(c.status().message()));
+  std::unique_ptr<StateStore> store;
+  std::optional<ConflictRow> c = LoadConflict(o, &store, &rc);
+  if (!c) return rc;
+  const int64_t id = c->id;
   if (c->status != "open") {
     return Fail(duplex::Status::InvalidArgument(
         fmt::format("conflict {} is not open (status {})", id, c->status)));
