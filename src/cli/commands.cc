@@ -170,6 +170,13 @@ int Check(const Options& o) {
   if (o.install) {
     duplex::Status st = engine->Install();
     if (!st.ok()) return Fail(st);
+    Result<bool> installed = engine->IsInstalled();
+    if (!installed.ok()) return Fail(installed.status());
+    if (!*installed) {
+      return Fail(duplex::Status::Unavailable(
+          "change capture could not be installed on every endpoint (busy or unreachable); "
+          "try again"));
+    }
     std::printf("change capture installed on every endpoint\n");
   } else {
     Result<bool> installed = engine->IsInstalled();

@@ -187,22 +187,32 @@ Status Engine::CheckSchema() {
 
 Status Engine::Install() {
   for (Endpoint& ep : endpoints_) {
-    DUPLEX_ASSIGN_OR_RETURN(EndpointProgress p, store_->Progress(ep.name));
-    if (!p.exists) {
-      // This state file has never captured from the endpoint (a new endpoint, or a state file
-      // deleted to start over): whatever capture is installed belongs to no state we have.
-      // Start it afresh, so that the install snapshots every row for the initial load.
-      DUPLEX_RETURN_IF_ERROR(ep.connector->Uninstall());
-    }
-    DUPLEX_RETURN_IF_ERROR(ep.connector->Install());
-    // Batches applied under an earlier state file carry ids this one may hand out again;
-    // they would be skipped as replays.
-    DUPLEX_ASSIGN_OR_RETURN(int64_t applied, ep.connector->AppliedId());
-    DUPLEX_RETURN_IF_ERROR(store_->EnsureApplyIdsAbove(applied));
-    if (!p.exists) {
-      DUPLEX_RETURN_IF_ERROR(store_->AppendJournal(ep.name, ChangeBatch{{}, 0}).status());
-    }
+    Status st = InstallOn(ep);
+    if (st.ok()) continue;
+    // An endpoint that is busy or unreachable now is installed later by Step (P8).
+    if (!st.IsRetriable()) return st;
+    MarkFailure(ep, st, "install");
   }
+  return Status::Ok();
+}
+
+Status Engine::InstallOn(Endpoint& ep) {
+  DUPLEX_ASSIGN_OR_RETURN(EndpointProgress p, store_->Progress(ep.name));
+  if (!p.exists) {
+    // This state file has never captured from the endpoint (a new endpoint, or a state file
+    // deleted to start over): whatever capture is installed belongs to no state we have.
+    // Start it afresh, so that the install snapshots every row for the initial load.
+    DUPLEX_RETURN_IF_ERROR(ep.connector->Uninstall());
+  }
+  DUPLEX_RETURN_IF_ERROR(ep.connector->Install());
+  // Batches applied under an earlier state file carry ids this one may hand out again;
+  // they would be skipped as replays.
+  DUPLEX_ASSIGN_OR_RETURN(int64_t applied, ep.connector->AppliedId());
+  DUPLEX_RETURN_IF_ERROR(store_->EnsureApplyIdsAbove(applied));
+  if (!p.exists) {
+    DUPLEX_RETURN_IF_ERROR(store_->AppendJournal(ep.name, ChangeBatch{{}, 0}).status());
+  }
+  ep.installed = true;
   return Status::Ok();
 }
 
@@ -226,20 +236,25 @@ void Engine::MarkFailure(Endpoint& ep, const Status& st, const char* stage) {
   auto now = Clock::now();
   if (ep.last_error.empty()) ep.failing_since = now;
   std::string msg = std::string(stage) + ": " + st.message();
-  if (msg != ep.last_error) {
+  // A busy database is an everyday moment (an application holds its write lock): worth a
+  // warning only when it lasts.
+  const bool lasting = !st.IsRetriable() || now - ep.failing_since > std::chrono::seconds(2);
+  if (lasting && (msg != ep.last_error || !ep.warned)) {
     spdlog::warn("endpoint={} stage={} error=\"{}\" (retrying)", ep.name, stage, st.message());
-    (void)store_->SetLastError(ep.name, msg);
+    ep.warned = true;
   }
+  if (msg != ep.last_error) (void)store_->SetLastError(ep.name, msg);
   ep.last_error = msg;
   ep.backoff = std::min<std::chrono::milliseconds>(
-      std::chrono::milliseconds(5000),
-      ep.backoff.count() == 0 ? std::chrono::milliseconds(50) : ep.backoff * 2);
+      std::chrono::milliseconds(2000),
+      ep.backoff.count() == 0 ? std::chrono::milliseconds(20) : ep.backoff * 2);
   ep.retry_at = now + ep.backoff;
 }
 
 void Engine::MarkSuccess(Endpoint& ep) {
   if (ep.last_error.empty()) return;
-  spdlog::info("endpoint={} recovered", ep.name);
+  if (ep.warned) spdlog::info("endpoint={} recovered", ep.name);
+  ep.warned = false;
   ep.last_error.clear();
   ep.backoff = std::chrono::milliseconds(0);
   (void)store_->SetLastError(ep.name, "");
@@ -510,6 +525,15 @@ Result<bool> Engine::Step() {
     if (!ep.last_error.empty() && now < ep.retry_at) {
       failed[i] = true;
       continue;
+    }
+    if (!ep.installed) {
+      Status st = InstallOn(ep);
+      if (!st.ok()) {
+        if (!st.IsRetriable()) return st.WithContext("endpoint '" + ep.name + "': install");
+        MarkFailure(ep, st, "install");
+        failed[i] = true;
+        continue;
+      }
     }
     Result<bool> r = CaptureFrom(ep);
     if (!r.ok()) {

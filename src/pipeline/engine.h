@@ -51,7 +51,8 @@ class Engine {
   StateStore& store() { return *store_; }
 
   // Installs change capture on every endpoint (idempotent; the first install snapshots the
-  // existing rows for the initial load).
+  // existing rows for the initial load). An endpoint that is busy or unreachable now is
+  // installed by a later Step instead; other errors fail.
   Status Install();
   // Removes capture from every endpoint (or only `endpoint` if not empty).
   Status Uninstall(const std::string& endpoint);
@@ -88,10 +89,13 @@ class Engine {
     std::chrono::steady_clock::time_point last_ack{};
     std::chrono::milliseconds backoff{0};
     std::string last_error;
+    bool warned = false;     // the current failure has been logged
+    bool installed = false;  // capture installed by this process (Install or Step)
   };
 
   Engine(const Config& config, std::unique_ptr<StateStore> store);
   Status CheckSchema();
+  Status InstallOn(Endpoint& ep);
   Endpoint* Find(const std::string& name);
 
   Result<bool> CaptureFrom(Endpoint& ep);

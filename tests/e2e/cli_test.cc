@@ -1301,5 +1301,40 @@ TEST_F(CliTest, RejectedRowDoesNotParkOtherRowsCapturedWithIt) {
       << "rows that billing accepts were parked together with the rejected one";
 }
 
+// P8: an endpoint that cannot be written (its application holds the write lock) stops only
+// its own apply; the others keep flowing, and it catches up when the lock goes.
+TEST_F(CliTest, P8LockedEndpointStopsOnlyItselfAndCatchesUp) {
+  CreateTables(/*erp=*/true);
+  WriteConfig(MakeConfig({kCrm, kBilling, kErp}));
+  SyncIdle();
+  std::unique_ptr<Process> run = Background({"run"});
+  std::atomic<bool> locked{false};
+  std::thread locker([&] {
+    auto db = sqlite::Db::Open(Db("billing"), /*create=*/false);
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    ASSERT_TRUE(db->Exec("BEGIN EXCLUSIVE").ok());
+    locked = true;
+    std::this_thread::sleep_for(milliseconds(3000));
+    ASSERT_TRUE(db->Exec("COMMIT").ok());
+  });
+  ASSERT_TRUE(PollUntil([&] { return locked.load(); }, milliseconds(5000)));
+  for (int i = 1; i <= 20; ++i) {
+    SqlExec(Db("crm"), "INSERT INTO customers VALUES (" + std::to_string(i) + ", 'n', NULL, " +
+                           "NULL, 1, NULL)");
+  }
+  // erp gets the rows while billing is still locked (WAL: billing can still be read).
+  EXPECT_TRUE(
+      PollUntil([&] { return SqlQuery(Db("erp"), "SELECT count(*) FROM accounts") == "20\n"; },
+                milliseconds(2500)))
+      << run->Err();
+  EXPECT_TRUE(locked.load());
+  EXPECT_EQ(SqlQuery(Db("billing"), "SELECT count(*) FROM clients"), "0\n");
+  locker.join();
+  std::string why;
+  EXPECT_TRUE(WaitConverged({"crm", "billing", "erp"}, milliseconds(30000), &why)) << why;
+  run->Signal(SIGTERM);
+  EXPECT_EQ(run->Wait(milliseconds(10000)), 0) << run->Err();
+}
+
 }  // namespace
 }  // namespace duplex

@@ -176,7 +176,9 @@ Status SqliteConnector::Open() {
     return Status::Unavailable("endpoint '" + name_ + "': SQLite file '" + path_ +
                                "' does not exist");
   }
-  Result<Db> db = Db::Open(path_, /*create=*/false);
+  // A short busy timeout: the engine is one thread, and waiting long on one application's
+  // write lock would stall every other endpoint. Busy is Unavailable; the engine retries.
+  Result<Db> db = Db::Open(path_, /*create=*/false, kBusyTimeoutMs);
   if (!db.ok()) {
     if (db.status().IsNotFound()) {
       return Status::Unavailable("endpoint '" + name_ + "': " + db.status().message());

@@ -60,6 +60,7 @@ class SqliteConnector final : public Connector {
                             bool isolate_rows = false) override;
 
   static constexpr int64_t kAckMaxRows = 50000;
+  static constexpr int kBusyTimeoutMs = 250;
 
  private:
   // A bound table with the lookups capture and apply need.
