@@ -93,6 +93,10 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   } else {
     MergeUpsert(*model, change, endpoint, watermark, state, out);
   }
+  // Every write to this row planned before this change was planned without seeing it, so the
+  // endpoint rejects it (RowOp::seen): it will never be observed, and must not make the
+  // endpoint's later changes look concurrent. Plan sets what is really on its way.
+  state.pending.erase(endpoint);
   ++out.changes;
   Plan(*model, ctx, state, out);
 }
