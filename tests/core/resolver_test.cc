@@ -158,6 +158,51 @@ INSTANTIATE_TEST_SUITE_P(Policies, PolicyOrderTest,
                                                               Policy::kMax, Policy::kMin),
                                             ::testing::Bool()));
 
+TEST_F(ResolverTest, P2EndpointsOwnLaterEditIsSequentialEvenUnderMax) {
+  Build(Policy::kMax);
+  Converged();
+  // a raises v to 50; b, not having seen it, sets 60 (concurrent: max keeps 60, b's), then
+  // lowers its own value to 10. That edit follows b's own 60 in b's stream: b's intent wins.
+  Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 50}, {"w", 1}},
+                    300));
+  ResolveOutput o1 = Merge("b", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
+                                       {{"id", 1}, {"v", 60}, {"w", 1}}, 310));
+  ASSERT_EQ(o1.conflicts.size(), 1u);
+  EXPECT_EQ(state_.values["v"], 60);
+  ResolveOutput o2 = Merge("b", Upsert(Op::kUpdate, {{"id", 1}, {"v", 60}, {"w", 1}},
+                                       {{"id", 1}, {"v", 10}, {"w", 1}}, 320));
+  EXPECT_TRUE(o2.conflicts.empty());
+  EXPECT_EQ(state_.values["v"], 10);
+}
+
+TEST_F(ResolverTest, WritesCarryTheTargetsSeenPosition) {
+  Converged();
+  PlanContext ctx{{{"a", 50}, {"b", 51}}, {{"a", 7}, {"b", 9}}};
+  Change c =
+      Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 2}, {"w", 1}}, 400);
+  ResolveOutput out;
+  resolver_->Merge(c, "a", watermark_["a"], ctx, state_, out);
+  ASSERT_EQ(out.writes["b"].size(), 1u);
+  EXPECT_EQ(out.writes["b"][0].seen, 9);  // b's stream merged up to 9 when this was planned
+  EXPECT_EQ(state_.pending["b"]["v"], 51);
+}
+
+TEST_F(ResolverTest, RejectedWriteCorrectsWhatTheEndpointHoldsAndPlansAgain) {
+  Converged();
+  Merge("a",
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 2}, {"w", 1}}, 400));
+  Change rejected;
+  rejected.op = Op::kRejected;
+  rejected.collection = "t";
+  rejected.key = {{"id", 1}};
+  rejected.after = {{"id", 1}, {"v", 1}, {"w", 9}};  // b really holds w = 9
+  ResolveOutput out;
+  resolver_->Correct(rejected, "b", PlanContext{{{"a", 60}, {"b", 61}}, {}}, state_, out);
+  ASSERT_EQ(out.writes["b"].size(), 1u);
+  EXPECT_EQ(out.writes["b"][0].values, Row({{"v", 2}, {"w", 1}}));
+  EXPECT_EQ(out.writes["b"][0].expected, Row({{"v", 1}, {"w", 9}}));
+}
+
 TEST_F(ResolverTest, LwwTieGoesToTheSmallerEndpointName) {
   FieldPolicy lww{Policy::kLww, ""};
   Candidate a{1, Version{10, "a"}}, b{2, Version{10, "b"}};
