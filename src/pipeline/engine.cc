@@ -49,6 +49,16 @@ Engine::Engine(const Config& config, std::unique_ptr<StateStore> store)
 Engine::~Engine() = default;
 
 Result<std::unique_ptr<Engine>> Engine::Open(const Config& config, bool create_state) {
+  std::map<std::string, std::unique_ptr<Connector>> connectors;
+  for (const EndpointConfig& ec : config.endpoints) {
+    DUPLEX_ASSIGN_OR_RETURN(connectors[ec.name], MakeConnector(ec));
+  }
+  return OpenWith(config, std::move(connectors), create_state);
+}
+
+Result<std::unique_ptr<Engine>> Engine::OpenWith(
+    const Config& config, std::map<std::string, std::unique_ptr<Connector>> connectors,
+    bool create_state) {
   // Commands that only look (check, status) must not create the state file.
   std::string state_path = config.engine.state_path;
   if (!create_state && !std::filesystem::exists(state_path)) state_path = ":memory:";
@@ -56,7 +66,11 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Config& config, bool create_s
                           StateStore::Open(state_path, /*create=*/true));
   std::unique_ptr<Engine> engine(new Engine(config, std::move(store)));
   for (const EndpointConfig& ec : engine->config_.endpoints) {
-    DUPLEX_ASSIGN_OR_RETURN(std::unique_ptr<Connector> conn, MakeConnector(ec));
+    auto it = connectors.find(ec.name);
+    if (it == connectors.end() || !it->second) {
+      return Status::InvalidArgument("no connector for endpoint '" + ec.name + "'");
+    }
+    std::unique_ptr<Connector> conn = std::move(it->second);
     DUPLEX_RETURN_IF_ERROR(conn->Open());
     Endpoint ep;
     ep.name = ec.name;

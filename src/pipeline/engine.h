@@ -46,6 +46,11 @@ class Engine {
   // table's primary key, a policy for a field that is not synced, or a type clash is
   // InvalidArgument naming the config line, endpoint, table and column.
   static Result<std::unique_ptr<Engine>> Open(const Config& config, bool create_state);
+  // The same with the endpoints' connectors given (by endpoint name) instead of made from the
+  // config's endpoint types: for the simulation and fault-injection tests.
+  static Result<std::unique_ptr<Engine>> OpenWith(
+      const Config& config, std::map<std::string, std::unique_ptr<Connector>> connectors,
+      bool create_state);
 
   const SchemaReport& schema() const { return schema_; }
   StateStore& store() { return *store_; }
