@@ -431,14 +431,21 @@ Result<bool> Engine::ResolveJournal() {
   DUPLEX_ASSIGN_OR_RETURN(auto heads, store_->JournalHeads(2));
   for (const auto& [id, endpoint] : heads) {
     while (!fresh_.empty() && fresh_.front().id < id) fresh_.pop_front();
+    Status st;
     if (!fresh_.empty() && fresh_.front().id == id) {
       JournalEntry entry = std::move(fresh_.front());
       fresh_.pop_front();
-      DUPLEX_RETURN_IF_ERROR(ResolveEntry(entry));
-      continue;
+      st = ResolveEntry(entry);
+    } else {
+      DUPLEX_ASSIGN_OR_RETURN(ChangeBatch batch, store_->ReadJournalBatch(id));
+      st = ResolveEntry(JournalEntry{id, endpoint, std::move(batch)});
     }
-    DUPLEX_ASSIGN_OR_RETURN(ChangeBatch batch, store_->ReadJournalBatch(id));
-    DUPLEX_RETURN_IF_ERROR(ResolveEntry(JournalEntry{id, endpoint, std::move(batch)}));
+    if (!st.ok()) {
+      // The transaction rolled back, and with it the apply ids of batches already cached:
+      // they would be handed out again for other batches.
+      fresh_outbox_.clear();
+      return st;
+    }
   }
   return !heads.empty();
 }
