@@ -535,8 +535,12 @@ Result<bool> Engine::Step() {
   auto now = Clock::now();
   if (now - last_resolution_check_ > std::chrono::milliseconds(200)) {
     last_resolution_check_ = now;
-    DUPLEX_ASSIGN_OR_RETURN(bool resolved, PropagateResolutions());
-    moved |= resolved;
+    Result<bool> resolved = PropagateResolutions();
+    if (!resolved.ok()) {
+      fresh_outbox_.clear();  // as in ResolveJournal: rolled-back apply ids
+      return resolved.status();
+    }
+    moved |= *resolved;
   }
   // An endpoint that fails (unreachable, locked, file gone) only stops its own capture and
   // apply, retried with backoff; the others go on (P8).
