@@ -1,0 +1,535 @@
+#include "sim/memory_connector.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "util/json_value.h"
+
+namespace duplex::sim {
+
+// ---------------------------------------------------------------------------------------------
+// MemoryEndpoint
+
+MemoryEndpoint::MemoryEndpoint(std::string name, double clock_ms)
+    : name_(std::move(name)), clock_ms_(clock_ms) {}
+
+void MemoryEndpoint::DeclareTable(const TableInfo& info) {
+  TableInfo t = info;
+  t.exists = true;
+  schema_[t.name] = t;
+  rows_[t.name];
+}
+
+const TableInfo* MemoryEndpoint::Table(const std::string& table) const {
+  auto it = schema_.find(table);
+  return it == schema_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> MemoryEndpoint::KeyColumns(const std::string& table) const {
+  const TableInfo* info = Table(table);
+  std::vector<std::pair<int, std::string>> pk;
+  if (info) {
+    for (const ColumnInfo& c : info->columns) {
+      if (c.pk > 0) pk.emplace_back(c.pk, c.name);
+    }
+  }
+  std::sort(pk.begin(), pk.end());
+  std::vector<std::string> out;
+  for (auto& [pos, name] : pk) out.push_back(name);
+  return out;
+}
+
+std::string MemoryEndpoint::KeyText(const std::string& table, const Row& row) const {
+  Value arr = Value::array();
+  for (const std::string& k : KeyColumns(table)) {
+    auto it = row.is_object() ? row.find(k) : row.end();
+    Value v = (!row.is_object() || it == row.end()) ? Value() : *it;
+    // Spell 2 and 2.0 the same way (SQLite's integer key).
+    if (v.is_number_float() &&
+        static_cast<double>(static_cast<int64_t>(v.get<double>())) == v.get<double>()) {
+      v = static_cast<int64_t>(v.get<double>());
+    }
+    if (v.is_number_unsigned()) v = static_cast<int64_t>(v.get<uint64_t>());
+    arr.push_back(v);
+  }
+  return arr.dump();
+}
+
+Row MemoryEndpoint::Image(const std::string& table, const Row& row) const {
+  Row out = Row::object();
+  auto it = captured_.find(table);
+  if (it == captured_.end()) return out;
+  for (const std::string& c : it->second) {
+    auto v = row.find(c);
+    out[c] = v == row.end() ? Value() : *v;
+  }
+  return out;
+}
+
+void MemoryEndpoint::Log(const std::string& table, char op, const Row& old_row,
+                         const Row& new_row) {
+  if (!installed_ || !captured_.count(table)) return;  // no trigger
+  LogEntry e;
+  e.seq = ++next_seq_;
+  e.table = table;
+  e.op = op;
+  if (op != 'I') e.old_image = Image(table, old_row);
+  if (op != 'D') e.new_image = Image(table, new_row);
+  if (op == 'U' && e.old_image == e.new_image) {
+    --next_seq_;  // the update trigger requires a captured column to differ
+    return;
+  }
+  e.at = CommitTime();
+  e.pk = KeyText(table, op == 'D' ? old_row : new_row);
+  changelog_.push_back(std::move(e));
+  ++log_version_;
+}
+
+bool MemoryEndpoint::Insert(const std::string& table, const Row& row) {
+  const TableInfo* info = Table(table);
+  if (!info) return false;
+  std::string key = KeyText(table, row);
+  auto& rows = rows_[table];
+  if (rows.count(key)) return false;
+  Row full = Row::object();
+  for (const ColumnInfo& c : info->columns) {
+    auto it = row.find(c.name);
+    full[c.name] = it == row.end() ? Value() : *it;
+  }
+  rows[key] = full;
+  Log(table, 'I', Row(), full);
+  return true;
+}
+
+bool MemoryEndpoint::Update(const std::string& table, const Row& key, const Row& changes) {
+  auto& rows = rows_[table];
+  auto it = rows.find(KeyText(table, key));
+  if (it == rows.end()) return false;
+  Row old_row = it->second;
+  for (const auto& item : changes.items()) {
+    if (it->second.contains(item.key())) it->second[item.key()] = item.value();
+  }
+  Log(table, 'U', old_row, it->second);
+  return true;
+}
+
+bool MemoryEndpoint::Delete(const std::string& table, const Row& key) {
+  auto& rows = rows_[table];
+  auto it = rows.find(KeyText(table, key));
+  if (it == rows.end()) return false;
+  Row old_row = std::move(it->second);
+  rows.erase(it);
+  Log(table, 'D', old_row, Row());
+  return true;
+}
+
+void MemoryEndpoint::Begin() {
+  in_txn_ = true;
+  txn_time_ = clock_ms_;
+}
+
+void MemoryEndpoint::Commit() { in_txn_ = false; }
+
+std::optional<Row> MemoryEndpoint::Get(const std::string& table, const Row& key) const {
+  auto t = rows_.find(table);
+  if (t == rows_.end()) return std::nullopt;
+  auto it = t->second.find(KeyText(table, key));
+  if (it == t->second.end()) return std::nullopt;
+  return it->second;
+}
+
+// ---------------------------------------------------------------------------------------------
+// MemoryConnector
+
+MemoryConnector::MemoryConnector(std::shared_ptr<MemoryEndpoint> endpoint)
+    : ep_(std::move(endpoint)) {}
+
+Status MemoryConnector::Open() {
+  polled_ = false;
+  return Status::Ok();
+}
+
+Status MemoryConnector::NotInstalled() const {
+  return Status::InvalidArgument("endpoint '" + ep_->name() +
+                                 "': change capture is not installed (run Install())");
+}
+
+Result<TableInfo> MemoryConnector::Describe(const std::string& table) {
+  const TableInfo* info = ep_->Table(table);
+  if (!info) {
+    TableInfo none;
+    none.name = table;
+    return none;
+  }
+  return *info;
+}
+
+Status MemoryConnector::Bind(std::vector<CollectionBinding> bindings) {
+  std::vector<BoundTable> tables;
+  std::map<std::string, size_t> by_table, by_collection;
+  for (CollectionBinding& b : bindings) {
+    std::string where = "endpoint '" + ep_->name() + "', table '" + b.table + "'";
+    if (!by_table.emplace(b.table, tables.size()).second) {
+      return Status::InvalidArgument(where + ": the table is bound to two collections");
+    }
+    if (!by_collection.emplace(b.collection, tables.size()).second) {
+      return Status::InvalidArgument(where + ": the collection is bound twice");
+    }
+    if (b.key.empty()) return Status::InvalidArgument(where + ": no key fields");
+    BoundTable t;
+    for (const auto& [field, column] : b.fields) {
+      t.column_of_field[field] = column;
+      t.field_of_column[column] = field;
+    }
+    for (const std::string& k : b.key) {
+      if (!t.column_of_field.count(k)) {
+        return Status::InvalidArgument(where + ": key field '" + k + "' is not a mapped field");
+      }
+    }
+    t.binding = std::move(b);
+    tables.push_back(std::move(t));
+  }
+  tables_ = std::move(tables);
+  by_table_ = std::move(by_table);
+  by_collection_ = std::move(by_collection);
+  return Status::Ok();
+}
+
+Result<bool> MemoryConnector::IsInstalled() {
+  if (!ep_->installed_) return false;
+  for (const BoundTable& t : tables_) {
+    auto it = ep_->captured_.find(t.binding.table);
+    if (it == ep_->captured_.end()) return false;
+    std::vector<std::string> have = it->second, want;
+    for (const auto& [f, c] : t.binding.fields) want.push_back(c);
+    std::sort(have.begin(), have.end());
+    std::sort(want.begin(), want.end());
+    if (have != want) return false;
+  }
+  return true;
+}
+
+Status MemoryConnector::Install() {
+  for (const BoundTable& t : tables_) {
+    const TableInfo* info = ep_->Table(t.binding.table);
+    std::string where = "endpoint '" + ep_->name() + "', table '" + t.binding.table + "'";
+    if (!info) return Status::InvalidArgument(where + ": no such table");
+    std::set<std::string> have;
+    for (const ColumnInfo& c : info->columns) have.insert(c.name);
+    for (const auto& [field, column] : t.binding.fields) {
+      if (!have.count(column)) {
+        return Status::InvalidArgument(where + ": column '" + column + "' does not exist");
+      }
+    }
+    std::vector<std::string> key_cols;
+    for (const std::string& k : t.binding.key) key_cols.push_back(t.column_of_field.at(k));
+    if (key_cols != ep_->KeyColumns(t.binding.table)) {
+      return Status::InvalidArgument(where + ": the key columns must be the primary key");
+    }
+  }
+  ep_->installed_ = true;
+  for (auto it = ep_->captured_.begin(); it != ep_->captured_.end();) {
+    it = by_table_.count(it->first) ? std::next(it) : ep_->captured_.erase(it);
+  }
+  for (const BoundTable& t : tables_) {
+    const std::string& table = t.binding.table;
+    std::vector<std::string> columns;
+    for (const auto& [f, c] : t.binding.fields) columns.push_back(c);
+    bool first = !ep_->captured_.count(table);
+    ep_->captured_[table] = columns;
+    if (first) {
+      // Every existing row becomes a snapshot insert, atomically with the "triggers".
+      for (const auto& [key, row] : ep_->rows_[table]) {
+        LogEntry e;
+        e.seq = ++ep_->next_seq_;
+        e.table = table;
+        e.op = 'I';
+        e.new_image = ep_->Image(table, row);
+        e.snapshot = true;
+        e.at = ep_->now_ms();
+        e.pk = key;
+        ep_->changelog_.push_back(std::move(e));
+      }
+    }
+  }
+  ++ep_->log_version_;
+  return Status::Ok();
+}
+
+Status MemoryConnector::Uninstall() {
+  ep_->installed_ = false;
+  ep_->captured_.clear();
+  ep_->changelog_.clear();
+  ep_->next_seq_ = 0;  // dropping an AUTOINCREMENT table drops its sqlite_sequence row
+  ep_->applied_id_ = 0;
+  ++ep_->log_version_;
+  return Status::Ok();
+}
+
+Result<bool> MemoryConnector::Poll() {
+  bool changed = !polled_ || ep_->log_version_ != polled_version_;
+  polled_ = true;
+  polled_version_ = ep_->log_version_;
+  return changed;
+}
+
+Row MemoryConnector::MapImage(const BoundTable& t, const Row& image) const {
+  Row out = Row::object();
+  for (const auto& [field, column] : t.binding.fields) {
+    auto it = image.find(column);
+    if (it == image.end()) continue;
+    out[field] = *it;
+  }
+  return out;
+}
+
+Row MemoryConnector::ToColumns(const BoundTable& t, const Row& fields) const {
+  Row out = Row::object();
+  if (!fields.is_object()) return out;
+  for (const auto& item : fields.items()) {
+    auto it = t.column_of_field.find(item.key());
+    if (it != t.column_of_field.end()) out[it->second] = item.value();
+  }
+  return out;
+}
+
+Result<ChangeBatch> MemoryConnector::Capture(Position from, size_t max_changes) {
+  ChangeBatch batch;
+  batch.end = from;
+  if (max_changes == 0) return batch;
+  if (!ep_->installed_) return NotInstalled();
+  auto it = std::upper_bound(ep_->changelog_.begin(), ep_->changelog_.end(), from,
+                             [](Position p, const LogEntry& e) { return p < e.seq; });
+  size_t read = 0;  // changelog rows read (the SQL LIMIT)
+  for (; it != ep_->changelog_.end() && read < max_changes; ++it, ++read) {
+    const LogEntry& e = *it;
+    if (e.op == 'M') {
+      Change c;
+      c.op = Op::kMarker;
+      c.apply_id = e.apply_id;
+      c.position = e.seq;
+      c.commit_ms = e.at;
+      batch.changes.push_back(std::move(c));
+      batch.end = e.seq;
+      continue;
+    }
+    auto bound = by_table_.find(e.table);
+    if (bound == by_table_.end()) {
+      batch.end = e.seq;  // a table no longer bound
+      continue;
+    }
+    const BoundTable& t = tables_[bound->second];
+    Change c;
+    c.collection = t.binding.collection;
+    c.position = e.seq;
+    c.commit_ms = e.at;
+    if (e.op == 'R') {
+      c.op = Op::kRejected;
+      c.apply_id = e.apply_id;
+      c.key = MapImage(t, e.old_image);
+      if (!e.new_image.is_null()) c.after = MapImage(t, e.new_image);
+      batch.changes.push_back(std::move(c));
+      batch.end = e.seq;
+      continue;
+    }
+    c.op = static_cast<Op>(e.op);
+    c.snapshot = e.snapshot;
+    if (e.op != 'I') c.before = MapImage(t, e.old_image);
+    if (e.op != 'D') c.after = MapImage(t, e.new_image);
+    const Row& key_image = e.op == 'D' ? c.before : c.after;
+    c.key = Row::object();
+    for (const std::string& k : t.binding.key) {
+      auto kv = key_image.find(k);
+      c.key[k] = kv == key_image.end() ? Value() : *kv;
+    }
+    // (The simulation never changes a key, so no update becomes delete + insert here.)
+    batch.changes.push_back(std::move(c));
+    batch.end = e.seq;
+  }
+  return batch;
+}
+
+Result<int64_t> MemoryConnector::Backlog(Position from) {
+  int64_t n = 0;
+  for (const LogEntry& e : ep_->changelog_) n += e.seq > from ? 1 : 0;
+  return n;
+}
+
+Status MemoryConnector::Ack(Position upto) {
+  auto& log = ep_->changelog_;
+  size_t n = 0;
+  while (n < log.size() && log[n].seq <= upto) ++n;
+  log.erase(log.begin(), log.begin() + static_cast<std::ptrdiff_t>(n));
+  return Status::Ok();
+}
+
+Result<int64_t> MemoryConnector::AppliedId() { return ep_->applied_id_; }
+
+bool MemoryConnector::ChangedSince(const BoundTable& t, const RowOp& op) const {
+  std::string pk = ep_->KeyText(t.binding.table, ToColumns(t, op.key));
+  for (auto it = ep_->changelog_.rbegin(); it != ep_->changelog_.rend() && it->seq > op.seen;
+       ++it) {
+    if (it->table == t.binding.table && it->pk == pk &&
+        (it->op == 'I' || it->op == 'U' || it->op == 'D')) {
+      return true;
+    }
+  }
+  return false;
+}
+
+Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
+  const std::string& table = t.binding.table;
+  std::string where = "endpoint '" + ep_->name() + "', table '" + table + "', key " + op.key.dump();
+  if (!op.values.is_null() && !op.values.is_object()) {
+    return Status::InvalidArgument(where + ": values must be a JSON object");
+  }
+  if (!op.expected.is_null() && !op.expected.is_object()) {
+    return Status::InvalidArgument(where + ": expected must be a JSON object");
+  }
+  for (const std::string& k : t.binding.key) {
+    if (!op.key.is_object() || !op.key.contains(k)) {
+      return Status::InvalidArgument(where + ": key field '" + k + "' is missing");
+    }
+  }
+  auto check_fields = [&](const Row& obj) -> Status {
+    if (!obj.is_object()) return Status::Ok();
+    for (const auto& item : obj.items()) {
+      if (!t.column_of_field.count(item.key())) {
+        return Status::InvalidArgument(where + ": field '" + item.key() +
+                                       "' is not mapped to a column of this table");
+      }
+    }
+    return Status::Ok();
+  };
+  if (Status s = check_fields(op.values); !s.ok()) return s;
+  if (Status s = check_fields(op.expected); !s.ok()) return s;
+
+  Row key_cols = ToColumns(t, op.key);
+  std::string key = ep_->KeyText(table, key_cols);
+  auto& rows = ep_->rows_[table];
+  auto it = rows.find(key);
+  if (op.op == Op::kInsert) {
+    if (it != rows.end()) return false;  // ON CONFLICT(key) DO NOTHING
+    Row full = Row::object();
+    for (const ColumnInfo& c : ep_->Table(table)->columns) full[c.name] = Value();
+    for (const auto& item : key_cols.items()) full[item.key()] = item.value();
+    if (op.values.is_object()) {
+      for (const auto& item : op.values.items()) {
+        const std::string& col = t.column_of_field.at(item.key());
+        if (!key_cols.contains(col)) full[col] = item.value();
+      }
+    }
+    rows[key] = std::move(full);
+    return true;
+  }
+  if (op.op != Op::kUpdate && op.op != Op::kDelete) {
+    return Status::InvalidArgument(where + ": a marker is not a row write");
+  }
+  if (it == rows.end()) return false;
+  if (op.expected.is_object()) {
+    for (const auto& item : op.expected.items()) {
+      auto have = it->second.find(t.column_of_field.at(item.key()));
+      Value none;
+      if (!ValuesEqual(have == it->second.end() ? none : *have, item.value())) return false;
+    }
+  }
+  if (op.op == Op::kDelete) {
+    rows.erase(it);
+    return true;
+  }
+  if (op.values.is_object()) {
+    for (const auto& item : op.values.items()) {
+      if (std::find(t.binding.key.begin(), t.binding.key.end(), item.key()) !=
+          t.binding.key.end()) {
+        continue;  // keys change by delete + insert
+      }
+      it->second[t.column_of_field.at(item.key())] = item.value();
+    }
+  }
+  return true;  // SQLite counts a matched row even when nothing changed
+}
+
+Result<ApplyResult> MemoryConnector::Apply(const std::vector<ApplyBatch>& batches,
+                                           bool isolate_rows) {
+  ApplyResult result;
+  if (batches.empty()) return result;
+  if (!ep_->installed_) return NotInstalled();
+  // All or nothing: work on the endpoint's state and put it back on any error.
+  auto saved_rows = ep_->rows_;
+  auto saved_log = ep_->changelog_;
+  int64_t saved_seq = ep_->next_seq_;
+  auto rollback = [&] {
+    ep_->rows_ = std::move(saved_rows);
+    ep_->changelog_ = std::move(saved_log);
+    ep_->next_seq_ = saved_seq;
+  };
+
+  int64_t last = ep_->applied_id_;
+  bool any = false;
+  for (const ApplyBatch& batch : batches) {
+    if (batch.id <= last) {
+      ++result.skipped_batches;
+      continue;
+    }
+    any = true;
+    for (const RowOp& op : batch.ops) {
+      auto bound = by_collection_.find(op.collection);
+      if (bound == by_collection_.end()) {
+        rollback();
+        return Status::InvalidArgument("endpoint '" + ep_->name() + "': collection '" +
+                                       op.collection + "' is not bound to this endpoint");
+      }
+      const BoundTable& t = tables_[bound->second];
+      bool changed_since = ChangedSince(t, op);
+      bool applied = false;
+      if (!changed_since) {
+        auto before = ep_->rows_[t.binding.table];
+        Result<bool> one = ApplyOne(t, op);
+        if (!one.ok()) {
+          if (isolate_rows && one.status().IsInvalidArgument()) {
+            ep_->rows_[t.binding.table] = std::move(before);
+            result.failed.push_back(FailedOp{batch.id, op, one.status().message()});
+            continue;
+          }
+          rollback();
+          return one.status();
+        }
+        applied = *one;
+      }
+      if (applied) {
+        ++result.applied;
+      } else {
+        ++result.rejected;
+        ++ep_->rejected_writes_;
+        LogEntry e;
+        e.seq = ++ep_->next_seq_;
+        e.table = t.binding.table;
+        e.op = 'R';
+        e.old_image = ToColumns(t, op.key);
+        std::optional<Row> actual = ep_->Get(t.binding.table, e.old_image);
+        if (actual) e.new_image = ep_->Image(t.binding.table, *actual);
+        e.apply_id = batch.id;
+        e.at = ep_->now_ms();
+        ep_->changelog_.push_back(std::move(e));
+      }
+    }
+    last = batch.id;
+  }
+  if (!any) {
+    rollback();
+    return result;
+  }
+  LogEntry marker;
+  marker.seq = ++ep_->next_seq_;
+  marker.op = 'M';
+  marker.apply_id = last;
+  marker.at = ep_->now_ms();
+  ep_->changelog_.push_back(std::move(marker));
+  ep_->applied_id_ = last;
+  ++ep_->apply_commits_;
+  ++ep_->log_version_;
+  return result;
+}
+
+}  // namespace duplex::sim

@@ -1,0 +1,143 @@
+// An in-memory endpoint for the deterministic simulation (issue 3). `MemoryEndpoint` is the
+// "external system": tables of rows, a changelog filled by (simulated) triggers, the last applied
+// batch id and its own skewable clock. It survives engine crashes. `MemoryConnector` is a thin
+// handle on one, implementing the Connector contract exactly like the SQLite connector
+// (src/connectors/sqlite): triggers log the application's writes with the row key; duplex's own
+// writes are not logged, except one marker per apply transaction and one 'R' change per rejected
+// write carrying the row as it actually is.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "duplex/connector.h"
+
+namespace duplex::sim {
+
+// One changelog row (`_duplex_changelog`): images keyed by column name.
+struct LogEntry {
+  int64_t seq = 0;
+  std::string table;  // empty for markers
+  char op = 'I';      // I U D M R
+  Row old_image;      // 'R': the key (column -> value)
+  Row new_image;      // 'R': the row as it really is (null: no row)
+  int64_t apply_id = 0;
+  bool snapshot = false;
+  double at = 0;
+  std::string pk;  // the row key as JSON text (I/U/D only)
+};
+
+class MemoryEndpoint {
+ public:
+  explicit MemoryEndpoint(std::string name, double clock_ms = 1.7e12);
+
+  const std::string& name() const { return name_; }
+
+  // Schema: declares a table (columns with their pk positions). Rows start empty.
+  void DeclareTable(const TableInfo& info);
+  const TableInfo* Table(const std::string& table) const;
+
+  // The clock (ms since the epoch): the commit time of every change logged here.
+  double now_ms() const { return clock_ms_; }
+  void Advance(double ms) { clock_ms_ += ms; }
+  void Skew(double ms) { clock_ms_ += ms; }  // may be negative: the clock jumps
+
+  // --- The application's writes (each its own transaction unless inside Begin/Commit). Rows are
+  // column -> value objects. Return false (writing nothing) when the row does not exist (update,
+  // delete) or already exists (insert).
+  bool Insert(const std::string& table, const Row& row);
+  bool Update(const std::string& table, const Row& key, const Row& changes);
+  bool Delete(const std::string& table, const Row& key);
+  // A multi-row transaction: the writes between Begin and Commit share one commit time and are
+  // logged together (nothing else can interleave in the single-threaded simulation).
+  void Begin();
+  void Commit();
+
+  // --- Inspection.
+  // table -> key text -> row (column -> value)
+  const std::map<std::string, std::map<std::string, Row>>& rows() const { return rows_; }
+  std::optional<Row> Get(const std::string& table, const Row& key) const;
+  int64_t applied_id() const { return applied_id_; }
+  int64_t last_seq() const { return next_seq_; }
+  size_t changelog_size() const { return changelog_.size(); }
+  bool installed() const { return installed_; }
+  int64_t apply_commits() const { return apply_commits_; }
+  int64_t rejected_writes() const { return rejected_writes_; }
+
+ private:
+  friend class MemoryConnector;
+
+  // The row key of `row` (or of a key object) as JSON text, in pk column order.
+  std::string KeyText(const std::string& table, const Row& row) const;
+  std::vector<std::string> KeyColumns(const std::string& table) const;
+  // Logs an application change if capture is installed for `table` (the trigger).
+  void Log(const std::string& table, char op, const Row& old_row, const Row& new_row);
+  Row Image(const std::string& table, const Row& row) const;  // captured columns only
+  double CommitTime() const { return in_txn_ ? txn_time_ : clock_ms_; }
+
+  std::string name_;
+  double clock_ms_;
+  bool in_txn_ = false;
+  double txn_time_ = 0;
+
+  std::map<std::string, TableInfo> schema_;
+  std::map<std::string, std::map<std::string, Row>> rows_;
+
+  // Bookkeeping (exists only while installed).
+  bool installed_ = false;
+  std::map<std::string, std::vector<std::string>> captured_;  // table -> captured columns
+  std::vector<LogEntry> changelog_;                           // ascending seq
+  int64_t next_seq_ = 0;                                      // last seq handed out (AUTOINCREMENT)
+  int64_t applied_id_ = 0;
+  int64_t apply_commits_ = 0;    // apply transactions committed
+  int64_t rejected_writes_ = 0;  // duplex writes rejected (changed since / compare-and-set)
+  // Grows with every changelog append and every install/uninstall, never with Ack: what Poll
+  // reports (pruning is not news, and must not make the engine's calls depend on Ack timing).
+  int64_t log_version_ = 0;
+};
+
+class MemoryConnector final : public Connector {
+ public:
+  explicit MemoryConnector(std::shared_ptr<MemoryEndpoint> endpoint);
+
+  const std::string& name() const override { return ep_->name(); }
+  Status Open() override;
+  Result<TableInfo> Describe(const std::string& table) override;
+  Status Bind(std::vector<CollectionBinding> bindings) override;
+  Result<bool> IsInstalled() override;
+  Status Install() override;
+  Status Uninstall() override;
+  Result<bool> Poll() override;
+  Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
+  Result<int64_t> Backlog(Position from) override;
+  Status Ack(Position upto) override;
+  Result<int64_t> AppliedId() override;
+  Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
+                            bool isolate_rows = false) override;
+
+ private:
+  struct BoundTable {
+    CollectionBinding binding;
+    std::map<std::string, std::string> column_of_field;
+    std::map<std::string, std::string> field_of_column;
+  };
+  Status NotInstalled() const;
+  Row MapImage(const BoundTable& t, const Row& image) const;  // columns -> fields
+  Row ToColumns(const BoundTable& t, const Row& fields) const;
+  // Returns whether the write took effect; InvalidArgument for a malformed op.
+  Result<bool> ApplyOne(const BoundTable& t, const RowOp& op);
+  bool ChangedSince(const BoundTable& t, const RowOp& op) const;
+
+  std::shared_ptr<MemoryEndpoint> ep_;
+  std::vector<BoundTable> tables_;
+  std::map<std::string, size_t> by_table_;
+  std::map<std::string, size_t> by_collection_;
+  bool polled_ = false;
+  int64_t polled_version_ = 0;
+};
+
+}  // namespace duplex::sim
