@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "core/resolver.h"
 #include "duplex/connector.h"
+#include "duplex/env.h"
 #include "store/state_store.h"
 
 namespace duplex {
@@ -47,10 +48,11 @@ class Engine {
   // InvalidArgument naming the config line, endpoint, table and column.
   static Result<std::unique_ptr<Engine>> Open(const Config& config, bool create_state);
   // The same with the endpoints' connectors given (by endpoint name) instead of made from the
-  // config's endpoint types: for the simulation and fault-injection tests.
+  // config's endpoint types, and the clocks from `env` (nullptr: Env::Default(); not owned, must
+  // outlive the engine): for the simulation and fault-injection tests.
   static Result<std::unique_ptr<Engine>> OpenWith(
       const Config& config, std::map<std::string, std::unique_ptr<Connector>> connectors,
-      bool create_state);
+      bool create_state, Env* env = nullptr);
 
   const SchemaReport& schema() const { return schema_; }
   StateStore& store() { return *store_; }
@@ -98,7 +100,7 @@ class Engine {
     bool installed = false;  // capture installed by this process (Install or Step)
   };
 
-  Engine(const Config& config, std::unique_ptr<StateStore> store);
+  Engine(const Config& config, std::unique_ptr<StateStore> store, Env* env);
   Status CheckSchema();
   Status InstallOn(Endpoint& ep);
   Endpoint* Find(const std::string& name);
@@ -119,6 +121,7 @@ class Engine {
 
   Config config_;
   std::unique_ptr<StateStore> store_;
+  Env* env_;                         // not owned
   std::vector<Endpoint> endpoints_;  // config order: the capture order
   std::vector<CollectionModel> models_;
   std::unique_ptr<Resolver> resolver_;
