@@ -719,11 +719,17 @@ Status SqliteConnector::Ack(Position upto) {
       Prepared(ack_stmt_,
                "DELETE FROM _duplex_changelog WHERE seq IN (SELECT seq FROM _duplex_changelog "
                "WHERE seq <= ?1 ORDER BY seq LIMIT ?2)"));
-  stmt->Reset().Bind(1, static_cast<int64_t>(upto)).Bind(2, kAckMaxRows);
-  DUPLEX_RETURN_IF_ERROR(stmt->Run().WithContext(Where()));
-  // Only when something was deleted: an engine that acks after every (empty) capture must be
-  // able to go idle.
-  if (db_.Changes() > 0) own_commit_ = true;
+  // Chunk after chunk, each its own short transaction, so that the applications get the lock
+  // between them.
+  while (true) {
+    stmt->Reset().Bind(1, static_cast<int64_t>(upto)).Bind(2, kAckMaxRows);
+    DUPLEX_RETURN_IF_ERROR(stmt->Run().WithContext(Where()));
+    const int64_t deleted = db_.Changes();
+    // Only when something was deleted: an engine that acks after every (empty) capture must be
+    // able to go idle.
+    if (deleted > 0) own_commit_ = true;
+    if (deleted < kAckMaxRows) break;
+  }
   return Status::Ok();
 }
 

@@ -52,8 +52,9 @@ class SqliteConnector final : public Connector {
   // and a kInsert at the same position.
   Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
   Result<int64_t> Backlog(Position from) override;
-  // Prunes at most kAckMaxRows changelog rows per call (oldest first), to keep the write lock
-  // short; call again to prune the rest. Unavailable if the database is busy.
+  // Prunes the changelog up to `upto`, in transactions of at most kAckMaxRows rows (oldest
+  // first), to keep each hold of the write lock short. Unavailable if the database is busy
+  // (what was pruned stays pruned; call again).
   Status Ack(Position upto) override;
   Result<int64_t> AppliedId() override;
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
