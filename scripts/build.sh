@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-release}
 case "$kind" in
-  release) dir=build/release; flags=(-DCMAKE_BUILD_TYPE=Release) ;;
+  release) dir=build/release; flags=(-DCMAKE_BUILD_TYPE=Release -DDUPLEX_TESTS=OFF) ;;
   debug) dir=build/debug; flags=(-DCMAKE_BUILD_TYPE=Debug -DDUPLEX_SANITIZE=ON -DDUPLEX_WERROR=ON) ;;
   *) echo "usage: $0 [release|debug]" >&2; exit 2 ;;
 esac
