@@ -4,6 +4,7 @@
 #include <set>
 #include <utility>
 
+#include "connectors/binding.h"
 #include "util/json_value.h"
 
 namespace duplex::sim {
@@ -166,26 +167,16 @@ Result<TableInfo> MemoryConnector::Describe(const std::string& table) {
 }
 
 Status MemoryConnector::Bind(std::vector<CollectionBinding> bindings) {
+  DUPLEX_RETURN_IF_ERROR(ValidateBindings("endpoint '" + ep_->name() + "'", bindings));
   std::vector<BoundTable> tables;
   std::map<std::string, size_t> by_table, by_collection;
   for (CollectionBinding& b : bindings) {
-    std::string where = "endpoint '" + ep_->name() + "', table '" + b.table + "'";
-    if (!by_table.emplace(b.table, tables.size()).second) {
-      return Status::InvalidArgument(where + ": the table is bound to two collections");
-    }
-    if (!by_collection.emplace(b.collection, tables.size()).second) {
-      return Status::InvalidArgument(where + ": the collection is bound twice");
-    }
-    if (b.key.empty()) return Status::InvalidArgument(where + ": no key fields");
+    by_table.emplace(b.table, tables.size());
+    by_collection.emplace(b.collection, tables.size());
     BoundTable t;
     for (const auto& [field, column] : b.fields) {
       t.column_of_field[field] = column;
       t.field_of_column[column] = field;
-    }
-    for (const std::string& k : b.key) {
-      if (!t.column_of_field.count(k)) {
-        return Status::InvalidArgument(where + ": key field '" + k + "' is not a mapped field");
-      }
     }
     t.binding = std::move(b);
     tables.push_back(std::move(t));

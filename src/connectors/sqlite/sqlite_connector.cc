@@ -9,6 +9,7 @@
 #include <set>
 #include <utility>
 
+#include "connectors/binding.h"
 #include "util/json_value.h"
 
 namespace duplex::sqlite {
@@ -253,38 +254,19 @@ Result<TableInfo> SqliteConnector::Describe(const std::string& table) {
 }
 
 Status SqliteConnector::Bind(std::vector<CollectionBinding> bindings) {
+  DUPLEX_RETURN_IF_ERROR(ValidateBindings(Where(), bindings));
   std::vector<BoundTable> tables;
   std::unordered_map<std::string, size_t> by_table;
   std::unordered_map<std::string, size_t> by_collection;
   for (CollectionBinding& b : bindings) {
-    std::string where = Where(b.table) + ", collection '" + b.collection + "'";
-    if (b.table.rfind("_duplex_", 0) == 0) {
-      return Status::InvalidArgument(where + ": tables named _duplex_* are duplex's own");
-    }
-    if (!by_table.emplace(b.table, tables.size()).second) {
-      return Status::InvalidArgument(where + ": the table is bound to two collections");
-    }
-    if (!by_collection.emplace(b.collection, tables.size()).second) {
-      return Status::InvalidArgument(where + ": the collection is bound twice");
-    }
-    if (b.key.empty()) return Status::InvalidArgument(where + ": no key fields");
+    by_table.emplace(b.table, tables.size());
+    by_collection.emplace(b.collection, tables.size());
     BoundTable t;
-    std::set<std::string> columns;
     for (const auto& [field, column] : b.fields) {
-      if (!t.column_of_field.emplace(field, column).second) {
-        return Status::InvalidArgument(where + ": field '" + field + "' is mapped twice");
-      }
-      if (!columns.insert(column).second) {
-        return Status::InvalidArgument(where + ": column '" + column + "' is mapped twice");
-      }
+      t.column_of_field.emplace(field, column);
       t.columns.push_back(column);
     }
-    for (const std::string& k : b.key) {
-      if (!t.column_of_field.count(k)) {
-        return Status::InvalidArgument(where + ": key field '" + k + "' is not a mapped field");
-      }
-      t.key_fields.insert(k);
-    }
+    t.key_fields.insert(b.key.begin(), b.key.end());
     t.binding = std::move(b);
     tables.push_back(std::move(t));
   }

@@ -1,0 +1,39 @@
+#include "connectors/binding.h"
+
+#include <set>
+
+namespace duplex {
+
+Status ValidateBindings(const std::string& where, const std::vector<CollectionBinding>& bindings) {
+  std::set<std::string> tables, collections;
+  for (const CollectionBinding& b : bindings) {
+    const std::string at = where + ", table '" + b.table + "', collection '" + b.collection + "'";
+    if (b.table.rfind("_duplex_", 0) == 0) {
+      return Status::InvalidArgument(at + ": tables named _duplex_* are duplex's own");
+    }
+    if (!tables.insert(b.table).second) {
+      return Status::InvalidArgument(at + ": the table is bound to two collections");
+    }
+    if (!collections.insert(b.collection).second) {
+      return Status::InvalidArgument(at + ": the collection is bound twice");
+    }
+    if (b.key.empty()) return Status::InvalidArgument(at + ": no key fields");
+    std::set<std::string> fields, columns;
+    for (const auto& [field, column] : b.fields) {
+      if (!fields.insert(field).second) {
+        return Status::InvalidArgument(at + ": field '" + field + "' is mapped twice");
+      }
+      if (!columns.insert(column).second) {
+        return Status::InvalidArgument(at + ": column '" + column + "' is mapped twice");
+      }
+    }
+    for (const std::string& k : b.key) {
+      if (!fields.count(k)) {
+        return Status::InvalidArgument(at + ": key field '" + k + "' is not a mapped field");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace duplex
