@@ -136,17 +136,13 @@ int Check(const Options& o) {
   int rc = kExitOk;
   std::unique_ptr<Engine> engine = OpenEngine(o, /*create_state=*/false, &rc);
   if (!engine) return rc;
-  Result<Config> config = LoadConfig(o.config);
   std::printf("config %s: OK\n", o.config.c_str());
-  for (const EndpointConfig& ep : config->endpoints) {
+  for (const EndpointConfig& ep : engine->config().endpoints) {
     std::printf("endpoint %s (%s %s): reachable\n", ep.name.c_str(), ep.type.c_str(),
                 ep.path.c_str());
   }
   for (const SchemaReport::Collection& c : engine->schema().collections) {
-    const CollectionConfig* cc = nullptr;
-    for (const CollectionConfig& x : config->collections) {
-      if (x.name == c.name) cc = &x;
-    }
+    const CollectionConfig* cc = c.config;
     std::printf("collection %s: key [%s]\n", c.name.c_str(),
                 fmt::format("{}", fmt::join(c.key, ", ")).c_str());
     for (const std::string& f : c.synced) {

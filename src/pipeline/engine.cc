@@ -135,6 +135,7 @@ Status Engine::CheckSchema() {
     CollectionModel model;
     model.config = &cc;
     SchemaReport::Collection report;
+    report.config = &cc;
     report.name = cc.name;
     report.key = cc.key;
     std::set<std::string> key(cc.key.begin(), cc.key.end());

@@ -20,6 +20,7 @@ namespace duplex {
 // What `duplex check` prints: per collection, the synced fields and the columns left alone.
 struct SchemaReport {
   struct Collection {
+    const CollectionConfig* config = nullptr;  // the engine's own copy of the config
     std::string name;
     std::vector<std::string> key;
     std::vector<std::string> synced;  // canonical non-key fields synced on every endpoint
@@ -54,6 +55,7 @@ class Engine {
       const Config& config, std::map<std::string, std::unique_ptr<Connector>> connectors,
       bool create_state, Env* env = nullptr);
 
+  const Config& config() const { return config_; }
   const SchemaReport& schema() const { return schema_; }
   StateStore& store() { return *store_; }
 
