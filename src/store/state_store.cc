@@ -298,24 +298,6 @@ Result<ChangeBatch> StateStore::ReadJournalBatch(int64_t id) {
   return batch;
 }
 
-Result<std::vector<JournalEntry>> StateStore::ReadJournal(size_t max_entries) {
-  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
-                          Cached("SELECT id, endpoint, payload FROM journal ORDER BY id LIMIT ?"));
-  s->Bind(1, static_cast<int64_t>(max_entries));
-  std::vector<JournalEntry> out;
-  while (true) {
-    DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
-    if (!row) break;
-    JournalEntry e;
-    e.id = s->Int(0);
-    e.endpoint = s->Text(1);
-    DUPLEX_ASSIGN_OR_RETURN(e.batch, DecodeChangeBatch(s->Blob(2)));
-    out.push_back(std::move(e));
-  }
-  s->Reset();
-  return out;
-}
-
 Status StateStore::DeleteJournal(int64_t id) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached("DELETE FROM journal WHERE id = ?"));
   return s->Bind(1, id).Run();

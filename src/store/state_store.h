@@ -87,8 +87,6 @@ class StateStore {
   // Ids and endpoints of the oldest unresolved entries, at most `max_entries`.
   Result<std::vector<std::pair<int64_t, std::string>>> JournalHeads(size_t max_entries);
   Result<ChangeBatch> ReadJournalBatch(int64_t id);
-  // The oldest unresolved journal entries, at most `max_entries`.
-  Result<std::vector<JournalEntry>> ReadJournal(size_t max_entries);
   Status DeleteJournal(int64_t id);
   Result<int64_t> JournalBacklog();  // changes in the journal
 

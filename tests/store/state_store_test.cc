@@ -36,17 +36,21 @@ TEST(StateStoreTest, JournalKeepsBatchesInOrderWithCapturePosition) {
   auto p = (*store)->Progress("a");
   ASSERT_OK(p);
   EXPECT_EQ(p->capture, 8);
-  auto entries = (*store)->ReadJournal(10);
-  ASSERT_OK(entries);
-  ASSERT_EQ(entries->size(), 1u);
-  const ChangeBatch& got = (*entries)[0].batch;
+  auto heads = (*store)->JournalHeads(10);
+  ASSERT_OK(heads);
+  ASSERT_EQ(heads->size(), 1u);
+  EXPECT_EQ((*heads)[0].first, *id);
+  EXPECT_EQ((*heads)[0].second, "a");
+  auto batch = (*store)->ReadJournalBatch(*id);
+  ASSERT_OK(batch);
+  const ChangeBatch& got = *batch;
   ASSERT_EQ(got.changes.size(), 2u);
   EXPECT_EQ(got.changes[0].after, c.after);
   EXPECT_EQ(got.changes[0].commit_ms, 12.5);
   EXPECT_EQ(got.changes[1].op, Op::kMarker);
   EXPECT_EQ(got.changes[1].apply_id, 42);
   EXPECT_EQ(*(*store)->JournalBacklog(), 2);
-  ASSERT_OK((*store)->DeleteJournal((*entries)[0].id));
+  ASSERT_OK((*store)->DeleteJournal(*id));
   EXPECT_EQ(*(*store)->JournalBacklog(), 0);
 }
 
