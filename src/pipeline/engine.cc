@@ -469,58 +469,42 @@ Result<bool> Engine::PropagateResolutions() {
 }
 
 Result<bool> Engine::ApplyTo(Endpoint& ep) {
-  DUPLEX_ASSIGN_OR_RETURN(std::vector<ApplyBatch> batches,
-                          store_->ReadOutbox(ep.name, ep.isolate ? 1 : config_.engine.batch_rows,
-                                             &fresh_outbox_[ep.name]));
+  DUPLEX_ASSIGN_OR_RETURN(
+      std::vector<ApplyBatch> batches,
+      store_->ReadOutbox(ep.name, config_.engine.batch_rows, &fresh_outbox_[ep.name]));
   if (batches.empty()) return false;
-  if (ep.isolate) batches.resize(1);
   Result<ApplyResult> result = ep.connector->Apply(batches);
   if (!result.ok()) {
-    // Only a row the target rejects (constraint, type) is parked; anything else (busy,
+    // Only rows the target refuses (constraint, type) are parked; anything else (busy,
     // unreachable, disk) is the endpoint's trouble and is retried.
     if (!result.status().IsInvalidArgument()) return result.status();
-    if (batches.size() > 1) {
-      ep.isolate = true;  // find the batch at fault, apply the others
-      return true;
-    }
-    // The target refuses rows of this batch (constraint, type): write it row by row, park
-    // the refused rows with their reason, and let the rest flow.
+    // Write row by row, park the refused rows with their reason, let the rest flow.
     result = ep.connector->Apply(batches, /*isolate_rows=*/true);
     if (!result.ok()) {
       if (!result.status().IsInvalidArgument()) return result.status();
-      // Not even row by row: park the whole batch.
+      // Not even row by row: park the batches whole.
       std::string reason = result.status().message();
       result = ApplyResult{};
-      result->failed.push_back(FailedOp{batches[0].id, {}, std::move(reason)});
+      for (const ApplyBatch& b : batches) result->failed.push_back(FailedOp{b.id, {}, reason});
     }
-    ep.isolate = false;
-    DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
-    for (const FailedOp& f : result->failed) {
-      ApplyBatch parked{f.batch_id, {}};
-      if (f.op.collection.empty()) {
-        parked = batches[0];
-      } else {
-        parked.ops.push_back(f.op);
-      }
-      spdlog::error("endpoint={} collection={} key={} parked as dead letter: {}", ep.name,
-                    f.op.collection, f.op.key.dump(), f.reason);
-      DUPLEX_RETURN_IF_ERROR(store_->AddDeadLetter(ep.name, parked, f.reason, env_->WallMs()));
-    }
-    DUPLEX_RETURN_IF_ERROR(store_->DeleteOutbox(ep.name, batches[0].id));
-    Counters counters;
-    counters.dead_letters = static_cast<int64_t>(result->failed.size());
-    counters.applied = static_cast<int64_t>(result->applied);
-    counters.rejected = static_cast<int64_t>(result->rejected);
-    DUPLEX_RETURN_IF_ERROR(store_->AddCounters(ep.name, counters));
-    DUPLEX_RETURN_IF_ERROR(txn.Commit());
-    return true;
   }
-  ep.isolate = false;
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
+  for (const FailedOp& f : result->failed) {
+    ApplyBatch parked{f.batch_id, {f.op}};
+    if (f.op.collection.empty()) {  // a whole batch
+      for (const ApplyBatch& b : batches) {
+        if (b.id == f.batch_id) parked = b;
+      }
+    }
+    spdlog::error("endpoint={} collection={} key={} parked as dead letter: {}", ep.name,
+                  f.op.collection, f.op.key.dump(), f.reason);
+    DUPLEX_RETURN_IF_ERROR(store_->AddDeadLetter(ep.name, parked, f.reason, env_->WallMs()));
+  }
   DUPLEX_RETURN_IF_ERROR(store_->DeleteOutbox(ep.name, batches.back().id));
   Counters counters;
   counters.applied = static_cast<int64_t>(result->applied);
   counters.rejected = static_cast<int64_t>(result->rejected);
+  counters.dead_letters = static_cast<int64_t>(result->failed.size());
   DUPLEX_RETURN_IF_ERROR(store_->AddCounters(ep.name, counters));
   DUPLEX_RETURN_IF_ERROR(txn.Commit());
   return true;

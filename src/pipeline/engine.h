@@ -92,7 +92,6 @@ class Engine {
     Position acked = 0;
     Position resolved = 0;  // the resolver has merged the endpoint's changes up to here
     bool more = true;       // the last capture hit the batch limit (or nothing polled yet)
-    bool isolate = false;   // apply one batch at a time to find the one that fails
     std::chrono::steady_clock::time_point retry_at{};
     std::chrono::steady_clock::time_point failing_since{};
     std::chrono::steady_clock::time_point last_ack{};
