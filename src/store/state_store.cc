@@ -222,6 +222,13 @@ Result<sqlite::Stmt*> StateStore::Cached(const char* sql) {
   return &stmts_.emplace(sql, std::move(stmt)).first->second;
 }
 
+Result<int64_t> StateStore::ScalarInt(sqlite::Stmt& s) {
+  DUPLEX_ASSIGN_OR_RETURN(bool row, s.Step());
+  int64_t n = row ? s.Int(0) : 0;
+  s.Reset();
+  return n;
+}
+
 Result<EndpointProgress> StateStore::Progress(const std::string& endpoint) {
   DUPLEX_ASSIGN_OR_RETURN(
       sqlite::Stmt * s,
@@ -306,10 +313,7 @@ Status StateStore::DeleteJournal(int64_t id) {
 Result<int64_t> StateStore::JournalBacklog() {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
                           Cached("SELECT coalesce(sum(changes), 0) FROM journal"));
-  DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
-  int64_t n = row ? s->Int(0) : 0;
-  s->Reset();
-  return n;
+  return ScalarInt(*s);
 }
 
 Status StateStore::LoadRecords(const std::string& collection, const std::vector<std::string>& keys,
@@ -345,10 +349,7 @@ Result<int64_t> StateStore::CountRecords(const std::string& collection, bool liv
   DUPLEX_ASSIGN_OR_RETURN(
       sqlite::Stmt * s, Cached("SELECT count(*) FROM records WHERE collection = ? AND live >= ?"));
   s->Bind(1, collection).Bind(2, live_only ? 1 : 0);
-  DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
-  int64_t n = row ? s->Int(0) : 0;
-  s->Reset();
-  return n;
+  return ScalarInt(*s);
 }
 
 Result<int64_t> StateStore::AllocateApplyIds(int n) {
@@ -432,10 +433,7 @@ Result<int64_t> StateStore::OutboxRows(const std::string& endpoint) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
                           Cached("SELECT coalesce(sum(rows), 0) FROM outbox WHERE endpoint = ?"));
   s->Bind(1, endpoint);
-  DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
-  int64_t n = row ? s->Int(0) : 0;
-  s->Reset();
-  return n;
+  return ScalarInt(*s);
 }
 
 Result<int64_t> StateStore::AddConflict(const ConflictRecord& c, double now_ms) {
@@ -522,10 +520,7 @@ Result<int64_t> StateStore::CountOpenConflicts(const std::string& collection) {
       sqlite::Stmt * s,
       Cached("SELECT count(*) FROM conflicts WHERE status = 'open' AND collection = ?"));
   s->Bind(1, collection);
-  DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
-  int64_t n = row ? s->Int(0) : 0;
-  s->Reset();
-  return n;
+  return ScalarInt(*s);
 }
 
 Status StateStore::ResolveConflict(int64_t id, const std::string& how, const Value& value,
@@ -566,10 +561,7 @@ Result<int64_t> StateStore::CountDeadLetters(const std::string& endpoint) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
                           Cached("SELECT count(*) FROM dead_letters WHERE endpoint = ?"));
   s->Bind(1, endpoint);
-  DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
-  int64_t n = row ? s->Int(0) : 0;
-  s->Reset();
-  return n;
+  return ScalarInt(*s);
 }
 
 Status StateStore::AddCounters(const std::string& endpoint, const Counters& d) {

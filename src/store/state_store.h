@@ -136,6 +136,8 @@ class StateStore {
   explicit StateStore(sqlite::Db db) : db_(std::move(db)) {}
   Status Init();
   Result<sqlite::Stmt*> Cached(const char* sql);
+  // The first column of the first row of `s` (0 if none); resets `s`.
+  static Result<int64_t> ScalarInt(sqlite::Stmt& s);
 
   sqlite::Db db_;
   std::map<const char*, sqlite::Stmt> stmts_;
