@@ -89,6 +89,14 @@ class Connector {
   // the rows at fault).
   virtual Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
                                     bool isolate_rows = false) = 0;
+
+  // What the endpoint lacks for Install (settings, privileges, keys), each with the statement
+  // that fixes it. Empty when nothing is missing. Writes nothing.
+  virtual Result<std::vector<std::string>> Preflight() { return std::vector<std::string>(); }
+
+  // Conditions an operator should act on while duplex runs (e.g. a replication slot holding
+  // much WAL). Empty when healthy.
+  virtual Result<std::vector<std::string>> Warnings() { return std::vector<std::string>(); }
 };
 
 }  // namespace duplex

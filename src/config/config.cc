@@ -22,6 +22,29 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// 64-bit FNV-1a: a stable hash for names derived from paths.
+uint64_t Fnv1a(std::string_view text) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+// `[engine] name` when absent: the state file's name, then a hash of its absolute path, so that
+// two configs with different state files never share server objects.
+std::string DefaultName(const std::string& state_path) {
+  std::string stem;
+  for (char c : fs::path(state_path).stem().string()) {
+    if (stem.size() >= 14) break;
+    unsigned char u = static_cast<unsigned char>(c);
+    stem += std::isalnum(u) ? static_cast<char>(std::tolower(u)) : '_';
+  }
+  if (stem.empty() || !std::islower(static_cast<unsigned char>(stem[0]))) stem = "d" + stem;
+  return fmt::format("{}_{:08x}", stem, Fnv1a(state_path) & 0xffffffffu);
+}
+
 constexpr const char* kPolicyList = "lww, prefer, max, min, manual";
 constexpr std::pair<Policy, const char*> kPolicyNames[] = {{Policy::kLww, "lww"},
                                                            {Policy::kPrefer, "prefer"},
@@ -74,16 +97,34 @@ class Parser {
   Status Parse(const toml::table& root) {
     DUPLEX_RETURN_IF_ERROR(CheckKeys(root, {"engine", "endpoints", "collections"}, ""));
     std::string state = "duplex-state.db";
+    std::string name;
     if (const toml::node* n = root.get("engine")) {
       DUPLEX_ASSIGN_OR_RETURN(const toml::table* t, Table(*n, LineOf(n->source()), "engine",
                                                           "write an [engine] section"));
-      DUPLEX_RETURN_IF_ERROR(CheckKeys(*t, {"state", "batch_rows", "poll_interval_ms"}, "engine"));
+      DUPLEX_RETURN_IF_ERROR(
+          CheckKeys(*t, {"state", "name", "batch_rows", "poll_interval_ms"}, "engine"));
       DUPLEX_RETURN_IF_ERROR(GetString(*t, "state", "engine", "\"duplex-state.db\"", &state));
+      DUPLEX_RETURN_IF_ERROR(GetString(*t, "name", "engine", "\"orders_sync\"", &name));
+      if (!name.empty()) {
+        const toml::node* n = t->get("name");
+        const bool ok = name.size() <= 24 && std::islower(static_cast<unsigned char>(name[0])) &&
+                        std::all_of(name.begin(), name.end(), [](char c) {
+                          return std::islower(static_cast<unsigned char>(c)) ||
+                                 std::isdigit(static_cast<unsigned char>(c)) || c == '_';
+                        });
+        if (!ok) {
+          return Error(LineOf(n->source()),
+                       "engine: name must be 1 to 24 characters of a-z, 0-9 and _, starting with "
+                       "a letter (it names duplex's objects on the servers)",
+                       "write name = \"orders_sync\"");
+        }
+      }
       DUPLEX_RETURN_IF_ERROR(GetInt(*t, "batch_rows", 1, 1000000, &config_->engine.batch_rows));
       DUPLEX_RETURN_IF_ERROR(
           GetInt(*t, "poll_interval_ms", 1, 1000, &config_->engine.poll_interval_ms));
     }
     config_->engine.state_path = Resolve(state);
+    config_->engine.name = name.empty() ? DefaultName(config_->engine.state_path) : name;
     DUPLEX_ASSIGN_OR_RETURN(
         const toml::table* eps,
         Sections(root, "endpoints",
@@ -188,19 +229,39 @@ class Parser {
         const toml::table* t,
         Section(e, "endpoint", fmt::format("write it as an [endpoints.{}] section", e.name)));
     std::string where = fmt::format("endpoint '{}'", e.name);
-    DUPLEX_RETURN_IF_ERROR(CheckKeys(*t, {"type", "path"}, where));
     EndpointConfig ep;
     ep.name = e.name;
     ep.line = e.line;
     DUPLEX_RETURN_IF_ERROR(GetString(*t, "type", where, "\"sqlite\"", &ep.type, &e));
-    if (ep.type != "sqlite") {
+    if (ep.type == "sqlite") {
+      DUPLEX_RETURN_IF_ERROR(CheckKeys(*t, {"type", "path"}, where));
+      DUPLEX_RETURN_IF_ERROR(GetString(
+          *t, "path", where, "\"FILE.db\" (relative to the config file's folder)", &ep.path, &e));
+      ep.path = Resolve(ep.path);
+    } else if (ep.type == "postgres") {
+      DUPLEX_RETURN_IF_ERROR(CheckKeys(*t, {"type", "dsn", "dsn_env", "schema", "capture"}, where));
+      const std::string dsn_example = "\"postgresql://USER@HOST:5432/DB\"";
+      DUPLEX_RETURN_IF_ERROR(GetString(*t, "dsn", where, dsn_example, &ep.dsn));
+      DUPLEX_RETURN_IF_ERROR(GetString(*t, "dsn_env", where, "\"CRM_DSN\"", &ep.dsn_env));
+      if (ep.dsn.empty() == ep.dsn_env.empty()) {
+        return Error(e.line, fmt::format("{} needs exactly one of dsn and dsn_env", where),
+                     fmt::format("add dsn = {} (password from PGPASSWORD or ~/.pgpass), or "
+                                 "dsn_env = \"VAR\" naming an environment variable that holds it",
+                                 dsn_example));
+      }
+      DUPLEX_RETURN_IF_ERROR(GetString(*t, "schema", where, "\"public\"", &ep.schema));
+      DUPLEX_RETURN_IF_ERROR(GetString(*t, "capture", where, "\"logical\"", &ep.capture));
+      if (ep.capture != "logical" && ep.capture != "trigger") {
+        return Error(LineOf(t->get("capture")->source()),
+                     fmt::format("{}: unknown capture '{}'", where, ep.capture),
+                     "write capture = \"logical\" (a replication slot, the default) or "
+                     "capture = \"trigger\" (for servers without logical decoding)");
+      }
+    } else {
       return Error(LineOf(t->get("type")->source()),
                    fmt::format("{}: unknown endpoint type '{}'", where, ep.type),
-                   "known types: sqlite");
+                   "known types: sqlite, postgres");
     }
-    DUPLEX_RETURN_IF_ERROR(GetString(
-        *t, "path", where, "\"FILE.db\" (relative to the config file's folder)", &ep.path, &e));
-    ep.path = Resolve(ep.path);
     config_->endpoints.push_back(std::move(ep));
     return Status::Ok();
   }

@@ -21,9 +21,15 @@ struct FieldPolicy {
 
 struct EndpointConfig {
   std::string name;
-  std::string type;  // "sqlite"
+  std::string type;  // "sqlite" or "postgres"
   std::string path;  // sqlite: absolute path (resolved against the config file's folder)
-  int line = 0;      // where it is defined in the config file (for messages), 0 if unknown
+  // postgres: a libpq connection string or URI (`dsn`), or the environment variable holding it
+  // (`dsn_env`); the password comes from there or libpq's usual variables (PGPASSWORD, .pgpass).
+  std::string dsn;
+  std::string dsn_env;
+  std::string schema = "public";    // postgres: the schema of the tables
+  std::string capture = "logical";  // postgres: "logical" (replication slot) or "trigger"
+  int line = 0;  // where it is defined in the config file (for messages), 0 if unknown
 };
 
 // A collection's mapping onto one endpoint.
@@ -55,7 +61,11 @@ struct CollectionConfig {
 };
 
 struct EngineConfig {
-  std::string state_path;     // absolute
+  std::string state_path;  // absolute
+  // Names the objects duplex creates on servers (slots, publications, origins, tables), so that
+  // two configs on one server never clash: [a-z0-9_], from `name` or else derived from the
+  // state file's absolute path.
+  std::string name;
   size_t batch_rows = 10000;  // most changes captured or applied in one batch
   int poll_interval_ms = 5;   // idle wait between cheap change checks
 };

@@ -42,7 +42,7 @@ Engine::~Engine() = default;
 Result<std::unique_ptr<Engine>> Engine::Open(const Config& config, bool create_state) {
   std::map<std::string, std::unique_ptr<Connector>> connectors;
   for (const EndpointConfig& ec : config.endpoints) {
-    DUPLEX_ASSIGN_OR_RETURN(connectors[ec.name], MakeConnector(ec));
+    DUPLEX_ASSIGN_OR_RETURN(connectors[ec.name], MakeConnector(ec, config.engine.name));
   }
   return OpenWith(config, std::move(connectors), create_state, Env::Default());
 }
