@@ -3,6 +3,7 @@
 # and without touching the system's main cluster.
 #
 #   scripts/pg-cluster.sh start DIR PORT [NAME=VALUE ...]   create (if DIR holds no cluster) and start
+#   scripts/pg-cluster.sh start DIR                         start an existing cluster as configured
 #   scripts/pg-cluster.sh stop DIR [fast|immediate]         stop (default fast); ok if not running
 #   scripts/pg-cluster.sh restart DIR                       fast stop, then start
 #   scripts/pg-cluster.sh status DIR                        exit 0 running, 3 stopped, 4 no cluster
@@ -23,7 +24,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '5,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,10p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -124,7 +125,14 @@ write_conf() {
 }
 
 cmd_start() {
-  [ $# -ge 2 ] || usage
+  [ $# -ge 1 ] || usage
+  if [ $# -eq 1 ]; then
+    # No port: start the existing cluster with the settings its postgresql.conf already has.
+    [ -f "$1/PG_VERSION" ] || { echo "pg-cluster.sh: no cluster in '$1' (give a PORT)" >&2; exit 1; }
+    running "$1" || start_server "$1"
+    cmd_dsn "$1"
+    return
+  fi
   local dir=$1 port=$2
   shift 2
   case "$port" in '' | *[!0-9]*) echo "pg-cluster.sh: bad port '$port'" >&2; exit 2 ;; esac
@@ -168,17 +176,24 @@ cmd_start() {
       exit 1
     fi
   else
-    wait_for_zombie "$dir"
     as_owner mkdir -p "$dir/log"
     write_conf "$dir" "$port" "$@"
-    # -l catches what the server says before its logging collector starts.
-    if ! as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/log/startup.log" -w -t 120 start >/dev/null; then
-      echo "pg-cluster.sh: the server in '$dir' did not start:" >&2
-      tail -n 20 "$dir/log/startup.log" "$dir/log/postgresql.log" >&2 2>/dev/null || true
-      exit 1
-    fi
+    start_server "$dir"
   fi
   echo "postgresql://postgres@127.0.0.1:$port/postgres"
+}
+
+# pg_ctl start, waiting until the server accepts connections.
+start_server() {
+  local dir=$1
+  wait_for_zombie "$dir"
+  as_owner mkdir -p "$dir/log"
+  # -l catches what the server says before its logging collector starts.
+  if ! as_owner "$(pg_bin)/pg_ctl" -D "$dir" -l "$dir/log/startup.log" -w -t 120 start >/dev/null; then
+    echo "pg-cluster.sh: the server in '$dir' did not start:" >&2
+    tail -n 20 "$dir/log/startup.log" "$dir/log/postgresql.log" >&2 2>/dev/null || true
+    exit 1
+  fi
 }
 
 cmd_stop() {
@@ -197,15 +212,10 @@ cmd_restart() {
   [ $# -eq 1 ] || usage
   local dir=$1
   [ -f "$dir/PG_VERSION" ] || { echo "pg-cluster.sh: no cluster in '$dir'" >&2; exit 1; }
-  local port
-  port=$(conf_port "$dir")
   cmd_stop "$dir" fast
-  wait_for_zombie "$dir"
-  # Start through pg_ctl directly: the settings are already in postgresql.conf.
-  local bin
-  bin=$(pg_bin)
-  as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/log/startup.log" -w -t 120 start >/dev/null
-  echo "postgresql://postgres@127.0.0.1:$port/postgres"
+  # The settings are already in postgresql.conf.
+  start_server "$dir"
+  cmd_dsn "$dir"
 }
 
 cmd_status() {
