@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Installs what building and testing duplex needs, with apt-get, when it is missing.
-# Usage: scripts/install-deps.sh [--postgres]   (needs root, or sudo)
+# Usage: scripts/install-deps.sh [--pg-bench]   (needs root, or sudo)
+#   PostgreSQL 15 (server and libpq) is always installed: the tests start throwaway clusters
+#   with scripts/pg-cluster.sh. --pg-bench adds what bench/pg/run.sh needs (pglogical, psycopg2).
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config clang-format
   libsqlite3-dev sqlite3 libtomlplusplus-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
-  libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev)
+  libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev
+  postgresql-15 libpq-dev)
+if [ "${1:-}" = "--pg-bench" ]; then
+  packages+=(postgresql-15-pglogical python3-psycopg2)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
