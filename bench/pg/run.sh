@@ -18,7 +18,10 @@
 #    machine.txt, and the logs.
 # --tests overrides bench.py's test list; --no-outage45 skips the extra 45 s outage; --keep leaves
 # the clusters running (stop them with scripts/pg-cluster.sh stop $PGBENCH_WORK/a, .../b).
-# ANCHORS=/path/to/anchors overrides where the harness is looked for.
+# ANCHORS=/path/to/anchors overrides where the harness is looked for. Variants for duplex (not the
+# default measurement): DUPLEX_CAPTURE=trigger, DUPLEX_IDENTITY_FULL=1 (REPLICA IDENTITY FULL on
+# duplex's tables), DUPLEX_ENGINE_TOML='poll_interval_ms = 1' (extra [engine] lines); for both tools,
+# PGBENCH_PG_SETTINGS='wal_writer_delay=10ms ...' (extra server settings).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -80,6 +83,9 @@ if as_pg "${PG_BIN:-/usr/lib/postgresql/15/bin}/postgres" --describe-config 2>/d
   grep -q '^output_plugin_libraries'; then
   SETTINGS+=("output_plugin_libraries='pgoutput, test_decoding, pglogical_output'")
 fi
+# PGBENCH_PG_SETTINGS="name=value ..." adds server settings (a variant, e.g. wal_writer_delay=10ms).
+read -r -a extra_settings <<<"${PGBENCH_PG_SETTINGS:-}"
+SETTINGS+=("${extra_settings[@]}")
 
 duplex_pid=""
 cleanup() {
@@ -116,6 +122,8 @@ log "clusters A on port $PA and B on port $PB (in $WORK)"
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "source: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src include CMakeLists.txt || echo ' (modified)')"
   echo "command: bench/pg/run.sh --tools $tools --tests $tests$([ $outage45 = 1 ] || echo ' --no-outage45')"
+  echo "duplex variant: capture=${DUPLEX_CAPTURE:-logical} identity_full=${DUPLEX_IDENTITY_FULL:-0} engine='${DUPLEX_ENGINE_TOML:-}'"
+  echo "server settings: ${SETTINGS[*]}"
   echo "cpus: $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
   echo "ram: $(free -g | awk '/^Mem:/ {print $2}') GiB"
   echo "kernel: $(uname -r)"
@@ -176,23 +184,31 @@ fi
 if [[ ",$tools," == *,duplex,* ]]; then
   log "duplex: seeding dpx_a / dpx_b"
   seed dpx_a dpx_b
+  if [ "${DUPLEX_IDENTITY_FULL:-0}" = 1 ]; then
+    for x in "psql_a dpx_a" "psql_b dpx_b"; do
+      set -- $x
+      $1 "$2" -c "ALTER TABLE customers REPLICA IDENTITY FULL" \
+        -c "ALTER TABLE orders REPLICA IDENTITY FULL"
+    done
+  fi
   mkdir -p "$WORK/duplex"
   cat >"$WORK/duplex/duplex.toml" <<TOML
 # Written by bench/pg/run.sh: the anchors' two tables, PG <-> PG, logical capture.
 [engine]
 state = "state.db"
+${DUPLEX_ENGINE_TOML:-}
 
 [endpoints.a]
 type = "postgres"
 dsn = "postgresql://postgres@127.0.0.1:$PA/dpx_a"
 schema = "public"
-capture = "logical"
+capture = "${DUPLEX_CAPTURE:-logical}"
 
 [endpoints.b]
 type = "postgres"
 dsn = "postgresql://postgres@127.0.0.1:$PB/dpx_b"
 schema = "public"
-capture = "logical"
+capture = "${DUPLEX_CAPTURE:-logical}"
 
 [collections.customers]
 key = ["id"]
