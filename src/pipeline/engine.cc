@@ -15,17 +15,21 @@ namespace duplex {
 
 namespace {
 
-// SQLite's type affinity classes, reduced to what can clash: numbers against text. A column
-// without a declared type (or BLOB) holds anything.
+// What can clash between column types, whatever the system: numbers against text. SQLite's
+// affinity rules, plus PostgreSQL's names: numeric travels as exact text (README "PostgreSQL
+// types") and goes with either; dates, times and binary go with anything; arrays, json and
+// uuid are text.
 std::string AffinityClass(std::string type) {
   std::transform(type.begin(), type.end(), type.begin(), ::toupper);
-  if (type.find("INT") != std::string::npos) return "numeric";
-  if (type.find("CHAR") != std::string::npos || type.find("CLOB") != std::string::npos ||
-      type.find("TEXT") != std::string::npos) {
-    return "text";
+  auto has = [&](const char* s) { return type.find(s) != std::string::npos; };
+  if (has("[]") || has("JSON") || has("UUID") || has("INTERVAL") || has("XML")) return "text";
+  if (type.empty() || has("BLOB") || has("BYTEA") || has("TIME") || has("DATE") || has("NUMERIC") ||
+      has("DECIMAL")) {
+    return "any";
   }
-  if (type.empty() || type.find("BLOB") != std::string::npos) return "any";
-  return "numeric";  // REAL, FLOAT, DOUBLE, NUMERIC, DECIMAL, BOOLEAN, DATE...
+  if (has("INT")) return "numeric";
+  if (has("CHAR") || has("CLOB") || has("TEXT")) return "text";
+  return "numeric";  // REAL, FLOAT, DOUBLE, BOOLEAN...
 }
 
 std::string Where(const Config& config, int line) {
