@@ -619,6 +619,15 @@ Result<int64_t> Engine::DeadLetterCount() {
   return n;
 }
 
+Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Engine::Preflight() {
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  for (Endpoint& ep : endpoints_) {
+    DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> problems, ep.connector->Preflight());
+    out.emplace_back(ep.name, std::move(problems));
+  }
+  return out;
+}
+
 Result<nlohmann::json> Engine::StatusJson() {
   nlohmann::json eps = nlohmann::json::array();
   for (Endpoint& ep : endpoints_) {
@@ -627,6 +636,10 @@ Result<nlohmann::json> Engine::StatusJson() {
     DUPLEX_ASSIGN_OR_RETURN(int64_t outbox, store_->OutboxRows(ep.name));
     DUPLEX_ASSIGN_OR_RETURN(int64_t dead, store_->CountDeadLetters(ep.name));
     Result<int64_t> backlog = ep.connector->Backlog(p.capture);
+    nlohmann::json warnings = nlohmann::json::array();
+    if (Result<std::vector<std::string>> w = ep.connector->Warnings(); w.ok()) {
+      for (std::string& text : *w) warnings.push_back(std::move(text));
+    }
     eps.push_back({{"name", ep.name},
                    {"position", p.capture},
                    {"capture_backlog", backlog.ok() ? nlohmann::json(*backlog) : nullptr},
@@ -636,8 +649,9 @@ Result<nlohmann::json> Engine::StatusJson() {
                    {"echoes_skipped", c.echoes},
                    {"rejected_writes", c.rejected},
                    {"dead_letters", dead},
-                   {"last_error", p.last_error.empty() ? nlohmann::json(nullptr)
-                                                       : nlohmann::json(p.last_error)}});
+                   {"last_error",
+                    p.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.last_error)},
+                   {"warnings", std::move(warnings)}});
   }
   nlohmann::json colls = nlohmann::json::array();
   for (const CollectionModel& m : models_) {

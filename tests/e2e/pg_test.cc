@@ -440,6 +440,10 @@ TEST_F(PgTest, PreflightNamesWhatIsMissingWithTheFix) {
   WriteConfig(PgEndpoint("a", a, "logical") + "[endpoints.b]\ntype = \"postgres\"\ndsn = \"" +
                   replica_level.dsn("b") + "\"\n\n",
               {{"a", "customers"}, {"b", "customers"}});
+  // check alone writes nothing and names what is missing, with the statement that fixes it.
+  Outcome look = Duplex({"check"});
+  EXPECT_EQ(look.code, 2) << look;
+  EXPECT_NE(look.err.find("endpoint 'b': wal_level is 'replica'"), std::string::npos) << look;
   Outcome o = Duplex({"check", "--install"});
   EXPECT_NE(o.code, 0) << o;
   EXPECT_NE(o.err.find("wal_level"), std::string::npos) << o;

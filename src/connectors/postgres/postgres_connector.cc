@@ -660,7 +660,7 @@ Result<std::vector<std::string>> PostgresConnector::Warnings() {
                {SlotName()}));
   if (PQntuples(res.get()) == 0) return out;
   const int64_t retained = std::atoll(PQgetvalue(res.get(), 0, 0));
-  if (retained >= kWalWarnBytes) {
+  if (retained >= opt_.max_retained_wal_bytes) {
     out.push_back(
         "replication slot '" + SlotName() + "' retains " + std::to_string(retained >> 20) +
         " MiB of WAL; run duplex so that it catches up, or `duplex uninstall --endpoint " +
@@ -968,6 +968,8 @@ Result<int64_t> PostgresConnector::Backlog(Position from) {
                    {std::to_string(from)}));
     return static_cast<int64_t>(std::atoll(n.value_or("0").c_str()));
   }
+  // Outside `run` nothing is streamed: the slot's retained WAL is in Warnings().
+  if (!stream_.running()) return Status::Unavailable(Where() + ": not streaming");
   int64_t n = 0;
   for (const PendingTxn& t : pending_) {
     if (t.end_lsn > static_cast<uint64_t>(from)) n += static_cast<int64_t>(t.changes.size());

@@ -44,6 +44,7 @@ class PostgresConnector final : public Connector {
     std::string schema = "public";
     CaptureMode capture = CaptureMode::kLogical;
     std::string tag;  // [a-z0-9_], unique per (duplex config, endpoint)
+    int64_t max_retained_wal_bytes = int64_t{1} << 30;  // Warnings() above this
   };
 
   explicit PostgresConnector(Options options);
@@ -78,7 +79,6 @@ class PostgresConnector final : public Connector {
 
   static constexpr int kSnapshotChunkRows = 5000;
   static constexpr size_t kMaxBufferedChanges = 200000;
-  static constexpr int64_t kWalWarnBytes = int64_t{1} << 30;
 
  private:
   struct BoundTable {
