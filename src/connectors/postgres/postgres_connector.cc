@@ -894,6 +894,7 @@ Status PostgresConnector::Convert(StreamTxn&& txn) {
 
 Status PostgresConnector::DrainStream(int wait_ms) {
   DUPLEX_RETURN_IF_ERROR(EnsureStream());
+  stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
   if (pending_changes_ < kMaxBufferedChanges) {
     Status st = stream_.Pump(wait_ms);
     if (!st.ok()) {
@@ -954,6 +955,7 @@ Result<ChangeBatch> PostgresConnector::Capture(Position from, size_t max_changes
     pending_.pop_front();
   }
   if (batch.end > static_cast<Position>(delivered_)) delivered_ = static_cast<uint64_t>(batch.end);
+  stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
   return batch;
 }
 
@@ -987,6 +989,8 @@ Status PostgresConnector::Ack(Position upto) {
         .status();
   }
   stream_.Confirm(static_cast<uint64_t>(upto));
+  acked_ = std::max(acked_, static_cast<uint64_t>(upto));
+  stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
   for (auto& [table, keys] : app_changed_) {
     std::erase_if(keys, [&](const auto& kv) { return kv.second <= static_cast<uint64_t>(upto); });
   }

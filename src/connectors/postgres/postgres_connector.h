@@ -151,7 +151,8 @@ class PostgresConnector final : public Connector {
   // Logical capture state.
   std::deque<PendingTxn> pending_;
   size_t pending_changes_ = 0;
-  uint64_t delivered_ = 0;
+  uint64_t delivered_ = 0;  // end of the last transaction Capture returned
+  uint64_t acked_ = 0;      // highest position Ack confirmed
   // Per table, key text -> end LSN of the application's last change to it (not yet acked):
   // what Apply needs to tell a write planned without seeing that change.
   std::unordered_map<std::string, std::unordered_map<std::string, uint64_t>> app_changed_;
