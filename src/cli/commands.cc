@@ -138,9 +138,23 @@ int Check(const Options& o) {
   if (!engine) return rc;
   std::printf("config %s: OK\n", o.config.c_str());
   for (const EndpointConfig& ep : engine->config().endpoints) {
+    // Never the dsn: it may hold a password.
+    const std::string where =
+        ep.type == "postgres" ? "schema " + ep.schema + ", capture " + ep.capture : ep.path;
     std::printf("endpoint %s (%s %s): reachable\n", ep.name.c_str(), ep.type.c_str(),
-                ep.path.c_str());
+                where.c_str());
   }
+  Result<std::vector<std::pair<std::string, std::vector<std::string>>>> preflight =
+      engine->Preflight();
+  if (!preflight.ok()) return Fail(preflight.status());
+  bool missing = false;
+  for (const auto& [name, problems] : *preflight) {
+    for (const std::string& p : problems) {
+      std::fprintf(stderr, "error: endpoint '%s': %s\n", name.c_str(), p.c_str());
+      missing = true;
+    }
+  }
+  if (missing) return kExitUsage;
   for (const SchemaReport::Collection& c : engine->schema().collections) {
     const CollectionConfig* cc = c.config;
     std::printf("collection %s: key [%s]\n", c.name.c_str(),
@@ -234,6 +248,12 @@ int Status(const Options& o) {
                 c["open_conflicts"].get<long long>());
   }
   std::printf("\njournal backlog: %lld changes\n", (*s)["journal_backlog"].get<long long>());
+  for (const auto& ep : (*s)["endpoints"]) {
+    for (const auto& w : ep["warnings"]) {
+      std::printf("warning: endpoint %s: %s\n", ep["name"].get<std::string>().c_str(),
+                  w.get<std::string>().c_str());
+    }
+  }
   return kExitOk;
 }
 

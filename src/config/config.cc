@@ -203,13 +203,14 @@ class Parser {
   }
 
   template <typename T>
-  Status GetInt(const toml::table& t, std::string_view key, int64_t lo, int64_t hi, T* out) const {
+  Status GetInt(const toml::table& t, std::string_view key, int64_t lo, int64_t hi, T* out,
+                std::string_view where = "engine") const {
     const toml::node* n = t.get(key);
     if (!n) return Status::Ok();
     std::optional<int64_t> v = n->is_integer() ? n->value<int64_t>() : std::nullopt;
     if (!v || *v < lo || *v > hi) {
       return Error(LineOf(n->source()),
-                   fmt::format("engine: {} must be an integer from {} to {}", key, lo, hi),
+                   fmt::format("{}: {} must be an integer from {} to {}", where, key, lo, hi),
                    fmt::format("set {} to a value in that range, or remove it", key));
     }
     *out = static_cast<T>(*v);
@@ -239,7 +240,8 @@ class Parser {
           *t, "path", where, "\"FILE.db\" (relative to the config file's folder)", &ep.path, &e));
       ep.path = Resolve(ep.path);
     } else if (ep.type == "postgres") {
-      DUPLEX_RETURN_IF_ERROR(CheckKeys(*t, {"type", "dsn", "dsn_env", "schema", "capture"}, where));
+      DUPLEX_RETURN_IF_ERROR(CheckKeys(
+          *t, {"type", "dsn", "dsn_env", "schema", "capture", "max_retained_wal_mb"}, where));
       const std::string dsn_example = "\"postgresql://USER@HOST:5432/DB\"";
       DUPLEX_RETURN_IF_ERROR(GetString(*t, "dsn", where, dsn_example, &ep.dsn));
       DUPLEX_RETURN_IF_ERROR(GetString(*t, "dsn_env", where, "\"CRM_DSN\"", &ep.dsn_env));
@@ -251,6 +253,8 @@ class Parser {
       }
       DUPLEX_RETURN_IF_ERROR(GetString(*t, "schema", where, "\"public\"", &ep.schema));
       DUPLEX_RETURN_IF_ERROR(GetString(*t, "capture", where, "\"logical\"", &ep.capture));
+      DUPLEX_RETURN_IF_ERROR(
+          GetInt(*t, "max_retained_wal_mb", 1, int64_t{1} << 30, &ep.max_retained_wal_mb, where));
       if (ep.capture != "logical" && ep.capture != "trigger") {
         return Error(LineOf(t->get("capture")->source()),
                      fmt::format("{}: unknown capture '{}'", where, ep.capture),

@@ -29,6 +29,8 @@ struct EndpointConfig {
   std::string dsn_env;
   std::string schema = "public";    // postgres: the schema of the tables
   std::string capture = "logical";  // postgres: "logical" (replication slot) or "trigger"
+  // postgres, logical: `duplex status` warns when the slot retains more WAL than this.
+  int64_t max_retained_wal_mb = 1024;
   int line = 0;  // where it is defined in the config file (for messages), 0 if unknown
 };
 

@@ -52,6 +52,7 @@ Result<std::unique_ptr<Connector>> MakeConnector(const EndpointConfig& cfg,
       o.dsn = v;
     }
     o.schema = cfg.schema;
+    o.max_retained_wal_bytes = cfg.max_retained_wal_mb << 20;
     o.capture = cfg.capture == "trigger" ? pg::PostgresConnector::CaptureMode::kTrigger
                                          : pg::PostgresConnector::CaptureMode::kLogical;
     o.tag = ServerTag(engine_name.empty() ? "duplex" : engine_name, cfg.name);

@@ -6,11 +6,12 @@ namespace duplex {
 
 // Format (MessagePack): {"e": exists, "v": values, "t": {field: [ts, origin]}, "d": [ts, origin],
 // "k": {endpoint: row, or true when the row equals "v"}, "p": {endpoint: {field: id}},
-// "x": [diverged fields]}. Written field by field, without building one JSON tree first:
-// this runs for every record a batch touches.
+// "x": [diverged fields], "b": {endpoint: {field: value before duplex's unobserved write}}}.
+// Written field by field, without building one JSON tree first: this runs for every record a batch
+// touches.
 std::string RecordState::Encode() const {
   MsgpackWriter w;
-  w.MapHeader(7);
+  w.MapHeader(8);
   w.String("e");
   w.Bool(exists);
   w.String("v");
@@ -54,6 +55,12 @@ std::string RecordState::Encode() const {
   w.String("x");
   w.ArrayHeader(static_cast<uint32_t>(diverged.size()));
   for (const std::string& f : diverged) w.String(f);
+  w.String("b");
+  w.MapHeader(static_cast<uint32_t>(prior.size()));
+  for (const auto& [ep, row] : prior) {
+    w.String(ep);
+    w.Json(row);
+  }
   return w.Take();
 }
 
@@ -82,6 +89,9 @@ Result<RecordState> RecordState::Decode(std::string_view bytes) {
     for (const auto& [f, id] : fields.items()) s.pending[ep][f] = id.get<int64_t>();
   }
   for (const auto& f : j["x"]) s.diverged.insert(f.get<std::string>());
+  if (auto b = j.find("b"); b != j.end() && b->is_object()) {
+    for (auto& [ep, row] : b->items()) s.prior[ep] = std::move(row);
+  }
   return s;
 }
 

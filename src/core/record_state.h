@@ -33,6 +33,10 @@ struct RecordState {
   // field "" is the row itself (insert, delete). A write is observed once the endpoint's
   // stream shows a marker with an apply id >= it (DESIGN §4).
   std::map<std::string, std::map<std::string, int64_t>> pending;
+  // endpoint -> field -> the value the endpoint held before duplex's first unobserved write of
+  // that field: what its application's next change started from, for sources whose updates
+  // carry no before-image (PostgreSQL's default replica identity).
+  std::map<std::string, Row> prior;
   // Fields with an open manual conflict: nothing is written for them until resolved.
   std::set<std::string> diverged;
 

@@ -39,6 +39,13 @@ void PruneObserved(RecordState& s, const std::string& endpoint, int64_t watermar
   auto ep = s.pending.find(endpoint);
   if (ep == s.pending.end()) return;
   std::erase_if(ep->second, [&](const auto& kv) { return kv.second <= watermark; });
+  auto prior = s.prior.find(endpoint);
+  if (prior != s.prior.end()) {
+    for (auto it = prior->second.begin(); it != prior->second.end();) {
+      it = ep->second.count(it.key()) ? std::next(it) : prior->second.erase(it);
+    }
+    if (prior->second.empty()) s.prior.erase(prior);
+  }
   if (ep->second.empty()) s.pending.erase(ep);
 }
 
@@ -97,6 +104,7 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   // endpoint rejects it (RowOp::seen): it will never be observed, and must not make the
   // endpoint's later changes look concurrent. Plan sets what is really on its way.
   state.pending.erase(endpoint);
+  state.prior.erase(endpoint);
   ++out.changes;
   Plan(*model, ctx, state, out);
 }
@@ -169,6 +177,14 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     return;
   }
 
+  // Without a before-image, what the endpoint held before this change: the agreed values,
+  // except fields with a write of duplex's it had not observed, which it still held as before.
+  Row held_before = state.values;
+  if (auto p = state.prior.find(endpoint); p != state.prior.end()) {
+    for (const auto& [f, v] : p->second.items()) {
+      if (IsPending(state, endpoint, f, watermark)) held_before[f] = v;
+    }
+  }
   // The image is the truth about the endpoint's row now. Every write of duplex's to this row
   // that the endpoint had not observed before this change was planned without seeing it and
   // will be rejected (RowOp::seen), so what duplex believes the endpoint holds is this image.
@@ -179,9 +195,9 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
   for (const std::string& f : model.fields) {
     const Value& nv = FieldOf(after, f);
     // What the endpoint's application changed: against its before-image where the source
-    // gives one, otherwise against the agreed value.
+    // gives one, otherwise against what it held before.
     const bool changed = has_before ? !ValuesEqual(FieldOf(change.before, f), nv)
-                                    : !ValuesEqual(FieldOf(state.values, f), nv);
+                                    : !ValuesEqual(FieldOf(held_before, f), nv);
     if (!changed) continue;
     if (state.diverged.count(f)) {
       out.conflict_updates.push_back(
@@ -294,6 +310,9 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
       if (ValuesEqual(held, agreed)) continue;
       op.values[f] = agreed;
       op.expected[f] = held;
+      Row& prior = state.prior[target];
+      if (!prior.is_object()) prior = Row::object();
+      if (!prior.contains(f)) prior[f] = held;
       held = agreed;
       state.pending[target][f] = id;
     }

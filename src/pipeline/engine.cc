@@ -15,17 +15,21 @@ namespace duplex {
 
 namespace {
 
-// SQLite's type affinity classes, reduced to what can clash: numbers against text. A column
-// without a declared type (or BLOB) holds anything.
+// What can clash between column types, whatever the system: numbers against text. SQLite's
+// affinity rules, plus PostgreSQL's names: numeric travels as exact text (README "PostgreSQL
+// types") and goes with either; dates, times and binary go with anything; arrays, json and
+// uuid are text.
 std::string AffinityClass(std::string type) {
   std::transform(type.begin(), type.end(), type.begin(), ::toupper);
-  if (type.find("INT") != std::string::npos) return "numeric";
-  if (type.find("CHAR") != std::string::npos || type.find("CLOB") != std::string::npos ||
-      type.find("TEXT") != std::string::npos) {
-    return "text";
+  auto has = [&](const char* s) { return type.find(s) != std::string::npos; };
+  if (has("[]") || has("JSON") || has("UUID") || has("INTERVAL") || has("XML")) return "text";
+  if (type.empty() || has("BLOB") || has("BYTEA") || has("TIME") || has("DATE") || has("NUMERIC") ||
+      has("DECIMAL")) {
+    return "any";
   }
-  if (type.empty() || type.find("BLOB") != std::string::npos) return "any";
-  return "numeric";  // REAL, FLOAT, DOUBLE, NUMERIC, DECIMAL, BOOLEAN, DATE...
+  if (has("INT")) return "numeric";
+  if (has("CHAR") || has("CLOB") || has("TEXT")) return "text";
+  return "numeric";  // REAL, FLOAT, DOUBLE, BOOLEAN...
 }
 
 std::string Where(const Config& config, int line) {
@@ -615,6 +619,15 @@ Result<int64_t> Engine::DeadLetterCount() {
   return n;
 }
 
+Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Engine::Preflight() {
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  for (Endpoint& ep : endpoints_) {
+    DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> problems, ep.connector->Preflight());
+    out.emplace_back(ep.name, std::move(problems));
+  }
+  return out;
+}
+
 Result<nlohmann::json> Engine::StatusJson() {
   nlohmann::json eps = nlohmann::json::array();
   for (Endpoint& ep : endpoints_) {
@@ -623,6 +636,10 @@ Result<nlohmann::json> Engine::StatusJson() {
     DUPLEX_ASSIGN_OR_RETURN(int64_t outbox, store_->OutboxRows(ep.name));
     DUPLEX_ASSIGN_OR_RETURN(int64_t dead, store_->CountDeadLetters(ep.name));
     Result<int64_t> backlog = ep.connector->Backlog(p.capture);
+    nlohmann::json warnings = nlohmann::json::array();
+    if (Result<std::vector<std::string>> w = ep.connector->Warnings(); w.ok()) {
+      for (std::string& text : *w) warnings.push_back(std::move(text));
+    }
     eps.push_back({{"name", ep.name},
                    {"position", p.capture},
                    {"capture_backlog", backlog.ok() ? nlohmann::json(*backlog) : nullptr},
@@ -632,8 +649,9 @@ Result<nlohmann::json> Engine::StatusJson() {
                    {"echoes_skipped", c.echoes},
                    {"rejected_writes", c.rejected},
                    {"dead_letters", dead},
-                   {"last_error", p.last_error.empty() ? nlohmann::json(nullptr)
-                                                       : nlohmann::json(p.last_error)}});
+                   {"last_error",
+                    p.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.last_error)},
+                   {"warnings", std::move(warnings)}});
   }
   nlohmann::json colls = nlohmann::json::array();
   for (const CollectionModel& m : models_) {

@@ -80,6 +80,10 @@ class Engine {
   // conflicts; dead letters. What `duplex status --json` prints.
   Result<nlohmann::json> StatusJson();
 
+  // Per endpoint (config order), what it lacks for change capture, each with the statement
+  // that fixes it (Connector::Preflight). Writes nothing.
+  Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Preflight();
+
   // Dead letters parked so far (all endpoints).
   Result<int64_t> DeadLetterCount();
 

@@ -274,7 +274,7 @@ TEST(ConfigErrorTest, UnknownTopLevelKey) {
 
 TEST(ConfigErrorTest, UnknownKeyInEngineEndpointCollectionAndField) {
   ExpectError(std::string("[engine]\nstate_file = \"s.db\"\n") + kEndpoints + kCustomer,
-              "state_file", {"unknown key 'state_file' in engine", "state, batch_rows"});
+              "state_file", {"unknown key 'state_file' in engine", "state, name, batch_rows"});
   ExpectError(std::string(kEndpoints) + "host = \"x\"\n" + kCustomer, "host",
               {"unknown key 'host' in endpoint 'billing'", "known keys: type, path"});
   ExpectError(std::string(kEndpoints) + kCustomer + "keys = [\"id\"]\n", "keys",
@@ -457,6 +457,65 @@ TEST(ConfigErrorTest, TableSyncedByTwoCollections) {
   ExpectError(text, "{table = \"clients\"}",
               {"collection 'client' endpoint 'billing'",
                "table 'clients' is already synced by collection 'customer'"});
+}
+
+// PostgreSQL endpoints: dsn or dsn_env, schema, capture; [engine] name names server objects.
+constexpr const char* kPgEndpoints = R"([endpoints.crm]
+type = "postgres"
+dsn = "postgresql://app@db:5432/crm"
+[endpoints.billing]
+type = "postgres"
+dsn_env = "BILLING_DSN"
+schema = "billing"
+capture = "trigger"
+max_retained_wal_mb = 64
+)";
+
+TEST(ConfigTest, PostgresEndpointsAndEngineName) {
+  Result<Config> config = ParseConfig(std::string(kPgEndpoints) + kCustomer, "/a/sync.toml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const EndpointConfig& crm = config->endpoints[0];
+  EXPECT_EQ(crm.type, "postgres");
+  EXPECT_EQ(crm.dsn, "postgresql://app@db:5432/crm");
+  EXPECT_EQ(crm.schema, "public");
+  EXPECT_EQ(crm.capture, "logical");
+  EXPECT_EQ(crm.max_retained_wal_mb, 1024);
+  const EndpointConfig& billing = config->endpoints[1];
+  EXPECT_EQ(billing.dsn_env, "BILLING_DSN");
+  EXPECT_EQ(billing.schema, "billing");
+  EXPECT_EQ(billing.capture, "trigger");
+  EXPECT_EQ(billing.max_retained_wal_mb, 64);
+  // Derived from the state file's path: stable, and different for another state file.
+  const std::string name = config->engine.name;
+  EXPECT_EQ(name.rfind("duplex_state_", 0), 0u) << name;
+  Result<Config> again = ParseConfig(std::string(kPgEndpoints) + kCustomer, "/a/sync.toml");
+  EXPECT_EQ(again->engine.name, name);
+  Result<Config> other = ParseConfig(std::string(kPgEndpoints) + kCustomer, "/b/sync.toml");
+  EXPECT_NE(other->engine.name, name);
+  Result<Config> named = ParseConfig(
+      "[engine]\nname = \"orders_sync\"\n" + std::string(kPgEndpoints) + kCustomer, "/a/sync.toml");
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  EXPECT_EQ(named->engine.name, "orders_sync");
+}
+
+TEST(ConfigErrorTest, PostgresEndpointMistakes) {
+  const std::string both = "[endpoints.crm]\ntype = \"postgres\"\ndsn = \"x\"\ndsn_env = \"Y\"\n";
+  ExpectError(both + "[endpoints.billing]\ntype = \"sqlite\"\npath = \"b.db\"\n" + kCustomer,
+              "[endpoints.crm]", {"exactly one of dsn and dsn_env"});
+  const std::string capture =
+      "[endpoints.crm]\ntype = \"postgres\"\ndsn = \"x\"\ncapture = \"wal2json\"\n";
+  ExpectError(capture + "[endpoints.billing]\ntype = \"sqlite\"\npath = \"b.db\"\n" + kCustomer,
+              "wal2json", {"unknown capture 'wal2json'", "trigger"});
+  ExpectError("[endpoints.crm]\ntype = \"postgres\"\ndsn = \"x\"\npath = \"crm.db\"\n" +
+                  std::string("[endpoints.billing]\ntype = \"sqlite\"\npath = \"b.db\"\n") +
+                  kCustomer,
+              "path = \"crm.db\"", {"unknown key 'path'"});
+  ExpectError("[engine]\nname = \"Orders-Sync\"\n" + std::string(kPgEndpoints) + kCustomer,
+              "Orders-Sync", {"a-z, 0-9 and _"});
+  std::string zero = kPgEndpoints;
+  zero.replace(zero.find("max_retained_wal_mb = 64"), 24, "max_retained_wal_mb = 0");
+  ExpectError(zero + kCustomer, "max_retained_wal_mb = 0",
+              {"endpoint 'billing': max_retained_wal_mb"});
 }
 
 }  // namespace

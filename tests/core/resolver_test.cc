@@ -111,6 +111,23 @@ TEST_F(ResolverTest, P3ConcurrentUpdatesOfDifferentFieldsBothSurvive) {
   EXPECT_EQ(o2.writes["a"][0].values, Row({{"w", 8}}));
 }
 
+// PostgreSQL with the default replica identity sends updates without a before-image: b's
+// change of w still carries the v it held before duplex's unobserved write of a's v.
+TEST_F(ResolverTest, P3WithoutBeforeImagesTheUnchangedOldValueIsNotAConflict) {
+  Converged();
+  ResolveOutput o1 = Merge("a", Upsert(Op::kUpdate, nullptr, {{"id", 1}, {"v", 7}, {"w", 1}}, 200));
+  ASSERT_EQ(o1.writes["b"].size(), 1u);
+  ResolveOutput o2 = Merge("b", Upsert(Op::kUpdate, nullptr, {{"id", 1}, {"v", 1}, {"w", 8}}, 201));
+  EXPECT_TRUE(o2.conflicts.empty());
+  EXPECT_EQ(state_.values["v"], 7);
+  EXPECT_EQ(state_.values["w"], 8);
+  // b's write of v was planned without seeing b's change: planned again, with w to a.
+  ASSERT_EQ(o2.writes["b"].size(), 1u);
+  EXPECT_EQ(o2.writes["b"][0].values, Row({{"v", 7}}));
+  ASSERT_EQ(o2.writes["a"].size(), 1u);
+  EXPECT_EQ(o2.writes["a"][0].values, Row({{"w", 8}}));
+}
+
 // Runs a same-field conflict (a writes v=a_value at a_ts, b writes v=b_value at b_ts,
 // concurrently) in the given order and returns the agreed value.
 struct Outcome {

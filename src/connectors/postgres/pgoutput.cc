@@ -164,7 +164,7 @@ Status ReplicationStream::SendStatus(bool reply_requested) {
   // endpoint whose traffic is all unpublished (or all ours) would hold WAL forever
   // (CDC-FACTS Q1 pitfalls).
   uint64_t flushed = confirmed_;
-  if (!in_txn_ && ready_.empty() && idle_end_ > flushed) flushed = idle_end_;
+  if (caller_idle_ && !in_txn_ && ready_.empty() && idle_end_ > flushed) flushed = idle_end_;
   char msg[34];
   msg[0] = 'r';
   PutU64(msg + 1, received_);

@@ -81,6 +81,10 @@ class ReplicationStream {
 
   // The caller has made everything up to `lsn` durable: the slot may release it.
   void Confirm(uint64_t lsn);
+  // Whether the caller holds nothing it has not confirmed: then the server's WAL end may be
+  // confirmed while no transaction is open (else an endpoint whose traffic is all unpublished
+  // would hold WAL forever). False by default.
+  void SetCallerIdle(bool idle) { caller_idle_ = idle; }
   // Highest WAL position the server reported sending (XLogData end or keepalive walEnd).
   uint64_t received_lsn() const { return received_; }
   // Whether a transaction is being received (Begin seen, Commit not yet).
@@ -102,6 +106,7 @@ class ReplicationStream {
   uint64_t confirmed_ = 0;
   uint64_t idle_end_ = 0;  // keepalive walEnd seen while nothing was open or pending
   int64_t last_status_ms_ = 0;
+  bool caller_idle_ = false;
 };
 
 }  // namespace duplex::pg

@@ -462,10 +462,6 @@ Status PostgresConnector::InstallTriggers(const BoundTable& t, bool snapshot) {
   DUPLEX_ASSIGN_OR_RETURN(std::string snap_image, ImageSql(t, "s."));
   std::vector<std::string> snap_keys;
   for (const std::string& c : t.key_columns) snap_keys.push_back("s." + QuoteIdent(c));
-  std::vector<std::string> diffs;
-  for (const std::string& c : t.columns) {
-    diffs.push_back("OLD." + QuoteIdent(c) + " IS DISTINCT FROM NEW." + QuoteIdent(c));
-  }
   const std::string log = Q(TableName("log"));
   const std::string tbl = QuoteLiteral(t.binding.table);
   // The function's own settings make every value's text the same whatever the application's
@@ -477,6 +473,7 @@ Status PostgresConnector::InstallTriggers(const BoundTable& t, bool snapshot) {
       "() RETURNS trigger LANGUAGE plpgsql "
       "SET DateStyle = 'ISO' SET TimeZone = 'UTC' SET extra_float_digits = 3 "
       "SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $duplex$\n"
+      "DECLARE o jsonb; n jsonb;\n"
       "BEGIN\n"
       "  IF current_setting('duplex.origin', true) = " +
       QuoteLiteral(opt_.tag) +
@@ -489,13 +486,18 @@ Status PostgresConnector::InstallTriggers(const BoundTable& t, bool snapshot) {
       ", " + new_image +
       ");\n"
       "  ELSIF TG_OP = 'UPDATE' THEN\n"
-      "    IF " +
-      Join(diffs, " OR ") +
-      " THEN\n"
+      // Compared as text images: some types (json, point) have no equality operator.
+      "    o := " +
+      old_image +
+      ";\n"
+      "    n := " +
+      new_image +
+      ";\n"
+      "    IF o IS DISTINCT FROM n THEN\n"
       "      INSERT INTO " +
       log + " (tbl, op, pk, old, new) VALUES (" + tbl + ", 'U', " +
-      KeyTextSql(t, "NEW.", false, 0) + ", " + old_image + ", " + new_image +
-      ");\n"
+      KeyTextSql(t, "NEW.", false, 0) +
+      ", o, n);\n"
       "      IF " +
       KeyTextSql(t, "OLD.", false, 0) + " <> " + KeyTextSql(t, "NEW.", false, 0) +
       " THEN\n"
@@ -630,18 +632,20 @@ Status PostgresConnector::Uninstall() {
   sql += "DROP PUBLICATION IF EXISTS " + QuoteIdent(PublicationName()) + ";";
   DUPLEX_RETURN_IF_ERROR(db_.Run(sql).WithContext(Where()));
   // The slot holds WAL until dropped; an active one (another duplex still streaming) is
-  // reported, not waited for.
-  DUPLEX_RETURN_IF_ERROR(
-      db_.Exec("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE "
-               "slot_name = $1",
-               {SlotName()})
-          .status()
-          .WithContext(Where()));
-  DUPLEX_RETURN_IF_ERROR(db_.Exec("SELECT pg_replication_origin_drop(roname) FROM "
-                                  "pg_replication_origin WHERE roname = $1",
-                                  {OriginName()})
-                             .status()
-                             .WithContext(Where()));
+  // reported, not waited for. The functions need privileges: only called for what exists.
+  DUPLEX_ASSIGN_OR_RETURN(
+      std::optional<std::string> slot,
+      db_.Scalar("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", {SlotName()}));
+  if (slot) {
+    DUPLEX_RETURN_IF_ERROR(db_.Exec("SELECT pg_drop_replication_slot($1)", {SlotName()}).status());
+  }
+  DUPLEX_ASSIGN_OR_RETURN(
+      std::optional<std::string> origin,
+      db_.Scalar("SELECT 1 FROM pg_replication_origin WHERE roname = $1", {OriginName()}));
+  if (origin) {
+    DUPLEX_RETURN_IF_ERROR(
+        db_.Exec("SELECT pg_replication_origin_drop($1)", {OriginName()}).status());
+  }
   return Status::Ok();
 }
 
@@ -656,7 +660,7 @@ Result<std::vector<std::string>> PostgresConnector::Warnings() {
                {SlotName()}));
   if (PQntuples(res.get()) == 0) return out;
   const int64_t retained = std::atoll(PQgetvalue(res.get(), 0, 0));
-  if (retained >= kWalWarnBytes) {
+  if (retained >= opt_.max_retained_wal_bytes) {
     out.push_back(
         "replication slot '" + SlotName() + "' retains " + std::to_string(retained >> 20) +
         " MiB of WAL; run duplex so that it catches up, or `duplex uninstall --endpoint " +
@@ -890,6 +894,7 @@ Status PostgresConnector::Convert(StreamTxn&& txn) {
 
 Status PostgresConnector::DrainStream(int wait_ms) {
   DUPLEX_RETURN_IF_ERROR(EnsureStream());
+  stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
   if (pending_changes_ < kMaxBufferedChanges) {
     Status st = stream_.Pump(wait_ms);
     if (!st.ok()) {
@@ -950,6 +955,7 @@ Result<ChangeBatch> PostgresConnector::Capture(Position from, size_t max_changes
     pending_.pop_front();
   }
   if (batch.end > static_cast<Position>(delivered_)) delivered_ = static_cast<uint64_t>(batch.end);
+  stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
   return batch;
 }
 
@@ -964,6 +970,8 @@ Result<int64_t> PostgresConnector::Backlog(Position from) {
                    {std::to_string(from)}));
     return static_cast<int64_t>(std::atoll(n.value_or("0").c_str()));
   }
+  // Outside `run` nothing is streamed: the slot's retained WAL is in Warnings().
+  if (!stream_.running()) return Status::Unavailable(Where() + ": not streaming");
   int64_t n = 0;
   for (const PendingTxn& t : pending_) {
     if (t.end_lsn > static_cast<uint64_t>(from)) n += static_cast<int64_t>(t.changes.size());
@@ -981,6 +989,8 @@ Status PostgresConnector::Ack(Position upto) {
         .status();
   }
   stream_.Confirm(static_cast<uint64_t>(upto));
+  acked_ = std::max(acked_, static_cast<uint64_t>(upto));
+  stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
   for (auto& [table, keys] : app_changed_) {
     std::erase_if(keys, [&](const auto& kv) { return kv.second <= static_cast<uint64_t>(upto); });
   }
@@ -1254,7 +1264,23 @@ Result<ApplyResult> PostgresConnector::Apply(const std::vector<ApplyBatch>& batc
   // Rows the application changed after the write was planned (logical mode): found after the
   // first attempt, then left out (rejected) on the next.
   std::set<std::pair<size_t, size_t>> stale;
-  for (int attempt = 0; attempt < 4; ++attempt) {
+  if (opt_.capture == CaptureMode::kLogical) {
+    // What the stream already shows: changed after the write was planned.
+    for (size_t b = 0; b < todo.size(); ++b) {
+      for (size_t i = 0; i < todo[b]->ops.size(); ++i) {
+        const RowOp& op = todo[b]->ops[i];
+        const BoundTable* t = ByCollection(op.collection);
+        if (t == nullptr) continue;
+        auto tbl = app_changed_.find(t->binding.table);
+        if (tbl == app_changed_.end()) continue;
+        auto it = tbl->second.find(KeyText(op.key, t->binding.key));
+        if (it != tbl->second.end() && it->second > static_cast<uint64_t>(op.seen)) {
+          stale.insert({b, i});
+        }
+      }
+    }
+  }
+  for (int attempt = 0; attempt < 16; ++attempt) {
     size_t before = stale.size();
     Result<ApplyResult> r = ApplyOnce(todo, last, isolate_rows, &stale);
     if (!r.ok()) {
@@ -1426,7 +1452,10 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(const std::vector<const ApplyBa
     // Every change the application committed before our row locks is in WAL before this
     // position; once the stream has it, app_changed_ tells which writes were planned without
     // seeing one of them.
-    Result<std::optional<std::string>> lsn = apply_.Scalar("SELECT pg_current_wal_lsn()::text");
+    // The flushed end, not the insert position: our own uncommitted rows are not flushed, and
+    // the server sends only flushed WAL. A synchronous commit is flushed when it returns.
+    Result<std::optional<std::string>> lsn =
+        apply_.Scalar("SELECT pg_current_wal_flush_lsn()::text");
     if (!lsn.ok()) return fail(lsn.status());
     Status st = EnsureStream();
     if (!st.ok()) return fail(st);

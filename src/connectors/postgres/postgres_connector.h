@@ -44,6 +44,7 @@ class PostgresConnector final : public Connector {
     std::string schema = "public";
     CaptureMode capture = CaptureMode::kLogical;
     std::string tag;  // [a-z0-9_], unique per (duplex config, endpoint)
+    int64_t max_retained_wal_bytes = int64_t{1} << 30;  // Warnings() above this
   };
 
   explicit PostgresConnector(Options options);
@@ -78,7 +79,6 @@ class PostgresConnector final : public Connector {
 
   static constexpr int kSnapshotChunkRows = 5000;
   static constexpr size_t kMaxBufferedChanges = 200000;
-  static constexpr int64_t kWalWarnBytes = int64_t{1} << 30;
 
  private:
   struct BoundTable {
@@ -151,7 +151,8 @@ class PostgresConnector final : public Connector {
   // Logical capture state.
   std::deque<PendingTxn> pending_;
   size_t pending_changes_ = 0;
-  uint64_t delivered_ = 0;
+  uint64_t delivered_ = 0;  // end of the last transaction Capture returned
+  uint64_t acked_ = 0;      // highest position Ack confirmed
   // Per table, key text -> end LSN of the application's last change to it (not yet acked):
   // what Apply needs to tell a write planned without seeing that change.
   std::unordered_map<std::string, std::unordered_map<std::string, uint64_t>> app_changed_;
