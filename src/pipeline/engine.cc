@@ -281,7 +281,12 @@ Result<bool> Engine::CaptureFrom(Endpoint& ep) {
   DUPLEX_ASSIGN_OR_RETURN(ChangeBatch batch,
                           ep.connector->Capture(ep.capture, config_.engine.batch_rows));
   ep.more = batch.changes.size() >= config_.engine.batch_rows;
-  if (batch.end <= ep.capture) return false;
+  if (batch.end <= ep.capture) {
+    // The endpoint said more is coming (e.g. a PostgreSQL server still decoding a large
+    // transaction) but nothing has arrived yet: nothing moved, yet it is not idle.
+    news_pending_ = true;
+    return false;
+  }
   Counters counters;
   for (const Change& c : batch.changes) {
     if (c.op == Op::kMarker) {
@@ -516,6 +521,7 @@ Result<bool> Engine::ApplyTo(Endpoint& ep) {
 
 Result<bool> Engine::Step() {
   bool moved = false;
+  news_pending_ = false;
   auto now = env_->Now();
   if (now - last_resolution_check_ > std::chrono::milliseconds(200)) {
     last_resolution_check_ = now;
@@ -600,7 +606,11 @@ Status Engine::Run(const std::atomic<bool>& stop, bool until_idle,
         return Status::Unavailable("endpoint '" + ep.name + "' " + ep.last_error);
       }
     }
-    if (until_idle && !failing && ++idle_passes >= 2) break;
+    if (news_pending_) {
+      idle_passes = 0;
+    } else if (until_idle && !failing && ++idle_passes >= 2) {
+      break;
+    }
     env_->Sleep(std::chrono::milliseconds(config_.engine.poll_interval_ms));
   }
   if (tty)

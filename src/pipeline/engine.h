@@ -136,6 +136,8 @@ class Engine {
   // endpoint -> planned batches in the outbox, not yet applied, still decoded
   std::map<std::string, std::map<int64_t, ApplyBatch>> fresh_outbox_;
   int64_t synced_changes_ = 0;  // changes resolved by this process (progress output)
+  // This step, an endpoint polled news that its capture did not deliver yet: not idle.
+  bool news_pending_ = false;
 };
 
 }  // namespace duplex
