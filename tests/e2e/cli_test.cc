@@ -27,15 +27,17 @@
 #include <thread>
 #include <vector>
 
+#include "support/process.h"
 #include "support/test_util.h"
 #include "util/sqlite.h"
-
-extern char** environ;
 
 namespace duplex {
 namespace {
 
 using json = nlohmann::json;
+using testing::DuplexBin;
+using testing::Process;
+using testing::ReadFile;
 using testing::SqlExec;
 using testing::SqlQuery;
 using testing::TempDir;
@@ -52,18 +54,6 @@ constexpr const char* kBillingSchema =
 constexpr const char* kErpSchema =
     "CREATE TABLE accounts(id INTEGER PRIMARY KEY, name TEXT, email TEXT, tier TEXT, "
     "balance INTEGER, notes TEXT);";
-
-std::string DuplexBin() {
-  const char* bin = std::getenv("DUPLEX_BIN");
-  return bin ? bin : "duplex";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // 1-based line of the first line of `text` containing `needle` (0 if none).
 int LineOf(const std::string& text, const std::string& needle) {
@@ -99,83 +89,6 @@ std::string FirstDifference(const std::string& a, const std::string& b) {
     if (la != lb) return "line " + std::to_string(n) + ": '" + la + "' vs '" + lb + "'";
   }
 }
-
-// A duplex process. stdout and stderr go to files; the destructor kills and reaps it if it
-// still runs.
-class Process {
- public:
-  Process(const std::vector<std::string>& args, const std::string& log_prefix)
-      : out_path_(log_prefix + ".out"), err_path_(log_prefix + ".err") {
-    std::vector<std::string> argv_s = {DuplexBin()};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out_path_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err_path_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-      ADD_FAILURE() << "cannot start " << argv_s[0] << ": " << std::strerror(rc);
-      pid_ = -1;
-    }
-  }
-  ~Process() {
-    if (pid_ > 0 && !done_) {
-      kill(pid_, SIGKILL);
-      Wait(milliseconds(30000));
-    }
-  }
-  Process(const Process&) = delete;
-  Process& operator=(const Process&) = delete;
-
-  pid_t pid() const { return pid_; }
-  void Signal(int sig) {
-    if (pid_ > 0 && !done_) kill(pid_, sig);
-  }
-  bool Running() {
-    Reap(WNOHANG);
-    return pid_ > 0 && !done_;
-  }
-  // The exit code, 128 + the signal if one ended it; on timeout, kills it and returns -1.
-  int Wait(milliseconds timeout) {
-    if (pid_ <= 0) return -1;
-    auto deadline = Clock::now() + timeout;
-    while (!done_) {
-      Reap(WNOHANG);
-      if (done_) break;
-      if (Clock::now() > deadline) {
-        kill(pid_, SIGKILL);
-        Reap(0);
-        return -1;
-      }
-      std::this_thread::sleep_for(milliseconds(2));
-    }
-    return code_;
-  }
-  std::string Out() const { return ReadFile(out_path_); }
-  std::string Err() const { return ReadFile(err_path_); }
-
- private:
-  void Reap(int flags) {
-    if (pid_ <= 0 || done_) return;
-    int st = 0;
-    pid_t r = waitpid(pid_, &st, flags);
-    if (r != pid_) return;
-    done_ = true;
-    code_ = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
-  }
-
-  std::string out_path_, err_path_;
-  pid_t pid_ = -1;
-  bool done_ = false;
-  int code_ = -1;
-};
 
 struct Outcome {
   int code = -1;
