@@ -4,11 +4,13 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
 
+#include "admin/server.h"
 #include "config/config.h"
 #include "pipeline/engine.h"
 #include "pipeline/operator.h"
@@ -187,10 +189,36 @@ int Run(const Options& o) {
   if (!engine) return rc;
   duplex::Status st = engine->Install();
   if (!st.ok()) return Fail(st);
+  TelemetryHub hub;
+  std::unique_ptr<AdminServer> admin;
+  const EngineConfig& ec = engine->config().engine;
+  if (!ec.http.empty()) {
+    AdminServer::Options ao;
+    ao.address = ec.http;
+    ao.state_path = ec.state_path;
+    if (!ec.http_token_env.empty()) {
+      const char* token = std::getenv(ec.http_token_env.c_str());
+      if (!token || !*token) {
+        return Fail(duplex::Status::InvalidArgument(
+            "engine.http_token_env names " + ec.http_token_env +
+            ", which is not set in the environment (or empty); export it with the token"));
+      }
+      ao.token = token;
+    }
+    Result<std::unique_ptr<AdminServer>> started = AdminServer::Start(ao, hub);
+    if (!started.ok()) return Fail(started.status());
+    admin = std::move(started).value();
+    engine->SetTelemetry(&hub);
+    const size_t colon = ec.http.rfind(':');
+    spdlog::info("admin server listening on http://{}:{}/ (token {})", ec.http.substr(0, colon),
+                 admin->port(), ao.token.empty() ? "off" : "required");
+  }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   spdlog::info("duplex running: config={} until_idle={}", o.config, o.until_idle);
   st = engine->Run(g_stop, o.until_idle);
+  if (admin) admin->Stop();
+  engine->SetTelemetry(nullptr);
   if (!st.ok()) return Fail(st);
   Result<int64_t> dead = engine->DeadLetterCount();
   if (!dead.ok()) return Fail(dead.status());

@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
   run->footer(
       "Runs until SIGINT/SIGTERM and exits cleanly. The first run installs change capture\n"
       "and does the initial load: rows that exist before duplex ever ran are synced too.\n"
+      "With `http = \"127.0.0.1:8787\"` in [engine] it serves a dashboard, /metrics, /healthz,\n"
+      "/readyz and a JSON API under /api/v1/ (README). On a terminal, --until-idle shows\n"
+      "its progress.\n"
       "Example:\n  duplex run --config duplex.toml\n  duplex run --config duplex.toml "
       "--until-idle   # sync everything pending, then exit");
   add_config(run);
