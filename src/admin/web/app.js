@@ -44,6 +44,7 @@ function showError(e) {
 
 function display(v) {
   if (v === null || v === undefined) return 'NULL';
+  if (v === '') return '(empty)';
   if (typeof v === 'object' && v.$blob !== undefined) return '<blob ' + v.$blob.length / 2 + ' bytes>';
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
