@@ -246,7 +246,6 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const Options& o, Teleme
   DUPLEX_ASSIGN_OR_RETURN(std::unique_ptr<StateStore> store,
                           StateStore::Open(o.state_path, /*create=*/false));
   std::unique_ptr<AdminServer> s(new AdminServer());
-  s->hub_ = &hub;
   s->handlers_ = std::make_unique<Handlers>(o.token, std::move(store), hub);
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->new_task_queue = [] { return new httplib::ThreadPool(4); };

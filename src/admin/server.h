@@ -55,7 +55,6 @@ class AdminServer {
   void Routes();
 
   class Handlers;
-  TelemetryHub* hub_ = nullptr;
   std::unique_ptr<httplib::Server> server_;
   std::unique_ptr<Handlers> handlers_;
   std::thread thread_;
