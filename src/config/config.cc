@@ -77,11 +77,11 @@ class Parser {
     if (const toml::node* n = root.get("engine")) {
       DUPLEX_ASSIGN_OR_RETURN(const toml::table* t, Table(*n, LineOf(n->source()), "engine",
                                                           "write an [engine] section"));
-      DUPLEX_RETURN_IF_ERROR(CheckKeys(*t,
-                                       {"state", "batch_rows", "poll_interval_ms", "http",
-                                        "http_token_env", "latency_objective", "alert_after",
-                                        "alert_command"},
-                                       "engine"));
+      DUPLEX_RETURN_IF_ERROR(
+          CheckKeys(*t,
+                    {"state", "batch_rows", "poll_interval_ms", "http", "http_token_env",
+                     "latency_objective", "alert_after", "alert_command"},
+                    "engine"));
       DUPLEX_RETURN_IF_ERROR(GetString(*t, "state", "engine", "\"duplex-state.db\"", &state));
       DUPLEX_RETURN_IF_ERROR(GetInt(*t, "batch_rows", 1, 1000000, &config_->engine.batch_rows));
       DUPLEX_RETURN_IF_ERROR(
@@ -187,10 +187,10 @@ class Parser {
     if (!e.http.empty()) {
       const size_t colon = e.http.rfind(':');
       const std::string port = colon == std::string::npos ? "" : e.http.substr(colon + 1);
-      const bool digits = !port.empty() && port.size() <= 5 &&
-                          std::all_of(port.begin(), port.end(), [](char c) {
-                            return std::isdigit(static_cast<unsigned char>(c));
-                          });
+      const bool digits =
+          !port.empty() && port.size() <= 5 && std::all_of(port.begin(), port.end(), [](char c) {
+            return std::isdigit(static_cast<unsigned char>(c));
+          });
       if (colon == 0 || !digits || std::stoi(port) > 65535) {
         return Error(LineOf(t.get("http")->source()),
                      fmt::format("engine: http must be \"HOST:PORT\", got \"{}\"", e.http),

@@ -592,9 +592,12 @@ nlohmann::json DeadLetterRow::ToJson() const {
                    {"key", op.key},
                    {"values", op.values}});
   }
-  return {{"id", id},         {"endpoint", endpoint},
-          {"batch_id", batch.id}, {"reason", reason},
-          {"created_at", created_at}, {"retry_requested", retry_requested},
+  return {{"id", id},
+          {"endpoint", endpoint},
+          {"batch_id", batch.id},
+          {"reason", reason},
+          {"created_at", created_at},
+          {"retry_requested", retry_requested},
           {"ops", std::move(ops)}};
 }
 
@@ -629,7 +632,8 @@ Result<DeadLetterRow> StateStore::GetDeadLetter(int64_t id) {
 }
 
 Status StateStore::RequestRetry(int64_t id) {
-  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached("UPDATE dead_letters SET retry = 1 WHERE id = ?"));
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("UPDATE dead_letters SET retry = 1 WHERE id = ?"));
   DUPLEX_RETURN_IF_ERROR(s->Bind(1, id).Run());
   if (db_.Changes() == 0) {
     return Status::NotFound("no dead letter with id " + std::to_string(id));
