@@ -423,6 +423,7 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
   }
   DUPLEX_ASSIGN_OR_RETURN(PlanContext ctx, NewPlanContext());
   ResolveOutput out;
+  std::map<std::string, size_t> traced;  // target -> its writes given a source commit time
   int64_t watermark = ep->watermark;
   for (size_t i = 0; i < entry.batch.changes.size(); ++i) {
     const Change& c = entry.batch.changes[i];
@@ -438,14 +439,15 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
       resolver_->Correct(c, ep->name, ctx, state, out);
     } else {
       resolver_->Merge(c, ep->name, watermark, ctx, state, out);
-      // For the sync latency metric: the writes this change caused carry its commit time.
-      if (c.commit_ms > 0) {
-        for (auto& [target, ops] : out.writes) {
-          for (auto op = ops.rbegin(); op != ops.rend() && op->source.empty(); ++op) {
-            op->source = ep->name;
-            op->source_commit_ms = c.commit_ms;
-          }
-        }
+    }
+    // For the sync latency metric: the writes this change caused carry its commit time (none
+    // for the initial load's snapshot rows and for corrections).
+    for (auto& [target, ops] : out.writes) {
+      size_t& done = traced[target];
+      for (; done < ops.size(); ++done) {
+        if (c.op == Op::kRejected || c.commit_ms <= 0) continue;
+        ops[done].source = ep->name;
+        ops[done].source_commit_ms = c.commit_ms;
       }
     }
   }
