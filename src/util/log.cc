@@ -20,7 +20,8 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
   void format(const spdlog::details::log_msg& msg, const std::tm&,
               spdlog::memory_buf_t& dest) override {
     const std::string_view text(msg.payload.data(), msg.payload.size());
-    std::string out = "\"msg\":" + Dump(nlohmann::json(std::string(text)));
+    std::string out = "\"msg\":";
+    out += Dump(nlohmann::json(std::string(text)));
     nlohmann::json fields = MessageFields(text);
     for (const auto& [k, v] : fields.items()) out += "," + Dump(nlohmann::json(k)) + ":" + Dump(v);
     dest.append(out.data(), out.data() + out.size());
