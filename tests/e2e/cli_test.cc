@@ -437,6 +437,8 @@ TEST_F(CliTest, UsageErrorsExitTwoAndEveryHelpHasAnExample) {
   EXPECT_EQ(Duplex({"run", "--bogus"}).code, 2);
   EXPECT_EQ(Duplex({"conflicts"}).code, 2);
   EXPECT_EQ(Duplex({"conflicts", "show"}).code, 2);  // id required
+  EXPECT_EQ(Duplex({"dead-letters"}).code, 2);
+  EXPECT_EQ(Duplex({"dead-letters", "retry"}).code, 2);  // id required
   EXPECT_EQ(Duplex({"--log-level", "loud", "status"}).code, 2);
   Outcome both = Duplex({"conflicts", "resolve", "1", "--take", "crm", "--value", "1"});
   EXPECT_EQ(both.code, 2) << both;
@@ -456,7 +458,10 @@ TEST_F(CliTest, UsageErrorsExitTwoAndEveryHelpHasAnExample) {
                                                 {"conflicts"},
                                                 {"conflicts", "list"},
                                                 {"conflicts", "show"},
-                                                {"conflicts", "resolve"}};
+                                                {"conflicts", "resolve"},
+                                                {"dead-letters"},
+                                                {"dead-letters", "list"},
+                                                {"dead-letters", "retry"}};
   for (std::vector<std::string> sub : subs) {
     sub.push_back("--help");
     Outcome o = Duplex(sub);
