@@ -143,8 +143,8 @@ int main(int argc, char** argv) {
       std::to_string(n.echo_writes));
   row("insert-only rows missing on some endpoint after sync (P6)",
       Of(d.events_lost, d.events_total), Of(n.events_lost, n.events_total));
-  row("rows deleted last but still present somewhere", std::to_string(d.deletes_lost),
-      std::to_string(n.deletes_lost));
+  row("rows whose last client write was a delete, present somewhere after sync",
+      std::to_string(d.deletes_lost), std::to_string(n.deletes_lost));
   row("orphans: a child seen without its parent (P7)", std::to_string(d.orphan_seen),
       std::to_string(n.orphan_seen));
   row("a source transaction seen partly applied (P7)", std::to_string(d.partial_txn_seen),
