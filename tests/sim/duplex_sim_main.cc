@@ -72,6 +72,8 @@ int main(int argc, char** argv) {
   app.add_flag("--parent-deletes", o.parent_deletes, "clients also delete parent rows");
   app.add_option("--forks", o.forks, "deliveries of the same concurrent writes (P4)")
       ->capture_default_str();
+  app.add_option("--sabotage-drop", o.sabotage_drop,
+                 "per mille of captures losing a change (tests the checks: must fail)");
   app.add_flag("--history", history, "print the whole history of a --seed run");
   app.add_flag("--contrast", contrast, "run duplex and naive on the same seeds; print the table");
   CLI11_PARSE(app, argc, argv);

@@ -29,13 +29,15 @@ struct SimCrash {
 struct FaultState {
   std::mt19937_64 rng;
   bool enabled = true;
-  int capture_per_mille = 0;        // Capture fails (nothing read)
-  int apply_per_mille = 0;          // Apply fails before writing anything
-  int lost_reply_per_mille = 0;     // Apply commits, then the reply is lost (Unavailable)
-  int crash_per_mille = 0;          // the engine is killed at this connector call
-  int delay_per_mille = 0;          // Capture delivers only some whole transactions now
-  int duplicate_per_mille = 0;      // Capture delivers again changes delivered before
-  int apply_twice_per_mille = 0;    // Apply is sent twice (the second must change nothing)
+  int capture_per_mille = 0;      // Capture fails (nothing read)
+  int apply_per_mille = 0;        // Apply fails before writing anything
+  int lost_reply_per_mille = 0;   // Apply commits, then the reply is lost (Unavailable)
+  int crash_per_mille = 0;        // the engine is killed at this connector call
+  int delay_per_mille = 0;        // Capture delivers only some whole transactions now
+  int duplicate_per_mille = 0;    // Capture delivers again changes delivered before
+  int apply_twice_per_mille = 0;  // Apply is sent twice (the second must change nothing)
+  // Capture loses a change: a broken connector, to test that the checks catch it.
+  int sabotage_drop_per_mille = 0;
   std::map<std::string, int> down;  // endpoint -> scheduler steps it stays unreachable
   bool injected = false;            // a fault was injected since the last reset
   int64_t faults = 0, crashes = 0, delays = 0, duplicates = 0, double_applies = 0;
@@ -154,6 +156,12 @@ inline Result<ChangeBatch> FaultyConnector::Capture(Position from, size_t max_ch
     owe_poll_ = true;
     ++f_->delays;
     f_->log("   delay " + name() + ": capture delivers " + std::to_string(keep) + " change(s)");
+  }
+  if (!r->changes.empty() && f_->Draw(f_->sabotage_drop_per_mille)) {
+    size_t i = f_->rng() % r->changes.size();
+    f_->log("   SABOTAGE " + name() + ": capture loses the change at " +
+            std::to_string(r->changes[i].position));
+    r->changes.erase(r->changes.begin() + static_cast<std::ptrdiff_t>(i));
   }
   MaybeCrash("capture read, before journal commit");
   return r;

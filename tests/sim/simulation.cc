@@ -203,6 +203,7 @@ class Simulation {
     faults_.delay_per_mille = o_.reorder ? 150 : 0;
     faults_.duplicate_per_mille = o_.duplicate ? 50 : 0;
     faults_.apply_twice_per_mille = o_.duplicate ? 50 : 0;
+    faults_.sabotage_drop_per_mille = o_.sabotage_drop;
     // Partial transactions are visible when a capture limit below the transaction's size cuts
     // it (README, limits): checked only where no limit can cut one.
     check_txns_ = batch_rows_ >= 10000;
@@ -1003,6 +1004,7 @@ std::string ReplayCommand(const SimOptions& o) {
   if (!o.outages) cmd += " --no-outages";
   if (o.parent_deletes) cmd += " --parent-deletes";
   if (o.forks != d.forks) cmd += " --forks " + std::to_string(o.forks);
+  if (o.sabotage_drop) cmd += " --sabotage-drop " + std::to_string(o.sabotage_drop);
   return cmd + " --history";
 }
 

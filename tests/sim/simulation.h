@@ -25,7 +25,9 @@ struct SimOptions {
   bool outages = true;          // endpoints unreachable for several steps
   bool parent_deletes = false;  // clients also delete parent rows (see README: not handled)
   int forks = 2;                // deliveries of the same concurrent writes (P4: same outcome)
-  bool verbose = false;         // keep the whole history (replay)
+  // Test of the checks themselves: per mille of captures that silently lose a change (a
+  // broken connector). Runs with a loss must fail.
+  int sabotage_drop = 0;
 };
 
 // What one run (or a sum of runs) saw; the contrast table is made of these.
