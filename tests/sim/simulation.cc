@@ -180,7 +180,11 @@ class Simulation {
         toml += "endpoints." + ep->name() + " = { table = \"" + table + "\" }\n";
       }
     };
-    collection("items", kItems, max_b_ ? "fields.b = { policy = \"max\" }\n" : "");
+    std::string items = max_b_ ? "fields.b = { policy = \"max\" }\n" : "";
+    if (c_policy_ == "min") items += "fields.c = { policy = \"min\" }\n";
+    if (c_policy_ == "prefer") items += "fields.c = { policy = \"prefer\", endpoint = \"e1\" }\n";
+    if (keep_) items += "on_delete_conflict = \"keep\"\n";
+    collection("items", kItems, items);
     collection("parents", kParents, "");
     collection("children", kChildren, "");
     collection("events", kEvents, "");
@@ -190,6 +194,14 @@ class Simulation {
   Status Setup() {
     int n = 2 + static_cast<int>(Rand(2));
     max_b_ = Chance(500);
+    {
+      // Drawn from their own stream, so that a seed's schedule stays what it was before these
+      // knobs existed (the regression seeds).
+      std::mt19937_64 policy_rng(o_.seed ^ 0x243f6a8885a308d3ULL);
+      const uint64_t p = policy_rng() % 3;
+      c_policy_ = p == 0 ? "lww" : p == 1 ? "min" : "prefer";
+      keep_ = o_.keep >= 0 ? o_.keep > 0 : policy_rng() % 4 == 0;
+    }
     batch_rows_ = Chance(300) ? 1 + static_cast<int>(Rand(6)) : 10000;
     auto knob = [&](bool on) { return on ? static_cast<int>(Rand(60)) : 0; };
     bool f1 = Chance(500), f2 = Chance(500), f3 = Chance(500);
@@ -232,7 +244,8 @@ class Simulation {
     all_endpoints_ = endpoints_;
     Event("setup: " + std::string(o_.naive ? "naive one-way pipelines" : "duplex") + ", " +
           std::to_string(n) + " endpoints, items policy lww" + (max_b_ ? " (b: max)" : "") +
-          ", batch_rows " + std::to_string(batch_rows_) + ", crash per mille of steps/calls " +
+          " (c: " + c_policy_ + ")" + (keep_ ? " on_delete_conflict keep" : "") + ", batch_rows " +
+          std::to_string(batch_rows_) + ", crash per mille of steps/calls " +
           std::to_string(crash_) + "/" + std::to_string(faults_.crash_per_mille) +
           ", faults capture/apply/lost-reply per mille " +
           std::to_string(faults_.capture_per_mille) + "/" +
@@ -664,11 +677,20 @@ class Simulation {
   // --- P3/P4: concurrent writes from a converged state, delivered in several orders.
 
   // Whether candidate (v, ts, origin) beats (v2, ts2, origin2) under the field's policy
-  // (README: lww = later commit time, ties to the endpoint name that sorts first; max =
-  // larger value, ties by lww). Written out here, not taken from src/core, as the model.
+  // (README: lww = later commit time, ties to the endpoint name that sorts first; max / min =
+  // larger / smaller value, ties by lww; prefer = the preferred endpoint's value, between
+  // others lww). Written out here, not taken from src/core, as the model.
   bool Beats(const std::string& field, const PhaseWrite& a, const Value& av, const PhaseWrite& b,
              const Value& bv) const {
     if (field == "b" && max_b_ && CompareValues(av, bv) != 0) return CompareValues(av, bv) > 0;
+    if (field == "c" && c_policy_ == "min" && CompareValues(av, bv) != 0) {
+      return CompareValues(av, bv) < 0;
+    }
+    if (field == "c" && c_policy_ == "prefer") {
+      const bool ap = endpoints_[a.endpoint]->name() == "e1";
+      const bool bp = endpoints_[b.endpoint]->name() == "e1";
+      if (ap != bp) return ap;
+    }
     if (a.ts != b.ts) return a.ts > b.ts;
     return endpoints_[a.endpoint]->name() < endpoints_[b.endpoint]->name();
   }
@@ -744,11 +766,13 @@ class Simulation {
         expect[id] = base[id];
         continue;
       }
-      if (del) {
+      if (del && upd) deleted_conflict.insert(id);
+      if (del && (!keep_ || !upd)) {
         expect[id] = std::nullopt;
-        if (upd) deleted_conflict.insert(id);
         continue;
       }
+      // on_delete_conflict = "keep": the updates win over the deletes, merged as if alone.
+      std::erase_if(ws, [](const PhaseWrite* w) { return w->op == 'D'; });
       Row row = base[id] ? *base[id] : Row{{"id", id}, {"a", nullptr}, {"b", nullptr}};
       if (!base[id]) row["c"] = nullptr;
       for (const char* f : {"a", "b", "c"}) {
@@ -762,7 +786,7 @@ class Simulation {
           if (!best || Beats(f, *w, v, *best, best->values[f])) best = w;
         }
         if (best) row[f] = best->values[f];
-        if (!values.empty()) cases.push_back({id, f, static_cast<int>(values.size())});
+        if (!values.empty() && !del) cases.push_back({id, f, static_cast<int>(values.size())});
       }
       expect[id] = row;
     }
@@ -921,6 +945,8 @@ class Simulation {
   FaultState faults_;
   SimMetrics m_;
   bool max_b_ = false;
+  std::string c_policy_ = "lww";  // lww, min, prefer (e1)
+  bool keep_ = false;             // on_delete_conflict = "keep" for items
   int batch_rows_ = 10000;
   bool check_txns_ = true;
   int step_ = -1;
@@ -1002,6 +1028,7 @@ std::string ReplayCommand(const SimOptions& o) {
   if (!o.reorder) cmd += " --no-reorder";
   if (!o.duplicate) cmd += " --no-duplicate";
   if (!o.outages) cmd += " --no-outages";
+  if (o.keep != d.keep) cmd += " --keep " + std::to_string(o.keep);
   if (o.parent_deletes) cmd += " --parent-deletes";
   if (o.forks != d.forks) cmd += " --forks " + std::to_string(o.forks);
   if (o.sabotage_drop) cmd += " --sabotage-drop " + std::to_string(o.sabotage_drop);
