@@ -66,6 +66,10 @@ struct RowOp {
   // planned without seeing that change and is rejected (no value comparison can tell an edit
   // that was changed back).
   Position seen = 0;
+  // For the sync latency metric only: the endpoint whose change caused this write and that
+  // change's commit time (empty and 0 for the initial load and operator decisions).
+  std::string source{};
+  double source_commit_ms = 0;
 };
 
 // The writes of one planned batch for one endpoint. `id` is the outbox id: it grows, is unique

@@ -4,13 +4,16 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
 
+#include "admin/server.h"
 #include "config/config.h"
 #include "pipeline/engine.h"
+#include "pipeline/operator.h"
 #include "store/state_store.h"
 #include "util/json_value.h"
 #include "util/log.h"
@@ -23,7 +26,12 @@ std::atomic<bool> g_stop{false};
 
 void OnSignal(int) { g_stop.store(true); }
 
-int ExitFor(const duplex::Status& st) { return st.IsInvalidArgument() ? kExitUsage : kExitRuntime; }
+// A bad request (unknown id, conflict no longer open, a side it does not have) is a usage error.
+int ExitFor(const duplex::Status& st) {
+  return st.IsInvalidArgument() || st.IsNotFound() || st.code() == duplex::Status::Code::kConflict
+             ? kExitUsage
+             : kExitRuntime;
+}
 
 int Fail(const duplex::Status& st) {
   std::fprintf(stderr, "error: %s\n", st.message().c_str());
@@ -66,16 +74,6 @@ std::unique_ptr<StateStore> OpenStore(const Options& o, int* rc) {
     return nullptr;
   }
   return std::move(store).value();
-}
-
-bool ParseId(const std::string& text, int64_t* id) {
-  try {
-    size_t used = 0;
-    *id = std::stoll(text, &used);
-    return used == text.size() && *id > 0;
-  } catch (...) {
-    return false;
-  }
 }
 
 std::string SideText(const nlohmann::json& side) {
@@ -205,10 +203,36 @@ int Run(const Options& o) {
   if (!engine) return rc;
   duplex::Status st = engine->Install();
   if (!st.ok()) return Fail(st);
+  TelemetryHub hub;
+  std::unique_ptr<AdminServer> admin;
+  const EngineConfig& ec = engine->config().engine;
+  if (!ec.http.empty()) {
+    AdminServer::Options ao;
+    ao.address = ec.http;
+    ao.state_path = ec.state_path;
+    if (!ec.http_token_env.empty()) {
+      const char* token = std::getenv(ec.http_token_env.c_str());
+      if (!token || !*token) {
+        return Fail(duplex::Status::InvalidArgument(
+            "engine.http_token_env names " + ec.http_token_env +
+            ", which is not set in the environment (or empty); export it with the token"));
+      }
+      ao.token = token;
+    }
+    Result<std::unique_ptr<AdminServer>> started = AdminServer::Start(ao, hub);
+    if (!started.ok()) return Fail(started.status());
+    admin = std::move(started).value();
+    engine->SetTelemetry(&hub);
+    const size_t colon = ec.http.rfind(':');
+    spdlog::info("admin server listening on http://{}:{}/ (token {})", ec.http.substr(0, colon),
+                 admin->port(), ao.token.empty() ? "off" : "required");
+  }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   spdlog::info("duplex running: config={} until_idle={}", o.config, o.until_idle);
   st = engine->Run(g_stop, o.until_idle);
+  if (admin) admin->Stop();
+  engine->SetTelemetry(nullptr);
   if (!st.ok()) return Fail(st);
   Result<int64_t> dead = engine->DeadLetterCount();
   if (!dead.ok()) return Fail(dead.status());
@@ -307,7 +331,7 @@ std::optional<ConflictRow> LoadConflict(const Options& o, std::unique_ptr<StateS
   if (!*store) return std::nullopt;
   Result<ConflictRow> c = (*store)->GetConflict(id);
   if (!c.ok()) {
-    *rc = Fail(duplex::Status::InvalidArgument(c.status().message()));
+    *rc = Fail(c.status());
     return std::nullopt;
   }
   return std::move(c).value();
@@ -333,41 +357,79 @@ int ConflictsResolve(const Options& o) {
   std::unique_ptr<StateStore> store;
   std::optional<ConflictRow> c = LoadConflict(o, &store, &rc);
   if (!c) return rc;
-  const int64_t id = c->id;
-  if (c->status != "open") {
-    return Fail(duplex::Status::InvalidArgument(
-        fmt::format("conflict {} is not open (status {})", id, c->status)));
-  }
-  Value value;
-  std::string how;
-  if (!o.take.empty()) {
-    if (!c->values.contains(o.take) || c->values[o.take].value("deleted", false)) {
-      std::string known;
-      for (const auto& [ep, side] : c->values.items()) known += (known.empty() ? "" : ", ") + ep;
-      return Fail(duplex::Status::InvalidArgument(fmt::format(
-          "conflict {} has no value from endpoint '{}'; its sides are: {}", id, o.take, known)));
-    }
-    value = c->values[o.take]["value"];
-    how = "resolved:take:" + o.take;
-  } else {
-    value = nlohmann::json::parse(o.value, nullptr, false);
-    if (value.is_discarded()) {
+  Resolution r;
+  r.take = o.take;
+  if (o.take.empty()) {
+    r.value = nlohmann::json::parse(o.value, nullptr, false);
+    if (r.value.is_discarded()) {
       return Fail(duplex::Status::InvalidArgument(
           "--value must be JSON: a string needs quotes, e.g. --value '\"Gold\"'; got " + o.value));
     }
-    how = "resolved:value";
+    r.has_value = true;
   }
   double now =
       std::chrono::duration<double, std::milli>(std::chrono::system_clock::now().time_since_epoch())
           .count();
-  duplex::Status st = store->ResolveConflict(id, how, value, now);
-  if (!st.ok()) return Fail(st);
+  Result<ConflictRow> done = ResolveConflict(*store, c->id, r, now);
+  if (!done.ok()) return Fail(done.status());
   if (o.json) {
-    Result<ConflictRow> done = store->GetConflict(id);
-    if (done.ok()) std::printf("%s\n", done->ToJson().dump(2).c_str());
+    std::printf("%s\n", done->ToJson().dump(2).c_str());
   } else {
     std::printf("conflict %lld resolved: %s = %s; it reaches every endpoint on the next run\n",
-                static_cast<long long>(id), c->field.c_str(), ValueToDisplay(value).c_str());
+                static_cast<long long>(done->id), done->field.c_str(),
+                ValueToDisplay(done->resolution).c_str());
+  }
+  return kExitOk;
+}
+
+int DeadLettersList(const Options& o) {
+  int rc = kExitOk;
+  std::unique_ptr<StateStore> store = OpenStore(o, &rc);
+  if (!store) return rc;
+  Result<std::vector<DeadLetterRow>> rows = store->ListDeadLetters(false);
+  if (!rows.ok()) return Fail(rows.status());
+  if (o.json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const DeadLetterRow& d : *rows) arr.push_back(d.ToJson());
+    std::printf("%s\n", arr.dump(2).c_str());
+    return kExitOk;
+  }
+  if (rows->empty()) {
+    std::printf("no dead letters\n");
+    return kExitOk;
+  }
+  std::printf("%-5s %-10s %-12s %-12s %-19s %-6s %s\n", "ID", "ENDPOINT", "COLLECTION", "KEY",
+              "PARKED", "RETRY", "REASON");
+  for (const DeadLetterRow& d : *rows) {
+    for (const RowOp& op : d.batch.ops) {
+      std::printf("%-5lld %-10s %-12s %-12s %-19s %-6s %s\n", static_cast<long long>(d.id),
+                  d.endpoint.c_str(), op.collection.c_str(), op.key.dump().c_str(),
+                  FormatTime(d.created_at).c_str(), d.retry_requested ? "asked" : "-",
+                  d.reason.c_str());
+    }
+  }
+  return kExitOk;
+}
+
+int DeadLettersRetry(const Options& o) {
+  int64_t id = 0;
+  if (!ParseId(o.dead_letter_id, &id)) {
+    std::fprintf(stderr, "error: dead letter id must be a positive number, got '%s'\n",
+                 o.dead_letter_id.c_str());
+    return kExitUsage;
+  }
+  int rc = kExitOk;
+  std::unique_ptr<StateStore> store = OpenStore(o, &rc);
+  if (!store) return rc;
+  Result<DeadLetterRow> d = RetryDeadLetter(*store, id);
+  if (!d.ok()) return Fail(d.status());
+  if (o.json) {
+    std::printf("%s\n", d->ToJson().dump(2).c_str());
+  } else {
+    std::printf(
+        "dead letter %lld: retry requested; the engine plans its records again from their current "
+        "state on the next run\n",
+        static_cast<long long>(id));
   }
   return kExitOk;
 }

@@ -22,6 +22,7 @@ struct Options {
   std::string take;
   std::string value;
   std::string conflict_id;
+  std::string dead_letter_id;
 };
 
 int Init(const Options& o);
@@ -32,5 +33,7 @@ int Uninstall(const Options& o);
 int ConflictsList(const Options& o);
 int ConflictsShow(const Options& o);
 int ConflictsResolve(const Options& o);
+int DeadLettersList(const Options& o);
+int DeadLettersRetry(const Options& o);
 
 }  // namespace duplex::cli

@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
   run->footer(
       "Runs until SIGINT/SIGTERM and exits cleanly. The first run installs change capture\n"
       "and does the initial load: rows that exist before duplex ever ran are synced too.\n"
+      "With `http = \"127.0.0.1:8787\"` in [engine] it serves a dashboard, /metrics, /healthz,\n"
+      "/readyz and a JSON API under /api/v1/ (README). On a terminal, --until-idle shows\n"
+      "its progress.\n"
       "Example:\n  duplex run --config duplex.toml\n  duplex run --config duplex.toml "
       "--until-idle   # sync everything pending, then exit");
   add_config(run);
@@ -104,6 +107,22 @@ int main(int argc, char** argv) {
   value->excludes(take);
   cresolve->add_flag("--json", o.json, "print the resolved conflict as JSON");
 
+  CLI::App* dead = app.add_subcommand("dead-letters", "List and retry parked row writes");
+  dead->require_subcommand(1);
+  dead->footer(
+      "A dead letter is a row write a target refused (constraint, type). Fix the cause, then\n"
+      "retry it: its records are planned again from their current state.\nExamples:\n"
+      "  duplex dead-letters list --config duplex.toml\n"
+      "  duplex dead-letters retry 4 --config duplex.toml");
+  CLI::App* dlist = dead->add_subcommand("list", "Parked row writes with their reason");
+  add_config(dlist);
+  dlist->add_flag("--json", o.json, "print a JSON array");
+  CLI::App* dretry =
+      dead->add_subcommand("retry", "Plan a dead letter's records again and apply them (by `run`)");
+  add_config(dretry);
+  dretry->add_option("id", o.dead_letter_id, "dead letter id")->required();
+  dretry->add_flag("--json", o.json, "print the dead letter as JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -122,6 +141,8 @@ int main(int argc, char** argv) {
   if (*uninstall) return duplex::cli::Uninstall(o);
   if (*clist) return duplex::cli::ConflictsList(o);
   if (*cshow) return duplex::cli::ConflictsShow(o);
+  if (*dlist) return duplex::cli::DeadLettersList(o);
+  if (*dretry) return duplex::cli::DeadLettersRetry(o);
   if (*cresolve) {
     if (o.take.empty() && o.value.empty()) {
       std::fprintf(stderr, "error: give --take ENDPOINT or --value JSON\n");

@@ -102,7 +102,10 @@ class Parser {
       DUPLEX_ASSIGN_OR_RETURN(const toml::table* t, Table(*n, LineOf(n->source()), "engine",
                                                           "write an [engine] section"));
       DUPLEX_RETURN_IF_ERROR(
-          CheckKeys(*t, {"state", "name", "batch_rows", "poll_interval_ms"}, "engine"));
+          CheckKeys(*t,
+                    {"state", "name", "batch_rows", "poll_interval_ms", "http", "http_token_env",
+                     "latency_objective", "alert_after", "alert_command"},
+                    "engine"));
       DUPLEX_RETURN_IF_ERROR(GetString(*t, "state", "engine", "\"duplex-state.db\"", &state));
       DUPLEX_RETURN_IF_ERROR(GetString(*t, "name", "engine", "\"orders_sync\"", &name));
       if (!name.empty()) {
@@ -122,6 +125,7 @@ class Parser {
       DUPLEX_RETURN_IF_ERROR(GetInt(*t, "batch_rows", 1, 1000000, &config_->engine.batch_rows));
       DUPLEX_RETURN_IF_ERROR(
           GetInt(*t, "poll_interval_ms", 1, 1000, &config_->engine.poll_interval_ms));
+      DUPLEX_RETURN_IF_ERROR(ParseEngineAdmin(*t));
     }
     config_->engine.state_path = Resolve(state);
     config_->engine.name = name.empty() ? DefaultName(config_->engine.state_path) : name;
@@ -214,6 +218,49 @@ class Parser {
                    fmt::format("set {} to a value in that range, or remove it", key));
     }
     *out = static_cast<T>(*v);
+    return Status::Ok();
+  }
+
+  // The admin server and alert keys of [engine].
+  Status ParseEngineAdmin(const toml::table& t) {
+    EngineConfig& e = config_->engine;
+    DUPLEX_RETURN_IF_ERROR(GetString(t, "http", "engine", "\"127.0.0.1:8787\"", &e.http));
+    if (!e.http.empty()) {
+      const size_t colon = e.http.rfind(':');
+      const std::string port = colon == std::string::npos ? "" : e.http.substr(colon + 1);
+      const bool digits =
+          !port.empty() && port.size() <= 5 && std::all_of(port.begin(), port.end(), [](char c) {
+            return std::isdigit(static_cast<unsigned char>(c));
+          });
+      if (colon == 0 || !digits || std::stoi(port) > 65535) {
+        return Error(LineOf(t.get("http")->source()),
+                     fmt::format("engine: http must be \"HOST:PORT\", got \"{}\"", e.http),
+                     "write http = \"127.0.0.1:8787\"");
+      }
+    }
+    DUPLEX_RETURN_IF_ERROR(
+        GetString(t, "http_token_env", "engine", "\"DUPLEX_HTTP_TOKEN\"", &e.http_token_env));
+    DUPLEX_RETURN_IF_ERROR(GetDuration(t, "latency_objective", &e.latency_objective_ms));
+    DUPLEX_RETURN_IF_ERROR(GetDuration(t, "alert_after", &e.alert_after_ms));
+    DUPLEX_RETURN_IF_ERROR(GetString(t, "alert_command", "engine",
+                                     "\"notify-send duplex \\\"$DUPLEX_ALERT_MESSAGE\\\"\"",
+                                     &e.alert_command));
+    return Status::Ok();
+  }
+
+  Status GetDuration(const toml::table& t, std::string_view key, int64_t* out) const {
+    const toml::node* n = t.get(key);
+    if (!n) return Status::Ok();
+    std::optional<std::string_view> text = n->value<std::string_view>();
+    std::optional<int64_t> ms = text ? ParseDurationMs(*text) : std::nullopt;
+    if (!ms || *ms <= 0) {
+      return Error(LineOf(n->source()),
+                   fmt::format("engine: {} must be a duration such as \"5s\", \"250ms\" or "
+                               "\"2m\"",
+                               key),
+                   fmt::format("write {} = \"5s\"", key));
+    }
+    *out = *ms;
     return Status::Ok();
   }
 
@@ -484,6 +531,22 @@ const EndpointConfig* Config::FindEndpoint(const std::string& name) const {
   return nullptr;
 }
 
+std::optional<int64_t> ParseDurationMs(std::string_view text) {
+  size_t i = 0;
+  int64_t n = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+    if (n > 1000000000) return std::nullopt;
+    n = n * 10 + (text[i++] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  const std::string_view unit = text.substr(i);
+  if (unit == "ms") return n;
+  if (unit == "s") return n * 1000;
+  if (unit == "m") return n * 60 * 1000;
+  if (unit == "h") return n * 3600 * 1000;
+  return std::nullopt;
+}
+
 Result<Config> LoadConfig(const std::string& path) {
   std::error_code ec;
   std::ifstream in;
@@ -528,6 +591,17 @@ state = "duplex-state.db"
 # batch_rows = 10000
 # Idle wait between cheap checks for new changes, in milliseconds (1 to 1000).
 # poll_interval_ms = 5
+# HTTP admin server of `duplex run`: dashboard at /, /metrics (Prometheus), /healthz, /readyz,
+# JSON API under /api/v1/. Off when absent. Bound anywhere but loopback it needs a bearer
+# token, read from the environment variable named by http_token_env.
+# http = "127.0.0.1:8787"
+# http_token_env = "DUPLEX_HTTP_TOKEN"
+# An endpoint whose capture lags more than this, or that stays unreachable longer than
+# alert_after, raises an alert: one warning line, the dashboard, /readyz, and alert_command
+# (run by /bin/sh with DUPLEX_ALERT_* variables in its environment; once more on clearing).
+# latency_objective = "5s"
+# alert_after = "30s"
+# alert_command = "logger -t duplex \"$DUPLEX_ALERT_MESSAGE\""
 
 # Endpoints: the databases to keep in sync. The name after "endpoints." is yours to choose
 # (letters, digits, '_' and '-'); collections refer to endpoints by it.

@@ -3,6 +3,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "duplex/result.h"
@@ -70,7 +71,18 @@ struct EngineConfig {
   std::string name;
   size_t batch_rows = 10000;  // most changes captured or applied in one batch
   int poll_interval_ms = 5;   // idle wait between cheap change checks
+  // HTTP admin server ("HOST:PORT"); empty: off. Port 0 picks a free port (logged).
+  std::string http;
+  // Name of the environment variable holding the admin server's bearer token; required when
+  // `http` is not bound to loopback. The token itself never appears in the config or logs.
+  std::string http_token_env;
+  int64_t latency_objective_ms = 5000;  // lag above this alerts and fails /readyz
+  int64_t alert_after_ms = 30000;       // unreachable longer than this alerts
+  std::string alert_command;            // run by /bin/sh on alert and on clear; empty: none
 };
+
+// Parses a duration such as "5s", "250ms", "2m", "1h" into milliseconds; nullopt if malformed.
+std::optional<int64_t> ParseDurationMs(std::string_view text);
 
 struct Config {
   std::string path;  // the config file, absolute

@@ -177,10 +177,12 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     return;
   }
 
-  // Without a before-image, what the endpoint held before this change: the agreed values,
+  // Without a before-image, what the endpoint held before this update: the agreed values,
   // except fields with a write of duplex's it had not observed, which it still held as before.
+  // (An insert had no row before: every value is its own.)
   Row held_before = state.values;
-  if (auto p = state.prior.find(endpoint); p != state.prior.end()) {
+  auto p = state.prior.find(endpoint);
+  if (change.op == Op::kUpdate && p != state.prior.end()) {
     for (const auto& [f, v] : p->second.items()) {
       if (IsPending(state, endpoint, f, watermark)) held_before[f] = v;
     }

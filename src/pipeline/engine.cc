@@ -39,7 +39,14 @@ std::string Where(const Config& config, int line) {
 }  // namespace
 
 Engine::Engine(const Config& config, std::unique_ptr<StateStore> store, Env* env)
-    : config_(config), store_(std::move(store)), env_(env ? env : Env::Default()) {}
+    : config_(config),
+      store_(std::move(store)),
+      env_(env ? env : Env::Default()),
+      alerts_(static_cast<double>(config.engine.latency_objective_ms) / 1000,
+              static_cast<double>(config.engine.alert_after_ms) / 1000) {
+  telemetry_.latency_objective_seconds =
+      static_cast<double>(config.engine.latency_objective_ms) / 1000;
+}
 
 Engine::~Engine() = default;
 
@@ -76,9 +83,21 @@ Result<std::unique_ptr<Engine>> Engine::OpenWith(
     ep.watermark = p.watermark;
     ep.resolved = p.resolved;
     ep.last_error = p.last_error;
+    ep.index = engine->endpoints_.size();
+    ep.caught_up_at = engine->env_->Now();
+    EndpointTelemetry t;
+    t.name = ec.name;
+    engine->telemetry_.endpoints.push_back(std::move(t));
     engine->endpoints_.push_back(std::move(ep));
   }
   DUPLEX_RETURN_IF_ERROR(engine->CheckSchema());
+  // Every (endpoint, collection) pair has its counters from the start, at 0.
+  for (const CollectionModel& m : engine->models_) {
+    for (const std::string& ep : m.endpoints) {
+      engine->telemetry_.captured[{ep, m.config->name}] = 0;
+      engine->telemetry_.applied[{ep, m.config->name}] = 0;
+    }
+  }
   return engine;
 }
 
@@ -248,13 +267,15 @@ void Engine::MarkFailure(Endpoint& ep, const Status& st, const char* stage) {
   std::string msg = std::string(stage) + ": " + st.message();
   // A busy database is an everyday moment (an application holds its write lock): worth a
   // warning only when it lasts.
-  const bool lasting = !st.IsRetriable() || now - ep.failing_since > std::chrono::seconds(2);
+  const bool lasting = !st.IsRetriable() || now - ep.failing_since > kTransientFailure;
   if (lasting && (msg != ep.last_error || !ep.warned)) {
     spdlog::warn("endpoint={} stage={} error=\"{}\" (retrying)", ep.name, stage, st.message());
     ep.warned = true;
   }
   if (msg != ep.last_error) (void)store_->SetLastError(ep.name, msg);
   ep.last_error = msg;
+  EndpointTelemetry& t = telemetry_.endpoints[ep.index];
+  ++(std::string_view(stage) == "apply" ? t.apply_errors : t.capture_errors);
   ep.backoff = std::min<std::chrono::milliseconds>(
       std::chrono::milliseconds(2000),
       ep.backoff.count() == 0 ? std::chrono::milliseconds(20) : ep.backoff * 2);
@@ -273,7 +294,10 @@ void Engine::MarkSuccess(Endpoint& ep) {
 Result<bool> Engine::CaptureFrom(Endpoint& ep) {
   if (!ep.more) {
     DUPLEX_ASSIGN_OR_RETURN(bool changed, ep.connector->Poll());
-    if (!changed) return false;
+    if (!changed) {
+      ep.caught_up_at = env_->Now();
+      return false;
+    }
     // The poll has consumed the news: if the capture below fails, the retry must capture
     // without polling first (found by the simulation, seed 51: a change stuck until the next).
     ep.more = true;
@@ -281,13 +305,35 @@ Result<bool> Engine::CaptureFrom(Endpoint& ep) {
   DUPLEX_ASSIGN_OR_RETURN(ChangeBatch batch,
                           ep.connector->Capture(ep.capture, config_.engine.batch_rows));
   ep.more = batch.changes.size() >= config_.engine.batch_rows;
-  if (batch.end <= ep.capture) return false;
+  if (!ep.more) ep.caught_up_at = env_->Now();
+  // A connector may deliver again what it delivered before (a stream resent from an earlier
+  // point after a reconnect, a poll with an overlap window): changes at or before the capture
+  // position are in the journal already, and merging one twice would bring its old value back
+  // over newer ones (found by the simulation, seed 79).
+  std::erase_if(batch.changes, [&](const Change& c) { return c.position <= ep.capture; });
+  if (batch.end <= ep.capture) {
+    // The endpoint said more is coming (e.g. a PostgreSQL server still decoding a large
+    // transaction) but nothing has arrived yet: nothing moved, yet it is not idle.
+    news_pending_ = true;
+    return false;
+  }
   Counters counters;
+  EndpointTelemetry& t = telemetry_.endpoints[ep.index];
+  std::pair<std::string, std::string> last{ep.name, ""};
+  int64_t* captured = nullptr;
   for (const Change& c : batch.changes) {
     if (c.op == Op::kMarker) {
       ++counters.echoes;
+      ++t.echoes_skipped;
     } else if (c.op != Op::kRejected) {
       ++counters.captured;
+      if (!captured || c.collection != last.second) {
+        last.second = c.collection;
+        captured = &telemetry_.captured[last];
+      }
+      ++*captured;
+    } else {
+      ++t.writes_rejected;
     }
   }
   int64_t id = 0;
@@ -348,6 +394,7 @@ Status Engine::StoreOutput(ResolveOutput& out, const PlanContext& ctx) {
   }
   for (const ConflictRecord& c : out.conflicts) {
     DUPLEX_ASSIGN_OR_RETURN(int64_t id, store_->AddConflict(c, now));
+    ++telemetry_.conflicts[{c.collection, c.field.empty() ? "(row)" : c.field, c.policy}];
     if (c.open) {
       spdlog::warn(
           "conflict id={} collection={} key={} field={} policy=manual: parked until "
@@ -390,6 +437,7 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
   }
   DUPLEX_ASSIGN_OR_RETURN(PlanContext ctx, NewPlanContext());
   ResolveOutput out;
+  std::map<std::string, size_t> traced;  // target -> its writes given a source commit time
   int64_t watermark = ep->watermark;
   for (size_t i = 0; i < entry.batch.changes.size(); ++i) {
     const Change& c = entry.batch.changes[i];
@@ -405,6 +453,16 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
       resolver_->Correct(c, ep->name, ctx, state, out);
     } else {
       resolver_->Merge(c, ep->name, watermark, ctx, state, out);
+    }
+    // For the sync latency metric: the writes this change caused carry its commit time (none
+    // for the initial load's snapshot rows and for corrections).
+    for (auto& [target, ops] : out.writes) {
+      size_t& done = traced[target];
+      for (; done < ops.size(); ++done) {
+        if (c.op == Op::kRejected || c.commit_ms <= 0) continue;
+        ops[done].source = ep->name;
+        ops[done].source_commit_ms = c.commit_ms;
+      }
     }
   }
   for (const auto& [collection, records] : states) {
@@ -511,15 +569,178 @@ Result<bool> Engine::ApplyTo(Endpoint& ep) {
   counters.dead_letters = static_cast<int64_t>(result->failed.size());
   DUPLEX_RETURN_IF_ERROR(store_->AddCounters(ep.name, counters));
   DUPLEX_RETURN_IF_ERROR(txn.Commit());
+  ObserveApplied(ep, batches, *result);
   return true;
+}
+
+void Engine::ObserveApplied(const Endpoint& ep, const std::vector<ApplyBatch>& batches,
+                            const ApplyResult& result) {
+  // Row writes committed on the target, by collection (refused rows left out), and the time
+  // from each causing change's commit on its source to now, when the target has committed.
+  std::set<std::pair<int64_t, std::string>> failed;
+  for (const FailedOp& f : result.failed) failed.insert({f.batch_id, f.op.key.dump()});
+  const double now = env_->WallMs();
+  size_t rows = 0;
+  std::pair<std::string, std::string> cell{ep.name, ""};
+  int64_t* applied = nullptr;
+  std::pair<std::string, std::string> route{"", ep.name};
+  Histogram* latency = nullptr;
+  for (const ApplyBatch& b : batches) {
+    for (const RowOp& op : b.ops) {
+      ++rows;
+      if (!failed.empty() &&
+          (failed.count({b.id, op.key.dump()}) || failed.count({b.id, "null"}))) {
+        continue;
+      }
+      if (!applied || op.collection != cell.second) {
+        cell.second = op.collection;
+        applied = &telemetry_.applied[cell];
+      }
+      ++*applied;
+      if (op.source_commit_ms <= 0) continue;
+      if (!latency || op.source != route.first) {
+        route.first = op.source;
+        latency = &telemetry_.latency.try_emplace(route, LatencyBuckets()).first->second;
+      }
+      latency->Observe(std::max(0.0, now - op.source_commit_ms) / 1000);
+    }
+  }
+  EndpointTelemetry& t = telemetry_.endpoints[ep.index];
+  t.batch_rows.Observe(static_cast<double>(rows));
+  t.writes_rejected += static_cast<int64_t>(result.rejected);
+}
+
+Result<bool> Engine::RetryDeadLetters() {
+  DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> rows, store_->ListDeadLetters(true));
+  for (const DeadLetterRow& d : rows) {
+    DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
+    DUPLEX_ASSIGN_OR_RETURN(PlanContext ctx, NewPlanContext());
+    ResolveOutput out;
+    for (const RowOp& op : d.batch.ops) {
+      const CollectionModel* model = resolver_->Find(op.collection);
+      if (!model || !Find(d.endpoint)) continue;  // no longer in the config
+      const std::string key_text = KeyText(op.key, model->config->key);
+      std::map<std::string, RecordState> states;
+      DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(op.collection, {key_text}, states));
+      auto it = states.find(key_text);
+      if (it == states.end()) continue;
+      RecordState& state = it->second;
+      // The refused write changed nothing: the target holds the row as it was before it. The
+      // resolver believed it landed; correct that, and plan from the record's current state
+      // with a fresh `seen`. Should the target's row differ still (changed since), the
+      // compare-and-set rejects the write and the resolver corrects again from the real row.
+      Change truth;
+      truth.op = Op::kRejected;
+      truth.collection = op.collection;
+      truth.key = op.key;
+      if (op.op != Op::kInsert) {
+        auto known = state.known.find(d.endpoint);
+        truth.after = known != state.known.end() ? known->second : Row::object();
+        for (const auto& [k, v] : op.key.items()) truth.after[k] = v;
+        for (const auto& [f, v] : op.expected.items()) truth.after[f] = v;
+      }
+      resolver_->Correct(truth, d.endpoint, ctx, state, out);
+      DUPLEX_RETURN_IF_ERROR(store_->SaveRecord(op.collection, key_text, state));
+      spdlog::info("endpoint={} collection={} key={} dead letter id={} retried", d.endpoint,
+                   op.collection, op.key.dump(), d.id);
+    }
+    DUPLEX_RETURN_IF_ERROR(StoreOutput(out, ctx));
+    DUPLEX_RETURN_IF_ERROR(store_->DeleteDeadLetter(d.id));
+    DUPLEX_RETURN_IF_ERROR(txn.Commit());
+  }
+  return !rows.empty();
+}
+
+double Engine::LagSeconds(const Endpoint& ep, std::chrono::steady_clock::time_point now) const {
+  if (ep.last_error.empty() && !ep.more) return 0;
+  return std::max(0.0, std::chrono::duration<double>(now - ep.caught_up_at).count());
+}
+
+void Engine::UpdateTelemetry() {
+  using std::chrono::milliseconds;
+  const auto now = env_->Now();
+  if (now - last_alert_check_ < milliseconds(200)) return;
+  last_alert_check_ = now;
+  ReapAlerts(alert_pids_);
+  for (Endpoint& ep : endpoints_) {
+    EndpointTelemetry& t = telemetry_.endpoints[ep.index];
+    // A busy database for a moment is an everyday thing (an application holds its write
+    // lock), not an unreachable endpoint.
+    t.connected = ep.last_error.empty() || now - ep.failing_since <= kTransientFailure;
+    t.last_error = ep.last_error;
+    t.lag_seconds = LagSeconds(ep, now);
+    t.unreachable_seconds =
+        ep.last_error.empty() ? 0 : std::chrono::duration<double>(now - ep.failing_since).count();
+    std::optional<AlertEvent> e =
+        alerts_.Update(ep.name, t.lag_seconds, t.unreachable_seconds, ep.last_error);
+    t.alert = alerts_.Active(ep.name);
+    t.alerting = !t.alert.empty();
+    if (!e) continue;
+    if (e->firing) {
+      spdlog::warn("alert endpoint={} reason={}: {}", e->endpoint, e->reason, e->message);
+    } else {
+      spdlog::info("alert cleared endpoint={} reason={}", e->endpoint, e->reason);
+    }
+    if (!config_.engine.alert_command.empty()) {
+      pid_t pid = RunAlertCommand(config_.engine.alert_command, *e);
+      if (pid > 0) {
+        alert_pids_.push_back(pid);
+      } else {
+        spdlog::error("alert_command could not be started");
+      }
+    }
+  }
+  if (!hub_) return;
+  if (last_status_ == std::chrono::steady_clock::time_point{} ||
+      now - last_status_ > milliseconds(2000)) {
+    last_status_ = now;
+    Result<nlohmann::json> status = StatusJson();
+    if (status.ok()) {
+      telemetry_.status = std::move(status).value();
+      telemetry_.journal_backlog = telemetry_.status.value("journal_backlog", int64_t{-1});
+      for (const nlohmann::json& j : telemetry_.status["endpoints"]) {
+        for (EndpointTelemetry& t : telemetry_.endpoints) {
+          if (t.name != j.value("name", "")) continue;
+          t.dead_letters = j.value("dead_letters", int64_t{-1});
+          t.apply_backlog = j.value("apply_backlog", int64_t{-1});
+          t.capture_backlog =
+              j["capture_backlog"].is_number() ? j["capture_backlog"].get<int64_t>() : int64_t{-1};
+        }
+      }
+    }
+  }
+  if (now - last_sample_ >= milliseconds(2000)) {
+    last_sample_ = now;
+    HistorySample sample;
+    sample.wall_ms = env_->WallMs();
+    for (const EndpointTelemetry& t : telemetry_.endpoints) {
+      int64_t captured = 0, applied = 0;
+      for (const auto& [k, n] : telemetry_.captured) captured += k.first == t.name ? n : 0;
+      for (const auto& [k, n] : telemetry_.applied) applied += k.first == t.name ? n : 0;
+      sample.endpoints[t.name] = {captured, applied, t.lag_seconds};
+    }
+    telemetry_.history.push_back(std::move(sample));
+    // 10 minutes at one sample every 2 s.
+    if (telemetry_.history.size() > 300) telemetry_.history.erase(telemetry_.history.begin());
+  }
+  if (now - last_publish_ >= milliseconds(500)) {
+    last_publish_ = now;
+    telemetry_.wall_ms = env_->WallMs();
+    hub_->Publish(std::make_shared<const TelemetrySnapshot>(telemetry_));
+  }
 }
 
 Result<bool> Engine::Step() {
   bool moved = false;
+  news_pending_ = false;
   auto now = env_->Now();
   if (now - last_resolution_check_ > std::chrono::milliseconds(200)) {
     last_resolution_check_ = now;
     Result<bool> resolved = PropagateResolutions();
+    if (resolved.ok()) {
+      moved |= *resolved;
+      resolved = RetryDeadLetters();
+    }
     if (!resolved.ok()) {
       fresh_outbox_.clear();  // as in ResolveJournal: rolled-back apply ids
       return resolved.status();
@@ -566,7 +787,32 @@ Result<bool> Engine::Step() {
     moved |= *r;
     AckCaptured(ep, false);
   }
+  UpdateTelemetry();
   return moved;
+}
+
+// One progress line, redrawn in place: changes done, their rate, what is left (in the journal
+// and not yet captured) and the time that will take at this rate.
+void Engine::PrintProgress(double secs) {
+  int64_t left = 0;
+  if (Result<int64_t> b = store_->JournalBacklog(); b.ok()) left += *b;
+  for (Endpoint& ep : endpoints_) {
+    if (!ep.last_error.empty()) continue;
+    if (Result<int64_t> b = ep.connector->Backlog(ep.capture); b.ok()) left += *b;
+  }
+  const double rate = secs > 0 ? static_cast<double>(synced_changes_) / secs : 0;
+  std::string eta = "-";
+  if (left == 0) {
+    eta = "0s";
+  } else if (rate >= 1) {
+    const int64_t t = static_cast<int64_t>(static_cast<double>(left) / rate + 0.5);
+    eta = t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, t / 60 % 60)
+          : t >= 60 ? fmt::format("{}m{:02}s", t / 60, t % 60)
+                    : fmt::format("{}s", t);
+  }
+  std::fprintf(stderr, "\rsynced %lld changes (%.0f/s), %lld left, ETA %s      ",
+               static_cast<long long>(synced_changes_), rate, static_cast<long long>(left),
+               eta.c_str());
 }
 
 Status Engine::Run(const std::atomic<bool>& stop, bool until_idle,
@@ -580,12 +826,7 @@ Status Engine::Run(const std::atomic<bool>& stop, bool until_idle,
     auto now = env_->Now();
     if (tty && now - last_progress > std::chrono::seconds(1)) {
       last_progress = now;
-      double secs = std::chrono::duration<double>(now - started).count();
-      int64_t backlog = 0;
-      if (Result<int64_t> b = store_->JournalBacklog(); b.ok()) backlog = *b;
-      std::fprintf(stderr, "\rsynced %lld changes (%.0f/s), %lld in the journal   ",
-                   static_cast<long long>(synced_changes_), synced_changes_ / secs,
-                   static_cast<long long>(backlog));
+      PrintProgress(std::chrono::duration<double>(now - started).count());
     }
     if (moved) {
       idle_passes = 0;
@@ -600,7 +841,11 @@ Status Engine::Run(const std::atomic<bool>& stop, bool until_idle,
         return Status::Unavailable("endpoint '" + ep.name + "' " + ep.last_error);
       }
     }
-    if (until_idle && !failing && ++idle_passes >= 2) break;
+    if (news_pending_) {
+      idle_passes = 0;
+    } else if (until_idle && !failing && ++idle_passes >= 2) {
+      break;
+    }
     env_->Sleep(std::chrono::milliseconds(config_.engine.poll_interval_ms));
   }
   if (tty)

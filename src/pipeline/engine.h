@@ -13,6 +13,8 @@
 #include "core/resolver.h"
 #include "duplex/connector.h"
 #include "duplex/env.h"
+#include "pipeline/alerts.h"
+#include "pipeline/telemetry.h"
 #include "store/state_store.h"
 
 namespace duplex {
@@ -87,6 +89,11 @@ class Engine {
   // Dead letters parked so far (all endpoints).
   Result<int64_t> DeadLetterCount();
 
+  // Publishes telemetry snapshots (metrics, health, the status JSON, a few minutes of
+  // throughput history) to `hub` from Step, a few times a second (`hub` is not owned, must
+  // outlive the engine; nullptr stops it). Alerts are evaluated with or without a hub.
+  void SetTelemetry(TelemetryHub* hub) { hub_ = hub; }
+
  private:
   struct Endpoint {
     std::string name;
@@ -103,6 +110,9 @@ class Engine {
     std::string last_error;
     bool warned = false;     // the current failure has been logged
     bool installed = false;  // capture installed by this process (Install or Step)
+    size_t index = 0;        // in endpoints_ and telemetry_.endpoints
+    // When a capture last found nothing left to capture: the capture lag counts from here.
+    std::chrono::steady_clock::time_point caught_up_at{};
   };
 
   Engine(const Config& config, std::unique_ptr<StateStore> store, Env* env);
@@ -115,14 +125,26 @@ class Engine {
   Status ResolveEntry(const JournalEntry& entry);
   Result<bool> ApplyTo(Endpoint& ep);
   Result<bool> PropagateResolutions();
+  // Operator retries of dead letters: their records are planned again for the target.
+  Result<bool> RetryDeadLetters();
+  // Alerts, and the telemetry snapshot when a hub is set; cheap unless something is due.
+  void UpdateTelemetry();
+  double LagSeconds(const Endpoint& ep, std::chrono::steady_clock::time_point now) const;
   Status StoreOutput(ResolveOutput& out, const PlanContext& ctx);
   void AckCaptured(Endpoint& ep, bool force);
+  // Telemetry of an apply that committed: row writes by collection, latency, batch size.
+  void ObserveApplied(const Endpoint& ep, const std::vector<ApplyBatch>& batches,
+                      const ApplyResult& result);
   void MarkFailure(Endpoint& ep, const Status& st, const char* stage);
   void MarkSuccess(Endpoint& ep);
   // Apply ids for one resolution step's writes, and each endpoint's resolved position.
   Result<PlanContext> NewPlanContext();
 
+  void PrintProgress(double secs);
+
   static constexpr size_t kMaxFreshBatches = 4;
+  // Failing shorter than this is not worth a warning, nor "unreachable" on the dashboard.
+  static constexpr std::chrono::seconds kTransientFailure{2};
 
   Config config_;
   std::unique_ptr<StateStore> store_;
@@ -136,6 +158,15 @@ class Engine {
   // endpoint -> planned batches in the outbox, not yet applied, still decoded
   std::map<std::string, std::map<int64_t, ApplyBatch>> fresh_outbox_;
   int64_t synced_changes_ = 0;  // changes resolved by this process (progress output)
+  // This step, an endpoint polled news that its capture did not deliver yet: not idle.
+  bool news_pending_ = false;
+
+  TelemetryHub* hub_ = nullptr;  // not owned
+  TelemetrySnapshot telemetry_;  // counters and histograms; engine thread only
+  AlertMonitor alerts_;
+  std::vector<pid_t> alert_pids_;  // alert commands still running
+  std::chrono::steady_clock::time_point last_alert_check_{}, last_publish_{}, last_status_{},
+      last_sample_{};
 };
 
 }  // namespace duplex

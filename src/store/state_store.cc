@@ -27,12 +27,12 @@ CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT,
 CREATE INDEX IF NOT EXISTS conflicts_open ON conflicts(status, collection, key_text, field);
 CREATE TABLE IF NOT EXISTS dead_letters(id INTEGER PRIMARY KEY AUTOINCREMENT,
   endpoint TEXT NOT NULL, batch_id INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL,
-  created_at REAL NOT NULL);
+  created_at REAL NOT NULL, retry INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS counters(endpoint TEXT NOT NULL, name TEXT NOT NULL,
   value INTEGER NOT NULL, PRIMARY KEY(endpoint, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(k, v) VALUES('next_apply_id', 1);
-INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 2);
+INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 3);
 )sql";
 
 nlohmann::json ParseOrNull(const std::string& text) {
@@ -129,7 +129,7 @@ Result<ChangeBatch> DecodeChangeBatch(std::string_view bytes) {
   return batch;
 }
 
-// Outbox payload: {"i": id, "ops": [{"o", "c", "k", "v", "x"}...]}.
+// Outbox payload: {"i": id, "ops": [{"o", "s", "c", "k", "v", "x"[, "f", "t"]}...]}.
 std::string EncodeApplyBatch(const ApplyBatch& batch) {
   MsgpackWriter w;
   w.MapHeader(2);
@@ -139,7 +139,8 @@ std::string EncodeApplyBatch(const ApplyBatch& batch) {
   w.ArrayHeader(static_cast<uint32_t>(batch.ops.size()));
   for (const RowOp& op : batch.ops) {
     const char code[2] = {static_cast<char>(op.op), 0};
-    w.MapHeader(6);
+    const bool traced = op.source_commit_ms > 0;
+    w.MapHeader(traced ? 8 : 6);
     w.String("o");
     w.String(code);
     w.String("s");
@@ -152,6 +153,12 @@ std::string EncodeApplyBatch(const ApplyBatch& batch) {
     w.Json(op.values);
     w.String("x");
     w.Json(op.expected);
+    if (traced) {
+      w.String("f");
+      w.String(op.source);
+      w.String("t");
+      w.Double(op.source_commit_ms);
+    }
   }
   return w.Take();
 }
@@ -169,6 +176,10 @@ Result<ApplyBatch> DecodeApplyBatch(std::string_view bytes) {
     op.values = std::move(oj["v"]);
     op.expected = std::move(oj["x"]);
     op.seen = oj.value("s", int64_t{0});
+    if (oj.contains("t")) {
+      op.source = oj.value("f", std::string());
+      op.source_commit_ms = oj.value("t", 0.0);
+    }
     batch.ops.push_back(std::move(op));
   }
   return batch;
@@ -184,7 +195,13 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, bo
   return store;
 }
 
-constexpr int64_t kSchemaVersion = 2;
+constexpr int64_t kSchemaVersion = 3;
+
+// Version 2 -> 3: dead letters can be retried (an operator's request waits in `retry`).
+constexpr const char* kUpgradeFrom2 = R"sql(
+ALTER TABLE dead_letters ADD COLUMN retry INTEGER NOT NULL DEFAULT 0;
+UPDATE meta SET v = 3 WHERE k = 'schema_version';
+)sql";
 
 Status StateStore::Init() {
   // The engine rewrites the same pages over and over (journal and outbox rows come and go,
@@ -201,6 +218,12 @@ Status StateStore::Init() {
       if (*row) {
         const int64_t version = probe->Int(0);
         if (version == kSchemaVersion) return Status::Ok();
+        if (version == 2) {
+          probe->Reset();
+          DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, sqlite::Txn::Begin(db_));
+          DUPLEX_RETURN_IF_ERROR(db_.Exec(kUpgradeFrom2).WithContext("state file upgrade"));
+          return txn.Commit();
+        }
         return Status::Corruption("state file '" + db_.path() + "' has schema version " +
                                   std::to_string(version) + "; this duplex reads version " +
                                   std::to_string(kSchemaVersion) +
@@ -555,6 +578,72 @@ Status StateStore::AddDeadLetter(const std::string& endpoint, const ApplyBatch& 
   s->Bind(1, endpoint).Bind(2, batch.id).BindBlob(3, payload.data(), payload.size());
   s->Bind(4, reason).Bind(5, now_ms);
   return s->Run();
+}
+
+nlohmann::json DeadLetterRow::ToJson() const {
+  nlohmann::json ops = nlohmann::json::array();
+  for (const RowOp& op : batch.ops) {
+    const char code[2] = {static_cast<char>(op.op), 0};
+    ops.push_back({{"op", op.op == Op::kInsert   ? "insert"
+                          : op.op == Op::kDelete ? "delete"
+                          : op.op == Op::kUpdate ? "update"
+                                                 : code},
+                   {"collection", op.collection},
+                   {"key", op.key},
+                   {"values", op.values}});
+  }
+  return {{"id", id},
+          {"endpoint", endpoint},
+          {"batch_id", batch.id},
+          {"reason", reason},
+          {"created_at", created_at},
+          {"retry_requested", retry_requested},
+          {"ops", std::move(ops)}};
+}
+
+Result<std::vector<DeadLetterRow>> StateStore::ListDeadLetters(bool retry_requested_only) {
+  DUPLEX_ASSIGN_OR_RETURN(
+      sqlite::Stmt s,
+      db_.Prepare(std::string("SELECT id, endpoint, payload, reason, created_at, retry FROM "
+                              "dead_letters ") +
+                  (retry_requested_only ? "WHERE retry = 1 " : "") + "ORDER BY id"));
+  std::vector<DeadLetterRow> out;
+  while (true) {
+    DUPLEX_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    DeadLetterRow d;
+    d.id = s.Int(0);
+    d.endpoint = s.Text(1);
+    DUPLEX_ASSIGN_OR_RETURN(d.batch, DecodeApplyBatch(s.Blob(2)));
+    d.reason = s.Text(3);
+    d.created_at = s.Double(4);
+    d.retry_requested = s.Int(5) != 0;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+Result<DeadLetterRow> StateStore::GetDeadLetter(int64_t id) {
+  DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> all, ListDeadLetters(false));
+  for (DeadLetterRow& d : all) {
+    if (d.id == id) return std::move(d);
+  }
+  return Status::NotFound("no dead letter with id " + std::to_string(id));
+}
+
+Status StateStore::RequestRetry(int64_t id) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("UPDATE dead_letters SET retry = 1 WHERE id = ?"));
+  DUPLEX_RETURN_IF_ERROR(s->Bind(1, id).Run());
+  if (db_.Changes() == 0) {
+    return Status::NotFound("no dead letter with id " + std::to_string(id));
+  }
+  return Status::Ok();
+}
+
+Status StateStore::DeleteDeadLetter(int64_t id) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached("DELETE FROM dead_letters WHERE id = ?"));
+  return s->Bind(1, id).Run();
 }
 
 Result<int64_t> StateStore::CountDeadLetters(const std::string& endpoint) {

@@ -51,6 +51,18 @@ struct ConflictRow {
   nlohmann::json ToJson() const;
 };
 
+// A row write (or a whole batch) a target refused, parked with its reason.
+struct DeadLetterRow {
+  int64_t id = 0;
+  std::string endpoint;  // the target that refused it
+  ApplyBatch batch;      // the refused write(s), as planned
+  std::string reason;
+  double created_at = 0;
+  bool retry_requested = false;  // an operator asked for a retry; the engine has not yet
+
+  nlohmann::json ToJson() const;
+};
+
 struct Counters {
   int64_t captured = 0, applied = 0, echoes = 0, rejected = 0, conflicts = 0, dead_letters = 0;
 };
@@ -65,7 +77,7 @@ struct Counters {
 //   records(collection, key, state msgpack, PK(collection, key))   RecordState per record
 //   outbox(id PK, endpoint, payload msgpack, rows)                 planned, not yet applied
 //   conflicts(id PK AUTOINCREMENT, ...)                            the conflict log
-//   dead_letters(id PK AUTOINCREMENT, endpoint, batch_id, payload, reason, created_at)
+//   dead_letters(id PK AUTOINCREMENT, endpoint, batch_id, payload, reason, created_at, retry)
 //   counters(endpoint, name, value, PK(endpoint, name))
 //   meta(k PK, v)                                                  next_apply_id
 class StateStore {
@@ -128,6 +140,13 @@ class StateStore {
   Status AddDeadLetter(const std::string& endpoint, const ApplyBatch& batch,
                        const std::string& reason, double now_ms);
   Result<int64_t> CountDeadLetters(const std::string& endpoint);
+  // Dead letters, oldest first; only those with a retry requested if `retry_requested_only`.
+  Result<std::vector<DeadLetterRow>> ListDeadLetters(bool retry_requested_only);
+  // NotFound if there is no such dead letter.
+  Result<DeadLetterRow> GetDeadLetter(int64_t id);
+  // An operator's request: the engine re-plans the dead letter's records (NotFound if none).
+  Status RequestRetry(int64_t id);
+  Status DeleteDeadLetter(int64_t id);
 
   Status AddCounters(const std::string& endpoint, const Counters& delta);
   Result<Counters> GetCounters(const std::string& endpoint);

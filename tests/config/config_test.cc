@@ -189,6 +189,36 @@ TEST(ConfigTest, EngineOptionsAndDeleteConflictAreRead) {
   EXPECT_FALSE(config->collections[0].delete_wins);
 }
 
+TEST(ConfigTest, AdminServerAndAlertOptionsAreRead) {
+  Result<Config> plain = ParseConfig(std::string(kEndpoints) + kCustomer, "/a/sync.toml");
+  ASSERT_OK(plain);
+  EXPECT_EQ(plain->engine.http, "");  // off by default
+  EXPECT_EQ(plain->engine.latency_objective_ms, 5000);
+  EXPECT_EQ(plain->engine.alert_after_ms, 30000);
+  std::string text = std::string(
+                         "[engine]\nhttp = \"0.0.0.0:0\"\nhttp_token_env = \"TOKEN\"\n"
+                         "latency_objective = \"250ms\"\nalert_after = \"2m\"\n"
+                         "alert_command = \"echo hi\"\n") +
+                     kEndpoints + kCustomer;
+  Result<Config> config = ParseConfig(text, "/a/sync.toml");
+  ASSERT_OK(config);
+  EXPECT_EQ(config->engine.http, "0.0.0.0:0");
+  EXPECT_EQ(config->engine.http_token_env, "TOKEN");
+  EXPECT_EQ(config->engine.latency_objective_ms, 250);
+  EXPECT_EQ(config->engine.alert_after_ms, 120000);
+  EXPECT_EQ(config->engine.alert_command, "echo hi");
+}
+
+TEST(ConfigTest, DurationsParse) {
+  EXPECT_EQ(ParseDurationMs("5s"), 5000);
+  EXPECT_EQ(ParseDurationMs("250ms"), 250);
+  EXPECT_EQ(ParseDurationMs("1h"), 3600000);
+  EXPECT_EQ(ParseDurationMs("5"), std::nullopt);
+  EXPECT_EQ(ParseDurationMs("s"), std::nullopt);
+  EXPECT_EQ(ParseDurationMs("1.5s"), std::nullopt);
+  EXPECT_EQ(ParseDurationMs("99999999999999s"), std::nullopt);
+}
+
 TEST(ConfigTest, EndpointsKeepFileOrderNotNameOrder) {
   std::string text = R"([endpoints.zeta]
 type = "sqlite"
@@ -442,6 +472,17 @@ TEST(ConfigErrorTest, EngineValuesOutOfRange) {
               {"batch_rows must be an integer from 1 to 1000000"});
   ExpectError(std::string("[engine]\npoll_interval_ms = \"5\"\n") + kEndpoints + kCustomer,
               "poll_interval_ms", {"poll_interval_ms must be an integer from 1 to 1000"});
+}
+
+TEST(ConfigErrorTest, BadAdminAddressOrDuration) {
+  ExpectError(std::string("[engine]\nhttp = \"8787\"\n") + kEndpoints + kCustomer, "http",
+              {"http must be \"HOST:PORT\""});
+  ExpectError(std::string("[engine]\nhttp = \"localhost:99999\"\n") + kEndpoints + kCustomer,
+              "http", {"http must be \"HOST:PORT\""});
+  ExpectError(std::string("[engine]\nlatency_objective = 5\n") + kEndpoints + kCustomer,
+              "latency_objective", {"latency_objective must be a duration"});
+  ExpectError(std::string("[engine]\nalert_after = \"soon\"\n") + kEndpoints + kCustomer,
+              "alert_after", {"alert_after must be a duration"});
 }
 
 TEST(ConfigErrorTest, InvalidOnDeleteConflict) {

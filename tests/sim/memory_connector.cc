@@ -83,6 +83,7 @@ void MemoryEndpoint::Log(const std::string& table, char op, const Row& old_row,
   }
   e.at = CommitTime();
   e.pk = KeyText(table, op == 'D' ? old_row : new_row);
+  e.txn = CurrentTxn();
   changelog_.push_back(std::move(e));
   ++log_version_;
 }
@@ -98,7 +99,9 @@ bool MemoryEndpoint::Insert(const std::string& table, const Row& row) {
     auto it = row.find(c.name);
     full[c.name] = it == row.end() ? Value() : *it;
   }
+  if (!CheckForeignKeys(table, key, full).empty()) return false;
   rows[key] = full;
+  mtime_[table][key] = CommitTime();
   Log(table, 'I', Row(), full);
   return true;
 }
@@ -107,10 +110,14 @@ bool MemoryEndpoint::Update(const std::string& table, const Row& key, const Row&
   auto& rows = rows_[table];
   auto it = rows.find(KeyText(table, key));
   if (it == rows.end()) return false;
-  Row old_row = it->second;
+  Row new_row = it->second;
   for (const auto& item : changes.items()) {
-    if (it->second.contains(item.key())) it->second[item.key()] = item.value();
+    if (new_row.contains(item.key())) new_row[item.key()] = item.value();
   }
+  if (!CheckForeignKeys(table, it->first, new_row).empty()) return false;
+  Row old_row = std::move(it->second);
+  it->second = new_row;
+  mtime_[table][it->first] = CommitTime();
   Log(table, 'U', old_row, it->second);
   return true;
 }
@@ -119,7 +126,9 @@ bool MemoryEndpoint::Delete(const std::string& table, const Row& key) {
   auto& rows = rows_[table];
   auto it = rows.find(KeyText(table, key));
   if (it == rows.end()) return false;
+  if (!CheckForeignKeys(table, it->first, std::nullopt).empty()) return false;
   Row old_row = std::move(it->second);
+  mtime_[table].erase(it->first);
   rows.erase(it);
   Log(table, 'D', old_row, Row());
   return true;
@@ -128,6 +137,76 @@ bool MemoryEndpoint::Delete(const std::string& table, const Row& key) {
 void MemoryEndpoint::Begin() {
   in_txn_ = true;
   txn_time_ = clock_ms_;
+  txn_id_ = ++next_txn_;
+}
+
+std::string MemoryEndpoint::CheckForeignKeys(const std::string& table, const std::string& key_text,
+                                             const std::optional<Row>& row) const {
+  for (const ForeignKey& fk : fks_) {
+    if (row && fk.table == table) {
+      auto v = row->find(fk.column);
+      if (v == row->end() || v->is_null()) continue;
+      std::vector<std::string> pk = KeyColumns(fk.parent);
+      if (pk.size() != 1) continue;
+      Row parent_key = {{pk[0], *v}};
+      auto parents = rows_.find(fk.parent);
+      if (parents == rows_.end() || !parents->second.count(KeyText(fk.parent, parent_key))) {
+        return "FOREIGN KEY constraint failed: " + table + " " + key_text + " references " +
+               fk.parent + " " + v->dump() + ", which is absent";
+      }
+    }
+    if (!row && fk.parent == table) {
+      auto children = rows_.find(fk.table);
+      if (children == rows_.end()) continue;
+      std::vector<std::string> pk = KeyColumns(fk.parent);
+      for (const auto& [child_key, child] : children->second) {
+        auto v = child.find(fk.column);
+        if (v == child.end() || v->is_null() || pk.size() != 1) continue;
+        if (KeyText(fk.parent, Row{{pk[0], *v}}) == key_text) {
+          return "FOREIGN KEY constraint failed: deleting " + table + " " + key_text +
+                 " referenced by " + fk.table + " " + child_key;
+        }
+      }
+    }
+  }
+  return "";
+}
+
+std::string MemoryEndpoint::Orphans() const {
+  for (const ForeignKey& fk : fks_) {
+    auto children = rows_.find(fk.table);
+    if (children == rows_.end()) continue;
+    for (const auto& [key, child] : children->second) {
+      std::string why = CheckForeignKeys(fk.table, key, child);
+      if (!why.empty()) return why;
+    }
+  }
+  return "";
+}
+
+bool MemoryEndpoint::RawPut(const std::string& table, const Row& row, double mtime) {
+  std::string key = KeyText(table, row);
+  auto& rows = rows_[table];
+  auto it = rows.find(key);
+  ++sync_writes_;
+  bool same = it != rows.end() && it->second == row && Mtime(table, key) == mtime;
+  if (same) ++noop_writes_;
+  rows[key] = row;
+  mtime_[table][key] = mtime;
+  return !same;
+}
+
+double MemoryEndpoint::Mtime(const std::string& table, const std::string& key_text) const {
+  auto t = mtime_.find(table);
+  if (t == mtime_.end()) return 0;
+  auto it = t->second.find(key_text);
+  return it == t->second.end() ? 0 : it->second;
+}
+
+int64_t MemoryEndpoint::TxnAt(int64_t seq) const {
+  auto it = std::lower_bound(changelog_.begin(), changelog_.end(), seq,
+                             [](const LogEntry& e, int64_t s) { return e.seq < s; });
+  return it != changelog_.end() && it->seq == seq ? it->txn : 0;
 }
 
 void MemoryEndpoint::Commit() { in_txn_ = false; }
@@ -411,7 +490,12 @@ Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
         if (!key_cols.contains(col)) full[col] = item.value();
       }
     }
+    if (std::string why = ep_->CheckForeignKeys(table, key, full); !why.empty()) {
+      return Status::InvalidArgument(where + ": " + why);
+    }
     rows[key] = std::move(full);
+    ep_->mtime_[table][key] = ep_->now_ms();
+    ++ep_->sync_writes_;
     return true;
   }
   if (op.op != Op::kUpdate && op.op != Op::kDelete) {
@@ -425,19 +509,31 @@ Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
       if (!ValuesEqual(have == it->second.end() ? none : *have, item.value())) return false;
     }
   }
+  ++ep_->sync_writes_;
   if (op.op == Op::kDelete) {
+    if (std::string why = ep_->CheckForeignKeys(table, key, std::nullopt); !why.empty()) {
+      return Status::InvalidArgument(where + ": " + why);
+    }
+    ep_->mtime_[table].erase(key);
     rows.erase(it);
     return true;
   }
+  Row row = it->second;
   if (op.values.is_object()) {
     for (const auto& item : op.values.items()) {
       if (std::find(t.binding.key.begin(), t.binding.key.end(), item.key()) !=
           t.binding.key.end()) {
         continue;  // keys change by delete + insert
       }
-      it->second[t.column_of_field.at(item.key())] = item.value();
+      row[t.column_of_field.at(item.key())] = item.value();
     }
   }
+  if (std::string why = ep_->CheckForeignKeys(table, key, row); !why.empty()) {
+    return Status::InvalidArgument(where + ": " + why);
+  }
+  if (row == it->second) ++ep_->noop_writes_;
+  it->second = std::move(row);
+  ep_->mtime_[table][key] = ep_->now_ms();
   return true;  // SQLite counts a matched row even when nothing changed
 }
 
@@ -449,11 +545,16 @@ Result<ApplyResult> MemoryConnector::Apply(const std::vector<ApplyBatch>& batche
   // All or nothing: work on the endpoint's state and put it back on any error.
   auto saved_rows = ep_->rows_;
   auto saved_log = ep_->changelog_;
+  auto saved_mtime = ep_->mtime_;
   int64_t saved_seq = ep_->next_seq_;
+  int64_t saved_noop = ep_->noop_writes_, saved_writes = ep_->sync_writes_;
   auto rollback = [&] {
     ep_->rows_ = std::move(saved_rows);
     ep_->changelog_ = std::move(saved_log);
+    ep_->mtime_ = std::move(saved_mtime);
     ep_->next_seq_ = saved_seq;
+    ep_->noop_writes_ = saved_noop;
+    ep_->sync_writes_ = saved_writes;
   };
 
   int64_t last = ep_->applied_id_;
@@ -502,6 +603,7 @@ Result<ApplyResult> MemoryConnector::Apply(const std::vector<ApplyBatch>& batche
         if (actual) e.new_image = ep_->Image(t.binding.table, *actual);
         e.apply_id = batch.id;
         e.at = ep_->now_ms();
+        e.txn = -batch.id;
         ep_->changelog_.push_back(std::move(e));
       }
     }
@@ -516,6 +618,7 @@ Result<ApplyResult> MemoryConnector::Apply(const std::vector<ApplyBatch>& batche
   marker.op = 'M';
   marker.apply_id = last;
   marker.at = ep_->now_ms();
+  marker.txn = -last;
   ep_->changelog_.push_back(std::move(marker));
   ep_->applied_id_ = last;
   ++ep_->apply_commits_;

@@ -28,7 +28,15 @@ struct LogEntry {
   int64_t apply_id = 0;
   bool snapshot = false;
   double at = 0;
-  std::string pk;  // the row key as JSON text (I/U/D only)
+  std::string pk;   // the row key as JSON text (I/U/D only)
+  int64_t txn = 0;  // the source transaction that wrote it (a marker or 'R': duplex's)
+};
+
+// A foreign key: `table.column` references the primary key of `parent` (one column).
+struct ForeignKey {
+  std::string table;
+  std::string column;
+  std::string parent;
 };
 
 class MemoryEndpoint {
@@ -40,6 +48,13 @@ class MemoryEndpoint {
   // Schema: declares a table (columns with their pk positions). Rows start empty.
   void DeclareTable(const TableInfo& info);
   const TableInfo* Table(const std::string& table) const;
+  // Declares a foreign key, checked immediately (like SQLite's default, not deferred) on every
+  // write, the application's and duplex's: a child row must reference an existing parent, a
+  // parent row cannot be deleted while children reference it (RESTRICT). A write of duplex's
+  // that breaks it fails with InvalidArgument ("FOREIGN KEY constraint failed").
+  void DeclareForeignKey(const ForeignKey& fk) { fks_.push_back(fk); }
+  // The first row that breaks a foreign key ("" if none): a child whose parent is absent.
+  std::string Orphans() const;
 
   // The clock (ms since the epoch): the commit time of every change logged here.
   double now_ms() const { return clock_ms_; }
@@ -57,6 +72,19 @@ class MemoryEndpoint {
   void Begin();
   void Commit();
 
+  // --- Writes by a naive one-way pipeline (the contrast, tests/sim/CONTRAST.md): the row as
+  // given (every column), with the modification time copied from the source, no foreign-key
+  // check (bulk loaders switch it off), no trigger. Returns whether the row changed.
+  bool RawPut(const std::string& table, const Row& row, double mtime);
+  // Modification time of a row: the endpoint's clock at the application's last write of it
+  // (the `updated_at` column a timestamp-polling pipeline relies on), or what RawPut copied.
+  double Mtime(const std::string& table, const std::string& key_text) const;
+  // Replaces every row with `other`'s (an operator's full copy that re-seeds a setup).
+  void CopyRowsFrom(const MemoryEndpoint& other) {
+    rows_ = other.rows_;
+    mtime_ = other.mtime_;
+  }
+
   // --- Inspection.
   // table -> key text -> row (column -> value)
   const std::map<std::string, std::map<std::string, Row>>& rows() const { return rows_; }
@@ -67,6 +95,13 @@ class MemoryEndpoint {
   bool installed() const { return installed_; }
   int64_t apply_commits() const { return apply_commits_; }
   int64_t rejected_writes() const { return rejected_writes_; }
+  // Row writes by duplex (or RawPut) that changed nothing: echoes.
+  int64_t noop_writes() const { return noop_writes_; }
+  int64_t sync_writes() const { return sync_writes_; }
+  // The source transaction of the changelog entry at `seq` (0 if pruned or unknown).
+  int64_t TxnAt(int64_t seq) const;
+  // The row key of `row` as JSON text, as used by rows().
+  std::string KeyOf(const std::string& table, const Row& row) const { return KeyText(table, row); }
 
  private:
   friend class MemoryConnector;
@@ -78,11 +113,22 @@ class MemoryEndpoint {
   void Log(const std::string& table, char op, const Row& old_row, const Row& new_row);
   Row Image(const std::string& table, const Row& row) const;  // captured columns only
   double CommitTime() const { return in_txn_ ? txn_time_ : clock_ms_; }
+  // Whether writing `row` to `table` (nullopt: deleting `key_text` from it) keeps every
+  // foreign key; the reason if not.
+  std::string CheckForeignKeys(const std::string& table, const std::string& key_text,
+                               const std::optional<Row>& row) const;
+  int64_t CurrentTxn() { return in_txn_ ? txn_id_ : ++next_txn_; }
 
   std::string name_;
   double clock_ms_;
   bool in_txn_ = false;
   double txn_time_ = 0;
+  int64_t txn_id_ = 0;
+  int64_t next_txn_ = 0;
+  std::vector<ForeignKey> fks_;
+  std::map<std::string, std::map<std::string, double>> mtime_;  // table -> key text -> ms
+  int64_t noop_writes_ = 0;
+  int64_t sync_writes_ = 0;
 
   std::map<std::string, TableInfo> schema_;
   std::map<std::string, std::map<std::string, Row>> rows_;

@@ -143,5 +143,61 @@ TEST(StateStoreTest, ManualConflictLifecycle) {
   }
 }
 
+TEST(StateStoreTest, DeadLettersAreListedRetriedAndDeleted) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  RowOp op{Op::kInsert, "t", {{"id", 1}}, {{"id", 1}, {"v", 5}}, Row::object(), 3};
+  op.source = "a";
+  op.source_commit_ms = 1000.5;
+  ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{9, {op}}, "CHECK constraint failed", 42));
+  auto all = (*store)->ListDeadLetters(false);
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 1u);
+  const DeadLetterRow& d = all->front();
+  EXPECT_EQ(d.endpoint, "b");
+  EXPECT_EQ(d.batch.id, 9);
+  ASSERT_EQ(d.batch.ops.size(), 1u);
+  EXPECT_EQ(d.batch.ops[0].values, op.values);
+  EXPECT_EQ(d.batch.ops[0].seen, 3);
+  EXPECT_EQ(d.batch.ops[0].source, "a");
+  EXPECT_EQ(d.batch.ops[0].source_commit_ms, 1000.5);
+  EXPECT_EQ(d.reason, "CHECK constraint failed");
+  EXPECT_FALSE(d.retry_requested);
+  EXPECT_EQ(d.ToJson()["ops"][0]["op"], "insert");
+  EXPECT_EQ((*store)->ListDeadLetters(true)->size(), 0u);
+
+  EXPECT_TRUE((*store)->RequestRetry(d.id + 1).IsNotFound());
+  EXPECT_TRUE((*store)->GetDeadLetter(d.id + 1).status().IsNotFound());
+  ASSERT_OK((*store)->RequestRetry(d.id));
+  auto asked = (*store)->ListDeadLetters(true);
+  ASSERT_OK(asked);
+  ASSERT_EQ(asked->size(), 1u);
+  EXPECT_TRUE(asked->front().retry_requested);
+  ASSERT_OK((*store)->DeleteDeadLetter(d.id));
+  EXPECT_EQ((*store)->ListDeadLetters(false)->size(), 0u);
+  EXPECT_EQ(*(*store)->CountDeadLetters("b"), 0);
+}
+
+TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
+  TempDir dir;
+  {
+    auto store = StateStore::Open(dir.File("s.db"), true);
+    ASSERT_OK(store);
+    ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{1, {}}, "x", 1));
+    // What version 2 wrote: no retry column.
+    ASSERT_OK(
+        (*store)->db().Exec("ALTER TABLE dead_letters DROP COLUMN retry; "
+                            "UPDATE meta SET v = 2 WHERE k = 'schema_version'"));
+  }
+  auto store = StateStore::Open(dir.File("s.db"), false);
+  ASSERT_OK(store);
+  auto all = (*store)->ListDeadLetters(false);
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 1u);
+  ASSERT_OK((*store)->RequestRetry(all->front().id));
+  EXPECT_EQ((*store)->ListDeadLetters(true)->size(), 1u);
+}
+
 }  // namespace
 }  // namespace duplex

@@ -874,7 +874,7 @@ Status PostgresConnector::Convert(StreamTxn&& txn) {
           del.commit_ms = c.commit_ms;
           del.key = old_key;
           del.before = c.before;
-          app_changed_[t.binding.table][KeyText(old_key, t.binding.key)] = txn.end_lsn;
+          NoteAppChange(t.binding.table, KeyText(old_key, t.binding.key), txn.end_lsn);
           out.changes.push_back(std::move(del));
           c.op = Op::kInsert;
           c.before = Row();
@@ -883,13 +883,18 @@ Status PostgresConnector::Convert(StreamTxn&& txn) {
         }
         c.key = new_key;
       }
-      app_changed_[t.binding.table][KeyText(c.key, t.binding.key)] = txn.end_lsn;
+      NoteAppChange(t.binding.table, KeyText(c.key, t.binding.key), txn.end_lsn);
       out.changes.push_back(std::move(c));
     }
   }
   pending_changes_ += out.changes.size();
   pending_.push_back(std::move(out));
   return Status::Ok();
+}
+
+void PostgresConnector::NoteAppChange(const std::string& table, std::string key, uint64_t lsn) {
+  app_changed_[table][key] = lsn;
+  app_changed_order_.emplace_back(lsn, table, std::move(key));
 }
 
 Status PostgresConnector::DrainStream(int wait_ms) {
@@ -932,7 +937,14 @@ Result<bool> PostgresConnector::Poll() {
     first_poll_ = false;
     return true;
   }
-  return !pending_.empty();
+  if (!pending_.empty() || stream_.in_txn()) return true;
+  // Nothing received: the server may still be decoding (a large transaction is sent only
+  // once decoded whole). Idle only once the stream has reached the server's flushed WAL end.
+  DUPLEX_ASSIGN_OR_RETURN(std::optional<std::string> flushed,
+                          db_.Scalar("SELECT pg_current_wal_flush_lsn()::text"));
+  DUPLEX_ASSIGN_OR_RETURN(bool reached, stream_.WaitFor(ParseLsn(flushed.value_or("0/0")), 2));
+  DUPLEX_RETURN_IF_ERROR(DrainStream(0));
+  return !reached || !pending_.empty() || stream_.in_txn();
 }
 
 Result<ChangeBatch> PostgresConnector::Capture(Position from, size_t max_changes) {
@@ -991,8 +1003,15 @@ Status PostgresConnector::Ack(Position upto) {
   stream_.Confirm(static_cast<uint64_t>(upto));
   acked_ = std::max(acked_, static_cast<uint64_t>(upto));
   stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
-  for (auto& [table, keys] : app_changed_) {
-    std::erase_if(keys, [&](const auto& kv) { return kv.second <= static_cast<uint64_t>(upto); });
+  while (!app_changed_order_.empty() &&
+         std::get<0>(app_changed_order_.front()) <= static_cast<uint64_t>(upto)) {
+    auto& [lsn, table, key] = app_changed_order_.front();
+    auto tbl = app_changed_.find(table);
+    if (tbl != app_changed_.end()) {
+      auto it = tbl->second.find(key);
+      if (it != tbl->second.end() && it->second <= lsn) tbl->second.erase(it);
+    }
+    app_changed_order_.pop_front();
   }
   return Status::Ok();
 }
@@ -1459,7 +1478,19 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(const std::vector<const ApplyBa
     if (!lsn.ok()) return fail(lsn.status());
     Status st = EnsureStream();
     if (!st.ok()) return fail(st);
-    Result<bool> reached = stream_.WaitFor(ParseLsn(lsn->value_or("0/0")), 5000);
+    const uint64_t target = ParseLsn(lsn->value_or("0/0"));
+    Result<bool> reached = stream_.WaitFor(target, 5);
+    if (reached.ok() && !*reached) {
+      // The flushed end may split a record (ours, uncommitted, or anyone's) that the server
+      // cannot send until the rest is flushed, by the WAL writer (wal_writer_delay, 200 ms by
+      // default) or the next commit. Commit a tiny transaction on the other connection: its
+      // flush carries everything before it.
+      Status nudge =
+          db_.Exec("SELECT pg_logical_emit_message(true, $1, '')", {SlotName() + "_nudge"})
+              .status();
+      if (!nudge.ok()) return fail(nudge);
+      reached = stream_.WaitFor(target, 5000);
+    }
     if (!reached.ok()) return fail(reached.status());
     if (!*reached) {
       return fail(Status::Unavailable(Where() + ": the change stream is behind; applying later"));

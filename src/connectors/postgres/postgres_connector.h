@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -156,6 +157,9 @@ class PostgresConnector final : public Connector {
   // Per table, key text -> end LSN of the application's last change to it (not yet acked):
   // what Apply needs to tell a write planned without seeing that change.
   std::unordered_map<std::string, std::unordered_map<std::string, uint64_t>> app_changed_;
+  // The same entries in stream order, so that Ack forgets them without scanning the maps.
+  std::deque<std::tuple<uint64_t, std::string, std::string>> app_changed_order_;
+  void NoteAppChange(const std::string& table, std::string key, uint64_t lsn);
   bool first_poll_ = true;
   int64_t last_stamped_ = 0;  // trigger mode: highest stamped position seen
 

@@ -1,0 +1,95 @@
+// End to end: `duplex run --until-idle` on a large backlog shows its progress (changes done,
+// rate, what is left, ETA) when stderr is a terminal, and stays quiet when it is not.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "support/process.h"
+#include "support/test_util.h"
+
+namespace duplex {
+namespace {
+
+using testing::DuplexBin;
+using testing::Process;
+using testing::SqlExec;
+using testing::SqlQuery;
+using testing::TempDir;
+using testing::WriteFile;
+
+constexpr int kRows = 40000;
+
+class ProgressTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WriteFile(Config(),
+              "[engine]\nstate = \"state.db\"\n"
+              "[endpoints.crm]\ntype = \"sqlite\"\npath = \"crm.db\"\n"
+              "[endpoints.billing]\ntype = \"sqlite\"\npath = \"billing.db\"\n"
+              "[collections.customer]\nkey = [\"id\"]\n"
+              "endpoints.crm = { table = \"customers\" }\n"
+              "endpoints.billing = { table = \"clients\" }\n");
+    SqlExec(dir_.File("crm.db"),
+            "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT);"
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+                std::to_string(kRows) + ") INSERT INTO customers SELECT i, 'n' || i FROM n;");
+    SqlExec(dir_.File("billing.db"), "CREATE TABLE clients(id INTEGER PRIMARY KEY, name TEXT);");
+  }
+  std::string Config() const { return dir_.File("duplex.toml"); }
+
+  TempDir dir_;
+};
+
+TEST_F(ProgressTest, TerminalShowsChangesRateLeftAndEta) {
+  int master = -1;
+  pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::string bin = DuplexBin(), config = Config();
+    execl(bin.c_str(), bin.c_str(), "run", "--until-idle", "--config", config.c_str(),
+          "--log-level", "warn", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::string out;
+  char buf[4096];
+  while (true) {
+    pollfd p{master, POLLIN, 0};
+    if (poll(&p, 1, 120000) <= 0) break;
+    ssize_t n = read(master, buf, sizeof buf);
+    if (n <= 0) break;  // EIO once the child has exited
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(master);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st)) << out;
+  EXPECT_EQ(WEXITSTATUS(st), 0) << out;
+  EXPECT_EQ(SqlQuery(dir_.File("billing.db"), "SELECT count(*) FROM clients"),
+            std::to_string(kRows) + "\n");
+  // At least one redrawn line with every part, then the final count.
+  EXPECT_NE(out.find("\rsynced "), std::string::npos) << out;
+  EXPECT_NE(out.find(" changes ("), std::string::npos) << out;
+  EXPECT_NE(out.find("/s), "), std::string::npos) << out;
+  EXPECT_NE(out.find(" left, ETA "), std::string::npos) << out;
+  EXPECT_NE(out.find("synced " + std::to_string(kRows) + " changes"), std::string::npos) << out;
+}
+
+TEST_F(ProgressTest, QuietWhenNotATerminal) {
+  Process run({"run", "--until-idle", "--config", Config(), "--log-level", "warn"},
+              dir_.File("run"));
+  ASSERT_EQ(run.Wait(std::chrono::milliseconds(120000)), 0) << run.Err();
+  EXPECT_EQ(SqlQuery(dir_.File("billing.db"), "SELECT count(*) FROM clients"),
+            std::to_string(kRows) + "\n");
+  // Log lines (a lag alert, say) may come; no progress lines.
+  EXPECT_EQ(run.Err().find('\r'), std::string::npos) << run.Err();
+  EXPECT_EQ(run.Err().find("synced"), std::string::npos) << run.Err();
+  EXPECT_EQ(run.Out(), "");
+}
+
+}  // namespace
+}  // namespace duplex
