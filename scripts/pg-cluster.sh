@@ -68,13 +68,14 @@ running() {
   live_postmaster "$1" >/dev/null && as_owner "$(pg_bin)/pg_ctl" -D "$1" status >/dev/null 2>&1
 }
 
-# After a kill -9, waits (up to 60 s) until the dead postmaster's zombie is gone.
+# After a kill -9, waits (up to 60 s) until init has reaped the dead postmaster's zombie.
 wait_for_zombie() {
   local pid i
   pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) || return 0
   [ -n "$pid" ] || return 0
   for i in $(seq 600); do
-    [ -e "/proc/$pid" ] || return 0
+    # Gone, or a live process (then the server itself decides whether the lock file is stale).
+    [ "$(sed 's/^.*) \(.\).*/\1/' "/proc/$pid/stat" 2>/dev/null)" = Z ] || return 0
     sleep 0.1
   done
   echo "pg-cluster.sh: the old postmaster (pid $pid) of '$1' is still there after 60 s" >&2
