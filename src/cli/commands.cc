@@ -287,7 +287,7 @@ int Uninstall(const Options& o) {
   if (!engine) return rc;
   duplex::Status st = engine->Uninstall(o.endpoint);
   if (!st.ok()) return Fail(st);
-  std::printf("removed duplex's triggers and tables from %s\n",
+  std::printf("removed what duplex created (triggers, tables, slots, publications) from %s\n",
               o.endpoint.empty() ? "every endpoint" : ("endpoint " + o.endpoint).c_str());
   return kExitOk;
 }

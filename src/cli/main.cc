@@ -49,10 +49,15 @@ int main(int argc, char** argv) {
   CLI::App* check = app.add_subcommand(
       "check", "Check the config and every endpoint; print what is synced and left alone");
   check->footer(
+      "Writes nothing unless --install. For a PostgreSQL endpoint it also lists what the server\n"
+      "lacks (wal_level, replication slots, privileges, primary keys, replica identity), each\n"
+      "with the statement that fixes it (exit code 2).\n"
       "Example:\n  duplex check --config duplex.toml\n  duplex check --config "
       "duplex.toml --install   # also install change capture now");
   add_config(check);
-  check->add_flag("--install", o.install, "install change capture (triggers) on every endpoint");
+  check->add_flag("--install", o.install,
+                  "install change capture on every endpoint (triggers; on PostgreSQL a "
+                  "replication slot or triggers) and do the initial load");
 
   CLI::App* run = app.add_subcommand("run", "Run the sync engine");
   run->footer(
@@ -73,10 +78,12 @@ int main(int argc, char** argv) {
   status->add_flag("--json", o.json, "print JSON");
 
   CLI::App* uninstall =
-      app.add_subcommand("uninstall", "Remove duplex's triggers and tables from the endpoints");
+      app.add_subcommand("uninstall", "Remove everything duplex created on the endpoints");
   uninstall->footer(
-      "Example:\n  duplex uninstall --config duplex.toml --endpoint crm\n"
-      "The engine's state file is left alone; delete it to start over.");
+      "Removes duplex's triggers and tables; on PostgreSQL also the replication slot (which\n"
+      "holds WAL until dropped), the publication, the replication origin and the trigger\n"
+      "functions. The engine's state file is left alone; delete it to start over.\n"
+      "Example:\n  duplex uninstall --config duplex.toml --endpoint crm");
   add_config(uninstall);
   uninstall->add_option("--endpoint", o.endpoint, "only this endpoint");
 

@@ -312,9 +312,13 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
       if (ValuesEqual(held, agreed)) continue;
       op.values[f] = agreed;
       op.expected[f] = held;
+      // The value before the oldest write of f the endpoint has not observed: what it still
+      // holds until that write lands. A write it has observed no longer counts.
       Row& prior = state.prior[target];
       if (!prior.is_object()) prior = Row::object();
-      if (!prior.contains(f)) prior[f] = held;
+      auto wm = ctx.watermarks.find(target);
+      const int64_t observed = wm == ctx.watermarks.end() ? 0 : wm->second;
+      if (!prior.contains(f) || !IsPending(state, target, f, observed)) prior[f] = held;
       held = agreed;
       state.pending[target][f] = id;
     }

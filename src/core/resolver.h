@@ -47,6 +47,9 @@ struct ConflictValueUpdate {
 struct PlanContext {
   std::map<std::string, int64_t> apply_ids;
   std::map<std::string, Position> seen;
+  // Per endpoint, the highest apply id its stream has shown a marker for (DESIGN §4): its
+  // writes up to there are observed.
+  std::map<std::string, int64_t> watermarks;
 };
 
 // What resolving some changes produced.

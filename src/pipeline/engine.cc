@@ -378,6 +378,7 @@ Result<PlanContext> Engine::NewPlanContext() {
   for (const Endpoint& ep : endpoints_) {
     ctx.apply_ids[ep.name] = first++;
     ctx.seen[ep.name] = ep.resolved;
+    ctx.watermarks[ep.name] = ep.watermark;
   }
   return ctx;
 }
@@ -445,6 +446,7 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
     ctx.seen[ep->name] = c.position;
     if (c.op == Op::kMarker) {
       watermark = std::max(watermark, c.apply_id);
+      ctx.watermarks[ep->name] = watermark;
       continue;
     }
     if (key_texts[i].empty()) continue;

@@ -405,7 +405,9 @@ Result<ChangeBatch> MemoryConnector::Capture(Position from, size_t max_changes) 
     }
     c.op = static_cast<Op>(e.op);
     c.snapshot = e.snapshot;
-    if (e.op != 'I') c.before = MapImage(t, e.old_image);
+    if (e.op == 'D' || (e.op == 'U' && ep_->update_before_images)) {
+      c.before = MapImage(t, e.old_image);
+    }
     if (e.op != 'D') c.after = MapImage(t, e.new_image);
     const Row& key_image = e.op == 'D' ? c.before : c.after;
     c.key = Row::object();

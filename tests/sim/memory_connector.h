@@ -45,6 +45,10 @@ class MemoryEndpoint {
 
   const std::string& name() const { return name_; }
 
+  // False: captured updates carry no before-image, like PostgreSQL's logical decoding with the
+  // default replica identity (the resolver then compares with what the endpoint held).
+  bool update_before_images = true;
+
   // Schema: declares a table (columns with their pk positions). Rows start empty.
   void DeclareTable(const TableInfo& info);
   const TableInfo* Table(const std::string& table) const;

@@ -238,6 +238,9 @@ class Simulation {
       auto ep = std::make_shared<MemoryEndpoint>("e" + std::to_string(i),
                                                  1.7e12 + static_cast<double>(Rand(1000)));
       for (const TableInfo& t : {items, parents, children, events}) ep->DeclareTable(t);
+      // Some endpoints capture like PostgreSQL's logical decoding: updates without
+      // before-images. Derived from the seed without drawing from the schedule's generator.
+      ep->update_before_images = ((o_.seed * 2654435761u) >> (4 + i)) % 3 != 0;
       ep->DeclareForeignKey({kChildren, "parent_id", kParents});
       endpoints_.push_back(ep);
     }
