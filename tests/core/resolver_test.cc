@@ -41,7 +41,7 @@ class ResolverTest : public ::testing::Test {
   }
 
   ResolveOutput Merge(const std::string& ep, const Change& c) {
-    PlanContext ctx{{{"a", next_id_}, {"b", next_id_ + 1}}, {}};
+    PlanContext ctx{{{"a", next_id_}, {"b", next_id_ + 1}}, {}, watermark_};
     next_id_ += 2;
     ResolveOutput out;
     resolver_->Merge(c, ep, watermark_[ep], ctx, state_, out);
@@ -194,7 +194,7 @@ TEST_F(ResolverTest, P2EndpointsOwnLaterEditIsSequentialEvenUnderMax) {
 
 TEST_F(ResolverTest, WritesCarryTheTargetsSeenPosition) {
   Converged();
-  PlanContext ctx{{{"a", 50}, {"b", 51}}, {{"a", 7}, {"b", 9}}};
+  PlanContext ctx{{{"a", 50}, {"b", 51}}, {{"a", 7}, {"b", 9}}, {}};
   Change c =
       Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 2}, {"w", 1}}, 400);
   ResolveOutput out;
@@ -214,7 +214,7 @@ TEST_F(ResolverTest, RejectedWriteCorrectsWhatTheEndpointHoldsAndPlansAgain) {
   rejected.key = {{"id", 1}};
   rejected.after = {{"id", 1}, {"v", 1}, {"w", 9}};  // b really holds w = 9
   ResolveOutput out;
-  resolver_->Correct(rejected, "b", PlanContext{{{"a", 60}, {"b", 61}}, {}}, state_, out);
+  resolver_->Correct(rejected, "b", PlanContext{{{"a", 60}, {"b", 61}}, {}, {}}, state_, out);
   ASSERT_EQ(out.writes["b"].size(), 1u);
   EXPECT_EQ(out.writes["b"][0].values, Row({{"v", 2}, {"w", 1}}));
   EXPECT_EQ(out.writes["b"][0].expected, Row({{"v", 1}, {"w", 9}}));
@@ -244,7 +244,8 @@ TEST_F(ResolverTest, ManualConflictParksAndWritesNothingForTheField) {
   Observe("a");
   Observe("b");
   ResolveOutput res;
-  resolver_->ResolveManual("t", "v", 6, 500, PlanContext{{{"a", 90}, {"b", 91}}, {}}, state_, res);
+  resolver_->ResolveManual("t", "v", 6, 500, PlanContext{{{"a", 90}, {"b", 91}}, {}, {}}, state_,
+                           res);
   ASSERT_EQ(res.writes["a"].size(), 1u);
   EXPECT_EQ(res.writes["a"][0].values, Row({{"v", 6}}));
   EXPECT_EQ(res.writes["a"][0].expected, Row({{"v", 5}}));
