@@ -126,6 +126,11 @@ class PostgresConnector final : public Connector {
   // Trigger mode.
   Status InstallTriggers(const BoundTable& t, bool snapshot);
   Result<ChangeBatch> CaptureLog(Position from, size_t max_changes);
+  Result<bool> PollOnce();
+  Result<ChangeBatch> CaptureOnce(Position from, size_t max_changes);
+  Result<ApplyResult> ApplyBatches(const std::vector<ApplyBatch>& batches, bool isolate_rows);
+  template <typename F>
+  auto Reconnecting(F&& call) -> decltype(call());
   Status StampLog();
 
   // Apply.
