@@ -970,10 +970,15 @@ Result<bool> PostgresConnector::PollOnce() {
   }
   if (!pending_.empty() || stream_.in_txn()) return true;
   // Nothing received: the server may still be decoding (a large transaction is sent only
-  // once decoded whole). Idle only once the stream has reached the server's flushed WAL end.
+  // once decoded whole). Idle only once the stream has reached the server's flushed WAL end as
+  // of the previous poll: everything committed before then has arrived. (The current end may
+  // keep moving with other databases' traffic, or split a record the server cannot send yet.)
   DUPLEX_ASSIGN_OR_RETURN(std::optional<std::string> flushed,
                           db_.Scalar("SELECT pg_current_wal_flush_lsn()::text"));
-  DUPLEX_ASSIGN_OR_RETURN(bool reached, stream_.WaitFor(ParseLsn(flushed.value_or("0/0")), 2));
+  const uint64_t now_flushed = ParseLsn(flushed.value_or("0/0"));
+  const uint64_t target = previous_flush_ != 0 ? previous_flush_ : now_flushed;
+  previous_flush_ = now_flushed;
+  DUPLEX_ASSIGN_OR_RETURN(bool reached, stream_.WaitFor(target, 2));
   DUPLEX_RETURN_IF_ERROR(DrainStream(0));
   return !reached || !pending_.empty() || stream_.in_txn();
 }

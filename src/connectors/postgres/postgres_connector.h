@@ -166,7 +166,8 @@ class PostgresConnector final : public Connector {
   std::deque<std::tuple<uint64_t, std::string, std::string>> app_changed_order_;
   void NoteAppChange(const std::string& table, std::string key, uint64_t lsn);
   bool first_poll_ = true;
-  int64_t last_stamped_ = 0;  // trigger mode: highest stamped position seen
+  uint64_t previous_flush_ = 0;  // the server's flushed WAL end at the previous idle poll
+  int64_t last_stamped_ = 0;     // trigger mode: highest stamped position seen
 
   std::unordered_map<std::string, OpStmt> stmts_;
   int stmt_counter_ = 0;
