@@ -898,6 +898,7 @@ void PostgresConnector::NoteAppChange(const std::string& table, std::string key,
 }
 
 Status PostgresConnector::DrainStream(int wait_ms) {
+  DUPLEX_RETURN_IF_ERROR(EnsureDb());
   DUPLEX_RETURN_IF_ERROR(EnsureStream());
   stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
   if (pending_changes_ < kMaxBufferedChanges) {
@@ -921,11 +922,14 @@ Status PostgresConnector::DrainStream(int wait_ms) {
 template <typename F>
 auto PostgresConnector::Reconnecting(F&& call) -> decltype(call()) {
   auto r = call();
-  if (!r.ok() && r.status().IsRetriable() &&
-      (db_.Broken() || (apply_.get() != nullptr && apply_.Broken()) ||
-       (opt_.capture == CaptureMode::kLogical && !stream_.running()))) {
-    if (db_.get() != nullptr && db_.Broken()) db_.Close();
-    if (apply_.get() != nullptr && apply_.Broken()) {
+  // Each of the three connections may be found dead in turn: a few rounds at most.
+  for (int round = 0; round < 3 && !r.ok() && r.status().IsRetriable(); ++round) {
+    const bool db_dead = db_.get() != nullptr && db_.Broken();
+    const bool apply_dead = apply_.get() != nullptr && apply_.Broken();
+    const bool stream_dead = opt_.capture == CaptureMode::kLogical && !stream_.running();
+    if (!db_dead && !apply_dead && !stream_dead) break;
+    if (db_dead) db_.Close();
+    if (apply_dead) {
       apply_.Close();
       stmts_.clear();
     }
