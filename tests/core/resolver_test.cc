@@ -327,6 +327,7 @@ TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   s.versions["v"] = Version{12.5, "a"};
   s.known["b"] = {{"id", 1}, {"v", "y"}};
   s.pending["b"]["v"] = 7;
+  s.prior["b"] = {{"v", "w"}};
   s.diverged.insert("v");
   Result<RecordState> d = RecordState::Decode(s.Encode());
   ASSERT_TRUE(d.ok());
@@ -334,6 +335,7 @@ TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   EXPECT_EQ(d->versions["v"].origin, "a");
   EXPECT_EQ(d->known["b"], s.known["b"]);
   EXPECT_EQ(d->pending["b"]["v"], 7);
+  EXPECT_EQ(d->prior["b"], s.prior["b"]);
   EXPECT_TRUE(d->diverged.count("v"));
 }
 
