@@ -28,6 +28,36 @@ std::string Join(const std::vector<std::string>& parts, const std::string& sep) 
 
 std::string Placeholder(int i) { return "$" + std::to_string(i); }
 
+// The key fields of a row image (null where the image lacks one).
+Row KeyOf(const std::vector<std::string>& key_fields, const Row& image) {
+  Row key = Row::object();
+  for (const std::string& k : key_fields) key[k] = image.value(k, Value());
+  return key;
+}
+
+// Appends a captured row change. An update whose old key (`old_key`, null if the source did not
+// send one) differs from its new one moved the row: for duplex the old record is gone and a new
+// one exists, so it becomes a delete and an insert at the same position. Returns whether it did.
+bool AppendRowChange(Change c, const Row& old_key, const std::vector<std::string>& key_fields,
+                     std::vector<Change>* out) {
+  const bool moved = c.op == Op::kUpdate && old_key.is_object() &&
+                     KeyText(old_key, key_fields) != KeyText(c.key, key_fields);
+  if (moved) {
+    Change del;
+    del.op = Op::kDelete;
+    del.collection = c.collection;
+    del.position = c.position;
+    del.commit_ms = c.commit_ms;
+    del.key = old_key;
+    del.before = c.before;
+    out->push_back(std::move(del));
+    c.op = Op::kInsert;
+    c.before = Row();
+  }
+  out->push_back(std::move(c));
+  return moved;
+}
+
 }  // namespace
 
 PostgresConnector::PostgresConnector(Options options) : opt_(std::move(options)) {}
@@ -694,8 +724,8 @@ Row PostgresConnector::ImageToRow(const BoundTable& t, const Value& image) const
   return row;
 }
 
-Result<Row> PostgresConnector::TupleRow(const BoundTable& t, const Relation& rel,
-                                        const Tuple& tuple, bool* unchanged_toast) {
+Row PostgresConnector::TupleRow(const BoundTable& t, const Relation& rel, const Tuple& tuple,
+                                bool* unchanged_toast) {
   Row row = Row::object();
   for (size_t i = 0; i < tuple.size() && i < rel.columns.size(); ++i) {
     auto f = t.field_of_column.find(rel.columns[i]);
@@ -715,7 +745,7 @@ Result<Row> PostgresConnector::TupleRow(const BoundTable& t, const Relation& rel
   return row;
 }
 
-Result<Row> PostgresConnector::ReadRow(const BoundTable& t, const Row& key) {
+Result<Value> PostgresConnector::ReadImage(const BoundTable& t, const Row& key) {
   DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageSql(t, "s."));
   std::vector<std::string> cond;
   std::vector<Param> args;
@@ -731,14 +761,15 @@ Result<Row> PostgresConnector::ReadRow(const BoundTable& t, const Row& key) {
       PgResult res, conn.Exec("SELECT " + image + " FROM " + Q(t.binding.table) + " s WHERE " +
                                   Join(cond, " AND "),
                               args));
-  if (PQntuples(res.get()) == 0) return Row();
-  return ImageToRow(t, Value::parse(PQgetvalue(res.get(), 0, 0)));
+  if (PQntuples(res.get()) == 0) return Value();
+  return Value::parse(PQgetvalue(res.get(), 0, 0));
 }
 
 Status PostgresConnector::FillUnchanged(const BoundTable& t, Row& after) {
   // An unchanged TOASTed value is not in the stream (CDC-FACTS Q3): read the row as it is now.
   // Only values this change did not touch are taken from it.
-  DUPLEX_ASSIGN_OR_RETURN(Row now, ReadRow(t, after));
+  DUPLEX_ASSIGN_OR_RETURN(Value image, ReadImage(t, after));
+  const Row now = ImageToRow(t, image);
   for (const std::string& c : t.columns) {
     const std::string& f = t.field_of_column.at(c);
     if (!after.contains(f)) after[f] = now.is_object() && now.contains(f) ? now[f] : Value();
@@ -758,8 +789,7 @@ Status PostgresConnector::ReadSnapshotMessage(const std::string& content, uint64
     c.op = Op::kInsert;
     c.collection = t.binding.collection;
     c.after = ImageToRow(t, image);
-    c.key = Row::object();
-    for (const std::string& k : t.binding.key) c.key[k] = c.after.value(k, Value());
+    c.key = KeyOf(t.binding.key, c.after);
     c.snapshot = true;
     c.position = static_cast<Position>(end_lsn);
     c.commit_ms = static_cast<double>(commit_ms);
@@ -821,20 +851,23 @@ Status PostgresConnector::Convert(StreamTxn&& txn) {
       c.collection = t.binding.collection;
       c.position = pos;
       c.commit_ms = static_cast<double>(commit_ms);
-      bool unchanged = false;
+      // The old key ('K', the default identity when the key changed) or the old row ('O',
+      // identity FULL); neither for most updates. A key-only image is not a before image.
+      Row old_key;
       if (!e.old_tuple.empty()) {
-        DUPLEX_ASSIGN_OR_RETURN(c.before, TupleRow(t, *rel, e.old_tuple, nullptr));
-        // A key-only old image is not a before image.
-        if (e.old_is_key) {
-          Row key = std::move(c.before);
-          c.before = Row();
-          c.key = Row::object();
-          for (const std::string& k : t.binding.key) c.key[k] = key.value(k, Value());
-        }
+        Row old = TupleRow(t, *rel, e.old_tuple, nullptr);
+        old_key = KeyOf(t.binding.key, old);
+        if (!e.old_is_key) c.before = std::move(old);
       }
-      if (e.kind != 'D') {
-        DUPLEX_ASSIGN_OR_RETURN(c.after, TupleRow(t, *rel, e.new_tuple, &unchanged));
+      if (e.kind == 'D') {
+        c.op = Op::kDelete;
+        c.key = std::move(old_key);
+        NoteAppChange(t.binding.table, KeyText(c.key, t.binding.key), txn.end_lsn);
+        out.changes.push_back(std::move(c));
+        continue;
       }
+      bool unchanged = false;
+      c.after = TupleRow(t, *rel, e.new_tuple, &unchanged);
       if (unchanged) {
         if (c.before.is_object()) {
           for (const auto& [f, v] : c.before.items()) {
@@ -844,47 +877,13 @@ Status PostgresConnector::Convert(StreamTxn&& txn) {
           DUPLEX_RETURN_IF_ERROR(FillUnchanged(t, c.after));
         }
       }
-      Row new_key = Row::object();
-      if (e.kind != 'D') {
-        for (const std::string& k : t.binding.key) new_key[k] = c.after.value(k, Value());
+      c.op = e.kind == 'I' ? Op::kInsert : Op::kUpdate;
+      c.key = KeyOf(t.binding.key, c.after);
+      const std::string new_key = KeyText(c.key, t.binding.key);
+      if (AppendRowChange(std::move(c), old_key, t.binding.key, &out.changes)) {
+        NoteAppChange(t.binding.table, KeyText(old_key, t.binding.key), txn.end_lsn);
       }
-      if (e.kind == 'D') {
-        if (!c.key.is_object()) {
-          c.key = Row::object();
-          for (const std::string& k : t.binding.key) c.key[k] = c.before.value(k, Value());
-        }
-        c.op = Op::kDelete;
-      } else if (e.kind == 'I') {
-        c.op = Op::kInsert;
-        c.key = new_key;
-      } else {
-        // 'K' means the key changed (DEFAULT identity); with FULL, compare the images.
-        Row old_key = c.key.is_object() ? c.key : Row();
-        if (!old_key.is_object() && c.before.is_object()) {
-          old_key = Row::object();
-          for (const std::string& k : t.binding.key) old_key[k] = c.before.value(k, Value());
-        }
-        bool moved = old_key.is_object() &&
-                     KeyText(old_key, t.binding.key) != KeyText(new_key, t.binding.key);
-        if (moved) {
-          Change del;
-          del.op = Op::kDelete;
-          del.collection = c.collection;
-          del.position = pos;
-          del.commit_ms = c.commit_ms;
-          del.key = old_key;
-          del.before = c.before;
-          NoteAppChange(t.binding.table, KeyText(old_key, t.binding.key), txn.end_lsn);
-          out.changes.push_back(std::move(del));
-          c.op = Op::kInsert;
-          c.before = Row();
-        } else {
-          c.op = Op::kUpdate;
-        }
-        c.key = new_key;
-      }
-      NoteAppChange(t.binding.table, KeyText(c.key, t.binding.key), txn.end_lsn);
-      out.changes.push_back(std::move(c));
+      NoteAppChange(t.binding.table, new_key, txn.end_lsn);
     }
   }
   pending_changes_ += out.changes.size();
@@ -1132,29 +1131,10 @@ Result<ChangeBatch> PostgresConnector::CaptureLog(Position from, size_t max_chan
     }
     c.before = ImageToRow(t, old_img);
     c.after = ImageToRow(t, new_img);
-    const Row& key_image = op == 'D' ? c.before : c.after;
-    c.key = Row::object();
-    for (const std::string& k : t.binding.key) c.key[k] = key_image.value(k, Value());
-    if (op == 'U') {
-      Row old_key = Row::object();
-      for (const std::string& k : t.binding.key) old_key[k] = c.before.value(k, Value());
-      if (KeyText(old_key, t.binding.key) != KeyText(c.key, t.binding.key)) {
-        Change del;
-        del.op = Op::kDelete;
-        del.collection = c.collection;
-        del.position = pos;
-        del.commit_ms = at;
-        del.key = old_key;
-        del.before = c.before;
-        batch.changes.push_back(std::move(del));
-        c.op = Op::kInsert;
-        c.before = Row();
-        batch.changes.push_back(std::move(c));
-        continue;
-      }
-    }
     c.op = static_cast<Op>(op);
-    batch.changes.push_back(std::move(c));
+    c.key = KeyOf(t.binding.key, op == 'D' ? c.before : c.after);
+    const Row old_key = op == 'U' ? KeyOf(t.binding.key, c.before) : Row();
+    AppendRowChange(std::move(c), old_key, t.binding.key, &batch.changes);
   }
   return batch;
 }
@@ -1569,32 +1549,19 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(const std::vector<const ApplyBa
   Value msg = {{"rejected", Value::array()}};
   for (const auto& [b, i, t, op] : rejected) {
     ++result.rejected;
-    Result<Row> now = ReadRow(*t, op->key);
-    if (!now.ok()) return fail(now.status());
+    // The row's text image, as the log and the stream carry rows (null: no row).
+    Result<Value> image = ReadImage(*t, op->key);
+    if (!image.ok()) return fail(image.status());
     if (opt_.capture == CaptureMode::kLogical) {
-      Value image;
-      if (now->is_object()) {
-        image = Value::object();
-        for (const auto& [f, v] : now->items())
-          image[t->column_of_field.at(f)] = ToText(v) ? Value(*ToText(v)) : Value();
-      }
-      msg["rejected"].push_back({{"c", t->binding.collection}, {"k", op->key}, {"row", image}});
+      msg["rejected"].push_back({{"c", t->binding.collection}, {"k", op->key}, {"row", *image}});
     } else {
-      Value key = Value::object();
-      for (const auto& [f, v] : op->key.items()) key[f] = v;
-      Value image;
-      if (now->is_object()) {
-        image = Value::object();
-        for (const auto& [f, v] : now->items())
-          image[t->column_of_field.at(f)] = ToText(v) ? Value(*ToText(v)) : Value();
-      }
-      Status st =
-          apply_
-              .Exec("INSERT INTO " + Q(TableName("log")) +
-                        " (tbl, op, old, new, apply_id) VALUES ($1, 'R', $2, $3, $4)",
-                    {t->binding.table, key.dump(), image.is_null() ? Param() : Param(image.dump()),
-                     std::to_string(todo[b]->id)})
-              .status();
+      Status st = apply_
+                      .Exec("INSERT INTO " + Q(TableName("log")) +
+                                " (tbl, op, old, new, apply_id) VALUES ($1, 'R', $2, $3, $4)",
+                            {t->binding.table, op->key.dump(),
+                             image->is_null() ? Param() : Param(image->dump()),
+                             std::to_string(todo[b]->id)})
+                      .status();
       if (!st.ok()) return fail(st);
     }
   }

@@ -116,8 +116,7 @@ class PostgresConnector final : public Connector {
   Status EnsureStream();
   Status DrainStream(int wait_ms);
   Status Convert(StreamTxn&& txn);
-  Result<Row> TupleRow(const BoundTable& t, const Relation& rel, const Tuple& tuple,
-                       bool* unchanged_toast);
+  Row TupleRow(const BoundTable& t, const Relation& rel, const Tuple& tuple, bool* unchanged_toast);
   Status FillUnchanged(const BoundTable& t, Row& after);
   Status SnapshotTable(const BoundTable& t);
   Status ReadSnapshotMessage(const std::string& content, uint64_t end_lsn, int64_t commit_ms,
@@ -138,7 +137,8 @@ class PostgresConnector final : public Connector {
   Result<std::string> ImageSql(const BoundTable& t, const std::string& prefix) const;
   std::string KeyTextSql(const BoundTable& t, const std::string& prefix, bool params,
                          int first_param) const;
-  Result<Row> ReadRow(const BoundTable& t, const Row& key);
+  // The row of `key` as a text image (column -> text or null), null if there is none.
+  Result<Value> ReadImage(const BoundTable& t, const Row& key);
   Row ImageToRow(const BoundTable& t, const Value& image) const;
   Result<ApplyResult> ApplyOnce(const std::vector<const ApplyBatch*>& todo, int64_t last_id,
                                 bool isolate_rows, std::set<std::pair<size_t, size_t>>* stale);
