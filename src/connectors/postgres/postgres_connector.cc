@@ -310,11 +310,14 @@ Result<std::vector<std::string>> PostgresConnector::Preflight() {
 }
 
 Result<bool> PostgresConnector::ObjectsExist() {
+  // Once seen, they stay until Uninstall: polls, captures and acks need not ask again.
+  if (objects_exist_) return true;
   DUPLEX_ASSIGN_OR_RETURN(
       std::optional<std::string> v,
       db_.Scalar("SELECT to_regclass($1) IS NOT NULL",
                  {QuoteIdent(opt_.schema) + "." + QuoteIdent(TableName("tables"))}));
-  return v.value_or("f") == "t";
+  objects_exist_ = v.value_or("f") == "t";
+  return objects_exist_;
 }
 
 Result<bool> PostgresConnector::IsInstalled() {
@@ -640,6 +643,7 @@ Status PostgresConnector::Uninstall() {
   pending_.clear();
   pending_changes_ = 0;
   stmts_.clear();
+  objects_exist_ = false;
   DUPLEX_ASSIGN_OR_RETURN(bool exists, ObjectsExist());
   std::vector<std::string> registered;
   if (exists) {
@@ -661,6 +665,7 @@ Status PostgresConnector::Uninstall() {
          Q(TableName("tables")) + ";";
   sql += "DROP PUBLICATION IF EXISTS " + QuoteIdent(PublicationName()) + ";";
   DUPLEX_RETURN_IF_ERROR(db_.Run(sql).WithContext(Where()));
+  objects_exist_ = false;
   // The slot holds WAL until dropped; an active one (another duplex still streaming) is
   // reported, not waited for. The functions need privileges: only called for what exists.
   DUPLEX_ASSIGN_OR_RETURN(

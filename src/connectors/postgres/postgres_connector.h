@@ -153,6 +153,7 @@ class PostgresConnector final : public Connector {
   std::unordered_map<std::string, size_t> by_table_;
   std::unordered_map<std::string, size_t> by_collection_;
   bool types_loaded_ = false;
+  bool objects_exist_ = false;  // duplex's tables were seen on the server (ObjectsExist)
 
   // Logical capture state.
   std::deque<PendingTxn> pending_;
