@@ -12,6 +12,18 @@ std::string SqlState(const PGresult* res) {
   return s ? s : "";
 }
 
+namespace {
+
+// A libpq message on one line: trailing newlines dropped, the lines after the first (DETAIL,
+// HINT: the server's hint about what is at fault) joined with "; ".
+std::string OneLine(std::string msg) {
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  for (size_t p; (p = msg.find('\n')) != std::string::npos;) msg.replace(p, 1, "; ");
+  return msg;
+}
+
+}  // namespace
+
 Status ErrorStatus(PGconn* conn, const PGresult* res, const std::string& context) {
   std::string msg;
   if (res != nullptr && PQresultErrorMessage(res)[0] != '\0') {
@@ -19,10 +31,7 @@ Status ErrorStatus(PGconn* conn, const PGresult* res, const std::string& context
   } else if (conn != nullptr) {
     msg = PQerrorMessage(conn);
   }
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-  // Keep the first line and the DETAIL line: the server's hint about what is at fault.
-  std::string text = context + ": " + msg;
-  for (size_t p; (p = text.find('\n')) != std::string::npos;) text.replace(p, 1, "; ");
+  const std::string text = context + ": " + OneLine(std::move(msg));
   if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) return Status::Unavailable(text);
   const std::string state = SqlState(res);
   if (state.empty()) return Status::Unavailable(text);  // no server answer: connection trouble
@@ -73,9 +82,7 @@ Status Conn::Connect(const std::string& dsn, bool replication, const std::string
   conn_ = OpenConnection(dsn, replication);
   if (conn_ == nullptr) return Status::Unavailable(where + ": cannot allocate a connection");
   if (PQstatus(conn_) != CONNECTION_OK) {
-    std::string msg = PQerrorMessage(conn_);
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    for (size_t p; (p = msg.find('\n')) != std::string::npos;) msg.replace(p, 1, "; ");
+    const std::string msg = OneLine(PQerrorMessage(conn_));
     Close();
     // A bad password or an unknown database will not fix itself, but the operator may fix it
     // while duplex runs: retriable, reported with the server's reason.
