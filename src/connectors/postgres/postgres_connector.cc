@@ -474,17 +474,10 @@ Result<std::string> PostgresConnector::ImageSql(const BoundTable& t,
   return Join(chunks, " || ");
 }
 
-std::string PostgresConnector::KeyTextSql(const BoundTable& t, const std::string& prefix,
-                                          bool params, int first_param) const {
+std::string PostgresConnector::KeyTextSql(const BoundTable& t, const std::string& prefix) const {
   std::vector<std::string> parts;
-  int i = first_param;
-  for (const std::string& c : t.key_columns) {
-    if (params) {
-      parts.push_back("(" + Placeholder(i++) + "::" + t.type_of_column.at(c) + ")::text");
-    } else {
-      parts.push_back("(" + prefix + QuoteIdent(c) + ")::text");
-    }
-  }
+  for (const std::string& c : t.key_columns)
+    parts.push_back("(" + prefix + QuoteIdent(c) + ")::text");
   return "jsonb_build_array(" + Join(parts, ", ") + ")::text";
 }
 
@@ -515,8 +508,8 @@ Status PostgresConnector::InstallTriggers(const BoundTable& t, bool snapshot) {
       "  END IF;\n"
       "  IF TG_OP = 'INSERT' THEN\n"
       "    INSERT INTO " +
-      log + " (tbl, op, pk, new) VALUES (" + tbl + ", 'I', " + KeyTextSql(t, "NEW.", false, 0) +
-      ", " + new_image +
+      log + " (tbl, op, pk, new) VALUES (" + tbl + ", 'I', " + KeyTextSql(t, "NEW.") + ", " +
+      new_image +
       ");\n"
       "  ELSIF TG_OP = 'UPDATE' THEN\n"
       // Compared as text images: some types (json, point) have no equality operator.
@@ -528,21 +521,20 @@ Status PostgresConnector::InstallTriggers(const BoundTable& t, bool snapshot) {
       ";\n"
       "    IF o IS DISTINCT FROM n THEN\n"
       "      INSERT INTO " +
-      log + " (tbl, op, pk, old, new) VALUES (" + tbl + ", 'U', " +
-      KeyTextSql(t, "NEW.", false, 0) +
+      log + " (tbl, op, pk, old, new) VALUES (" + tbl + ", 'U', " + KeyTextSql(t, "NEW.") +
       ", o, n);\n"
       "      IF " +
-      KeyTextSql(t, "OLD.", false, 0) + " <> " + KeyTextSql(t, "NEW.", false, 0) +
+      KeyTextSql(t, "OLD.") + " <> " + KeyTextSql(t, "NEW.") +
       " THEN\n"
       "        INSERT INTO " +
-      log + " (tbl, op, pk) VALUES (" + tbl + ", 'K', " + KeyTextSql(t, "OLD.", false, 0) +
+      log + " (tbl, op, pk) VALUES (" + tbl + ", 'K', " + KeyTextSql(t, "OLD.") +
       ");\n"
       "      END IF;\n"
       "    END IF;\n"
       "  ELSE\n"
       "    INSERT INTO " +
-      log + " (tbl, op, pk, old) VALUES (" + tbl + ", 'D', " + KeyTextSql(t, "OLD.", false, 0) +
-      ", " + old_image +
+      log + " (tbl, op, pk, old) VALUES (" + tbl + ", 'D', " + KeyTextSql(t, "OLD.") + ", " +
+      old_image +
       ");\n"
       "  END IF;\n"
       "  RETURN NULL;\n"
@@ -560,9 +552,9 @@ Status PostgresConnector::InstallTriggers(const BoundTable& t, bool snapshot) {
         "SET LOCAL DateStyle = 'ISO'; SET LOCAL TimeZone = 'UTC'; SET LOCAL "
         "extra_float_digits = 3;"
         "INSERT INTO " +
-        log + " (tbl, op, pk, new, snapshot) SELECT " + tbl + ", 'I', " +
-        KeyTextSql(t, "s.", false, 0) + ", " + snap_image + ", true FROM " + Q(t.binding.table) +
-        " s ORDER BY " + Join(snap_keys, ", ") + ";";
+        log + " (tbl, op, pk, new, snapshot) SELECT " + tbl + ", 'I', " + KeyTextSql(t, "s.") +
+        ", " + snap_image + ", true FROM " + Q(t.binding.table) + " s ORDER BY " +
+        Join(snap_keys, ", ") + ";";
   }
   sql += "INSERT INTO " + Q(TableName("tables")) + " (tbl, columns, snapshot_done) VALUES (" + tbl +
          ", " + QuoteLiteral(Value(t.columns).dump()) +

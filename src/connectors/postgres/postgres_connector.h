@@ -135,8 +135,8 @@ class PostgresConnector final : public Connector {
   // Apply.
   Result<OpStmt*> Statement(const BoundTable& t, const RowOp& op);
   Result<std::string> ImageSql(const BoundTable& t, const std::string& prefix) const;
-  std::string KeyTextSql(const BoundTable& t, const std::string& prefix, bool params,
-                         int first_param) const;
+  // The log's `pk`: the key columns' text as a JSON array, each read as `prefix` + column.
+  std::string KeyTextSql(const BoundTable& t, const std::string& prefix) const;
   // The row of `key` as a text image (column -> text or null), null if there is none.
   Result<Value> ReadImage(const BoundTable& t, const Row& key);
   Row ImageToRow(const BoundTable& t, const Value& image) const;
