@@ -43,6 +43,10 @@ struct Change {
   bool snapshot = false;   // read by the initial load, not by a trigger
   Position position = 0;   // this change's position in the source stream
   int64_t apply_id = 0;    // kMarker, kRejected: id of duplex's apply batch
+  // The source transaction: changes of one batch with the same non-zero `txn` were committed
+  // together (PostgreSQL: the xid). 0 when the source cannot tell: the whole batch is then
+  // treated as one transaction.
+  int64_t txn = 0;
 };
 
 // Changes in commit order. Whole source transactions, except that a transaction larger than
@@ -70,6 +74,9 @@ struct RowOp {
   // change's commit time (empty and 0 for the initial load and operator decisions).
   std::string source{};
   double source_commit_ms = 0;
+  // The unit of atomicity inside a batch (P7): the ops of one ApplyBatch with the same `txn`
+  // come from one source transaction and apply together or not at all (Change::txn).
+  int64_t txn = 0;
 };
 
 // The writes of one planned batch for one endpoint. `id` is the outbox id: it grows, is unique
@@ -79,18 +86,20 @@ struct ApplyBatch {
   std::vector<RowOp> ops;
 };
 
-// A row write the target refused (constraint, type), applied with isolate_rows.
+// A source transaction the target refused (constraint, type), applied with isolate_txns: every
+// op of batch `batch_id` with RowOp::txn == `txn`, none of which was written.
 struct FailedOp {
   int64_t batch_id = 0;
-  RowOp op;
-  std::string reason;
+  int64_t txn = 0;
+  std::vector<RowOp> ops;
+  std::string reason;  // the target's message, naming the table and key at fault
 };
 
 struct ApplyResult {
   size_t applied = 0;   // row writes that took effect
   size_t rejected = 0;  // row writes whose compare-and-set failed (a concurrent local change)
   size_t skipped_batches = 0;    // batches already applied before (replay after a crash)
-  std::vector<FailedOp> failed;  // isolate_rows only: refused rows, skipped
+  std::vector<FailedOp> failed;  // isolate_txns only: refused transactions, rolled back
 };
 
 }  // namespace duplex

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +20,30 @@ struct CollectionBinding {
   std::vector<std::string> key;  // canonical key fields (a subset of `fields`)
   // canonical field -> the endpoint's column, for every synced field (key fields included)
   std::vector<std::pair<std::string, std::string>> fields;
+  // key_mode = "mapped": the endpoint generates the (single) key itself. Capture presents the
+  // key as a record id (RecordId) and Apply translates record ids back; see Connector::Apply.
+  bool mapped_key = false;
+  // Fields that reference a collection with a mapped key: canonical field -> that collection.
+  // Their values travel as record ids too, translated like keys.
+  std::map<std::string, std::string> mapped_refs;
+};
+
+// key_mode = "mapped" (DESIGN §5): the identity of a record across endpoints that generate
+// their keys independently. A row first seen on endpoint E with native key v is record
+// "E:" + v as JSON ("crm:17", "crm:\"A-1\""). An endpoint that receives the record from duplex
+// generates its own key and keeps (collection, record id, native key) in a key map on the
+// endpoint, written in the same transaction as the row, so a crash between the two cannot
+// duplicate it (P6).
+std::string RecordId(const std::string& endpoint, const Value& native);
+// The native key of `record` if it was first seen on `endpoint` ("E:v" -> v); nullopt if the
+// record comes from another endpoint or is not a record id.
+std::optional<Value> OwnNativeKey(const std::string& endpoint, const std::string& record);
+
+struct ForeignKeyInfo {
+  std::vector<std::string> columns;  // the referencing table's columns
+  std::string ref_table;             // the referenced table (same endpoint)
+  std::vector<std::string> ref_columns;
+  bool deferrable = false;  // the endpoint can check it at commit instead of per statement
 };
 
 struct ColumnInfo {
@@ -26,12 +52,16 @@ struct ColumnInfo {
   bool not_null = false;
   bool has_default = false;
   int pk = 0;  // position in the primary key, 1-based; 0 if not part of it
+  // The endpoint generates the value when an insert leaves the column out: SQLite's INTEGER
+  // PRIMARY KEY (the rowid), a PostgreSQL identity column or sequence default (serial).
+  bool generated = false;
 };
 
 struct TableInfo {
   std::string name;
   bool exists = false;
   std::vector<ColumnInfo> columns;
+  std::vector<ForeignKeyInfo> foreign_keys;  // declared by the table
 };
 
 // One endpoint (DESIGN §3): capture of committed changes, conditional apply, durable positions.
@@ -49,7 +79,8 @@ class Connector {
   // The table's columns and primary key; `exists` false if there is no such table.
   virtual Result<TableInfo> Describe(const std::string& table) = 0;
 
-  // Sets the mapping used by Capture and Apply. Writes nothing.
+  // Sets the mapping used by Capture and Apply, in dependency order (a referenced collection
+  // before the collections that reference it: the initial load follows it). Writes nothing.
   virtual Status Bind(std::vector<CollectionBinding> bindings) = 0;
 
   // Whether capture is installed for every bound collection with the bound fields.
@@ -84,11 +115,21 @@ class Connector {
   // the last id in the same transaction. Batches with an id <= AppliedId() are skipped, so
   // applying twice changes nothing (P6). Unavailable if the endpoint is busy or unreachable
   // (nothing written); InvalidArgument means the target refuses a row (nothing written).
-  // With `isolate_rows`, each row is written on its own inside the transaction, and rows the
-  // target refuses are skipped and listed in ApplyResult::failed instead (slower: for finding
-  // the rows at fault).
+  // Ops are written in the order given (the planner puts parents before children and
+  // children's deletes before their parent's); foreign keys the endpoint can defer are
+  // checked at commit.
+  // With `isolate_txns`, each source transaction (the ops of one batch with one RowOp::txn)
+  // is written inside its own savepoint; one the target refuses is rolled back whole and
+  // listed in ApplyResult::failed, and the others commit (slower: for finding the one at
+  // fault).
+  // Mapped keys (CollectionBinding::mapped_key): an insert leaves the key column out, lets
+  // the endpoint generate it and adds (collection, record id, native key) to the endpoint's
+  // key map in the same transaction. Updates and deletes find the row by the key map (or,
+  // for the endpoint's own records, by OwnNativeKey); a record the endpoint has no row for is
+  // absent (the write is rejected). Values of `mapped_refs` fields are translated the same
+  // way; a reference to a record the endpoint does not hold is InvalidArgument naming it.
   virtual Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
-                                    bool isolate_rows = false) = 0;
+                                    bool isolate_txns = false) = 0;
 
   // What the endpoint lacks for Install (settings, privileges, keys), each with the statement
   // that fixes it. Empty when nothing is missing. Writes nothing.

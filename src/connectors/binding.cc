@@ -4,6 +4,20 @@
 
 namespace duplex {
 
+std::string RecordId(const std::string& endpoint, const Value& native) {
+  return endpoint + ":" + native.dump();
+}
+
+std::optional<Value> OwnNativeKey(const std::string& endpoint, const std::string& record) {
+  if (record.size() <= endpoint.size() || record.compare(0, endpoint.size(), endpoint) != 0 ||
+      record[endpoint.size()] != ':') {
+    return std::nullopt;
+  }
+  Value v = Value::parse(record.substr(endpoint.size() + 1), nullptr, false);
+  if (v.is_discarded() || v.is_null() || v.is_object() || v.is_array()) return std::nullopt;
+  return v;
+}
+
 Status ValidateBindings(const std::string& where, const std::vector<CollectionBinding>& bindings) {
   std::set<std::string> tables, collections;
   for (const CollectionBinding& b : bindings) {
@@ -18,6 +32,9 @@ Status ValidateBindings(const std::string& where, const std::vector<CollectionBi
       return Status::InvalidArgument(at + ": the collection is bound twice");
     }
     if (b.key.empty()) return Status::InvalidArgument(at + ": no key fields");
+    if (b.mapped_key && b.key.size() != 1) {
+      return Status::InvalidArgument(at + ": key_mode = \"mapped\" needs a key of one field");
+    }
     std::set<std::string> fields, columns;
     for (const auto& [field, column] : b.fields) {
       if (!fields.insert(field).second) {

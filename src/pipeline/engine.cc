@@ -542,26 +542,27 @@ Result<bool> Engine::ApplyTo(Endpoint& ep) {
     // Only rows the target refuses (constraint, type) are parked; anything else (busy,
     // unreachable, disk) is the endpoint's trouble and is retried.
     if (!result.status().IsInvalidArgument()) return result.status();
-    // Write row by row, park the refused rows with their reason, let the rest flow.
-    result = ep.connector->Apply(batches, /*isolate_rows=*/true);
+    // Write transaction by transaction, park the refused ones with their reason, let the rest
+    // flow.
+    result = ep.connector->Apply(batches, /*isolate_txns=*/true);
     if (!result.ok()) {
       if (!result.status().IsInvalidArgument()) return result.status();
-      // Not even row by row: park the batches whole.
+      // Not even one by one: park the batches whole.
       std::string reason = result.status().message();
       result = ApplyResult{};
-      for (const ApplyBatch& b : batches) result->failed.push_back(FailedOp{b.id, {}, reason});
+      for (const ApplyBatch& b : batches) {
+        result->failed.push_back(FailedOp{b.id, kWholeBatch, b.ops, reason});
+      }
     }
   }
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
   for (const FailedOp& f : result->failed) {
-    ApplyBatch parked{f.batch_id, {f.op}};
-    if (f.op.collection.empty()) {  // a whole batch
-      for (const ApplyBatch& b : batches) {
-        if (b.id == f.batch_id) parked = b;
-      }
-    }
-    spdlog::error("endpoint={} collection={} key={} parked as dead letter: {}", ep.name,
-                  f.op.collection, f.op.key.dump(), f.reason);
+    ApplyBatch parked{f.batch_id, f.ops};
+    const RowOp* first = f.ops.empty() ? nullptr : &f.ops.front();
+    spdlog::error(
+        "endpoint={} collection={} key={} transaction of {} writes parked as dead letter: {}",
+        ep.name, first ? first->collection : "", first ? first->key.dump() : "", f.ops.size(),
+        f.reason);
     DUPLEX_RETURN_IF_ERROR(store_->AddDeadLetter(ep.name, parked, f.reason, env_->WallMs()));
   }
   DUPLEX_RETURN_IF_ERROR(store_->DeleteOutbox(ep.name, batches.back().id));
@@ -579,8 +580,8 @@ void Engine::ObserveApplied(const Endpoint& ep, const std::vector<ApplyBatch>& b
                             const ApplyResult& result) {
   // Row writes committed on the target, by collection (refused rows left out), and the time
   // from each causing change's commit on its source to now, when the target has committed.
-  std::set<std::pair<int64_t, std::string>> failed;
-  for (const FailedOp& f : result.failed) failed.insert({f.batch_id, f.op.key.dump()});
+  std::set<std::pair<int64_t, int64_t>> failed;
+  for (const FailedOp& f : result.failed) failed.insert({f.batch_id, f.txn});
   const double now = env_->WallMs();
   size_t rows = 0;
   std::pair<std::string, std::string> cell{ep.name, ""};
@@ -590,8 +591,7 @@ void Engine::ObserveApplied(const Endpoint& ep, const std::vector<ApplyBatch>& b
   for (const ApplyBatch& b : batches) {
     for (const RowOp& op : b.ops) {
       ++rows;
-      if (!failed.empty() &&
-          (failed.count({b.id, op.key.dump()}) || failed.count({b.id, "null"}))) {
+      if (!failed.empty() && (failed.count({b.id, op.txn}) || failed.count({b.id, kWholeBatch}))) {
         continue;
       }
       if (!applied || op.collection != cell.second) {

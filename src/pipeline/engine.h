@@ -143,6 +143,8 @@ class Engine {
   void PrintProgress(double secs);
 
   static constexpr size_t kMaxFreshBatches = 4;
+  // FailedOp::txn of a batch parked whole.
+  static constexpr int64_t kWholeBatch = -1;
   // Failing shorter than this is not worth a warning, nor "unreachable" on the dashboard.
   static constexpr std::chrono::seconds kTransientFailure{2};
 

@@ -450,7 +450,7 @@ TEST_F(SqliteConnectorTest, AckPrunesTheChangelog) {
 
 TEST_F(SqliteConnectorTest, CaptureRespectsTheLimitAndSkipsUnboundTables) {
   SqlExec(path_, "CREATE TABLE other(id INTEGER PRIMARY KEY, v TEXT)");
-  CollectionBinding other{"others", "other", {"id"}, {{"id", "id"}, {"v", "v"}}};
+  CollectionBinding other{"others", "other", {"id"}, {{"id", "id"}, {"v", "v"}}, false, {}};
   auto c = Make({Customers(), other});
   SqlExec(path_, "INSERT INTO other VALUES (1, 'a')");
   SqlExec(path_, "INSERT INTO crm_customers(cust_id) VALUES (1)");
@@ -589,7 +589,8 @@ TEST_F(SqliteConnectorTest, QuotedTableAndColumnNames) {
   SqlExec(path_,
           "CREATE TABLE \"my \"\"odd\"\" table\"(\"the id\" TEXT PRIMARY KEY, "
           "\"va'l \"\"x\"\"\" REAL)");
-  CollectionBinding b{"odd", "my \"odd\" table", {"id"}, {{"id", "the id"}, {"v", "va'l \"x\""}}};
+  CollectionBinding b{
+      "odd", "my \"odd\" table", {"id"}, {{"id", "the id"}, {"v", "va'l \"x\""}}, false, {}};
   SqlExec(path_, "INSERT INTO \"my \"\"odd\"\" table\" VALUES ('k0', 0.5)");
   auto c = Make({b});
   EXPECT_TRUE(*c->IsInstalled());
@@ -626,7 +627,7 @@ TEST_F(SqliteConnectorTest, WideTableBeyondTheFunctionArgumentLimit) {
   // json_object() takes at most 127 arguments: 63 columns.
   std::string create = "CREATE TABLE wide(id INTEGER PRIMARY KEY";
   std::string insert_cols = "id", insert_vals = "1";
-  CollectionBinding b{"wide", "wide", {"id"}, {{"id", "id"}}};
+  CollectionBinding b{"wide", "wide", {"id"}, {{"id", "id"}}, false, {}};
   for (int i = 0; i < 150; ++i) {
     std::string col = i % 50 == 0 ? "c\"" + std::to_string(i) : "c." + std::to_string(i);
     create += ", " + QuoteIdent(col);

@@ -583,7 +583,7 @@ Result<ApplyResult> MemoryConnector::Apply(const std::vector<ApplyBatch>& batche
         if (!one.ok()) {
           if (isolate_rows && one.status().IsInvalidArgument()) {
             ep_->rows_[t.binding.table] = std::move(before);
-            result.failed.push_back(FailedOp{batch.id, op, one.status().message()});
+            result.failed.push_back(FailedOp{batch.id, op.txn, {op}, one.status().message()});
             continue;
           }
           rollback();

@@ -221,19 +221,23 @@ class Simulation {
     check_txns_ = batch_rows_ >= 10000;
 
     auto col = [](const char* name, const char* type, int pk) {
-      return ColumnInfo{name, type, false, false, pk};
+      return ColumnInfo{name, type, false, false, pk, false};
     };
     TableInfo items{kItems,
                     true,
                     {col("id", "INTEGER", 1), col("a", "INTEGER", 0), col("b", "INTEGER", 0),
-                     col("c", "TEXT", 0)}};
-    TableInfo parents{kParents, true, {col("id", "INTEGER", 1), col("name", "TEXT", 0)}};
+                     col("c", "TEXT", 0)},
+                    {}};
+    TableInfo parents{kParents, true, {col("id", "INTEGER", 1), col("name", "TEXT", 0)}, {}};
     TableInfo children{
         kChildren,
         true,
-        {col("id", "INTEGER", 1), col("parent_id", "INTEGER", 0), col("v", "INTEGER", 0)}};
-    TableInfo events{
-        kEvents, true, {col("id", "INTEGER", 1), col("origin", "TEXT", 0), col("n", "INTEGER", 0)}};
+        {col("id", "INTEGER", 1), col("parent_id", "INTEGER", 0), col("v", "INTEGER", 0)},
+        {}};
+    TableInfo events{kEvents,
+                     true,
+                     {col("id", "INTEGER", 1), col("origin", "TEXT", 0), col("n", "INTEGER", 0)},
+                     {}};
     for (int i = 0; i < n; ++i) {
       auto ep = std::make_shared<MemoryEndpoint>("e" + std::to_string(i),
                                                  1.7e12 + static_cast<double>(Rand(1000)));

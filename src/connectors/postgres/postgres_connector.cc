@@ -1426,7 +1426,8 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(const std::vector<const ApplyBa
         if (!err.IsInvalidArgument()) return fail(err);
         Status rb = apply_.Run("ROLLBACK TO SAVEPOINT duplex_row");
         if (!rb.ok()) return fail(rb);
-        result.failed.push_back(FailedOp{todo[planned[k].b]->id, *planned[k].op, err.message()});
+        result.failed.push_back(
+            FailedOp{todo[planned[k].b]->id, planned[k].op->txn, {*planned[k].op}, err.message()});
         affected[k] = -1;
         continue;
       }

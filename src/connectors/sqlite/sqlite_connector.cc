@@ -981,7 +981,7 @@ Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batche
         if (!one.ok() && one.status().IsInvalidArgument()) {
           DUPLEX_RETURN_IF_ERROR(db_.Exec("ROLLBACK TO duplex_row").WithContext(Where()));
           DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_row").WithContext(Where()));
-          result.failed.push_back(FailedOp{batch.id, op, one.status().message()});
+          result.failed.push_back(FailedOp{batch.id, op.txn, {op}, one.status().message()});
           continue;
         }
         if (!one.ok()) return one.status();
