@@ -185,9 +185,10 @@ TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
     auto store = StateStore::Open(dir.File("s.db"), true);
     ASSERT_OK(store);
     ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{1, {}}, "x", 1));
-    // What version 2 wrote: no retry column.
+    // What version 2 wrote: no retry column (nor version 4's waits_for).
     ASSERT_OK(
         (*store)->db().Exec("ALTER TABLE dead_letters DROP COLUMN retry; "
+                            "ALTER TABLE dead_letters DROP COLUMN waits_for; "
                             "UPDATE meta SET v = 2 WHERE k = 'schema_version'"));
   }
   auto store = StateStore::Open(dir.File("s.db"), false);
@@ -197,6 +198,30 @@ TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
   ASSERT_EQ(all->size(), 1u);
   ASSERT_OK((*store)->RequestRetry(all->front().id));
   EXPECT_EQ((*store)->ListDeadLetters(true)->size(), 1u);
+}
+
+TEST(StateStoreTest, RetryOfADeadLetterRetriesTheOnesWaitingForIt) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  auto first = (*store)->AddDeadLetter("b", ApplyBatch{1, {}}, "CHECK failed", 1);
+  ASSERT_OK(first);
+  auto second = (*store)->AddDeadLetter("b", ApplyBatch{2, {}}, "waits", 2, *first);
+  ASSERT_OK(second);
+  auto third = (*store)->AddDeadLetter("b", ApplyBatch{3, {}}, "waits", 3, *second);
+  ASSERT_OK(third);
+  auto other = (*store)->AddDeadLetter("b", ApplyBatch{4, {}}, "unrelated", 4);
+  ASSERT_OK(other);
+  EXPECT_EQ((*store)->GetDeadLetter(*third)->waits_for, *second);
+  ASSERT_OK((*store)->RequestRetry(*first));
+  auto asked = (*store)->ListDeadLetters(true);
+  ASSERT_OK(asked);
+  ASSERT_EQ(asked->size(), 3u);
+  EXPECT_EQ((*asked)[0].id, *first);
+  EXPECT_EQ((*asked)[2].id, *third);
+  auto version = (*store)->DeadLetterVersion("b");
+  ASSERT_OK(version);
+  EXPECT_EQ(*version, (std::pair<int64_t, int64_t>{4, *other}));
 }
 
 }  // namespace
