@@ -1,5 +1,6 @@
 #include "store/state_store.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "util/msgpack_writer.h"
@@ -606,8 +607,15 @@ Result<std::pair<int64_t, int64_t>> StateStore::DeadLetterVersion(const std::str
 }
 
 nlohmann::json DeadLetterRow::ToJson() const {
-  nlohmann::json ops = nlohmann::json::array();
+  // `collection` (the first write's), `collections` (each once, in order) and `keys` summarise
+  // the writes for listings; `ops` has them in full.
+  nlohmann::json ops = nlohmann::json::array(), collections = nlohmann::json::array(),
+                 keys = nlohmann::json::array();
   for (const RowOp& op : batch.ops) {
+    if (std::find(collections.begin(), collections.end(), op.collection) == collections.end()) {
+      collections.push_back(op.collection);
+    }
+    keys.push_back(op.key);
     const char code[2] = {static_cast<char>(op.op), 0};
     ops.push_back({{"op", op.op == Op::kInsert   ? "insert"
                           : op.op == Op::kDelete ? "delete"
@@ -619,6 +627,9 @@ nlohmann::json DeadLetterRow::ToJson() const {
   }
   return {{"id", id},
           {"endpoint", endpoint},
+          {"collection", batch.ops.empty() ? "" : batch.ops.front().collection},
+          {"collections", std::move(collections)},
+          {"keys", std::move(keys)},
           {"batch_id", batch.id},
           {"reason", reason},
           {"created_at", created_at},
@@ -670,6 +681,12 @@ Status StateStore::RequestRetry(int64_t id) {
     return Status::NotFound("no dead letter with id " + std::to_string(id));
   }
   return Status::Ok();
+}
+
+Result<int64_t> StateStore::RequestRetryAll() {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached("UPDATE dead_letters SET retry = 1"));
+  DUPLEX_RETURN_IF_ERROR(s->Run());
+  return static_cast<int64_t>(db_.Changes());
 }
 
 Status StateStore::DeleteDeadLetter(int64_t id) {

@@ -155,6 +155,8 @@ class StateStore {
   // An operator's request: the engine re-plans the dead letter's records, and those of the
   // dead letters waiting for it (NotFound if none).
   Status RequestRetry(int64_t id);
+  // The same request for every dead letter; returns how many there are.
+  Result<int64_t> RequestRetryAll();
   Status DeleteDeadLetter(int64_t id);
 
   Status AddCounters(const std::string& endpoint, const Counters& delta);

@@ -179,6 +179,50 @@ TEST(StateStoreTest, DeadLettersAreListedRetriedAndDeleted) {
   EXPECT_EQ(*(*store)->CountDeadLetters("b"), 0);
 }
 
+// One dead letter per parked source transaction: its writes may span collections and keys.
+TEST(StateStoreTest, DeadLetterJsonSummarisesCollectionsAndKeysOfItsWrites) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  RowOp order{Op::kInsert, "order", {{"id", 5}}, {{"id", 5}, {"customer", 1}}, Row::object(), 0};
+  RowOp customer{Op::kUpdate, "customer", {{"id", 1}}, {{"tier", "gold"}}, Row::object(), 0};
+  RowOp line{Op::kDelete, "order", {{"id", 6}}, Row::object(), Row::object(), 0};
+  ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{4, {order, customer, line}}, "FK", 42));
+  ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{5, {}}, "whole batch", 43));
+  auto all = (*store)->ListDeadLetters(false);
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  nlohmann::json j = all->front().ToJson();
+  EXPECT_EQ(j["id"], all->front().id);
+  EXPECT_EQ(j["endpoint"], "b");
+  EXPECT_EQ(j["collection"], "order");
+  EXPECT_EQ(j["collections"], nlohmann::json({"order", "customer"}));
+  EXPECT_EQ(j["keys"], nlohmann::json::parse(R"([{"id": 5}, {"id": 1}, {"id": 6}])"));
+  EXPECT_EQ(j["reason"], "FK");
+  EXPECT_EQ(j["created_at"], 42.0);
+  EXPECT_EQ(j["ops"].size(), 3u);
+  EXPECT_EQ(j["ops"][2]["op"], "delete");
+  nlohmann::json empty = all->back().ToJson();
+  EXPECT_EQ(empty["collection"], "");
+  EXPECT_EQ(empty["collections"], nlohmann::json::array());
+  EXPECT_EQ(empty["keys"], nlohmann::json::array());
+}
+
+TEST(StateStoreTest, RetryAllAsksForEveryDeadLetter) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  EXPECT_EQ(*(*store)->RequestRetryAll(), 0);
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_OK((*store)->AddDeadLetter(i == 3 ? "c" : "b", ApplyBatch{i, {}}, "x", i));
+  }
+  ASSERT_OK((*store)->RequestRetry((*store)->ListDeadLetters(false)->front().id));
+  auto n = (*store)->RequestRetryAll();
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 3);
+  EXPECT_EQ((*store)->ListDeadLetters(true)->size(), 3u);
+}
+
 TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
   TempDir dir;
   {
