@@ -900,7 +900,7 @@ Status PostgresConnector::ReadSnapshotMessage(const std::string& content, uint64
     c.snapshot = true;
     // No source transaction groups the rows of an initial load: each row is a unit of its
     // own, so that a row the target refuses parks only itself.
-    c.txn = --snapshot_txn_;
+    c.txn = --snapshot_txn_;  // from -2: the engine's kWholeBatch is -1
     c.position = static_cast<Position>(end_lsn);
     c.commit_ms = static_cast<double>(commit_ms);
     out->push_back(std::move(c));
@@ -1220,8 +1220,9 @@ Result<ChangeBatch> PostgresConnector::CaptureLog(Position from, size_t max_chan
     const std::string tbl = PQgetvalue(res.get(), r, 1);
     const char op = PQgetvalue(res.get(), r, 2)[0];
     const double at = std::atof(PQgetvalue(res.get(), r, 7));
-    // The initial load's rows share Install's transaction but belong to none: one unit each.
-    const int64_t txn = PQgetvalue(res.get(), r, 6)[0] == 't' ? -pos
+    // The initial load's rows share Install's transaction but belong to none: one unit each
+    // (from -2: the engine's kWholeBatch is -1).
+    const int64_t txn = PQgetvalue(res.get(), r, 6)[0] == 't' ? -pos - 1
                         : PQgetisnull(res.get(), r, 9)        ? 0
                                                        : std::atoll(PQgetvalue(res.get(), r, 9));
     batch.end = pos;
@@ -1701,7 +1702,8 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(
   };
 
   // The source transactions (P7): contiguous ops of one batch with one RowOp::txn, stale ones
-  // included (a unit that fails is reported whole).
+  // included (a unit that fails is reported whole). An op with txn 0 has no source transaction
+  // (none known): it is a unit of its own.
   struct Unit {
     size_t b, first_op, end_op;         // todo[b]->ops[first_op, end_op)
     size_t first_planned, end_planned;  // planned[first_planned, end_planned)
@@ -1712,7 +1714,9 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(
     for (size_t b = 0; b < todo.size(); ++b) {
       const std::vector<RowOp>& ops = todo[b]->ops;
       for (size_t i = 0; i < ops.size(); ++i) {
-        if (i == 0 || ops[i].txn != ops[i - 1].txn) units.push_back({b, i, i, k, k});
+        if (i == 0 || ops[i].txn == 0 || ops[i].txn != ops[i - 1].txn) {
+          units.push_back({b, i, i, k, k});
+        }
         units.back().end_op = i + 1;
         if (k < planned.size() && planned[k].b == b && planned[k].i == i) ++k;
         units.back().end_planned = k;

@@ -187,7 +187,7 @@ class PostgresConnector final : public Connector {
   bool first_poll_ = true;
   uint64_t previous_flush_ = 0;  // the server's flushed WAL end at the previous idle poll
   int64_t last_stamped_ = 0;     // trigger mode: highest stamped position seen
-  int64_t snapshot_txn_ = 0;     // logical mode: the last Change::txn given to an initial-load row
+  int64_t snapshot_txn_ = -1;    // logical mode: the last Change::txn given to an initial-load row
 
   bool any_records_ = false;  // some bound field holds record ids
   // Per table, native key (JSON) -> record id, as captured. Entries never change: PostgreSQL
