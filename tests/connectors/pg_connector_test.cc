@@ -445,5 +445,79 @@ TEST_P(PgConnectorTest, MappedRecordInsertedAgainAfterItsRowWasDeleted) {
   EXPECT_EQ(Query(db, "SELECT record, native FROM _duplex_b_" + db + "_keymap"), "a:5|2\n");
 }
 
+// A write planned before the application's change to a mapped row is rejected (the stale check
+// compares native keys), and the rejection comes back with the record id and the row as it is.
+TEST_P(PgConnectorTest, StaleWriteToAMappedRowIsRejectedWithItsRecordId) {
+  const std::string db = NewDb(kShop);
+  auto c = Open(db, "b", GetParam());
+  ASSERT_OK(c->Bind(ShopBindings()));
+  ASSERT_OK(c->Install());
+  ApplyBatch first;
+  first.id = 1;
+  first.ops = {Write(Op::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "x"}}, 1)};
+  ASSERT_OK(c->Apply({first}, false));
+  Position from = 0;
+  Exec(db, "UPDATE customers SET name = 'app' WHERE name = 'x'");
+  std::vector<Change> rows = CaptureRows(*c, &from, 1);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].key, Row({{"id", "a:5"}}));
+  ApplyBatch stale;
+  stale.id = 2;
+  RowOp w =
+      Write(Op::kUpdate, "customers", {{"id", "a:5"}}, {{"name", "duplex"}}, 2, {{"name", "app"}});
+  w.seen = 1;  // planned before the application's update (whose value it expects by chance)
+  stale.ops = {w};
+  Result<ApplyResult> r = c->Apply({stale}, false);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 0u);
+  EXPECT_EQ(r->rejected, 1u);
+  EXPECT_EQ(Query(db, "SELECT name FROM customers"), "app\n");
+  Change rejected;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (rejected.op != Op::kRejected && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_OK(c->Poll());
+    Result<ChangeBatch> batch = c->Capture(from, 1000);
+    ASSERT_OK(batch);
+    for (const Change& ch : batch->changes) {
+      if (ch.op == Op::kRejected) rejected = ch;
+    }
+    from = batch->end;
+  }
+  ASSERT_EQ(rejected.op, Op::kRejected);
+  EXPECT_EQ(rejected.apply_id, 2);
+  EXPECT_EQ(rejected.key, Row({{"id", "a:5"}}));
+  EXPECT_EQ(rejected.after, Row({{"id", "a:5"}, {"name", "app"}}));
+}
+
+// An endpoint installed by an older duplex (no key map; trigger mode: no txn in the log) is not
+// installed; Install upgrades it in place.
+TEST_P(PgConnectorTest, InstallUpgradesAnOlderInstallation) {
+  const std::string db = NewDb(kShop);
+  auto c = Open(db, "b", GetParam());
+  ASSERT_OK(c->Bind(ShopBindings()));
+  ASSERT_OK(c->Install());
+  Result<bool> installed = c->IsInstalled();
+  ASSERT_OK(installed);
+  EXPECT_TRUE(*installed);
+  const std::string prefix = "_duplex_b_" + db;
+  Exec(db, "DROP TABLE " + prefix + "_keymap; DROP FUNCTION " + prefix + "_native");
+  if (GetParam() == Mode::kTrigger) Exec(db, "ALTER TABLE " + prefix + "_log DROP COLUMN txn");
+  installed = c->IsInstalled();
+  ASSERT_OK(installed);
+  EXPECT_FALSE(*installed);
+  ASSERT_OK(c->Install());
+  installed = c->IsInstalled();
+  ASSERT_OK(installed);
+  EXPECT_TRUE(*installed);
+  Exec(db, "INSERT INTO customers(name) VALUES ('new')");
+  Position from = 0;
+  std::vector<Change> rows = CaptureRows(*c, &from, 1);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].key, Row({{"id", "b:1"}}));
+  EXPECT_NE(rows[0].txn, 0);
+  ASSERT_OK(c->Uninstall());
+  EXPECT_EQ(Query(db, "SELECT to_regclass('" + prefix + "_keymap') IS NULL"), "t\n");
+}
+
 }  // namespace
 }  // namespace duplex::pg
