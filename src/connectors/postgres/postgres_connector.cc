@@ -743,6 +743,8 @@ Status PostgresConnector::Uninstall() {
   pending_changes_ = 0;
   stmts_.clear();
   objects_exist_ = false;
+  records_.clear();  // the key map goes: what it said no longer holds
+  records_cached_ = 0;
   DUPLEX_ASSIGN_OR_RETURN(bool exists, ObjectsExist());
   std::vector<std::string> registered;
   if (exists) {
