@@ -48,6 +48,7 @@ bool AppendRowChange(Change c, const Row& old_key, const std::vector<std::string
     del.collection = c.collection;
     del.position = c.position;
     del.commit_ms = c.commit_ms;
+    del.txn = c.txn;
     del.key = old_key;
     del.before = c.before;
     out->push_back(std::move(del));
@@ -105,9 +106,13 @@ Result<TableInfo> PostgresConnector::Describe(const std::string& table) {
       db_.Exec("SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
                "a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '', "
                "coalesce((SELECT k.n FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(att, n) "
-               "WHERE k.att = a.attnum), 0) "
+               "WHERE k.att = a.attnum), 0), "
+               // Generated: an identity column, or a sequence default (serial).
+               "a.attidentity IN ('a', 'd') OR coalesce(pg_get_expr(d.adbin, d.adrelid) "
+               "LIKE 'nextval(%', false) "
                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+               "LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
                "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
                "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') "
                "ORDER BY a.attnum",
@@ -122,7 +127,38 @@ Result<TableInfo> PostgresConnector::Describe(const std::string& table) {
     col.not_null = PQgetvalue(res.get(), r, 2)[0] == 't';
     col.has_default = PQgetvalue(res.get(), r, 3)[0] == 't';
     col.pk = std::atoi(PQgetvalue(res.get(), r, 4));
+    col.generated = PQgetvalue(res.get(), r, 5)[0] == 't';
     info.columns.push_back(std::move(col));
+  }
+  if (!info.exists) return info;
+  // Foreign keys to tables of the same schema (the endpoint is one schema); columns in the
+  // constraint's order, so that columns[i] references ref_columns[i].
+  DUPLEX_ASSIGN_OR_RETURN(
+      PgResult fks,
+      db_.Exec("SELECT rc.relname, con.condeferrable, "
+               "(SELECT json_agg(a.attname ORDER BY k.n) FROM unnest(con.conkey) "
+               "WITH ORDINALITY k(att, n) JOIN pg_attribute a ON a.attrelid = con.conrelid "
+               "AND a.attnum = k.att)::text, "
+               "(SELECT json_agg(a.attname ORDER BY k.n) FROM unnest(con.confkey) "
+               "WITH ORDINALITY k(att, n) JOIN pg_attribute a ON a.attrelid = con.confrelid "
+               "AND a.attnum = k.att)::text "
+               "FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid "
+               "JOIN pg_namespace n ON n.oid = c.relnamespace "
+               "JOIN pg_class rc ON rc.oid = con.confrelid "
+               "WHERE con.contype = 'f' AND n.nspname = $1 AND c.relname = $2 "
+               "AND rc.relnamespace = n.oid ORDER BY con.conname",
+               {opt_.schema, table}));
+  for (int r = 0; r < PQntuples(fks.get()); ++r) {
+    ForeignKeyInfo fk;
+    fk.ref_table = PQgetvalue(fks.get(), r, 0);
+    fk.deferrable = PQgetvalue(fks.get(), r, 1)[0] == 't';
+    for (const Value& c : Value::parse(PQgetvalue(fks.get(), r, 2))) {
+      fk.columns.push_back(c.get<std::string>());
+    }
+    for (const Value& c : Value::parse(PQgetvalue(fks.get(), r, 3))) {
+      fk.ref_columns.push_back(c.get<std::string>());
+    }
+    info.foreign_keys.push_back(std::move(fk));
   }
   return info;
 }
@@ -149,6 +185,28 @@ Status PostgresConnector::Bind(std::vector<CollectionBinding> bindings) {
     by_table_[t.binding.table] = tables_.size();
     by_collection_[t.binding.collection] = tables_.size();
     tables_.push_back(std::move(t));
+  }
+  records_.clear();
+  records_cached_ = 0;
+  any_records_ = false;
+  for (BoundTable& t : tables_) {
+    if (t.binding.mapped_key) t.record_table[t.binding.key.front()] = t.binding.table;
+    for (const auto& [field, collection] : t.binding.mapped_refs) {
+      const std::string at = Where(t.binding.table) + ", field '" + field + "'";
+      if (!t.column_of_field.count(field)) {
+        return Status::InvalidArgument(at + ": references collection '" + collection +
+                                       "' but is not a mapped field");
+      }
+      const BoundTable* ref = ByCollection(collection);
+      if (ref == nullptr || !ref->binding.mapped_key) {
+        return Status::InvalidArgument(
+            at + ": references collection '" + collection +
+            "', which is not bound to this endpoint with a mapped key (its record ids could "
+            "not be translated)");
+      }
+      t.record_table[field] = ref->binding.table;
+    }
+    any_records_ = any_records_ || !t.record_table.empty();
   }
   return Status::Ok();
 }
@@ -333,6 +391,15 @@ Result<bool> PostgresConnector::IsInstalled() {
                    {SlotName()}));
     if (ok.value_or("f") != "t") return false;
   }
+  // Installed by an older duplex: no key map (or, trigger mode, no txn column in the log).
+  DUPLEX_ASSIGN_OR_RETURN(
+      std::optional<std::string> current,
+      db_.Scalar("SELECT to_regclass($1) IS NOT NULL AND ($2 = '' OR EXISTS (SELECT 1 FROM "
+                 "pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'txn' AND NOT "
+                 "attisdropped))",
+                 {Q(TableName("keymap")),
+                  opt_.capture == CaptureMode::kTrigger ? Q(TableName("log")) : std::string()}));
+  if (current.value_or("f") != "t") return false;
   DUPLEX_ASSIGN_OR_RETURN(
       PgResult res, db_.Exec("SELECT tbl, columns, snapshot_done FROM " + Q(TableName("tables"))));
   std::map<std::string, std::pair<std::string, bool>> have;
@@ -371,6 +438,38 @@ Status PostgresConnector::Install() {
       "CREATE TABLE IF NOT EXISTS " + registry +
       " (tbl text PRIMARY KEY, columns jsonb NOT NULL, snapshot_done boolean NOT NULL DEFAULT "
       "false, last_key jsonb)"));
+  // The key map (README "Mapped keys"): written by apply in the row's transaction, never
+  // published nor captured. `native` is the native key as JSON, exactly as RecordId prints it.
+  const std::string keymap = Q(TableName("keymap"));
+  const std::string own = QuoteLiteral(opt_.name + ":");
+  DUPLEX_RETURN_IF_ERROR(
+      db_.Run("CREATE TABLE IF NOT EXISTS " + keymap +
+              " (tbl text NOT NULL, record text NOT NULL, native text NOT NULL, "
+              "PRIMARY KEY (tbl, record), UNIQUE (tbl, native));"
+              "CREATE OR REPLACE FUNCTION " +
+              Q(TableName("native")) +
+              "(p_tbl text, p_record text, p_refusal text) RETURNS text LANGUAGE plpgsql STABLE "
+              "AS $duplex$\n"
+              "DECLARE n text;\n"
+              "BEGIN\n"
+              "  IF p_record IS NULL THEN RETURN NULL; END IF;\n"
+              "  SELECT m.native INTO n FROM " +
+              keymap +
+              " m WHERE m.tbl = p_tbl AND m.record = p_record;\n"
+              // A record first seen here (OwnNativeKey): its native key is in its id.
+              "  IF n IS NULL AND starts_with(p_record, " +
+              own + ") THEN\n    n := substr(p_record, length(" + own +
+              ") + 1);\n"
+              "  END IF;\n"
+              "  IF n IS NULL OR jsonb_typeof(n::jsonb) NOT IN ('number', 'string') THEN\n"
+              "    IF p_refusal IS NOT NULL THEN\n"
+              "      RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', "
+              "MESSAGE = replace(p_refusal, '{record}', p_record);\n"
+              "    END IF;\n"
+              "    RETURN NULL;\n"
+              "  END IF;\n"
+              "  RETURN n::jsonb #>> '{}';\n"
+              "END\n$duplex$"));
 
   if (opt_.capture == CaptureMode::kLogical) {
     // Publication: exactly the bound tables.
@@ -406,6 +505,14 @@ Status PostgresConnector::Install() {
         " (id bigserial PRIMARY KEY, pos bigint, tbl text NOT NULL, op \"char\" NOT NULL, "
         "pk text, old jsonb, new jsonb, apply_id bigint, snapshot boolean NOT NULL DEFAULT false, "
         "at timestamptz NOT NULL DEFAULT statement_timestamp());"
+        // The writing transaction (Change::txn), filled by the default in the trigger's
+        // transaction. Added to logs created before it; their old rows keep NULL (unknown).
+        "ALTER TABLE " +
+        Q(TableName("log")) +
+        " ADD COLUMN IF NOT EXISTS txn bigint;"
+        "ALTER TABLE " +
+        Q(TableName("log")) +
+        " ALTER COLUMN txn SET DEFAULT txid_current();"
         "CREATE INDEX IF NOT EXISTS " +
         QuoteIdent(TableName("log_unstamped")) + " ON " + Q(TableName("log")) +
         " (id) WHERE pos IS NULL;"
@@ -636,6 +743,8 @@ Status PostgresConnector::Uninstall() {
   pending_changes_ = 0;
   stmts_.clear();
   objects_exist_ = false;
+  records_.clear();  // the key map goes: what it said no longer holds
+  records_cached_ = 0;
   DUPLEX_ASSIGN_OR_RETURN(bool exists, ObjectsExist());
   std::vector<std::string> registered;
   if (exists) {
@@ -654,7 +763,8 @@ Status PostgresConnector::Uninstall() {
     sql += "DROP FUNCTION IF EXISTS " + Q(TableName("capture_" + tbl)) + "();";
   }
   sql += "DROP TABLE IF EXISTS " + Q(TableName("log")) + ", " + Q(TableName("applied")) + ", " +
-         Q(TableName("tables")) + ";";
+         Q(TableName("tables")) + ", " + Q(TableName("keymap")) + ";";
+  sql += "DROP FUNCTION IF EXISTS " + Q(TableName("native")) + "(text, text, text);";
   sql += "DROP PUBLICATION IF EXISTS " + QuoteIdent(PublicationName()) + ";";
   DUPLEX_RETURN_IF_ERROR(db_.Run(sql).WithContext(Where()));
   objects_exist_ = false;
@@ -742,14 +852,16 @@ Row PostgresConnector::TupleRow(const BoundTable& t, const Relation& rel, const 
   return row;
 }
 
-Result<Value> PostgresConnector::ReadImage(const BoundTable& t, const Row& key) {
+Result<Value> PostgresConnector::ReadImage(const BoundTable& t, const Row& key, bool records) {
   DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageSql(t, "s."));
   std::vector<std::string> cond;
   std::vector<Param> args;
   int i = 1;
   for (const std::string& k : t.binding.key) {
     const std::string& c = t.column_of_field.at(k);
-    cond.push_back("s." + QuoteIdent(c) + " = " + Placeholder(i++) + "::" + t.type_of_column.at(c));
+    const std::string ph = Placeholder(i++);
+    cond.push_back("s." + QuoteIdent(c) + " = " +
+                   (records ? ValueSql(t, k, ph, false) : ph + "::" + t.type_of_column.at(c)));
     auto it = key.find(k);
     args.push_back(ToText(it == key.end() ? Value() : *it));
   }
@@ -765,7 +877,7 @@ Result<Value> PostgresConnector::ReadImage(const BoundTable& t, const Row& key) 
 Status PostgresConnector::FillUnchanged(const BoundTable& t, Row& after) {
   // An unchanged TOASTed value is not in the stream (CDC-FACTS Q3): read the row as it is now.
   // Only values this change did not touch are taken from it.
-  DUPLEX_ASSIGN_OR_RETURN(Value image, ReadImage(t, after));
+  DUPLEX_ASSIGN_OR_RETURN(Value image, ReadImage(t, after, false));
   const Row now = ImageToRow(t, image);
   for (const std::string& c : t.columns) {
     const std::string& f = t.field_of_column.at(c);
@@ -788,6 +900,9 @@ Status PostgresConnector::ReadSnapshotMessage(const std::string& content, uint64
     c.after = ImageToRow(t, image);
     c.key = KeyOf(t.binding.key, c.after);
     c.snapshot = true;
+    // No source transaction groups the rows of an initial load: each row is a unit of its
+    // own, so that a row the target refuses parks only itself.
+    c.txn = --snapshot_txn_;  // from -2: the engine's kWholeBatch is -1
     c.position = static_cast<Position>(end_lsn);
     c.commit_ms = static_cast<double>(commit_ms);
     out->push_back(std::move(c));
@@ -816,6 +931,7 @@ Status PostgresConnector::Convert(StreamTxn&& txn) {
         c.after = ImageToRow(*t, r.value("row", Value()));
         c.apply_id = static_cast<int64_t>(txn.origin_lsn);
         c.position = pos;
+        c.txn = txn.xid;
         c.commit_ms = static_cast<double>(commit_ms);
         out.changes.push_back(std::move(c));
       }
@@ -824,6 +940,7 @@ Status PostgresConnector::Convert(StreamTxn&& txn) {
     m.op = Op::kMarker;
     m.apply_id = static_cast<int64_t>(txn.origin_lsn);
     m.position = pos;
+    m.txn = txn.xid;
     m.commit_ms = static_cast<double>(commit_ms);
     out.changes.push_back(std::move(m));
   } else {
@@ -848,6 +965,7 @@ Status PostgresConnector::Convert(StreamTxn&& txn) {
       c.collection = t.binding.collection;
       c.position = pos;
       c.commit_ms = static_cast<double>(commit_ms);
+      c.txn = txn.xid;  // the Begin message's xid: the same for every change of the transaction
       // The old key ('K', the default identity when the key changed) or the old row ('O',
       // identity FULL); neither for most updates. A key-only image is not a before image.
       Row old_key;
@@ -943,8 +1061,8 @@ Result<ChangeBatch> PostgresConnector::Capture(Position from, size_t max_changes
 }
 
 Result<ApplyResult> PostgresConnector::Apply(const std::vector<ApplyBatch>& batches,
-                                             bool isolate_rows) {
-  return Reconnecting([&] { return ApplyBatches(batches, isolate_rows); });
+                                             bool isolate_txns) {
+  return Reconnecting([&] { return ApplyBatches(batches, isolate_txns); });
 }
 
 Result<bool> PostgresConnector::PollOnce() {
@@ -1001,6 +1119,14 @@ Result<ChangeBatch> PostgresConnector::CaptureOnce(Position from, size_t max_cha
     batch.end = static_cast<Position>(txn.end_lsn);
     pending_changes_ -= txn.changes.size();
     pending_.pop_front();
+  }
+  Status presented = PresentRecords(&batch.changes);
+  if (!presented.ok()) {
+    // The batch has left pending_: stream it again from the slot's confirmed position.
+    stream_.Close();
+    pending_.clear();
+    pending_changes_ = 0;
+    return presented;
   }
   if (batch.end > static_cast<Position>(delivered_)) delivered_ = static_cast<uint64_t>(batch.end);
   stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
@@ -1088,7 +1214,7 @@ Result<ChangeBatch> PostgresConnector::CaptureLog(Position from, size_t max_chan
   DUPLEX_ASSIGN_OR_RETURN(
       PgResult res,
       db_.Exec("SELECT pos, tbl, op, old::text, new::text, apply_id, snapshot, "
-               "(extract(epoch FROM at) * 1000)::float8, pk FROM " +
+               "(extract(epoch FROM at) * 1000)::float8, pk, txn FROM " +
                    Q(TableName("log")) + " WHERE pos > $1 ORDER BY pos LIMIT $2",
                {std::to_string(from), std::to_string(std::max<size_t>(max_changes, 1))}));
   for (int r = 0; r < PQntuples(res.get()); ++r) {
@@ -1096,6 +1222,11 @@ Result<ChangeBatch> PostgresConnector::CaptureLog(Position from, size_t max_chan
     const std::string tbl = PQgetvalue(res.get(), r, 1);
     const char op = PQgetvalue(res.get(), r, 2)[0];
     const double at = std::atof(PQgetvalue(res.get(), r, 7));
+    // The initial load's rows share Install's transaction but belong to none: one unit each
+    // (from -2: the engine's kWholeBatch is -1).
+    const int64_t txn = PQgetvalue(res.get(), r, 6)[0] == 't' ? -pos - 1
+                        : PQgetisnull(res.get(), r, 9)        ? 0
+                                                       : std::atoll(PQgetvalue(res.get(), r, 9));
     batch.end = pos;
     if (op == 'M') {
       Change m;
@@ -1103,6 +1234,7 @@ Result<ChangeBatch> PostgresConnector::CaptureLog(Position from, size_t max_chan
       m.apply_id = std::atoll(PQgetvalue(res.get(), r, 5));
       m.position = pos;
       m.commit_ms = at;
+      m.txn = txn;
       batch.changes.push_back(std::move(m));
       continue;
     }
@@ -1113,6 +1245,7 @@ Result<ChangeBatch> PostgresConnector::CaptureLog(Position from, size_t max_chan
     c.collection = t.binding.collection;
     c.position = pos;
     c.commit_ms = at;
+    c.txn = txn;
     c.snapshot = PQgetvalue(res.get(), r, 6)[0] == 't';
     Value old_img =
         PQgetisnull(res.get(), r, 3) ? Value() : Value::parse(PQgetvalue(res.get(), r, 3));
@@ -1133,7 +1266,131 @@ Result<ChangeBatch> PostgresConnector::CaptureLog(Position from, size_t max_chan
     const Row old_key = op == 'U' ? KeyOf(t.binding.key, c.before) : Row();
     AppendRowChange(std::move(c), old_key, t.binding.key, &batch.changes);
   }
+  DUPLEX_RETURN_IF_ERROR(PresentRecords(&batch.changes));
   return batch;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mapped keys
+
+std::string PostgresConnector::ValueSql(const BoundTable& t, const std::string& field,
+                                        const std::string& ph, bool refuse) const {
+  const std::string& type = t.type_of_column.at(t.column_of_field.at(field));
+  auto rt = t.record_table.find(field);
+  if (rt == t.record_table.end()) return ph + "::" + type;
+  std::string refusal = "NULL";
+  if (refuse) {
+    const std::string& collection = tables_[by_table_.at(rt->second)].binding.collection;
+    refusal = QuoteLiteral("field '" + field + "' of collection '" + t.binding.collection +
+                           "' references record '{record}' of collection '" + collection +
+                           "', which endpoint '" + opt_.name + "' does not hold");
+  }
+  return "(" + Q(TableName("native")) + "(" + QuoteLiteral(rt->second) + ", " + ph + "::text, " +
+         refusal + "))::" + type;
+}
+
+Status PostgresConnector::PresentRecords(std::vector<Change>* changes) {
+  if (!any_records_) return Status::Ok();
+  // Every row image of a change, with the table it belongs to. A rejected write's key is the
+  // one duplex sent (record ids already).
+  auto rows_of = [&](Change& c, auto&& fn) {
+    const BoundTable* t = ByCollection(c.collection);
+    if (t == nullptr || t->record_table.empty()) return;
+    for (Row* row : {&c.key, &c.before, &c.after}) {
+      if (row == &c.key && c.op == Op::kRejected) continue;
+      if (!row->is_object()) continue;
+      for (const auto& [field, table] : t->record_table) {
+        auto v = row->find(field);
+        if (v == row->end() || v->is_null()) continue;
+        fn(*v, table);
+      }
+    }
+  };
+  if (records_cached_ > 200000) {
+    records_.clear();
+    records_cached_ = 0;
+  }
+  // table -> native keys (JSON texts) not in the cache
+  std::map<std::string, std::set<std::string>> wanted;
+  for (Change& c : *changes) {
+    rows_of(c, [&](Value& v, const std::string& table) {
+      std::string native = v.dump();
+      if (!records_[table].count(native)) wanted[table].insert(std::move(native));
+    });
+  }
+  for (auto& [table, natives] : wanted) {
+    DUPLEX_ASSIGN_OR_RETURN(PgResult res,
+                            db_.Exec("SELECT native, record FROM " + Q(TableName("keymap")) +
+                                         " WHERE tbl = $1 AND native IN "
+                                         "(SELECT jsonb_array_elements_text($2::jsonb))",
+                                     {table, Value(natives).dump()}));
+    auto& cache = records_[table];
+    for (int r = 0; r < PQntuples(res.get()); ++r) {
+      cache[PQgetvalue(res.get(), r, 0)] = PQgetvalue(res.get(), r, 1);
+    }
+    // Not in the key map: the application's own row, first seen here.
+    for (const std::string& native : natives) {
+      if (!cache.count(native)) cache[native] = RecordId(opt_.name, Value::parse(native));
+    }
+    records_cached_ += natives.size();
+  }
+  for (Change& c : *changes) {
+    rows_of(c, [&](Value& v, const std::string& table) { v = records_[table].at(v.dump()); });
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<std::vector<std::string>>> PostgresConnector::NativeKeyTexts(
+    const std::vector<const ApplyBatch*>& todo) {
+  // Records the key map knows, for key fields that hold record ids.
+  Value pairs = Value::array();
+  for (const ApplyBatch* b : todo) {
+    for (const RowOp& op : b->ops) {
+      const BoundTable* t = ByCollection(op.collection);
+      if (t == nullptr || !op.key.is_object()) continue;
+      for (const std::string& k : t->binding.key) {
+        auto rt = t->record_table.find(k);
+        auto v = op.key.find(k);
+        if (rt == t->record_table.end() || v == op.key.end() || !v->is_string()) continue;
+        pairs.push_back({rt->second, *v});
+      }
+    }
+  }
+  std::map<std::pair<std::string, std::string>, Value> natives;
+  if (!pairs.empty()) {
+    DUPLEX_ASSIGN_OR_RETURN(
+        PgResult res,
+        apply_.Exec("SELECT m.tbl, m.record, m.native FROM " + Q(TableName("keymap")) +
+                        " m JOIN jsonb_array_elements($1::jsonb) x ON m.tbl = x->>0 AND "
+                        "m.record = x->>1",
+                    {pairs.dump()}));
+    for (int r = 0; r < PQntuples(res.get()); ++r) {
+      natives[{PQgetvalue(res.get(), r, 0), PQgetvalue(res.get(), r, 1)}] =
+          Value::parse(PQgetvalue(res.get(), r, 2));
+    }
+  }
+  std::vector<std::vector<std::string>> out;
+  for (const ApplyBatch* b : todo) {
+    out.emplace_back();
+    for (const RowOp& op : b->ops) {
+      const BoundTable* t = ByCollection(op.collection);
+      if (t == nullptr || t->record_table.empty() || !op.key.is_object()) {
+        out.back().push_back(t == nullptr ? std::string() : KeyText(op.key, t->binding.key));
+        continue;
+      }
+      Row key = op.key;
+      for (const std::string& k : t->binding.key) {
+        auto rt = t->record_table.find(k);
+        if (rt == t->record_table.end() || !key[k].is_string()) continue;
+        const std::string record = key[k].get<std::string>();
+        auto m = natives.find({rt->second, record});
+        // A record unknown here has no row: null matches no change the stream showed.
+        key[k] = m != natives.end() ? m->second : OwnNativeKey(opt_.name, record).value_or(Value());
+      }
+      out.back().push_back(KeyText(key, t->binding.key));
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1182,7 +1439,10 @@ Result<PostgresConnector::OpStmt*> PostgresConnector::Statement(const BoundTable
       return Status::InvalidArgument(where + ": field '" + field + "' is not mapped to a column");
     }
     out.params.emplace_back(s, field);
-    return Placeholder(++n) + "::" + t.type_of_column.at(c->second);
+    // A reference to a record this endpoint lacks cannot be written; a key it lacks is a row
+    // that is absent (the write is rejected).
+    const bool refuse = s != Source::kKey && t.binding.mapped_refs.count(field) > 0;
+    return ValueSql(t, field, Placeholder(++n), refuse);
   };
   auto column = [&](const std::string& field) { return QuoteIdent(t.column_of_field.at(field)); };
   std::vector<std::string> cond;
@@ -1227,6 +1487,38 @@ Result<PostgresConnector::OpStmt*> PostgresConnector::Statement(const BoundTable
   switch (op.op) {
     case Op::kInsert: {
       std::vector<std::string> cols, vals, keys;
+      if (t.binding.mapped_key) {
+        // The endpoint generates the key: the row goes in without it and its key map entry in
+        // the same statement. A record whose row is here already is a key conflict (rejected);
+        // one whose row was deleted gets a new row, and its entry the new key.
+        const std::string& k = t.binding.key.front();
+        const std::string kc = column(k);
+        out.params.emplace_back(Source::kKey, k);
+        const std::string rec = Placeholder(++n) + "::text";
+        if (op.values.is_object()) {
+          for (const auto& item : op.values.items()) {
+            if (t.key_fields.count(item.key())) continue;
+            cols.push_back(column(item.key()));
+            DUPLEX_ASSIGN_OR_RETURN(std::string p, param(Source::kValues, item.key()));
+            vals.push_back(p);
+          }
+        }
+        std::string conds = "NOT EXISTS (SELECT 1 FROM " + table + " x WHERE x." + kc + " = " +
+                            ValueSql(t, k, rec, false) + ")";
+        if (!unseen.empty()) conds += " AND " + unseen;
+        const Oid oid = t.oid_of_column.at(t.column_of_field.at(k));
+        const bool number = oid == kInt2Oid || oid == kInt4Oid || oid == kInt8Oid || oid == kOidOid;
+        const std::string native =
+            number ? "to_jsonb(ins." + kc + ")::text" : "to_jsonb(ins." + kc + "::text)::text";
+        sql = "WITH ins AS (INSERT INTO " + table +
+              (cols.empty() ? "" : " (" + Join(cols, ", ") + ")") + " SELECT " + Join(vals, ", ") +
+              " WHERE " + conds + " RETURNING " + kc + ") INSERT INTO " + Q(TableName("keymap")) +
+              " (tbl, record, native) SELECT " + QuoteLiteral(t.binding.table) + ", " + rec + ", " +
+              native +
+              " FROM ins ON CONFLICT (tbl, record) DO UPDATE SET native = "
+              "excluded.native";
+        break;
+      }
       for (const std::string& k : t.binding.key) {
         cols.push_back(column(k));
         keys.push_back(column(k));
@@ -1278,7 +1570,7 @@ Result<PostgresConnector::OpStmt*> PostgresConnector::Statement(const BoundTable
 }
 
 Result<ApplyResult> PostgresConnector::ApplyBatches(const std::vector<ApplyBatch>& batches,
-                                                    bool isolate_rows) {
+                                                    bool isolate_txns) {
   ApplyResult result;
   if (batches.empty()) return result;
   DUPLEX_RETURN_IF_ERROR(EnsureDb());
@@ -1300,7 +1592,10 @@ Result<ApplyResult> PostgresConnector::ApplyBatches(const std::vector<ApplyBatch
   // Rows the application changed after the write was planned (logical mode): found after the
   // first attempt, then left out (rejected) on the next.
   std::set<std::pair<size_t, size_t>> stale;
+  std::vector<std::vector<std::string>> native_keys;
   if (opt_.capture == CaptureMode::kLogical) {
+    // The stream shows native keys; duplex sends record ids for mapped ones.
+    DUPLEX_ASSIGN_OR_RETURN(native_keys, NativeKeyTexts(todo));
     // What the stream already shows: changed after the write was planned.
     for (size_t b = 0; b < todo.size(); ++b) {
       for (size_t i = 0; i < todo[b]->ops.size(); ++i) {
@@ -1309,7 +1604,7 @@ Result<ApplyResult> PostgresConnector::ApplyBatches(const std::vector<ApplyBatch
         if (t == nullptr) continue;
         auto tbl = app_changed_.find(t->binding.table);
         if (tbl == app_changed_.end()) continue;
-        auto it = tbl->second.find(KeyText(op.key, t->binding.key));
+        auto it = tbl->second.find(native_keys[b][i]);
         if (it != tbl->second.end() && it->second > static_cast<uint64_t>(op.seen)) {
           stale.insert({b, i});
         }
@@ -1318,7 +1613,7 @@ Result<ApplyResult> PostgresConnector::ApplyBatches(const std::vector<ApplyBatch
   }
   for (int attempt = 0; attempt < 16; ++attempt) {
     size_t before = stale.size();
-    Result<ApplyResult> r = ApplyOnce(todo, last, isolate_rows, &stale);
+    Result<ApplyResult> r = ApplyOnce(todo, native_keys, isolate_txns, &stale);
     if (!r.ok()) {
       if (apply_.Broken()) {
         apply_.Close();
@@ -1336,17 +1631,19 @@ Result<ApplyResult> PostgresConnector::ApplyBatches(const std::vector<ApplyBatch
                              "retrying");
 }
 
-Result<ApplyResult> PostgresConnector::ApplyOnce(const std::vector<const ApplyBatch*>& todo,
-                                                 int64_t last_id, bool isolate_rows,
-                                                 std::set<std::pair<size_t, size_t>>* stale) {
-  (void)last_id;
+Result<ApplyResult> PostgresConnector::ApplyOnce(
+    const std::vector<const ApplyBatch*>& todo,
+    const std::vector<std::vector<std::string>>& native_keys, bool isolate_txns,
+    std::set<std::pair<size_t, size_t>>* stale) {
   ApplyResult result;
   const int64_t top = todo.back()->id;
   auto fail = [&](Status st) -> Status {
     (void)apply_.Run("ROLLBACK");
     return st;
   };
-  DUPLEX_RETURN_IF_ERROR(apply_.Run("BEGIN"));
+  // Deferrable foreign keys are checked at commit: the ops of a source transaction may come
+  // in any order that satisfies the ones that are not deferrable (the planner's).
+  DUPLEX_RETURN_IF_ERROR(apply_.Run("BEGIN; SET CONSTRAINTS ALL DEFERRED"));
   if (opt_.capture == CaptureMode::kLogical) {
     // The batch id as the origin position: stored with the commit (P6) and sent with it in the
     // Origin message (the marker). The origin time is the apply time.
@@ -1406,54 +1703,67 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(const std::vector<const ApplyBa
     return Status::Ok();
   };
 
+  // The source transactions (P7): contiguous ops of one batch with one RowOp::txn, stale ones
+  // included (a unit that fails is reported whole). An op with txn 0 has no source transaction
+  // (none known): it is a unit of its own.
+  struct Unit {
+    size_t b, first_op, end_op;         // todo[b]->ops[first_op, end_op)
+    size_t first_planned, end_planned;  // planned[first_planned, end_planned)
+  };
+  std::vector<Unit> units;
+  {
+    size_t k = 0;
+    for (size_t b = 0; b < todo.size(); ++b) {
+      const std::vector<RowOp>& ops = todo[b]->ops;
+      for (size_t i = 0; i < ops.size(); ++i) {
+        if (i == 0 || ops[i].txn == 0 || ops[i].txn != ops[i - 1].txn) {
+          units.push_back({b, i, i, k, k});
+        }
+        units.back().end_op = i + 1;
+        if (k < planned.size() && planned[k].b == b && planned[k].i == i) ++k;
+        units.back().end_planned = k;
+      }
+    }
+  }
+
+  // Sends planned[from, to) in one round trip, between `before` and `after` (plain statements),
+  // and reads every result: affected rows per planned op (-1 if it did not run). Returns the
+  // first error, naming the table and key of the statement at fault.
   std::vector<int64_t> affected(planned.size(), 0);
   std::vector<std::optional<std::string>> vals;
   std::vector<const char*> ptrs;
-  if (isolate_rows) {
-    // One row at a time, each in a savepoint: the rows the target refuses are found and left out.
-    for (size_t k = 0; k < planned.size(); ++k) {
-      Status st = params_of(planned[k], vals);
-      if (!st.ok()) return fail(st);
-      DUPLEX_RETURN_IF_ERROR(apply_.Run("SAVEPOINT duplex_row"));
-      ptrs.clear();
-      for (auto& v : vals) ptrs.push_back(v ? v->c_str() : nullptr);
-      PgResult res(PQexecPrepared(apply_.get(), planned[k].stmt->name.c_str(),
-                                  static_cast<int>(ptrs.size()), ptrs.data(), nullptr, nullptr, 0));
-      if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
-        Status err =
-            ErrorStatus(apply_.get(), res.get(),
-                        Where(planned[k].t->binding.table) + ", key " + planned[k].op->key.dump());
-        if (!err.IsInvalidArgument()) return fail(err);
-        Status rb = apply_.Run("ROLLBACK TO SAVEPOINT duplex_row");
-        if (!rb.ok()) return fail(rb);
-        result.failed.push_back(
-            FailedOp{todo[planned[k].b]->id, planned[k].op->txn, {*planned[k].op}, err.message()});
-        affected[k] = -1;
-        continue;
-      }
-      affected[k] = std::atoll(PQcmdTuples(res.get()));
-      DUPLEX_RETURN_IF_ERROR(apply_.Run("RELEASE SAVEPOINT duplex_row"));
-    }
-  } else if (!planned.empty()) {
-    // Pipelined: every statement sent before the first result is read (one round trip).
+  auto pipeline = [&](size_t from, size_t to, const std::vector<std::string>& before,
+                      const std::vector<std::string>& after, const std::string& where) -> Status {
     PGconn* c = apply_.get();
-    if (PQenterPipelineMode(c) != 1) return fail(ErrorStatus(c, nullptr, Where()));
+    if (PQenterPipelineMode(c) != 1) return ErrorStatus(c, nullptr, Where());
     Status sent = Status::Ok();
-    for (const Planned& p : planned) {
-      sent = params_of(p, vals);
+    for (const std::string& sql : before) {
+      if (sent.ok() &&
+          PQsendQueryParams(c, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1) {
+        sent = ErrorStatus(c, nullptr, Where());
+      }
+    }
+    for (size_t k = from; k < to && sent.ok(); ++k) {
+      affected[k] = -1;
+      sent = params_of(planned[k], vals);
       if (!sent.ok()) break;
       ptrs.clear();
       for (auto& v : vals) ptrs.push_back(v ? v->c_str() : nullptr);
-      if (PQsendQueryPrepared(c, p.stmt->name.c_str(), static_cast<int>(ptrs.size()), ptrs.data(),
-                              nullptr, nullptr, 0) != 1) {
+      if (PQsendQueryPrepared(c, planned[k].stmt->name.c_str(), static_cast<int>(ptrs.size()),
+                              ptrs.data(), nullptr, nullptr, 0) != 1) {
         sent = ErrorStatus(c, nullptr, Where());
-        break;
+      }
+    }
+    for (const std::string& sql : after) {
+      if (sent.ok() &&
+          PQsendQueryParams(c, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1) {
+        sent = ErrorStatus(c, nullptr, Where());
       }
     }
     if (PQpipelineSync(c) != 1 && sent.ok()) sent = ErrorStatus(c, nullptr, Where());
     Status first_error = Status::Ok();
-    size_t k = 0;
-    // Read until the sync's result: one result (then a NULL) per statement sent.
+    // Results in the order sent: `before`, the ops, `after`; one result (then a NULL) each.
+    size_t n = 0;
     while (true) {
       PgResult res(PQgetResult(c));
       if (!res) {
@@ -1465,24 +1775,62 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(const std::vector<const ApplyBa
       }
       ExecStatusType st = PQresultStatus(res.get());
       if (st == PGRES_PIPELINE_SYNC) break;
-      if (st == PGRES_COMMAND_OK) {
-        if (k < affected.size()) affected[k] = std::atoll(PQcmdTuples(res.get()));
-        ++k;
-      } else if (st == PGRES_PIPELINE_ABORTED) {
-        ++k;
-      } else {
-        if (first_error.ok()) {
-          const Planned* p = k < planned.size() ? &planned[k] : nullptr;
-          first_error =
-              ErrorStatus(c, res.get(),
-                          p ? Where(p->t->binding.table) + ", key " + p->op->key.dump() : Where());
-        }
-        ++k;
+      const size_t at = n++;
+      const bool is_op = at >= before.size() && at - before.size() < to - from;
+      const size_t k = from + (at - before.size());
+      if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        if (is_op) affected[k] = std::atoll(PQcmdTuples(res.get()));
+      } else if (st != PGRES_PIPELINE_ABORTED && first_error.ok()) {
+        first_error = ErrorStatus(
+            c, res.get(),
+            is_op ? Where(planned[k].t->binding.table) + ", key " + planned[k].op->key.dump()
+                  : where);
       }
     }
     PQexitPipelineMode(c);
-    if (!sent.ok()) return fail(sent);
-    if (!first_error.ok()) return fail(first_error);
+    if (!sent.ok()) return sent;
+    return first_error;
+  };
+
+  // Ops of failed units: neither applied nor rejected.
+  std::set<std::pair<size_t, size_t>> refused;
+  if (isolate_txns) {
+    // Each source transaction in its own savepoint, one round trip each. SET CONSTRAINTS ALL
+    // IMMEDIATE checks the deferred foreign keys the unit left outstanding (PostgreSQL checks
+    // them retroactively at that moment), so that a unit the target refuses is found here and
+    // not at COMMIT; DEFERRED again for the next unit.
+    for (const Unit& u : units) {
+      const ApplyBatch& batch = *todo[u.b];
+      const int64_t txn = batch.ops[u.first_op].txn;
+      const std::string where = Where() + ", batch " + std::to_string(batch.id) +
+                                ", source transaction " + std::to_string(txn);
+      Status st = pipeline(u.first_planned, u.end_planned, {"SAVEPOINT duplex_txn"},
+                           {"SET CONSTRAINTS ALL IMMEDIATE", "SET CONSTRAINTS ALL DEFERRED",
+                            "RELEASE SAVEPOINT duplex_txn"},
+                           where);
+      if (st.ok()) continue;
+      if (!st.IsInvalidArgument()) return fail(st);
+      Status rb = apply_.Run("ROLLBACK TO SAVEPOINT duplex_txn; RELEASE SAVEPOINT duplex_txn");
+      if (!rb.ok()) return fail(rb);
+      FailedOp f{batch.id, txn, {}, st.message()};
+      for (size_t i = u.first_op; i < u.end_op; ++i) {
+        f.ops.push_back(batch.ops[i]);
+        refused.insert({u.b, i});
+      }
+      for (size_t k = u.first_planned; k < u.end_planned; ++k) affected[k] = -1;
+      result.failed.push_back(std::move(f));
+    }
+    if (!refused.empty()) {
+      rejected.erase(std::remove_if(rejected.begin(), rejected.end(),
+                                    [&](const auto& r) {
+                                      return refused.count({std::get<0>(r), std::get<1>(r)}) > 0;
+                                    }),
+                     rejected.end());
+    }
+  } else if (!planned.empty()) {
+    // Pipelined: every statement sent before the first result is read (one round trip).
+    Status st = pipeline(0, planned.size(), {}, {}, Where());
+    if (!st.ok()) return fail(st);
   }
 
   if (opt_.capture == CaptureMode::kLogical && !planned.empty()) {
@@ -1524,7 +1872,7 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(const std::vector<const ApplyBa
       if (affected[k] <= 0) continue;
       auto tbl = app_changed_.find(planned[k].t->binding.table);
       if (tbl == app_changed_.end()) continue;
-      auto it = tbl->second.find(KeyText(planned[k].op->key, planned[k].t->binding.key));
+      auto it = tbl->second.find(native_keys[planned[k].b][planned[k].i]);
       if (it != tbl->second.end() && it->second > static_cast<uint64_t>(planned[k].op->seen)) {
         stale->insert({planned[k].b, planned[k].i});
         found = true;
@@ -1548,7 +1896,7 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(const std::vector<const ApplyBa
   for (const auto& [b, i, t, op] : rejected) {
     ++result.rejected;
     // The row's text image, as the log and the stream carry rows (null: no row).
-    Result<Value> image = ReadImage(*t, op->key);
+    Result<Value> image = ReadImage(*t, op->key, true);
     if (!image.ok()) return fail(image.status());
     if (opt_.capture == CaptureMode::kLogical) {
       msg["rejected"].push_back({{"c", t->binding.collection}, {"k", op->key}, {"row", *image}});

@@ -66,7 +66,7 @@ class PostgresConnector final : public Connector {
   Status Ack(Position upto) override;
   Result<int64_t> AppliedId() override;
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
-                            bool isolate_rows = false) override;
+                            bool isolate_txns = false) override;
   Result<std::vector<std::string>> Preflight() override;
   Result<std::vector<std::string>> Warnings() override;
 
@@ -91,6 +91,9 @@ class PostgresConnector final : public Connector {
     std::vector<std::string> key_columns;  // in key order
     std::unordered_map<std::string, Oid> oid_of_column;
     std::unordered_map<std::string, std::string> type_of_column;  // format_type()
+    // Fields whose values are record ids (the mapped key, mapped_refs) -> the table (bound here,
+    // mapped key) whose key map translates them.
+    std::unordered_map<std::string, std::string> record_table;
   };
   // A captured transaction, converted, waiting for Capture.
   struct PendingTxn {
@@ -127,7 +130,7 @@ class PostgresConnector final : public Connector {
   Result<ChangeBatch> CaptureLog(Position from, size_t max_changes);
   Result<bool> PollOnce();
   Result<ChangeBatch> CaptureOnce(Position from, size_t max_changes);
-  Result<ApplyResult> ApplyBatches(const std::vector<ApplyBatch>& batches, bool isolate_rows);
+  Result<ApplyResult> ApplyBatches(const std::vector<ApplyBatch>& batches, bool isolate_txns);
   template <typename F>
   auto Reconnecting(F&& call) -> decltype(call());
   Status StampLog();
@@ -137,11 +140,26 @@ class PostgresConnector final : public Connector {
   Result<std::string> ImageSql(const BoundTable& t, const std::string& prefix) const;
   // The log's `pk`: the key columns' text as a JSON array, each read as `prefix` + column.
   std::string KeyTextSql(const BoundTable& t, const std::string& prefix) const;
-  // The row of `key` as a text image (column -> text or null), null if there is none.
-  Result<Value> ReadImage(const BoundTable& t, const Row& key);
+  // The row of `key` as a text image (column -> text or null), null if there is none. `records`:
+  // the key is as duplex sends it (record ids), else native.
+  Result<Value> ReadImage(const BoundTable& t, const Row& key, bool records);
+
+  // Mapped keys (README "Mapped keys").
+  // `ph` (a placeholder) as a value of `field`'s column: a record id becomes the native key
+  // (key map, else the endpoint's own record), NULL if there is none; with `refuse`, an unknown
+  // record is an error instead (SQLSTATE 23503) naming the field, its collection and the record.
+  std::string ValueSql(const BoundTable& t, const std::string& field, const std::string& ph,
+                       bool refuse) const;
+  // Replaces native keys in the key, mapped key and mapped_refs fields of captured changes by
+  // record ids: one key map query per table for what the cache lacks.
+  Status PresentRecords(std::vector<Change>* changes);
+  // Per op of `todo`, the text of its key as captured (native) for app_changed_.
+  Result<std::vector<std::vector<std::string>>> NativeKeyTexts(
+      const std::vector<const ApplyBatch*>& todo);
   Row ImageToRow(const BoundTable& t, const Value& image) const;
-  Result<ApplyResult> ApplyOnce(const std::vector<const ApplyBatch*>& todo, int64_t last_id,
-                                bool isolate_rows, std::set<std::pair<size_t, size_t>>* stale);
+  Result<ApplyResult> ApplyOnce(const std::vector<const ApplyBatch*>& todo,
+                                const std::vector<std::vector<std::string>>& native_keys,
+                                bool isolate_txns, std::set<std::pair<size_t, size_t>>* stale);
   const BoundTable* ByCollection(const std::string& c) const;
 
   Options opt_;
@@ -169,6 +187,13 @@ class PostgresConnector final : public Connector {
   bool first_poll_ = true;
   uint64_t previous_flush_ = 0;  // the server's flushed WAL end at the previous idle poll
   int64_t last_stamped_ = 0;     // trigger mode: highest stamped position seen
+  int64_t snapshot_txn_ = -1;    // logical mode: the last Change::txn given to an initial-load row
+
+  bool any_records_ = false;  // some bound field holds record ids
+  // Per table, native key (JSON) -> record id, as captured. Entries never change: PostgreSQL
+  // does not reuse generated keys, and a key map row is committed with its row.
+  std::unordered_map<std::string, std::unordered_map<std::string, std::string>> records_;
+  size_t records_cached_ = 0;
 
   std::unordered_map<std::string, OpStmt> stmts_;
   int stmt_counter_ = 0;
