@@ -216,18 +216,18 @@ TEST_P(PgConnectorTest, IsolateParksRefusedTransactionsWholeAndCommitsTheOthers)
   ASSERT_OK(applied);
   EXPECT_EQ(*applied, 7);
 
-  // Writes of no known source transaction (txn 0) are units of their own.
+  // Writes of a source that cannot tell its transactions (txn 0) were captured together: one
+  // unit.
   ApplyBatch loose;
   loose.id = 8;
   loose.ops = {Write(Op::kInsert, "parent", {{"id", 5}}, {{"id", 5}, {"name", "five"}}, 0),
                Write(Op::kInsert, "child", {{"id", 5}}, {{"id", 5}, {"pid", 97}}, 0)};
   r = c->Apply({loose}, true);
   ASSERT_OK(r);
-  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(r->applied, 0u);
   ASSERT_EQ(r->failed.size(), 1u);
-  ASSERT_EQ(r->failed[0].ops.size(), 1u);
-  EXPECT_EQ(r->failed[0].ops[0].collection, "child");
-  EXPECT_EQ(Query(db, "SELECT id FROM parent WHERE id = 5"), "5\n");
+  ASSERT_EQ(r->failed[0].ops.size(), 2u);
+  EXPECT_EQ(Query(db, "SELECT count(*) FROM parent WHERE id = 5"), "0\n");
 }
 
 // Deferrable foreign keys are checked at commit, even when declared INITIALLY IMMEDIATE: a

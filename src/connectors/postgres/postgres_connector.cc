@@ -1704,8 +1704,8 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(
   };
 
   // The source transactions (P7): contiguous ops of one batch with one RowOp::txn, stale ones
-  // included (a unit that fails is reported whole). An op with txn 0 has no source transaction
-  // (none known): it is a unit of its own.
+  // included (a unit that fails is reported whole). Txn 0 (a source that cannot tell its
+  // transactions, such as SQLite) is a unit too: its ops were captured together.
   struct Unit {
     size_t b, first_op, end_op;         // todo[b]->ops[first_op, end_op)
     size_t first_planned, end_planned;  // planned[first_planned, end_planned)
@@ -1716,7 +1716,7 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(
     for (size_t b = 0; b < todo.size(); ++b) {
       const std::vector<RowOp>& ops = todo[b]->ops;
       for (size_t i = 0; i < ops.size(); ++i) {
-        if (i == 0 || ops[i].txn == 0 || ops[i].txn != ops[i - 1].txn) {
+        if (i == 0 || ops[i].txn != ops[i - 1].txn) {
           units.push_back({b, i, i, k, k});
         }
         units.back().end_op = i + 1;
