@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -76,7 +77,7 @@ class RelationsTest : public ::testing::TestWithParam<std::string> {
 
   // Two sides of the parameter's kind: "sqlite" (two files), "pg" (logical and trigger
   // capture), "mixed" (SQLite and PostgreSQL logical).
-  void Make(bool mapped = false, const std::string& extra_b = "") {
+  void Make(bool mapped = false, const std::string& extra_b = "", const std::string& engine = "") {
     const std::string p = GetParam();
     const std::string prefix = "r" + std::to_string(++counter_);
     auto side = [&](const std::string& name, const std::string& kind) {
@@ -94,7 +95,7 @@ class RelationsTest : public ::testing::TestWithParam<std::string> {
     b_ = side("b", p == "sqlite" ? "sqlite" : p == "pg" ? "trigger" : "logical");
     Exec(a_, Schema(a_, mapped));
     Exec(b_, Schema(b_, mapped) + extra_b);
-    std::string toml = "[engine]\nstate = \"state.db\"\n\n";
+    std::string toml = "[engine]\nstate = \"state.db\"\n" + engine + "\n";
     for (const Side* s : {&a_, &b_}) {
       toml += "[endpoints." + s->name + "]\n";
       toml += s->pg() ? "type = \"postgres\"\ndsn = \"" + cluster_->dsn(s->where) +
@@ -332,31 +333,37 @@ TEST_P(RelationsTest, RefusedTransactionIsParkedWholeAndRetriedAfterTheFix) {
 }
 
 TEST_P(RelationsTest, KillNineWhileAGraphIsHalfAppliedNeitherDuplicatesNorOrphans) {
-  Make(/*mapped=*/true);
-  // 40 transactions of a customer with 25 orders each, on both sides.
+  // Small batches: many apply transactions, so that a kill lands between two of them.
+  Make(/*mapped=*/true, "", "batch_rows = 300\n");
+  // 150 transactions of a customer with 40 orders each, on both sides.
   for (const Side* s : {&a_, &b_}) {
     std::string sql;
-    for (int t = 0; t < 40; ++t) {
+    for (int t = 0; t < 150; ++t) {
       const std::string name = s->name + std::to_string(t);
       sql += "BEGIN; INSERT INTO customer(name) VALUES ('" + name + "'); ";
       sql += "INSERT INTO orders(customer_id, total) SELECT c.id, g FROM customer c, (";
-      sql += s->pg() ? "SELECT generate_series(1, 25) AS g"
+      sql += s->pg() ? "SELECT generate_series(1, 40) AS g"
                      : "WITH RECURSIVE s(g) AS (SELECT 1 "
-                       "UNION ALL SELECT g + 1 FROM s WHERE g < 25) SELECT g FROM s";
+                       "UNION ALL SELECT g + 1 FROM s WHERE g < 40) SELECT g FROM s";
       sql += ") gs WHERE c.name = '" + name + "'; COMMIT; ";
     }
     Exec(*s, sql);
   }
-  for (int round = 0; round < 3; ++round) {
+  auto orders_on_b = [&] { return std::stoi(Query(b_, "SELECT count(*) FROM orders")); };
+  for (int round = 0; round < 3 && orders_on_b() < 12000; ++round) {
     Process run({"run", "--config", dir_.File("duplex.toml")},
                 dir_.File("kill" + std::to_string(round)));
-    std::this_thread::sleep_for(milliseconds(300 + 250 * round));
+    // Killed as soon as b has more of a's rows than before: in the middle of the graph.
+    const int before = orders_on_b();
+    testing::PollUntil([&] { return orders_on_b() > before; }, milliseconds(60000),
+                       milliseconds(5));
     run.Signal(SIGKILL);
     run.Wait(milliseconds(10000));
+    std::printf("kill %d: orders on b %d -> %d of 12000\n", round, before, orders_on_b());
   }
   SyncIdle();
-  EXPECT_EQ(Query(a_, "SELECT count(*) FROM customer"), "80\n");
-  EXPECT_EQ(Query(b_, "SELECT count(*) FROM orders"), "2000\n");
+  EXPECT_EQ(Query(a_, "SELECT count(*) FROM customer"), "300\n");
+  EXPECT_EQ(Query(b_, "SELECT count(*) FROM orders"), "12000\n");
   EXPECT_EQ(Orphans(a_), "0\n");
   EXPECT_EQ(Orphans(b_), "0\n");
   EXPECT_EQ(Graph(a_), Graph(b_)) << FirstDifference(Graph(a_), Graph(b_));
