@@ -62,7 +62,7 @@ nlohmann::json ConflictRow::ToJson() const {
 }
 
 // Journal payload: {"e": end, "c": [change...]}, each change {"o": op, "p": position} plus
-// {"a": apply id} for markers, or {"c", "k", "b", "n", "t"[, "s"]} for row changes.
+// {"a": apply id} for markers, or {"c", "k", "b", "n", "t"[, "s"][, "x": txn]} for row changes.
 std::string EncodeChangeBatch(const ChangeBatch& batch) {
   MsgpackWriter w;
   w.MapHeader(2);
@@ -82,7 +82,7 @@ std::string EncodeChangeBatch(const ChangeBatch& batch) {
       w.Int(c.apply_id);
       continue;
     }
-    w.MapHeader(c.snapshot ? 8 : 7);
+    w.MapHeader(7 + (c.snapshot ? 1 : 0) + (c.txn != 0 ? 1 : 0));
     w.String("o");
     w.String(op);
     w.String("p");
@@ -100,6 +100,10 @@ std::string EncodeChangeBatch(const ChangeBatch& batch) {
     if (c.snapshot) {
       w.String("s");
       w.Bool(true);
+    }
+    if (c.txn != 0) {
+      w.String("x");
+      w.Int(c.txn);
     }
   }
   return w.Take();
@@ -125,13 +129,14 @@ Result<ChangeBatch> DecodeChangeBatch(std::string_view bytes) {
       c.after = std::move(cj["n"]);
       c.commit_ms = cj.value("t", 0.0);
       c.snapshot = cj.value("s", false);
+      c.txn = cj.value("x", int64_t{0});
     }
     batch.changes.push_back(std::move(c));
   }
   return batch;
 }
 
-// Outbox payload: {"i": id, "ops": [{"o", "s", "c", "k", "v", "x"[, "f", "t"]}...]}.
+// Outbox payload: {"i": id, "ops": [{"o", "s", "c", "k", "v", "x"[, "f", "t"][, "n": txn]}...]}.
 std::string EncodeApplyBatch(const ApplyBatch& batch) {
   MsgpackWriter w;
   w.MapHeader(2);
@@ -142,7 +147,7 @@ std::string EncodeApplyBatch(const ApplyBatch& batch) {
   for (const RowOp& op : batch.ops) {
     const char code[2] = {static_cast<char>(op.op), 0};
     const bool traced = op.source_commit_ms > 0;
-    w.MapHeader(traced ? 8 : 6);
+    w.MapHeader((traced ? 8 : 6) + (op.txn != 0 ? 1 : 0));
     w.String("o");
     w.String(code);
     w.String("s");
@@ -161,6 +166,10 @@ std::string EncodeApplyBatch(const ApplyBatch& batch) {
       w.String("t");
       w.Double(op.source_commit_ms);
     }
+    if (op.txn != 0) {
+      w.String("n");
+      w.Int(op.txn);
+    }
   }
   return w.Take();
 }
@@ -178,6 +187,7 @@ Result<ApplyBatch> DecodeApplyBatch(std::string_view bytes) {
     op.values = std::move(oj["v"]);
     op.expected = std::move(oj["x"]);
     op.seen = oj.value("s", int64_t{0});
+    op.txn = oj.value("n", int64_t{0});
     if (oj.contains("t")) {
       op.source = oj.value("f", std::string());
       op.source_commit_ms = oj.value("t", 0.0);

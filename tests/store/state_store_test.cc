@@ -23,6 +23,7 @@ TEST(StateStoreTest, JournalKeepsBatchesInOrderWithCapturePosition) {
   c.after = {{"id", 1}, {"v", MakeBlob(std::string("\0\xff", 2))}};
   c.commit_ms = 12.5;
   c.position = 7;
+  c.txn = 991;
   b.changes.push_back(c);
   Change m;
   m.op = Op::kMarker;
@@ -47,6 +48,7 @@ TEST(StateStoreTest, JournalKeepsBatchesInOrderWithCapturePosition) {
   ASSERT_EQ(got.changes.size(), 2u);
   EXPECT_EQ(got.changes[0].after, c.after);
   EXPECT_EQ(got.changes[0].commit_ms, 12.5);
+  EXPECT_EQ(got.changes[0].txn, 991);  // the unit of apply (P7) survives the journal
   EXPECT_EQ(got.changes[1].op, Op::kMarker);
   EXPECT_EQ(got.changes[1].apply_id, 42);
   EXPECT_EQ(*(*store)->JournalBacklog(), 2);
@@ -79,6 +81,21 @@ TEST(StateStoreTest, OutboxReadsWholeBatchesUpToTheRowLimit) {
   auto next = (*store)->AllocateApplyIds(1);
   ASSERT_OK(next);
   EXPECT_EQ(*next, *first + 3);
+}
+
+TEST(StateStoreTest, OutboxKeepsEachWritesSourceTransaction) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  RowOp a{Op::kInsert, "t", {{"id", 1}}, {{"v", 1}}, {}, 3};
+  a.txn = 77;
+  RowOp b{Op::kInsert, "t", {{"id", 2}}, {{"v", 2}}, {}, 3};
+  ASSERT_OK((*store)->AddOutbox("b", ApplyBatch{5, {a, b}}));
+  auto read = (*store)->ReadOutbox("b", 100);
+  ASSERT_OK(read);
+  ASSERT_EQ(read->size(), 1u);
+  EXPECT_EQ((*read)[0].ops[0].txn, 77);
+  EXPECT_EQ((*read)[0].ops[1].txn, 0);
 }
 
 TEST(StateStoreTest, RecordsSurviveReopen) {
