@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -131,6 +132,42 @@ TEST_F(SqliteConnectorTest, DescribeReportsColumnsAndKey) {
   Result<TableInfo> none = c->Describe("missing");
   ASSERT_OK(none);
   EXPECT_FALSE(none->exists);
+}
+
+TEST_F(SqliteConnectorTest, DescribeReportsForeignKeysAndGeneratedKeys) {
+  SqlExec(path_,
+          "CREATE TABLE orders(id integer PRIMARY KEY, cust INTEGER REFERENCES crm_customers, "
+          "a TEXT, b TEXT, FOREIGN KEY(a, b) REFERENCES pairs(x, y));"
+          "CREATE TABLE pairs(x TEXT, y TEXT, PRIMARY KEY(x, y));"
+          "CREATE TABLE desc_key(id INTEGER PRIMARY KEY DESC);"
+          "CREATE TABLE no_rowid(id INTEGER PRIMARY KEY) WITHOUT ROWID;"
+          "CREATE TABLE text_key(id INT PRIMARY KEY)");
+  auto c = Make({}, false);
+  Result<TableInfo> orders = c->Describe("orders");
+  ASSERT_OK(orders);
+  EXPECT_TRUE(orders->columns[0].generated);  // declared type compared case-insensitively
+  EXPECT_FALSE(orders->columns[1].generated);
+  ASSERT_EQ(orders->foreign_keys.size(), 2u);
+  std::vector<ForeignKeyInfo> fks = orders->foreign_keys;
+  std::sort(fks.begin(), fks.end(), [](const ForeignKeyInfo& x, const ForeignKeyInfo& y) {
+    return x.ref_table < y.ref_table;
+  });
+  // No parent column named: the parent's primary key.
+  EXPECT_EQ(fks[0].ref_table, "crm_customers");
+  EXPECT_EQ(fks[0].columns, std::vector<std::string>({"cust"}));
+  EXPECT_EQ(fks[0].ref_columns, std::vector<std::string>({"cust_id"}));
+  EXPECT_TRUE(fks[0].deferrable);
+  EXPECT_EQ(fks[1].ref_table, "pairs");
+  EXPECT_EQ(fks[1].columns, std::vector<std::string>({"a", "b"}));
+  EXPECT_EQ(fks[1].ref_columns, std::vector<std::string>({"x", "y"}));
+
+  EXPECT_TRUE(c->Describe("crm_customers")->columns[0].generated);
+  EXPECT_TRUE(c->Describe("crm_customers")->foreign_keys.empty());
+  // Not rowid aliases: a DESC key, a WITHOUT ROWID table, a key declared INT.
+  EXPECT_FALSE(c->Describe("desc_key")->columns[0].generated);
+  EXPECT_FALSE(c->Describe("no_rowid")->columns[0].generated);
+  EXPECT_FALSE(c->Describe("text_key")->columns[0].generated);
+  EXPECT_FALSE(c->Describe("pairs")->columns[0].generated);
 }
 
 TEST_F(SqliteConnectorTest, InstallSnapshotsExistingRows) {
@@ -697,6 +734,129 @@ TEST_F(SqliteConnectorTest, WriteIsRejectedWhenTheRowChangedAfterWhatTheResolver
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 1u);
   EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers"), "Eva\n");
+}
+
+// Foreign keys: orders reference customers; people reference each other.
+class SqliteForeignKeyTest : public SqliteConnectorTest {
+ protected:
+  void SetUp() override {
+    SqliteConnectorTest::SetUp();
+    SqlExec(path_,
+            "CREATE TABLE orders(order_id INTEGER PRIMARY KEY, cust INTEGER REFERENCES "
+            "crm_customers(cust_id), item TEXT);"
+            "CREATE TABLE people(id INTEGER PRIMARY KEY, partner INTEGER REFERENCES people)");
+  }
+
+  static CollectionBinding Orders() {
+    CollectionBinding b;
+    b.collection = "orders";
+    b.table = "orders";
+    b.key = {"id"};
+    b.fields = {{"id", "order_id"}, {"customer", "cust"}, {"item", "item"}};
+    return b;
+  }
+
+  static CollectionBinding People() {
+    CollectionBinding b;
+    b.collection = "people";
+    b.table = "people";
+    b.key = {"id"};
+    b.fields = {{"id", "id"}, {"partner", "partner"}};
+    return b;
+  }
+
+  static RowOp InTxn(RowOp op, std::string collection, int64_t txn) {
+    op.collection = std::move(collection);
+    op.txn = txn;
+    return op;
+  }
+};
+
+TEST_F(SqliteForeignKeyTest, P7OrphanIsRefusedAndIsolatedToItsTransaction) {
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (1, 'Ann')");
+  SqlExec(path_, "INSERT INTO orders VALUES (5, 1, 'old')");
+  auto c = Make({Customers(), Orders()});
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  // Child before parent inside one transaction: fine, checked at its end.
+  RowOp order10 =
+      InTxn(Insert({{"id", 10}}, {{"id", 10}, {"customer", 2}, {"item", "x"}}), "orders", 1);
+  RowOp cust2 = InTxn(Insert({{"id", 2}}, {{"id", 2}, {"name", "Bob"}}), "customers", 1);
+  RowOp orphan =
+      InTxn(Insert({{"id", 11}}, {{"id", 11}, {"customer", 99}, {"item", "y"}}), "orders", 2);
+  RowOp item = InTxn(Update({{"id", 11}}, {{"item", "z"}}, {}), "orders", 2);
+  // Deleting a parent that still has children orphans them.
+  RowOp drop1 = InTxn(Delete({{"id", 1}}, {}), "customers", 3);
+  RowOp rename = InTxn(Update({{"id", 1}}, {{"name", "Anne"}}, {}), "customers", 4);
+  std::vector<ApplyBatch> batches = {{7, {order10, cust2, orphan, item, drop1}}, {8, {rename}}};
+
+  Result<ApplyResult> r = c->Apply(batches);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
+  const std::string& msg = r.status().message();
+  EXPECT_NE(msg.find("endpoint 'crm'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("FOREIGN KEY constraint failed"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("table 'orders' key [11] references a missing row of table "
+                     "'crm_customers'"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(CountRows("orders"), 1);
+  EXPECT_EQ(*c->AppliedId(), 0);
+
+  r = c->Apply(batches, /*isolate_txns=*/true);
+  ASSERT_OK(r);
+  ASSERT_EQ(r->failed.size(), 2u);
+  EXPECT_EQ(r->failed[0].batch_id, 7);
+  EXPECT_EQ(r->failed[0].txn, 2);
+  ASSERT_EQ(r->failed[0].ops.size(), 2u);
+  EXPECT_EQ(r->failed[0].ops[0].key, Row({{"id", 11}}));
+  EXPECT_EQ(r->failed[0].ops[1].op, Op::kUpdate);
+  EXPECT_NE(r->failed[0].reason.find("table 'orders' key [11]"), std::string::npos)
+      << r->failed[0].reason;
+  EXPECT_EQ(r->failed[1].txn, 3);
+  EXPECT_NE(r->failed[1].reason.find("table 'orders' key [5] references a missing row of "
+                                     "table 'crm_customers'"),
+            std::string::npos)
+      << r->failed[1].reason;
+  EXPECT_EQ(r->applied, 3u);
+  EXPECT_EQ(r->rejected, 0u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT order_id, cust, item FROM orders ORDER BY order_id"),
+            "5|1|old\n10|2|x\n");
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id, full_name FROM crm_customers ORDER BY cust_id"),
+            "1|Anne\n2|Bob\n");
+  EXPECT_EQ(*c->AppliedId(), 8);
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].op, Op::kMarker);
+}
+
+TEST_F(SqliteForeignKeyTest, P7CycleInOneTransactionApplies) {
+  auto c = Make({People()});
+  RowOp a = InTxn(Insert({{"id", 1}}, {{"id", 1}, {"partner", 2}}), "people", 9);
+  RowOp b = InTxn(Insert({{"id", 2}}, {{"id", 2}, {"partner", 1}}), "people", 9);
+  Result<ApplyResult> r = c->Apply({{1, {a, b}}}, /*isolate_txns=*/true);
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->failed.empty());
+  EXPECT_EQ(r->applied, 2u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT id, partner FROM people ORDER BY id"), "1|2\n2|1\n");
+  // Without isolation too.
+  RowOp d1 = InTxn(Delete({{"id", 1}}, {}), "people", 0);
+  RowOp d2 = InTxn(Delete({{"id", 2}}, {}), "people", 0);
+  ASSERT_OK(c->Apply({{2, {d1, d2}}}));
+  EXPECT_EQ(CountRows("people"), 0);
+}
+
+TEST_F(SqliteForeignKeyTest, ApplicationWritesAreNotCheckedByDuplex) {
+  // foreign_keys is per connection: the applications keep their own setting (off by default).
+  auto c = Make({Customers(), Orders()});
+  SqlExec(path_, "INSERT INTO orders VALUES (1, 42, 'orphan')");
+  EXPECT_EQ(CountRows("orders"), 1);
+  // A later duplex transaction is not blamed for the application's orphan.
+  Result<ApplyResult> r = c->Apply(
+      {{1, {InTxn(Insert({{"id", 3}}, {{"id", 3}, {"name", "C"}}), "customers", 1)}}}, true);
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->failed.empty());
+  EXPECT_EQ(r->applied, 1u);
 }
 
 }  // namespace

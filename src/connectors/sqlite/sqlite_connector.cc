@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -125,6 +126,13 @@ void NormalizeValue(Value& v) {
   }
 }
 
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
 std::string JoinQuoted(const std::vector<std::string>& names) {
   std::string out;
   for (const std::string& n : names) {
@@ -189,6 +197,10 @@ Status SqliteConnector::Open() {
   // Off is SQLite's runtime default, but compile options can change it and our triggers insert
   // into a table that must never fire triggers of its own (CDC-FACTS Q5).
   DUPLEX_RETURN_IF_ERROR(db->Exec("PRAGMA recursive_triggers=0").WithContext(Where()));
+  // Duplex's writes must not orphan rows: with foreign keys on, Apply's transactions check them
+  // (deferred to commit, see Apply). The setting is per connection, so the applications' own
+  // connections are not affected.
+  DUPLEX_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=ON").WithContext(Where()));
   db_ = std::move(db).value();
   polled_ = false;
   own_commit_ = false;
@@ -250,6 +262,61 @@ Result<TableInfo> SqliteConnector::Describe(const std::string& table) {
     info.columns.push_back(std::move(col));
   }
   info.exists = !info.columns.empty();
+  if (!info.exists) return info;
+
+  // A single-column INTEGER PRIMARY KEY is the rowid, which SQLite generates when an insert
+  // leaves it out; unless the table is WITHOUT ROWID or the key is declared DESC, and then the
+  // key has an index of its own (origin 'pk'), which a rowid alias never has.
+  int pk_columns = 0;
+  ColumnInfo* pk = nullptr;
+  for (ColumnInfo& col : info.columns) {
+    if (col.pk == 0) continue;
+    ++pk_columns;
+    pk = &col;
+  }
+  if (pk_columns == 1 && EqualsIgnoreCase(pk->type, "INTEGER")) {
+    Result<Stmt> idx =
+        db_.Prepare("SELECT count(*) FROM pragma_index_list(?1) WHERE origin = 'pk'");
+    if (!idx.ok()) return idx.status().WithContext(Where(table));
+    idx->Bind(1, table);
+    Result<bool> row = idx->Step();
+    if (!row.ok()) return row.status().WithContext(Where(table));
+    pk->generated = *row && idx->Int(0) == 0;
+  }
+
+  // Every foreign key can be deferred: Apply sets PRAGMA defer_foreign_keys, which defers even
+  // those declared NOT DEFERRABLE. A NULL `to` means the parent's primary key.
+  Result<Stmt> fks = db_.Prepare(
+      "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq");
+  if (!fks.ok()) return fks.status().WithContext(Where(table));
+  fks->Bind(1, table);
+  int64_t current = -1;
+  while (true) {
+    Result<bool> row = fks->Step();
+    if (!row.ok()) return row.status().WithContext(Where(table));
+    if (!*row) break;
+    if (fks->Int(0) != current || info.foreign_keys.empty()) {
+      current = fks->Int(0);
+      info.foreign_keys.push_back(ForeignKeyInfo{{}, fks->Text(1), {}, /*deferrable=*/true});
+    }
+    ForeignKeyInfo& fk = info.foreign_keys.back();
+    fk.columns.push_back(fks->Text(2));
+    if (!fks->IsNull(3)) fk.ref_columns.push_back(fks->Text(3));
+  }
+  for (ForeignKeyInfo& fk : info.foreign_keys) {
+    if (fk.ref_columns.size() == fk.columns.size()) continue;
+    fk.ref_columns.clear();
+    Result<Stmt> parent =
+        db_.Prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk");
+    if (!parent.ok()) return parent.status().WithContext(Where(table));
+    parent->Bind(1, fk.ref_table);
+    while (true) {
+      Result<bool> row = parent->Step();
+      if (!row.ok()) return row.status().WithContext(Where(table));
+      if (!*row) break;
+      fk.ref_columns.push_back(parent->Text(0));
+    }
+  }
   return info;
 }
 
@@ -938,14 +1005,93 @@ Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
   return db_.Changes() > 0;
 }
 
+bool SqliteConnector::DeferredFkViolation() {
+  // Non-zero exactly while some foreign key checked at commit is unresolved; a savepoint rolled
+  // back restores it.
+  int current = 0, highwater = 0;
+  if (sqlite3_db_status(db_.get(), SQLITE_DBSTATUS_DEFERRED_FKS, &current, &highwater, 0) !=
+      SQLITE_OK) {
+    return false;  // not reachable with a valid connection; COMMIT checks again
+  }
+  return current != 0;
+}
+
+std::string SqliteConnector::FkViolations() {
+  // A whole-file check: only on the failure path. It also lists violations the application left
+  // (with foreign_keys off), so a few are named, not all.
+  constexpr int kMaxNamed = 3;
+  std::string out = "FOREIGN KEY constraint failed";
+  Result<Stmt> check =
+      db_.Prepare("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT " +
+                  std::to_string(kMaxNamed + 1));
+  if (!check.ok()) return out;
+  for (int n = 0;; ++n) {
+    Result<bool> row = check->Step();
+    if (!row.ok() || !*row) break;
+    if (n == kMaxNamed) {
+      out += "; ...";
+      break;
+    }
+    std::string table = check->Text(0);
+    out += (n ? "; " : ": ") + std::string("table '") + table + "' ";
+    auto bound = by_table_.find(table);
+    std::string key;
+    if (bound != by_table_.end() && !check->IsNull(1)) {
+      // The row's key as duplex names it (record ids for a mapped key).
+      Result<Stmt> k = db_.Prepare("SELECT " + KeyExpr(tables_[bound->second], "") + " FROM " +
+                                   QuoteIdent(table) + " WHERE rowid = ?1");
+      if (k.ok()) {
+        k->Bind(1, check->Int(1));
+        Result<bool> found = k->Step();
+        if (found.ok() && *found) key = "key " + k->Text(0);
+      }
+    }
+    if (key.empty()) key = check->IsNull(1) ? "a row" : "rowid " + check->Text(1);
+    out += key + " references a missing row of table '" + check->Text(2) + "'";
+  }
+  return out;
+}
+
+Status SqliteConnector::ApplyUnit(const ApplyBatch& batch, size_t begin, size_t end,
+                                  ApplyResult* counts) {
+  for (size_t i = begin; i < end; ++i) {
+    const RowOp& op = batch.ops[i];
+    const BoundTable& t = tables_[by_collection_.at(op.collection)];
+    DUPLEX_ASSIGN_OR_RETURN(bool changed_since, ChangedSince(t, op));
+    bool applied = false;
+    if (!changed_since) {
+      DUPLEX_ASSIGN_OR_RETURN(applied, ApplyOne(t, op));
+    }
+    if (applied) {
+      ++counts->applied;
+    } else {
+      ++counts->rejected;
+      DUPLEX_RETURN_IF_ERROR(LogRejected(t, op, batch.id));
+    }
+  }
+  return Status::Ok();
+}
+
 Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batches,
-                                           bool isolate_rows) {
+                                           bool isolate_txns) {
   DUPLEX_RETURN_IF_ERROR(CheckOpen());
   ApplyResult result;
   if (batches.empty()) return result;
+  for (const ApplyBatch& batch : batches) {
+    for (const RowOp& op : batch.ops) {
+      if (!by_collection_.count(op.collection)) {
+        return Status::InvalidArgument(Where() + ": collection '" + op.collection +
+                                       "' is not bound to this endpoint");
+      }
+    }
+  }
   // IMMEDIATE: a busy database fails here, before anything is written.
   Result<Txn> txn = Txn::Begin(db_);
   if (!txn.ok()) return txn.status().WithContext(Where());
+  // Foreign keys are checked at commit (or at the end of each source transaction, below), so
+  // the order of rows inside a transaction and reference cycles do not matter. SQLite switches
+  // this off again at COMMIT and ROLLBACK.
+  DUPLEX_RETURN_IF_ERROR(db_.Exec("PRAGMA defer_foreign_keys = ON").WithContext(Where()));
 
   if (!applied_stmt_.valid()) {
     DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
@@ -966,36 +1112,38 @@ Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batche
       DUPLEX_RETURN_IF_ERROR(on->Run().WithContext(Where()));
       any = true;
     }
-    for (const RowOp& op : batch.ops) {
-      auto bound = by_collection_.find(op.collection);
-      if (bound == by_collection_.end()) {
-        return Status::InvalidArgument(Where() + ": collection '" + op.collection +
-                                       "' is not bound to this endpoint");
+    // Units: the contiguous ops of one source transaction (P7).
+    for (size_t begin = 0, end = 0; begin < batch.ops.size(); begin = end) {
+      end = begin + 1;
+      while (end < batch.ops.size() && batch.ops[end].txn == batch.ops[begin].txn) ++end;
+      if (!isolate_txns) {
+        DUPLEX_RETURN_IF_ERROR(ApplyUnit(batch, begin, end, &result));
+        continue;
       }
-      const BoundTable& t = tables_[bound->second];
-      DUPLEX_ASSIGN_OR_RETURN(bool changed_since, ChangedSince(t, op));
-      bool applied = false;
-      if (!changed_since && isolate_rows) {
-        DUPLEX_RETURN_IF_ERROR(db_.Exec("SAVEPOINT duplex_row").WithContext(Where()));
-        Result<bool> one = ApplyOne(t, op);
-        if (!one.ok() && one.status().IsInvalidArgument()) {
-          DUPLEX_RETURN_IF_ERROR(db_.Exec("ROLLBACK TO duplex_row").WithContext(Where()));
-          DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_row").WithContext(Where()));
-          result.failed.push_back(FailedOp{batch.id, op.txn, {op}, one.status().message()});
-          continue;
-        }
-        if (!one.ok()) return one.status();
-        DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_row").WithContext(Where()));
-        applied = *one;
-      } else if (!changed_since) {
-        DUPLEX_ASSIGN_OR_RETURN(applied, ApplyOne(t, op));
+      DUPLEX_RETURN_IF_ERROR(db_.Exec("SAVEPOINT duplex_txn").WithContext(Where()));
+      ApplyResult unit;
+      Status st = ApplyUnit(batch, begin, end, &unit);
+      if (!st.ok() && !st.IsInvalidArgument()) return st;  // the transaction rolls back
+      std::string reason;
+      if (!st.ok()) {
+        reason = st.message();
+      } else if (DeferredFkViolation()) {
+        // The unit leaves a row without its parent (or a parent deleted under its children):
+        // SQLite would refuse the COMMIT of everything.
+        reason = Where() + ": " + FkViolations();
       }
-      if (applied) {
-        ++result.applied;
-      } else {
-        ++result.rejected;
-        DUPLEX_RETURN_IF_ERROR(LogRejected(t, op, batch.id));
+      if (!reason.empty()) {
+        DUPLEX_RETURN_IF_ERROR(db_.Exec("ROLLBACK TO duplex_txn").WithContext(Where()));
+        DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_txn").WithContext(Where()));
+        FailedOp failed{batch.id, batch.ops[begin].txn, {}, std::move(reason)};
+        failed.ops.assign(batch.ops.begin() + static_cast<std::ptrdiff_t>(begin),
+                          batch.ops.begin() + static_cast<std::ptrdiff_t>(end));
+        result.failed.push_back(std::move(failed));
+        continue;
       }
+      DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_txn").WithContext(Where()));
+      result.applied += unit.applied;
+      result.rejected += unit.rejected;
     }
     last = batch.id;
   }
@@ -1017,6 +1165,8 @@ Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batche
   DUPLEX_ASSIGN_OR_RETURN(
       Stmt * off, Prepared(apply_off_stmt_, "UPDATE _duplex_apply SET active = 0 WHERE id = 1"));
   DUPLEX_RETURN_IF_ERROR(off->Run().WithContext(Where()));
+  // COMMIT would fail on the same check, with a message that names nothing.
+  if (DeferredFkViolation()) return Status::InvalidArgument(Where() + ": " + FkViolations());
   DUPLEX_RETURN_IF_ERROR(txn->Commit().WithContext(Where()));
   own_commit_ = true;  // the marker must be captured, and data_version ignores our commits
   return result;

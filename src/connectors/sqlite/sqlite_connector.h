@@ -58,7 +58,7 @@ class SqliteConnector final : public Connector {
   Status Ack(Position upto) override;
   Result<int64_t> AppliedId() override;
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
-                            bool isolate_rows = false) override;
+                            bool isolate_txns = false) override;
 
   static constexpr int64_t kAckMaxRows = 50000;
   static constexpr int kBusyTimeoutMs = 250;
@@ -103,6 +103,14 @@ class SqliteConnector final : public Connector {
 
   // Apply helpers.
   Result<OpStmt*> OpStatement(const BoundTable& t, const RowOp& op);
+  // Writes ops [begin, end) of `batch` (one source transaction), adding to `counts`.
+  // InvalidArgument if the endpoint refuses one of them.
+  Status ApplyUnit(const ApplyBatch& batch, size_t begin, size_t end, ApplyResult* counts);
+  // Whether the open transaction holds a foreign key violation it would fail to commit.
+  bool DeferredFkViolation();
+  // "FOREIGN KEY constraint failed: table 'orders' key [3] references a missing row of table
+  // 'customers'", naming the first few violations.
+  std::string FkViolations();
   // Returns whether the row write took effect (false: compare-and-set rejected it).
   Result<bool> ApplyOne(const BoundTable& t, const RowOp& op);
   // json_array() of the key columns of `t`, each read as `prefix` + column.
