@@ -859,5 +859,312 @@ TEST_F(SqliteForeignKeyTest, ApplicationWritesAreNotCheckedByDuplex) {
   EXPECT_EQ(r->applied, 1u);
 }
 
+// key_mode = "mapped": customers and orders get their keys from SQLite (rowids); records travel
+// as record ids ("crm:1" for rows first seen here, others' ids like "b:7" via the key map).
+class SqliteMappedKeyTest : public SqliteForeignKeyTest {
+ protected:
+  static CollectionBinding MappedCustomers() {
+    CollectionBinding b = Customers();
+    b.mapped_key = true;
+    return b;
+  }
+  static CollectionBinding MappedOrders() {
+    CollectionBinding b = Orders();
+    b.mapped_key = true;
+    b.mapped_refs = {{"customer", "customers"}};
+    return b;
+  }
+  std::unique_ptr<SqliteConnector> MakeMapped() {
+    return Make({MappedCustomers(), MappedOrders()});
+  }
+  static RowOp Customer(Op op, const std::string& record, Row values, Row expected = {}) {
+    RowOp r;
+    r.op = op;
+    r.collection = "customers";
+    r.seen = kSeenAll;
+    r.key = {{"id", record}};
+    r.values = std::move(values);
+    r.expected = std::move(expected);
+    return r;
+  }
+  static RowOp Order(Op op, const std::string& record, Row values, int64_t txn = 0) {
+    RowOp r = Customer(op, record, std::move(values));
+    r.collection = "orders";
+    r.txn = txn;
+    return r;
+  }
+  std::string KeyMap() {
+    return SqlQuery(path_,
+                    "SELECT tbl, record, ifnull(native, '-') FROM _duplex_keymap ORDER BY tbl, "
+                    "record");
+  }
+};
+
+TEST_F(SqliteMappedKeyTest, InsertLetsSqliteGenerateTheKeyAndRecordsItInTheKeyMap) {
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (4, 'Old')");
+  auto c = MakeMapped();
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  std::vector<ApplyBatch> batches = {
+      {1,
+       {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Ann"}}),
+        Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}, {"item", "pen"}}),
+        // A reference to a record first seen here: its own key.
+        Order(Op::kInsert, "b:4", {{"id", "b:4"}, {"customer", "crm:4"}, {"item", "ink"}})}}};
+  Result<ApplyResult> r = c->Apply(batches);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 3u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id, full_name FROM crm_customers ORDER BY cust_id"),
+            "4|Old\n5|Ann\n");
+  EXPECT_EQ(SqlQuery(path_, "SELECT order_id, cust, item FROM orders ORDER BY order_id"),
+            "1|5|pen\n2|4|ink\n");
+  EXPECT_EQ(KeyMap(), "crm_customers|b:7|5\norders|b:3|1\norders|b:4|2\n");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].op, Op::kMarker);
+
+  // Replayed: nothing changes (P6).
+  r = c->Apply(batches);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->skipped_batches, 1u);
+  EXPECT_EQ(CountRows("crm_customers"), 2);
+  // The same record inserted by a later batch already has its row here: rejected like a key
+  // conflict, reported with the row as it is.
+  r = c->Apply({{2, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Dup"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  EXPECT_EQ(CountRows("crm_customers"), 2);
+  changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].op, Op::kRejected);
+  EXPECT_EQ(changes[0].key, Row({{"id", "b:7"}}));
+  EXPECT_EQ(changes[0].after["id"], "b:7");
+  EXPECT_EQ(changes[0].after["name"], "Ann");
+
+  // The application's writes to those rows are captured with the record ids.
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'Anne' WHERE cust_id = 5");
+  SqlExec(path_, "INSERT INTO orders(cust, item) VALUES (5, 'cup')");
+  SqlExec(path_, "UPDATE orders SET cust = 4 WHERE order_id = 1");
+  changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(changes[0].op, Op::kUpdate);
+  EXPECT_EQ(changes[0].key, Row({{"id", "b:7"}}));
+  EXPECT_EQ(changes[0].after["name"], "Anne");
+  EXPECT_EQ(changes[1].op, Op::kInsert);
+  EXPECT_EQ(changes[1].key, Row({{"id", "crm:3"}}));
+  EXPECT_EQ(changes[1].after, Row({{"id", "crm:3"}, {"customer", "b:7"}, {"item", "cup"}}));
+  EXPECT_EQ(changes[2].key, Row({{"id", "b:3"}}));
+  EXPECT_EQ(changes[2].before["customer"], "b:7");
+  EXPECT_EQ(changes[2].after["customer"], "crm:4");
+}
+
+TEST_F(SqliteMappedKeyTest, SnapshotAndCaptureGiveRecordIds) {
+  SqlExec(path_,
+          "INSERT INTO crm_customers(cust_id, full_name) VALUES (1, 'Ann'), (2, 'Bob');"
+          "INSERT INTO orders VALUES (10, 2, 'pen'), (11, NULL, 'ink')");
+  auto c = MakeMapped();
+  Position pos = 0;
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 4u);
+  EXPECT_TRUE(changes[0].snapshot);
+  EXPECT_EQ(changes[0].key, Row({{"id", "crm:1"}}));
+  EXPECT_EQ(changes[1].after,
+            Row({{"id", "crm:2"}, {"name", "Bob"}, {"score", nullptr}, {"data", nullptr}}));
+  EXPECT_EQ(changes[2].after, Row({{"id", "crm:10"}, {"customer", "crm:2"}, {"item", "pen"}}));
+  EXPECT_EQ(changes[3].after["customer"], nullptr);  // NULL stays null
+  // RecordId (C++) spells them the same way.
+  EXPECT_EQ(changes[2].key["id"], RecordId("crm", Value(10)));
+  EXPECT_EQ(*c->IsInstalled(), true);
+  // A binding without the mapping needs the triggers installed again.
+  auto plain = Make({Customers(), Orders()}, /*install=*/false);
+  EXPECT_EQ(*plain->IsInstalled(), false);
+}
+
+TEST_F(SqliteMappedKeyTest, TextKeysSpellTheirRecordIdsLikeRecordId) {
+  SqlExec(path_,
+          "CREATE TABLE tags(name TEXT PRIMARY KEY DEFAULT (hex(randomblob(4))), note TEXT)");
+  CollectionBinding tags;
+  tags.collection = "tags";
+  tags.table = "tags";
+  tags.key = {"name"};
+  tags.fields = {{"name", "name"}, {"note", "note"}};
+  tags.mapped_key = true;
+  auto c = Make({tags});
+  Position pos = 0;
+  const std::string odd = "a\"b\\c\n\x01 é";
+  SqlExec(path_, "INSERT INTO tags VALUES (" + QuoteString(odd) + ", 'x')");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].key["name"], RecordId("crm", Value(odd)));
+  // Found again by OwnNativeKey.
+  RowOp up = Customer(Op::kUpdate, RecordId("crm", Value(odd)), {{"note", "y"}});
+  up.collection = "tags";
+  up.key = {{"name", RecordId("crm", Value(odd))}};
+  Result<ApplyResult> r = c->Apply({{1, {up}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT note FROM tags"), "y\n");
+  // A generated text key (DEFAULT) goes into the key map.
+  RowOp ins = up;
+  ins.op = Op::kInsert;
+  ins.key = {{"name", "b:1"}};
+  ins.values = {{"name", "b:1"}, {"note", "z"}};
+  r = c->Apply({{2, {ins}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_,
+                     "SELECT count(*) FROM _duplex_keymap WHERE record = 'b:1' AND "
+                     "native = json_quote((SELECT name FROM tags WHERE note = 'z'))"),
+            "1\n");
+}
+
+TEST_F(SqliteMappedKeyTest, UpdateAndDeleteFindTheRowThroughTheKeyMap) {
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (1, 'Ann')");
+  auto c = MakeMapped();
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  ASSERT_OK(c->Apply({{1,
+                       {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Bea"}}),
+                        Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}})}}}));
+  CaptureAll(*c, &pos);
+  Result<ApplyResult> r =
+      c->Apply({{2,
+                 {Customer(Op::kUpdate, "b:7", {{"name", "Beatrix"}}, {{"name", "Bea"}}),
+                  Customer(Op::kUpdate, "crm:1", {{"name", "Anne"}}, {{"name", "Ann"}}),
+                  // The order moves to customer crm:1; expected values are translated too.
+                  Order(Op::kUpdate, "b:3", {{"customer", "crm:1"}}),
+                  Customer(Op::kUpdate, "x:9", {{"name", "nobody"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 3u);
+  EXPECT_EQ(r->rejected, 1u);  // x:9: no row here
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id, full_name FROM crm_customers ORDER BY cust_id"),
+            "1|Anne\n2|Beatrix\n");
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust FROM orders"), "1\n");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].op, Op::kRejected);
+  EXPECT_EQ(changes[0].key, Row({{"id", "x:9"}}));
+  EXPECT_TRUE(changes[0].after.is_null());
+
+  RowOp cas = Order(Op::kDelete, "b:3", {});
+  cas.expected = {{"customer", "b:7"}};  // stale: it references crm:1 now
+  r = c->Apply({{3, {cas}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  cas.expected = {{"customer", "crm:1"}};
+  r = c->Apply({{4, {cas, Customer(Op::kDelete, "b:7", {})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 2u);
+  EXPECT_EQ(CountRows("orders"), 0);
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id FROM crm_customers"), "1\n");
+  // Deleted rows keep their record ids in the key map without a key.
+  EXPECT_EQ(KeyMap(), "crm_customers|b:7|-\norders|b:3|-\n");
+  r = c->Apply({{5, {Customer(Op::kUpdate, "b:7", {{"name", "again"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  // An insert brings the record back with a new key.
+  r = c->Apply({{6, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Back"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(KeyMap(), "crm_customers|b:7|2\norders|b:3|-\n");
+}
+
+TEST_F(SqliteMappedKeyTest, ReusedRowidIsANewRecord) {
+  auto c = MakeMapped();
+  Position pos = 0;
+  SqlExec(path_, "INSERT INTO crm_customers(full_name) VALUES ('one'), ('two')");
+  SqlExec(path_, "INSERT INTO orders(cust, item) VALUES (2, 'pen')");
+  SqlExec(path_, "DELETE FROM orders; DELETE FROM crm_customers WHERE cust_id = 2");
+  // SQLite hands out rowid 2 again.
+  SqlExec(path_, "INSERT INTO crm_customers(full_name) VALUES ('three')");
+  SqlExec(path_, "INSERT INTO orders(cust, item) VALUES (2, 'ink')");
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id FROM crm_customers WHERE full_name = 'three'"), "2\n");
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'drei' WHERE cust_id = 2");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 8u);
+  EXPECT_EQ(changes[1].key, Row({{"id", "crm:2"}}));
+  EXPECT_EQ(changes[4].op, Op::kDelete);
+  EXPECT_EQ(changes[4].key, Row({{"id", "crm:2"}}));
+  EXPECT_EQ(changes[5].op, Op::kInsert);
+  const Value fresh = changes[5].key["id"];
+  EXPECT_NE(fresh, "crm:2");
+  EXPECT_EQ(fresh.get<std::string>().rfind("crm:2#", 0), 0u) << fresh;
+  EXPECT_FALSE(OwnNativeKey("crm", fresh.get<std::string>()).has_value());
+  // The order rowid 1 was reused too; its reference names the new customer.
+  EXPECT_NE(changes[6].key["id"], "crm:1");
+  EXPECT_EQ(changes[6].after["customer"], fresh);
+  EXPECT_EQ(changes[7].key["id"], fresh);
+  EXPECT_EQ(changes[7].after["name"], "drei");
+
+  // Writes for the deleted record do not touch the new row; writes for the new one do.
+  Result<ApplyResult> r =
+      c->Apply({{1,
+                 {Customer(Op::kUpdate, "crm:2", {{"name", "old"}}),
+                  Customer(Op::kUpdate, fresh.get<std::string>(), {{"name", "new"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers WHERE cust_id = 2"), "new\n");
+}
+
+TEST_F(SqliteMappedKeyTest, WriteIsRejectedWhenTheApplicationChangedTheRecordSinceSeen) {
+  auto c = MakeMapped();
+  ASSERT_OK(c->Apply({{1, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}})}}}));
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'app'");
+  RowOp stale = Customer(Op::kUpdate, "b:7", {{"name", "duplex"}});
+  stale.seen = pos;
+  Result<ApplyResult> r = c->Apply({{2, {stale}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers"), "app\n");
+}
+
+TEST_F(SqliteMappedKeyTest, ReferenceToARecordNotHeldParksItsTransaction) {
+  auto c = MakeMapped();
+  std::vector<ApplyBatch> batches = {
+      {1,
+       {Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:99"}, {"item", "x"}}, 1),
+        Order(Op::kInsert, "b:4", {{"id", "b:4"}, {"customer", nullptr}, {"item", "y"}}, 2)}}};
+  Result<ApplyResult> r = c->Apply(batches);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsInvalidArgument());
+  r = c->Apply(batches, /*isolate_txns=*/true);
+  ASSERT_OK(r);
+  ASSERT_EQ(r->failed.size(), 1u);
+  EXPECT_EQ(r->failed[0].txn, 1);
+  EXPECT_NE(r->failed[0].reason.find("field 'customer' references customers record 'b:99', "
+                                     "which endpoint 'crm' does not hold"),
+            std::string::npos)
+      << r->failed[0].reason;
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT item, cust IS NULL FROM orders"), "y|1\n");
+  EXPECT_EQ(KeyMap(), "orders|b:4|1\n");
+}
+
+TEST_F(SqliteMappedKeyTest, BindAndInstallCheckTheMapping) {
+  SqlExec(path_, "CREATE TABLE plain(code TEXT PRIMARY KEY, v TEXT)");
+  auto c = std::make_unique<SqliteConnector>("crm", path_);
+  ASSERT_OK(c->Open());
+  Status st = c->Bind({Customers(), MappedOrders()});
+  EXPECT_TRUE(st.IsInvalidArgument());
+  EXPECT_NE(st.message().find("references collection 'customers', which is not bound to this "
+                              "endpoint with a mapped key"),
+            std::string::npos)
+      << st.message();
+  CollectionBinding plain;
+  plain.collection = "plain";
+  plain.table = "plain";
+  plain.key = {"code"};
+  plain.fields = {{"code", "code"}, {"v", "v"}};
+  plain.mapped_key = true;
+  ASSERT_OK(c->Bind({plain}));
+  st = c->Install();
+  EXPECT_TRUE(st.IsInvalidArgument());
+  EXPECT_NE(st.message().find("key column 'code' to be generated"), std::string::npos)
+      << st.message();
+}
+
 }  // namespace
 }  // namespace duplex::sqlite

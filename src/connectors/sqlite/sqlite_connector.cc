@@ -32,6 +32,9 @@ INSERT OR IGNORE INTO _duplex_apply(id, active) VALUES(1, 0);
 CREATE TABLE IF NOT EXISTS _duplex_applied(id INTEGER PRIMARY KEY CHECK (id = 1),
   apply_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _duplex_captured(tbl TEXT PRIMARY KEY, columns TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _duplex_keymap(tbl TEXT NOT NULL, record TEXT NOT NULL, native TEXT,
+  PRIMARY KEY(tbl, record));
+CREATE UNIQUE INDEX IF NOT EXISTS _duplex_keymap_native ON _duplex_keymap(tbl, native);
 )sql";
 
 constexpr char kDropBookkeeping[] = R"sql(
@@ -39,6 +42,7 @@ DROP TABLE IF EXISTS _duplex_changelog;
 DROP TABLE IF EXISTS _duplex_apply;
 DROP TABLE IF EXISTS _duplex_applied;
 DROP TABLE IF EXISTS _duplex_captured;
+DROP TABLE IF EXISTS _duplex_keymap;
 )sql";
 
 constexpr const char* kTriggerSuffixes[] = {"_ins", "_upd", "_del"};
@@ -69,6 +73,10 @@ std::string KeyArray(const std::vector<std::string>& refs) {
   for (size_t i = 0; i < refs.size(); ++i) out += (i ? ", " : "") + JsonValueExpr(refs[i]);
   return out + ")";
 }
+
+// A key value as JSON text, as the key map stores it: json_quote gives 5 for the integer 5 and
+// "x" (quoted, escaped) for the text x, as nlohmann's dump() does for RecordId.
+std::string NativeExpr(const std::string& ref) { return "json_quote(" + JsonValueExpr(ref) + ")"; }
 
 bool SafeForJsonPath(const std::string& name) {
   return std::none_of(name.begin(), name.end(), [](char c) {
@@ -220,6 +228,10 @@ void SqliteConnector::ClearStatements() {
   op_stmts_.clear();
   reject_stmts_.clear();
   changed_stmts_.clear();
+  own_row_stmts_.clear();
+  keymap_get_stmt_ = Stmt();
+  keymap_retire_stmt_ = Stmt();
+  keymap_put_stmt_ = Stmt();
 }
 
 Result<Stmt*> SqliteConnector::Prepared(Stmt& slot, const char* sql) {
@@ -235,10 +247,10 @@ Result<bool> SqliteConnector::BookkeepingExists() {
   DUPLEX_ASSIGN_OR_RETURN(Stmt stmt,
                           db_.Prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
                                       "AND name IN ('_duplex_changelog', '_duplex_apply', "
-                                      "'_duplex_applied', '_duplex_captured')"));
+                                      "'_duplex_applied', '_duplex_captured', '_duplex_keymap')"));
   Result<bool> row = stmt.Step();
   if (!row.ok()) return row.status().WithContext(Where());
-  return *row && stmt.Int(0) == 4;
+  return *row && stmt.Int(0) == 5;
 }
 
 Result<TableInfo> SqliteConnector::Describe(const std::string& table) {
@@ -334,8 +346,32 @@ Status SqliteConnector::Bind(std::vector<CollectionBinding> bindings) {
       t.columns.push_back(column);
     }
     t.key_fields.insert(b.key.begin(), b.key.end());
+    if (b.mapped_key)
+      t.record_table_of_column.emplace(t.column_of_field.at(b.key.front()), b.table);
     t.binding = std::move(b);
     tables.push_back(std::move(t));
+  }
+  for (BoundTable& t : tables) {
+    const std::string at = Where(t.binding.table) + ", collection '" + t.binding.collection + "'";
+    for (const auto& [field, collection] : t.binding.mapped_refs) {
+      auto column = t.column_of_field.find(field);
+      if (column == t.column_of_field.end()) {
+        return Status::InvalidArgument(at + ": mapped reference field '" + field +
+                                       "' is not a mapped field");
+      }
+      auto parent = by_collection.find(collection);
+      if (parent == by_collection.end() || !tables[parent->second].binding.mapped_key) {
+        return Status::InvalidArgument(at + ": field '" + field + "' references collection '" +
+                                       collection +
+                                       "', which is not bound to this endpoint with a mapped key");
+      }
+      if (t.binding.mapped_key && field == t.binding.key.front()) {
+        return Status::InvalidArgument(at + ": the mapped key field '" + field +
+                                       "' cannot also reference another collection");
+      }
+      t.record_table_of_column[column->second] = tables[parent->second].binding.table;
+      t.ref_fields.emplace_back(field, parent->second);
+    }
   }
   tables_ = std::move(tables);
   by_table_ = std::move(by_table);
@@ -343,6 +379,7 @@ Status SqliteConnector::Bind(std::vector<CollectionBinding> bindings) {
   op_stmts_.clear();  // their shapes refer to the old mapping
   reject_stmts_.clear();
   changed_stmts_.clear();
+  own_row_stmts_.clear();
   return Status::Ok();
 }
 
@@ -361,7 +398,11 @@ Result<bool> SqliteConnector::IsInstalled() {
     Result<bool> row = cols.Step();
     if (!row.ok()) return row.status().WithContext(Where(table));
     if (!*row) return false;
+    if (!t.record_table_of_column.empty()) {
+      if (cols.Text(0) != CapturedDescriptor(t)) return false;
+    }
     Value stored = Value::parse(cols.Text(0), nullptr, /*allow_exceptions=*/false);
+    if (stored.is_object() && !t.record_table_of_column.empty()) stored = stored["columns"];
     if (!stored.is_array()) return false;
     std::vector<std::string> have;
     for (const Value& c : stored) {
@@ -382,9 +423,33 @@ Result<bool> SqliteConnector::IsInstalled() {
   return true;
 }
 
-Result<std::string> SqliteConnector::ImageExpr(const std::string& table,
-                                               const std::vector<std::string>& columns,
+std::string SqliteConnector::RecordExpr(const std::string& table, const std::string& ref) const {
+  const std::string native = NativeExpr(ref);
+  return "(CASE WHEN " + ref + " IS NULL THEN NULL ELSE COALESCE((SELECT record FROM " +
+         "_duplex_keymap WHERE tbl = " + QuoteString(table) + " AND native = " + native + "), " +
+         QuoteString(name_ + ":") + " || " + native + ") END)";
+}
+
+std::string SqliteConnector::ColumnJson(const BoundTable& t, const std::string& column,
+                                        const std::string& prefix) const {
+  auto it = t.record_table_of_column.find(column);
+  if (it == t.record_table_of_column.end()) return JsonValueExpr(prefix + QuoteIdent(column));
+  return RecordExpr(it->second, prefix + QuoteIdent(column));
+}
+
+std::string SqliteConnector::CapturedDescriptor(const BoundTable& t) const {
+  if (t.record_table_of_column.empty()) return Value(t.columns).dump();
+  std::vector<std::string> columns = t.columns;
+  std::sort(columns.begin(), columns.end());
+  Value records = Value::object();
+  for (const auto& [column, table] : t.record_table_of_column) records[column] = table;
+  return Value{{"columns", columns}, {"endpoint", name_}, {"records", records}}.dump();
+}
+
+Result<std::string> SqliteConnector::ImageExpr(const BoundTable& t,
                                                const std::string& prefix) const {
+  const std::string& table = t.binding.table;
+  const std::vector<std::string>& columns = t.columns;
   // A function takes at most SQLITE_LIMIT_FUNCTION_ARG arguments (127 by default), so wide tables
   // get their first columns from json_object() and the rest from nested json_set() calls. Names
   // json_set() cannot spell go first.
@@ -403,14 +468,13 @@ Result<std::string> SqliteConnector::ImageExpr(const std::string& table,
   size_t i = 0;
   for (; i < cols.size() && i < per_object; ++i) {
     if (i) expr += ", ";
-    expr += QuoteString(cols[i]) + ", " + JsonValueExpr(prefix + QuoteIdent(cols[i]));
+    expr += QuoteString(cols[i]) + ", " + ColumnJson(t, cols[i], prefix);
   }
   expr += ")";
   while (i < cols.size()) {
     std::string set = "json_set(" + expr;
     for (size_t n = 0; n < per_set && i < cols.size(); ++n, ++i) {
-      set += ", " + QuoteString("$.\"" + cols[i] + "\"") + ", " +
-             JsonValueExpr(prefix + QuoteIdent(cols[i]));
+      set += ", " + QuoteString("$.\"" + cols[i] + "\"") + ", " + ColumnJson(t, cols[i], prefix);
     }
     expr = set + ")";
   }
@@ -427,7 +491,16 @@ Status SqliteConnector::CheckTable(const BoundTable& t) {
     for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     return s;
   };
-  for (const ColumnInfo& c : info.columns) have.insert(lower(c.name));
+  for (const ColumnInfo& c : info.columns) {
+    have.insert(lower(c.name));
+    if (t.binding.mapped_key &&
+        lower(c.name) == lower(t.column_of_field.at(t.binding.key.front())) && !c.generated &&
+        !c.has_default) {
+      return Status::InvalidArgument(
+          Where(table) + ": key_mode = \"mapped\" needs the key column '" + c.name +
+          "' to be generated by SQLite (INTEGER PRIMARY KEY) or to have a DEFAULT");
+    }
+  }
   for (const auto& [field, column] : t.binding.fields) {
     if (!have.count(lower(column))) {
       return Status::InvalidArgument(Where(table) + ": column '" + column + "' (field '" + field +
@@ -462,11 +535,51 @@ Status SqliteConnector::DropTriggers(const std::string& table) {
   return Status::Ok();
 }
 
+std::string SqliteConnector::FreshRecordSql(const BoundTable& t, const std::string& ref,
+                                            const std::string& cond) const {
+  // SQLite reuses the largest rowid after that row is deleted, so a new row can get the key of
+  // a record duplex already knows (retired, or moved elsewhere by a resurrecting insert). Such a
+  // row gets a record id of its own: the usual one plus '#' and the seq of the changelog row
+  // about to log it, which no other row can get.
+  const std::string tbl = QuoteString(t.binding.table);
+  const std::string native = NativeExpr(ref);
+  const std::string own = QuoteString(name_ + ":") + " || " + native;
+  return "INSERT INTO _duplex_keymap(tbl, record, native) SELECT " + tbl + ", " + own +
+         " || '#' || (COALESCE((SELECT seq FROM sqlite_sequence WHERE name = "
+         "'_duplex_changelog'), 0) + 1), " +
+         native + " WHERE " + ref + " IS NOT NULL" + cond +
+         " AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl +
+         " AND native = " + native +
+         ") AND EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl + " AND record = " + own +
+         "); ";
+}
+
+std::string SqliteConnector::RetireRecordSql(const BoundTable& t, const std::string& ref,
+                                             const std::string& cond) const {
+  // The row's record loses its key, but its id stays in the key map (native NULL) so that no
+  // later row is given it (FreshRecordSql), and duplex may bring the record back (PutKeyMap).
+  // A record named after its own key has no entry yet: it gets one.
+  const std::string tbl = QuoteString(t.binding.table);
+  const std::string native = NativeExpr(ref);
+  const std::string own = QuoteString(name_ + ":") + " || " + native;
+  return "INSERT INTO _duplex_keymap(tbl, record, native) SELECT " + tbl + ", " + own +
+         ", NULL WHERE " + ref + " IS NOT NULL" + cond +
+         " AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl +
+         " AND native = " + native +
+         ") AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE "
+         "tbl = " +
+         tbl + " AND record = " + own +
+         "); UPDATE _duplex_keymap SET native = NULL "
+         "WHERE tbl = " +
+         tbl + " AND native = " + native + cond + "; ";
+}
+
 Status SqliteConnector::CreateTriggers(const BoundTable& t) {
   const std::string& table = t.binding.table;
-  DUPLEX_ASSIGN_OR_RETURN(std::string new_image, ImageExpr(table, t.columns, "NEW."));
-  DUPLEX_ASSIGN_OR_RETURN(std::string old_image, ImageExpr(table, t.columns, "OLD."));
-  const std::string when = " FOR EACH ROW WHEN (SELECT active FROM _duplex_apply WHERE id = 1) = 0";
+  DUPLEX_ASSIGN_OR_RETURN(std::string new_image, ImageExpr(t, "NEW."));
+  DUPLEX_ASSIGN_OR_RETURN(std::string old_image, ImageExpr(t, "OLD."));
+  const std::string active = "(SELECT active FROM _duplex_apply WHERE id = 1) = 0";
+  const std::string when = " FOR EACH ROW WHEN " + active;
   // Updates that touch only unsynced columns are not logged.
   std::string changed;
   for (const std::string& c : t.columns) {
@@ -475,20 +588,37 @@ Status SqliteConnector::CreateTriggers(const BoundTable& t) {
   }
   // `pk` (the row's key as JSON) lets Apply ask "did the application change this row after
   // the position the resolver had seen?" (see Apply).
-  auto body = [&](const char* op, const std::string& old_expr, const std::string& new_expr,
-                  const char* key_of) {
-    return " BEGIN INSERT INTO _duplex_changelog(tbl, op, old, new, at, pk) VALUES(" +
-           QuoteString(table) + ", '" + op + "', " + old_expr + ", " + new_expr + ", " + kNowMs +
-           ", " + KeyExpr(t, key_of) + "); END";
+  auto log = [&](const char* op, const std::string& old_expr, const std::string& new_expr,
+                 const char* key_of) {
+    return "INSERT INTO _duplex_changelog(tbl, op, old, new, at, pk) SELECT " + QuoteString(table) +
+           ", '" + op + "', " + old_expr + ", " + new_expr + ", " + kNowMs + ", " +
+           KeyExpr(t, key_of);
   };
   const std::string on = " ON " + QuoteIdent(table);
+  std::string ins = log("I", "NULL", new_image, "NEW.") + "; ";
+  std::string upd = log("U", old_image, new_image, "NEW.") + "; ";
+  std::string del_when = when;
+  std::string del = log("D", old_image, "NULL", "OLD.") + "; ";
+  if (t.binding.mapped_key) {
+    // The key map follows the application's rows: a new row whose key a known record had gets
+    // its own record id first (so that it is logged with it); a deleted row's record, and the
+    // old record of a row whose key changed, lose their key after being logged.
+    const std::string key = QuoteIdent(t.column_of_field.at(t.binding.key.front()));
+    const std::string moved = " AND OLD." + key + " IS NOT NEW." + key;
+    ins = FreshRecordSql(t, "NEW." + key, "") + ins;
+    upd = FreshRecordSql(t, "NEW." + key, moved) + upd + RetireRecordSql(t, "OLD." + key, moved);
+    // Duplex's own deletes must update the key map too, so only the logging tests the flag.
+    del_when = " FOR EACH ROW";
+    del = log("D", old_image, "NULL", "OLD.") + " WHERE " + active + "; " +
+          RetireRecordSql(t, "OLD." + key, "");
+  }
   std::string sql[3] = {
       "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_ins")) + " AFTER INSERT" + on + when +
-          body("I", "NULL", new_image, "NEW."),
+          " BEGIN " + ins + "END",
       "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_upd")) + " AFTER UPDATE" + on + when +
-          " AND (" + changed + ")" + body("U", old_image, new_image, "NEW."),
-      "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_del")) + " AFTER DELETE" + on + when +
-          body("D", old_image, "NULL", "OLD."),
+          " AND (" + changed + ") BEGIN " + upd + "END",
+      "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_del")) + " AFTER DELETE" + on + del_when +
+          " BEGIN " + del + "END",
   };
   for (const std::string& s : sql) DUPLEX_RETURN_IF_ERROR(db_.Exec(s).WithContext(Where(table)));
   return Status::Ok();
@@ -529,7 +659,7 @@ Status SqliteConnector::Install() {
     if (!captured.count(table)) {
       // First capture: every existing row becomes a snapshot change, in the same transaction as
       // the triggers, so no change made meanwhile is lost or doubled.
-      DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(table, t.columns, ""));
+      DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(t, ""));
       std::string sql = "INSERT INTO _duplex_changelog(tbl, op, new, snapshot, at, pk) SELECT " +
                         QuoteString(table) + ", 'I', " + image + ", 1, " + kNowMs + ", " +
                         KeyExpr(t, "") + " FROM " + QuoteIdent(table);
@@ -537,7 +667,7 @@ Status SqliteConnector::Install() {
     }
     DUPLEX_RETURN_IF_ERROR(DropTriggers(table));
     DUPLEX_RETURN_IF_ERROR(CreateTriggers(t));
-    remember.Reset().Bind(1, table).Bind(2, Value(t.columns).dump());
+    remember.Reset().Bind(1, table).Bind(2, CapturedDescriptor(t));
     DUPLEX_RETURN_IF_ERROR(remember.Run().WithContext(Where(table)));
   }
   DUPLEX_RETURN_IF_ERROR(txn->Commit().WithContext(Where()));
@@ -859,6 +989,24 @@ Result<SqliteConnector::OpStmt*> SqliteConnector::OpStatement(const BoundTable& 
   std::string sql;
   switch (op.op) {
     case Op::kInsert: {
+      if (t.binding.mapped_key) {
+        // The endpoint generates the key (never written by duplex); RETURNING hands it back as
+        // the key map spells it.
+        std::string cols, params;
+        if (op.values.is_object()) {
+          for (const auto& item : op.values.items()) {
+            if (t.key_fields.count(item.key())) continue;
+            DUPLEX_ASSIGN_OR_RETURN(std::string c, column(item.key()));
+            cols += (cols.empty() ? "" : ", ") + c;
+            params += params.empty() ? "?" : ", ?";
+            out.params.emplace_back(Source::kValues, item.key());
+          }
+        }
+        sql = "INSERT INTO " + table +
+              (cols.empty() ? " DEFAULT VALUES" : "(" + cols + ") VALUES(" + params + ")") +
+              " RETURNING " + NativeExpr(QuoteIdent(t.column_of_field.at(t.binding.key.front())));
+        break;
+      }
       std::string cols, params, keys;
       for (const std::string& k : t.binding.key) {
         DUPLEX_ASSIGN_OR_RETURN(std::string c, column(k));
@@ -918,11 +1066,13 @@ Result<SqliteConnector::OpStmt*> SqliteConnector::OpStatement(const BoundTable& 
 }
 
 std::string SqliteConnector::KeyExpr(const BoundTable& t, const std::string& prefix) const {
-  std::vector<std::string> refs;
-  for (const std::string& k : t.binding.key) {
-    refs.push_back(prefix + QuoteIdent(t.column_of_field.at(k)));
+  // Spelled like KeyArray of the values Apply receives (record ids for mapped columns), so that
+  // ChangedSince finds the rows the triggers logged.
+  std::string out = "json_array(";
+  for (size_t i = 0; i < t.binding.key.size(); ++i) {
+    out += (i ? ", " : "") + ColumnJson(t, t.column_of_field.at(t.binding.key[i]), prefix);
   }
-  return KeyArray(refs);
+  return out + ")";
 }
 
 Result<bool> SqliteConnector::ChangedSince(const BoundTable& t, const RowOp& op) {
@@ -957,26 +1107,32 @@ Status SqliteConnector::LogRejected(const BoundTable& t, const RowOp& op, int64_
       where += (where.empty() ? "" : " AND ") + QuoteIdent(t.column_of_field.at(k)) + " IS ?" +
                std::to_string(i++);
     }
-    DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(t.binding.table, t.columns, ""));
+    DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(t, ""));
     std::string sql = "INSERT INTO _duplex_changelog(tbl, op, old, new, apply_id, at) VALUES(" +
                       QuoteString(t.binding.table) + ", 'R', ?1, (SELECT " + image + " FROM " +
                       QuoteIdent(t.binding.table) + " WHERE " + where + "), ?2, " + kNowMs + ")";
     DUPLEX_ASSIGN_OR_RETURN(stmt, db_.Prepare(sql));
   }
-  // The key goes into `old` under column names, like a trigger's image.
+  // The key goes into `old` under column names, like a trigger's image (record ids for mapped
+  // columns); the row is found by its native key.
   Value key = Value::object();
   for (const std::string& k : t.binding.key) {
     auto it = op.key.find(k);
     key[t.column_of_field.at(k)] = it == op.key.end() ? Value() : *it;
   }
+  DUPLEX_ASSIGN_OR_RETURN(Row native, NativeKey(t, op.key));
   stmt.Reset();
   stmt.Bind(1, key.dump()).Bind(2, apply_id);
   int i = 3;
-  for (const std::string& k : t.binding.key) stmt.BindValue(i++, key[t.column_of_field.at(k)]);
+  for (const std::string& k : t.binding.key) {
+    auto it = native.is_object() ? native.find(k) : native.end();
+    stmt.BindValue(i++, it == native.end() ? Value() : *it);
+  }
   return stmt.Run().WithContext(Where(t.binding.table));
 }
 
-Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
+Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op,
+                                       std::string* generated) {
   DUPLEX_ASSIGN_OR_RETURN(OpStmt * s, OpStatement(t, op));
   Stmt& stmt = s->stmt;
   stmt.Reset();
@@ -1002,7 +1158,148 @@ Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
     if (done.status().IsInvalidArgument()) return Status::InvalidArgument(msg);
     return Status::IOError(msg);
   }
+  if (generated != nullptr) {
+    if (!*done || stmt.IsNull(0)) {
+      return Status::InvalidArgument(Where(t.binding.table) + ", record " + op.key.dump() +
+                                     ": SQLite generated no key for the inserted row");
+    }
+    *generated = stmt.Text(0);
+    stmt.Reset();  // the insert is complete after the first step
+    return true;
+  }
   return db_.Changes() > 0;
+}
+
+Result<std::optional<Value>> SqliteConnector::HeldKey(const BoundTable& t, const Value& record) {
+  if (!record.is_string()) return std::optional<Value>();
+  const std::string& id = record.get_ref<const std::string&>();
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt * get, Prepared(keymap_get_stmt_,
+                           "SELECT native FROM _duplex_keymap WHERE tbl = ?1 AND record = ?2"));
+  get->Reset().Bind(1, t.binding.table).Bind(2, id);
+  {
+    ResetOnExit reset(*get);
+    Result<bool> row = get->Step();
+    if (!row.ok()) return row.status().WithContext(Where(t.binding.table));
+    if (*row) {
+      if (get->IsNull(0)) return std::optional<Value>();  // the record's row was deleted
+      Value native = Value::parse(get->Text(0), nullptr, /*allow_exceptions=*/false);
+      if (native.is_discarded()) {
+        return Status::Corruption(Where(t.binding.table) + ": key map entry of record '" + id +
+                                  "' holds a key that is not JSON: " + get->Text(0));
+      }
+      NormalizeValue(native);
+      return std::optional<Value>(std::move(native));
+    }
+  }
+  // No entry: a record first seen here is named after its key, if that row is still its own
+  // (not given to another record after a delete).
+  std::optional<Value> own = OwnNativeKey(name_, id);
+  if (!own) return own;
+  NormalizeValue(*own);
+  Stmt& probe = own_row_stmts_[t.binding.table];
+  if (!probe.valid()) {
+    const std::string key = QuoteIdent(t.column_of_field.at(t.binding.key.front()));
+    DUPLEX_ASSIGN_OR_RETURN(
+        probe,
+        db_.Prepare("SELECT 1 FROM " + QuoteIdent(t.binding.table) + " WHERE " + key +
+                    " IS ?1 AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " +
+                    QuoteString(t.binding.table) + " AND native = " + NativeExpr("?1") + ")"));
+  }
+  probe.Reset().BindValue(1, *own);
+  ResetOnExit reset(probe);
+  Result<bool> row = probe.Step();
+  if (!row.ok()) return row.status().WithContext(Where(t.binding.table));
+  if (!*row) return std::optional<Value>();
+  return own;
+}
+
+Result<Row> SqliteConnector::NativeKey(const BoundTable& t, const Row& key) {
+  if (!t.binding.mapped_key && t.ref_fields.empty()) return key;
+  Row out = key;
+  if (!out.is_object()) return out;
+  if (t.binding.mapped_key) {
+    auto it = out.find(t.binding.key.front());
+    if (it != out.end()) {
+      DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, HeldKey(t, *it));
+      *it = held ? std::move(*held) : Value();
+    }
+  }
+  for (const auto& [field, parent] : t.ref_fields) {
+    auto it = out.find(field);
+    if (it == out.end() || it->is_null()) continue;
+    DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, HeldKey(tables_[parent], *it));
+    *it = held ? std::move(*held) : Value();
+  }
+  return out;
+}
+
+Status SqliteConnector::PutKeyMap(const BoundTable& t, const std::string& record,
+                                  const std::string& native) {
+  // An entry still holding this key is stale (its row went while capture was not installed):
+  // the key belongs to the row just inserted.
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt * retire,
+      Prepared(keymap_retire_stmt_,
+               "UPDATE _duplex_keymap SET native = NULL WHERE tbl = ?1 AND native = ?2"));
+  retire->Reset().Bind(1, t.binding.table).Bind(2, native);
+  DUPLEX_RETURN_IF_ERROR(retire->Run().WithContext(Where(t.binding.table)));
+  // A retired entry (the record's row was deleted here) comes back with the new key.
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt * put, Prepared(keymap_put_stmt_,
+                           "INSERT INTO _duplex_keymap(tbl, record, native) VALUES(?1, ?2, ?3) "
+                           "ON CONFLICT(tbl, record) DO UPDATE SET native = excluded.native"));
+  put->Reset().Bind(1, t.binding.table).Bind(2, record).Bind(3, native);
+  return put->Run().WithContext(Where(t.binding.table) + ", record '" + record + "'");
+}
+
+Result<bool> SqliteConnector::ApplyRow(const BoundTable& t, const RowOp& op) {
+  if (!t.binding.mapped_key && t.ref_fields.empty()) return ApplyOne(t, op);
+  const std::string where = Where(t.binding.table) + ", key " + op.key.dump();
+  RowOp native = op;  // record ids replaced by this endpoint's keys
+  for (const auto& [field, parent] : t.ref_fields) {
+    const BoundTable& p = tables_[parent];
+    for (Row* obj : {&native.key, &native.values, &native.expected}) {
+      if (!obj->is_object()) continue;
+      auto it = obj->find(field);
+      if (it == obj->end() || it->is_null()) continue;
+      if (!it->is_string()) {
+        return Status::InvalidArgument(where + ": field '" + field + "' must hold a record id of " +
+                                       p.binding.collection + " (a mapped reference), not " +
+                                       it->dump());
+      }
+      DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, HeldKey(p, *it));
+      if (!held) {
+        return Status::InvalidArgument(where + ": field '" + field + "' references " +
+                                       p.binding.collection + " record '" + it->get<std::string>() +
+                                       "', which endpoint '" + name_ + "' does not hold");
+      }
+      *it = std::move(*held);
+    }
+  }
+  if (!t.binding.mapped_key) return ApplyOne(t, native);
+
+  const std::string& field = t.binding.key.front();
+  auto record = op.key.is_object() ? op.key.find(field) : op.key.end();
+  if (record == op.key.end() || !record->is_string()) {
+    return Status::InvalidArgument(where + ": key field '" + field +
+                                   "' must hold a record id (key_mode = \"mapped\")");
+  }
+  DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, HeldKey(t, *record));
+  if (op.op == Op::kInsert) {
+    if (held) return false;  // the record has a row here already: like a key conflict
+    std::string generated;
+    DUPLEX_ASSIGN_OR_RETURN(bool done, ApplyOne(t, native, &generated));
+    if (!done) return false;
+    DUPLEX_RETURN_IF_ERROR(PutKeyMap(t, record->get<std::string>(), generated));
+    return true;
+  }
+  if (!held) return false;  // no row for the record: the write finds nothing to change
+  native.key[field] = *held;
+  if (native.expected.is_object() && native.expected.contains(field)) {
+    native.expected[field] = std::move(*held);
+  }
+  return ApplyOne(t, native);
 }
 
 bool SqliteConnector::DeferredFkViolation() {
@@ -1060,7 +1357,7 @@ Status SqliteConnector::ApplyUnit(const ApplyBatch& batch, size_t begin, size_t 
     DUPLEX_ASSIGN_OR_RETURN(bool changed_since, ChangedSince(t, op));
     bool applied = false;
     if (!changed_since) {
-      DUPLEX_ASSIGN_OR_RETURN(applied, ApplyOne(t, op));
+      DUPLEX_ASSIGN_OR_RETURN(applied, ApplyRow(t, op));
     }
     if (applied) {
       ++counts->applied;
