@@ -1107,6 +1107,34 @@ TEST_F(SqliteMappedKeyTest, ReusedRowidIsANewRecord) {
   EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers WHERE cust_id = 2"), "new\n");
 }
 
+TEST_F(SqliteMappedKeyTest, KeyChangedByTheApplicationEndsTheOldRecord) {
+  auto c = MakeMapped();
+  ASSERT_OK(c->Apply({{1, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}})}}}));
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (2, 'B')");
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  SqlExec(path_, "UPDATE crm_customers SET cust_id = 50 WHERE cust_id = 1");
+  // crm:2 moves away; its old key then goes to another row, which must not be crm:2 again.
+  SqlExec(path_, "UPDATE crm_customers SET cust_id = 60 WHERE cust_id = 2");
+  SqlExec(path_, "UPDATE crm_customers SET cust_id = 2 WHERE cust_id = 50");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 6u);
+  EXPECT_EQ(changes[0].op, Op::kDelete);
+  EXPECT_EQ(changes[0].key, Row({{"id", "b:7"}}));
+  EXPECT_EQ(changes[1].op, Op::kInsert);
+  EXPECT_EQ(changes[1].key, Row({{"id", "crm:50"}}));
+  EXPECT_EQ(changes[2].key, Row({{"id", "crm:2"}}));
+  EXPECT_EQ(changes[3].key, Row({{"id", "crm:60"}}));
+  EXPECT_EQ(changes[4].key, Row({{"id", "crm:50"}}));
+  EXPECT_EQ(changes[5].op, Op::kInsert);
+  EXPECT_NE(changes[5].key["id"], "crm:2");
+  EXPECT_EQ(changes[5].key["id"].get<std::string>().rfind("crm:2#", 0), 0u);
+  // The record b:7 has no row here any more.
+  Result<ApplyResult> r = c->Apply({{2, {Customer(Op::kUpdate, "b:7", {{"name", "x"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+}
+
 TEST_F(SqliteMappedKeyTest, WriteIsRejectedWhenTheApplicationChangedTheRecordSinceSeen) {
   auto c = MakeMapped();
   ASSERT_OK(c->Apply({{1, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}})}}}));

@@ -22,6 +22,11 @@ namespace duplex::sqlite {
 // the rows of its transaction with one marker row ('M', the last batch id): the causal marker of
 // DESIGN §4. Applications keep writing the file from other processes throughout.
 //
+// Relationships (DESIGN §5): duplex's connection enforces foreign keys, deferred to the end of
+// each apply transaction (or source transaction, with isolate_txns). Tables with a mapped key
+// keep a key map (`_duplex_keymap`: record id -> native key) in the same file, maintained by
+// Apply for duplex's inserts and by the triggers for the applications' inserts and deletes.
+//
 // Lifecycle: construct, Open(), Bind(), then Install() (once per schema/binding change) and the
 // capture/apply calls. Not thread-safe: one engine thread at a time (the Connector contract).
 // Prepared statements are cached for the life of the connection (or until Bind/Uninstall).
