@@ -1135,6 +1135,34 @@ TEST_F(SqliteMappedKeyTest, KeyChangedByTheApplicationEndsTheOldRecord) {
   EXPECT_EQ(r->rejected, 1u);
 }
 
+TEST_F(SqliteMappedKeyTest, RowsLoggedAfterTheirParentWasDeletedStillNameItsRecord) {
+  auto c = MakeMapped();
+  ASSERT_OK(c->Apply({{1,
+                       {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}}),
+                        Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}})}}}));
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  // Parent first (the application checks foreign keys at commit, or not at all).
+  SqlExec(path_, "DELETE FROM crm_customers; DELETE FROM orders");
+  // The freed key goes to a new row, which is a new record, not b:7.
+  SqlExec(path_, "INSERT INTO crm_customers(full_name) VALUES ('new')");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(changes[0].key, Row({{"id", "b:7"}}));
+  EXPECT_EQ(changes[1].key, Row({{"id", "b:3"}}));
+  EXPECT_EQ(changes[1].before["customer"], "b:7");
+  EXPECT_EQ(changes[2].op, Op::kInsert);
+  EXPECT_EQ(changes[2].key, Row({{"id", "crm:1"}}));
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id FROM crm_customers"), "1\n");
+  Result<ApplyResult> r = c->Apply({{2,
+                                     {Customer(Op::kUpdate, "b:7", {{"name", "x"}}),
+                                      Customer(Op::kUpdate, "crm:1", {{"name", "y"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers"), "y\n");
+}
+
 TEST_F(SqliteMappedKeyTest, WriteIsRejectedWhenTheApplicationChangedTheRecordSinceSeen) {
   auto c = MakeMapped();
   ASSERT_OK(c->Apply({{1, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}})}}}));

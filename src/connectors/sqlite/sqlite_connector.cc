@@ -33,8 +33,9 @@ CREATE TABLE IF NOT EXISTS _duplex_applied(id INTEGER PRIMARY KEY CHECK (id = 1)
   apply_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _duplex_captured(tbl TEXT PRIMARY KEY, columns TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _duplex_keymap(tbl TEXT NOT NULL, record TEXT NOT NULL, native TEXT,
-  PRIMARY KEY(tbl, record));
+  was TEXT, PRIMARY KEY(tbl, record));
 CREATE UNIQUE INDEX IF NOT EXISTS _duplex_keymap_native ON _duplex_keymap(tbl, native);
+CREATE INDEX IF NOT EXISTS _duplex_keymap_was ON _duplex_keymap(tbl, was);
 )sql";
 
 constexpr char kDropBookkeeping[] = R"sql(
@@ -424,10 +425,14 @@ Result<bool> SqliteConnector::IsInstalled() {
 }
 
 std::string SqliteConnector::RecordExpr(const std::string& table, const std::string& ref) const {
+  // The row's record; for a key no row has any more (a child logged after its parent was
+  // deleted), the record that had it last.
   const std::string native = NativeExpr(ref);
+  const std::string tbl = QuoteString(table);
   return "(CASE WHEN " + ref + " IS NULL THEN NULL ELSE COALESCE((SELECT record FROM " +
-         "_duplex_keymap WHERE tbl = " + QuoteString(table) + " AND native = " + native + "), " +
-         QuoteString(name_ + ":") + " || " + native + ") END)";
+         "_duplex_keymap WHERE tbl = " + tbl + " AND native = " + native +
+         "), (SELECT record FROM _duplex_keymap WHERE tbl = " + tbl + " AND was = " + native +
+         " ORDER BY rowid DESC LIMIT 1), " + QuoteString(name_ + ":") + " || " + native + ") END)";
 }
 
 std::string SqliteConnector::ColumnJson(const BoundTable& t, const std::string& column,
@@ -538,38 +543,41 @@ Status SqliteConnector::DropTriggers(const std::string& table) {
 std::string SqliteConnector::FreshRecordSql(const BoundTable& t, const std::string& ref,
                                             const std::string& cond) const {
   // SQLite reuses the largest rowid after that row is deleted, so a new row can get the key of
-  // a record duplex already knows (retired, or moved elsewhere by a resurrecting insert). Such a
-  // row gets a record id of its own: the usual one plus '#' and the seq of the changelog row
-  // about to log it, which no other row can get.
+  // a record duplex already knows (deleted, or moved elsewhere by a resurrecting insert). Such a
+  // row gets a live key map entry, so that it is not taken for that record: named after its key
+  // if that id is unused, else that plus '#' and the seq of the changelog row about to log it,
+  // which no other row can get.
   const std::string tbl = QuoteString(t.binding.table);
   const std::string native = NativeExpr(ref);
   const std::string own = QuoteString(name_ + ":") + " || " + native;
-  return "INSERT INTO _duplex_keymap(tbl, record, native) SELECT " + tbl + ", " + own +
+  const std::string own_used =
+      "EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl + " AND record = " + own + ")";
+  return "INSERT INTO _duplex_keymap(tbl, record, native) SELECT " + tbl + ", CASE WHEN " +
+         own_used + " THEN " + own +
          " || '#' || (COALESCE((SELECT seq FROM sqlite_sequence WHERE name = "
-         "'_duplex_changelog'), 0) + 1), " +
-         native + " WHERE " + ref + " IS NOT NULL" + cond +
+         "'_duplex_changelog'), 0) + 1) ELSE " +
+         own + " END, " + native + " WHERE " + ref + " IS NOT NULL" + cond +
          " AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl +
-         " AND native = " + native +
-         ") AND EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl + " AND record = " + own +
-         "); ";
+         " AND native = " + native + ") AND (" + own_used +
+         " OR EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl + " AND was = " + native +
+         ")); ";
 }
 
 std::string SqliteConnector::RetireRecordSql(const BoundTable& t, const std::string& ref,
                                              const std::string& cond) const {
-  // The row's record loses its key, but its id stays in the key map (native NULL) so that no
-  // later row is given it (FreshRecordSql), and duplex may bring the record back (PutKeyMap).
-  // A record named after its own key has no entry yet: it gets one.
+  // The row's record loses its key (kept in `was` for references logged later), but its id
+  // stays in the key map so that no later row is given it (FreshRecordSql) and duplex may bring
+  // the record back (PutKeyMap). A record named after its own key has no entry yet: it gets one.
   const std::string tbl = QuoteString(t.binding.table);
   const std::string native = NativeExpr(ref);
   const std::string own = QuoteString(name_ + ":") + " || " + native;
-  return "INSERT INTO _duplex_keymap(tbl, record, native) SELECT " + tbl + ", " + own +
-         ", NULL WHERE " + ref + " IS NOT NULL" + cond +
+  return "INSERT INTO _duplex_keymap(tbl, record, native, was) SELECT " + tbl + ", " + own +
+         ", NULL, " + native + " WHERE " + ref + " IS NOT NULL" + cond +
          " AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl +
          " AND native = " + native +
-         ") AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE "
-         "tbl = " +
-         tbl + " AND record = " + own +
-         "); UPDATE _duplex_keymap SET native = NULL "
+         ") AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl +
+         " AND record = " + own +
+         "); UPDATE _duplex_keymap SET was = native, native = NULL "
          "WHERE tbl = " +
          tbl + " AND native = " + native + cond + "; ";
 }
@@ -1241,14 +1249,16 @@ Status SqliteConnector::PutKeyMap(const BoundTable& t, const std::string& record
   DUPLEX_ASSIGN_OR_RETURN(
       Stmt * retire,
       Prepared(keymap_retire_stmt_,
-               "UPDATE _duplex_keymap SET native = NULL WHERE tbl = ?1 AND native = ?2"));
+               "UPDATE _duplex_keymap SET was = native, native = NULL WHERE tbl = ?1 AND "
+               "native = ?2"));
   retire->Reset().Bind(1, t.binding.table).Bind(2, native);
   DUPLEX_RETURN_IF_ERROR(retire->Run().WithContext(Where(t.binding.table)));
   // A retired entry (the record's row was deleted here) comes back with the new key.
   DUPLEX_ASSIGN_OR_RETURN(
-      Stmt * put, Prepared(keymap_put_stmt_,
-                           "INSERT INTO _duplex_keymap(tbl, record, native) VALUES(?1, ?2, ?3) "
-                           "ON CONFLICT(tbl, record) DO UPDATE SET native = excluded.native"));
+      Stmt * put,
+      Prepared(keymap_put_stmt_,
+               "INSERT INTO _duplex_keymap(tbl, record, native) VALUES(?1, ?2, ?3) "
+               "ON CONFLICT(tbl, record) DO UPDATE SET native = excluded.native, was = NULL"));
   put->Reset().Bind(1, t.binding.table).Bind(2, record).Bind(3, native);
   return put->Run().WithContext(Where(t.binding.table) + ", record '" + record + "'");
 }
