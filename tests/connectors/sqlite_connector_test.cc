@@ -830,6 +830,23 @@ TEST_F(SqliteForeignKeyTest, P7OrphanIsRefusedAndIsolatedToItsTransaction) {
   EXPECT_EQ(changes[0].op, Op::kMarker);
 }
 
+TEST_F(SqliteForeignKeyTest, OpsOfTxnZeroAreOneUnit) {
+  // A source that cannot tell its transactions (SQLite's own captures: txn 0): what was captured
+  // together applies together.
+  auto c = Make({Customers(), Orders()});
+  RowOp parent = InTxn(Insert({{"id", 5}}, {{"id", 5}, {"name", "five"}}), "customers", 0);
+  RowOp child =
+      InTxn(Insert({{"id", 6}}, {{"id", 6}, {"customer", 97}, {"item", "x"}}), "orders", 0);
+  Result<ApplyResult> r = c->Apply({{1, {parent, child}}}, /*isolate_txns=*/true);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 0u);
+  ASSERT_EQ(r->failed.size(), 1u);
+  EXPECT_EQ(r->failed[0].txn, 0);
+  EXPECT_EQ(r->failed[0].ops.size(), 2u);
+  EXPECT_EQ(CountRows("crm_customers"), 0);
+  EXPECT_EQ(*c->AppliedId(), 1);  // the batch is done: its refused unit is the caller's
+}
+
 TEST_F(SqliteForeignKeyTest, P7CycleInOneTransactionApplies) {
   auto c = Make({People()});
   RowOp a = InTxn(Insert({{"id", 1}}, {{"id", 1}, {"partner", 2}}), "people", 9);
