@@ -1216,6 +1216,18 @@ TEST_F(SqliteMappedKeyTest, ReferenceToARecordNotHeldParksItsTransaction) {
   EXPECT_EQ(KeyMap(), "orders|b:4|1\n");
 }
 
+TEST_F(SqliteMappedKeyTest, InstallationWithoutKeyMapIsUpgradedByInstall) {
+  auto c = Make();
+  ASSERT_OK(c->Apply({{4, {Insert({{"id", 1}}, {{"id", 1}, {"name", "A"}})}}}));
+  SqlExec(path_, "DROP TABLE _duplex_keymap");  // as installed by an earlier version
+  auto again = Make({Customers()}, /*install=*/false);
+  EXPECT_EQ(*again->AppliedId(), 4);
+  EXPECT_EQ(*again->IsInstalled(), false);
+  ASSERT_OK(again->Install());
+  EXPECT_EQ(*again->IsInstalled(), true);
+  EXPECT_EQ(SqlQuery(path_, "SELECT count(*) FROM _duplex_keymap"), "0\n");
+}
+
 TEST_F(SqliteMappedKeyTest, BindAndInstallCheckTheMapping) {
   SqlExec(path_, "CREATE TABLE plain(code TEXT PRIMARY KEY, v TEXT)");
   auto c = std::make_unique<SqliteConnector>("crm", path_);

@@ -248,10 +248,10 @@ Result<bool> SqliteConnector::BookkeepingExists() {
   DUPLEX_ASSIGN_OR_RETURN(Stmt stmt,
                           db_.Prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
                                       "AND name IN ('_duplex_changelog', '_duplex_apply', "
-                                      "'_duplex_applied', '_duplex_captured', '_duplex_keymap')"));
+                                      "'_duplex_applied', '_duplex_captured')"));
   Result<bool> row = stmt.Step();
   if (!row.ok()) return row.status().WithContext(Where());
-  return *row && stmt.Int(0) == 5;
+  return *row && stmt.Int(0) == 4;
 }
 
 Result<TableInfo> SqliteConnector::Describe(const std::string& table) {
@@ -388,6 +388,15 @@ Result<bool> SqliteConnector::IsInstalled() {
   DUPLEX_RETURN_IF_ERROR(CheckOpen());
   DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
   if (!exists) return false;
+  {
+    // Installed before key maps existed: Install adds it (the rest keeps working meanwhile,
+    // AppliedId included).
+    DUPLEX_ASSIGN_OR_RETURN(Stmt keymap, db_.Prepare("SELECT count(*) FROM sqlite_master WHERE "
+                                                     "type = 'table' AND name = '_duplex_keymap'"));
+    Result<bool> row = keymap.Step();
+    if (!row.ok()) return row.status().WithContext(Where());
+    if (!*row || keymap.Int(0) != 1) return false;
+  }
   DUPLEX_ASSIGN_OR_RETURN(Stmt cols,
                           db_.Prepare("SELECT columns FROM _duplex_captured WHERE tbl = ?1"));
   DUPLEX_ASSIGN_OR_RETURN(
