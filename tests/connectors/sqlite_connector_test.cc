@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -131,6 +132,42 @@ TEST_F(SqliteConnectorTest, DescribeReportsColumnsAndKey) {
   Result<TableInfo> none = c->Describe("missing");
   ASSERT_OK(none);
   EXPECT_FALSE(none->exists);
+}
+
+TEST_F(SqliteConnectorTest, DescribeReportsForeignKeysAndGeneratedKeys) {
+  SqlExec(path_,
+          "CREATE TABLE orders(id integer PRIMARY KEY, cust INTEGER REFERENCES crm_customers, "
+          "a TEXT, b TEXT, FOREIGN KEY(a, b) REFERENCES pairs(x, y));"
+          "CREATE TABLE pairs(x TEXT, y TEXT, PRIMARY KEY(x, y));"
+          "CREATE TABLE desc_key(id INTEGER PRIMARY KEY DESC);"
+          "CREATE TABLE no_rowid(id INTEGER PRIMARY KEY) WITHOUT ROWID;"
+          "CREATE TABLE text_key(id INT PRIMARY KEY)");
+  auto c = Make({}, false);
+  Result<TableInfo> orders = c->Describe("orders");
+  ASSERT_OK(orders);
+  EXPECT_TRUE(orders->columns[0].generated);  // declared type compared case-insensitively
+  EXPECT_FALSE(orders->columns[1].generated);
+  ASSERT_EQ(orders->foreign_keys.size(), 2u);
+  std::vector<ForeignKeyInfo> fks = orders->foreign_keys;
+  std::sort(fks.begin(), fks.end(), [](const ForeignKeyInfo& x, const ForeignKeyInfo& y) {
+    return x.ref_table < y.ref_table;
+  });
+  // No parent column named: the parent's primary key.
+  EXPECT_EQ(fks[0].ref_table, "crm_customers");
+  EXPECT_EQ(fks[0].columns, std::vector<std::string>({"cust"}));
+  EXPECT_EQ(fks[0].ref_columns, std::vector<std::string>({"cust_id"}));
+  EXPECT_TRUE(fks[0].deferrable);
+  EXPECT_EQ(fks[1].ref_table, "pairs");
+  EXPECT_EQ(fks[1].columns, std::vector<std::string>({"a", "b"}));
+  EXPECT_EQ(fks[1].ref_columns, std::vector<std::string>({"x", "y"}));
+
+  EXPECT_TRUE(c->Describe("crm_customers")->columns[0].generated);
+  EXPECT_TRUE(c->Describe("crm_customers")->foreign_keys.empty());
+  // Not rowid aliases: a DESC key, a WITHOUT ROWID table, a key declared INT.
+  EXPECT_FALSE(c->Describe("desc_key")->columns[0].generated);
+  EXPECT_FALSE(c->Describe("no_rowid")->columns[0].generated);
+  EXPECT_FALSE(c->Describe("text_key")->columns[0].generated);
+  EXPECT_FALSE(c->Describe("pairs")->columns[0].generated);
 }
 
 TEST_F(SqliteConnectorTest, InstallSnapshotsExistingRows) {
@@ -697,6 +734,521 @@ TEST_F(SqliteConnectorTest, WriteIsRejectedWhenTheRowChangedAfterWhatTheResolver
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 1u);
   EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers"), "Eva\n");
+}
+
+// Foreign keys: orders reference customers; people reference each other.
+class SqliteForeignKeyTest : public SqliteConnectorTest {
+ protected:
+  void SetUp() override {
+    SqliteConnectorTest::SetUp();
+    SqlExec(path_,
+            "CREATE TABLE orders(order_id INTEGER PRIMARY KEY, cust INTEGER REFERENCES "
+            "crm_customers(cust_id), item TEXT);"
+            "CREATE TABLE people(id INTEGER PRIMARY KEY, partner INTEGER REFERENCES people)");
+  }
+
+  static CollectionBinding Orders() {
+    CollectionBinding b;
+    b.collection = "orders";
+    b.table = "orders";
+    b.key = {"id"};
+    b.fields = {{"id", "order_id"}, {"customer", "cust"}, {"item", "item"}};
+    return b;
+  }
+
+  static CollectionBinding People() {
+    CollectionBinding b;
+    b.collection = "people";
+    b.table = "people";
+    b.key = {"id"};
+    b.fields = {{"id", "id"}, {"partner", "partner"}};
+    return b;
+  }
+
+  static RowOp InTxn(RowOp op, std::string collection, int64_t txn) {
+    op.collection = std::move(collection);
+    op.txn = txn;
+    return op;
+  }
+};
+
+TEST_F(SqliteForeignKeyTest, P7OrphanIsRefusedAndIsolatedToItsTransaction) {
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (1, 'Ann')");
+  SqlExec(path_, "INSERT INTO orders VALUES (5, 1, 'old')");
+  auto c = Make({Customers(), Orders()});
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  // Child before parent inside one transaction: fine, checked at its end.
+  RowOp order10 =
+      InTxn(Insert({{"id", 10}}, {{"id", 10}, {"customer", 2}, {"item", "x"}}), "orders", 1);
+  RowOp cust2 = InTxn(Insert({{"id", 2}}, {{"id", 2}, {"name", "Bob"}}), "customers", 1);
+  RowOp orphan =
+      InTxn(Insert({{"id", 11}}, {{"id", 11}, {"customer", 99}, {"item", "y"}}), "orders", 2);
+  RowOp item = InTxn(Update({{"id", 11}}, {{"item", "z"}}, {}), "orders", 2);
+  // Deleting a parent that still has children orphans them.
+  RowOp drop1 = InTxn(Delete({{"id", 1}}, {}), "customers", 3);
+  RowOp rename = InTxn(Update({{"id", 1}}, {{"name", "Anne"}}, {}), "customers", 4);
+  std::vector<ApplyBatch> batches = {{7, {order10, cust2, orphan, item, drop1}}, {8, {rename}}};
+
+  Result<ApplyResult> r = c->Apply(batches);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
+  const std::string& msg = r.status().message();
+  EXPECT_NE(msg.find("endpoint 'crm'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("FOREIGN KEY constraint failed"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("table 'orders' key [11] references a missing row of table "
+                     "'crm_customers'"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(CountRows("orders"), 1);
+  EXPECT_EQ(*c->AppliedId(), 0);
+
+  r = c->Apply(batches, /*isolate_txns=*/true);
+  ASSERT_OK(r);
+  ASSERT_EQ(r->failed.size(), 2u);
+  EXPECT_EQ(r->failed[0].batch_id, 7);
+  EXPECT_EQ(r->failed[0].txn, 2);
+  ASSERT_EQ(r->failed[0].ops.size(), 2u);
+  EXPECT_EQ(r->failed[0].ops[0].key, Row({{"id", 11}}));
+  EXPECT_EQ(r->failed[0].ops[1].op, Op::kUpdate);
+  EXPECT_NE(r->failed[0].reason.find("table 'orders' key [11]"), std::string::npos)
+      << r->failed[0].reason;
+  EXPECT_EQ(r->failed[1].txn, 3);
+  EXPECT_NE(r->failed[1].reason.find("table 'orders' key [5] references a missing row of "
+                                     "table 'crm_customers'"),
+            std::string::npos)
+      << r->failed[1].reason;
+  EXPECT_EQ(r->applied, 3u);
+  EXPECT_EQ(r->rejected, 0u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT order_id, cust, item FROM orders ORDER BY order_id"),
+            "5|1|old\n10|2|x\n");
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id, full_name FROM crm_customers ORDER BY cust_id"),
+            "1|Anne\n2|Bob\n");
+  EXPECT_EQ(*c->AppliedId(), 8);
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].op, Op::kMarker);
+}
+
+TEST_F(SqliteForeignKeyTest, OpsOfTxnZeroAreOneUnit) {
+  // A source that cannot tell its transactions (SQLite's own captures: txn 0): what was captured
+  // together applies together.
+  auto c = Make({Customers(), Orders()});
+  RowOp parent = InTxn(Insert({{"id", 5}}, {{"id", 5}, {"name", "five"}}), "customers", 0);
+  RowOp child =
+      InTxn(Insert({{"id", 6}}, {{"id", 6}, {"customer", 97}, {"item", "x"}}), "orders", 0);
+  Result<ApplyResult> r = c->Apply({{1, {parent, child}}}, /*isolate_txns=*/true);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 0u);
+  ASSERT_EQ(r->failed.size(), 1u);
+  EXPECT_EQ(r->failed[0].txn, 0);
+  EXPECT_EQ(r->failed[0].ops.size(), 2u);
+  EXPECT_EQ(CountRows("crm_customers"), 0);
+  EXPECT_EQ(*c->AppliedId(), 1);  // the batch is done: its refused unit is the caller's
+}
+
+TEST_F(SqliteForeignKeyTest, P7CycleInOneTransactionApplies) {
+  auto c = Make({People()});
+  RowOp a = InTxn(Insert({{"id", 1}}, {{"id", 1}, {"partner", 2}}), "people", 9);
+  RowOp b = InTxn(Insert({{"id", 2}}, {{"id", 2}, {"partner", 1}}), "people", 9);
+  Result<ApplyResult> r = c->Apply({{1, {a, b}}}, /*isolate_txns=*/true);
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->failed.empty());
+  EXPECT_EQ(r->applied, 2u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT id, partner FROM people ORDER BY id"), "1|2\n2|1\n");
+  // Without isolation too.
+  RowOp d1 = InTxn(Delete({{"id", 1}}, {}), "people", 0);
+  RowOp d2 = InTxn(Delete({{"id", 2}}, {}), "people", 0);
+  ASSERT_OK(c->Apply({{2, {d1, d2}}}));
+  EXPECT_EQ(CountRows("people"), 0);
+}
+
+TEST_F(SqliteForeignKeyTest, ApplicationWritesAreNotCheckedByDuplex) {
+  // foreign_keys is per connection: the applications keep their own setting (off by default).
+  auto c = Make({Customers(), Orders()});
+  SqlExec(path_, "INSERT INTO orders VALUES (1, 42, 'orphan')");
+  EXPECT_EQ(CountRows("orders"), 1);
+  // A later duplex transaction is not blamed for the application's orphan.
+  Result<ApplyResult> r = c->Apply(
+      {{1, {InTxn(Insert({{"id", 3}}, {{"id", 3}, {"name", "C"}}), "customers", 1)}}}, true);
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->failed.empty());
+  EXPECT_EQ(r->applied, 1u);
+}
+
+// key_mode = "mapped": customers and orders get their keys from SQLite (rowids); records travel
+// as record ids ("crm:1" for rows first seen here, others' ids like "b:7" via the key map).
+class SqliteMappedKeyTest : public SqliteForeignKeyTest {
+ protected:
+  static CollectionBinding MappedCustomers() {
+    CollectionBinding b = Customers();
+    b.mapped_key = true;
+    return b;
+  }
+  static CollectionBinding MappedOrders() {
+    CollectionBinding b = Orders();
+    b.mapped_key = true;
+    b.mapped_refs = {{"customer", "customers"}};
+    return b;
+  }
+  std::unique_ptr<SqliteConnector> MakeMapped() {
+    return Make({MappedCustomers(), MappedOrders()});
+  }
+  static RowOp Customer(Op op, const std::string& record, Row values, Row expected = {}) {
+    RowOp r;
+    r.op = op;
+    r.collection = "customers";
+    r.seen = kSeenAll;
+    r.key = {{"id", record}};
+    r.values = std::move(values);
+    r.expected = std::move(expected);
+    return r;
+  }
+  static RowOp Order(Op op, const std::string& record, Row values, int64_t txn = 0) {
+    RowOp r = Customer(op, record, std::move(values));
+    r.collection = "orders";
+    r.txn = txn;
+    return r;
+  }
+  std::string KeyMap() {
+    return SqlQuery(path_,
+                    "SELECT tbl, record, ifnull(native, '-') FROM _duplex_keymap ORDER BY tbl, "
+                    "record");
+  }
+};
+
+TEST_F(SqliteMappedKeyTest, InsertLetsSqliteGenerateTheKeyAndRecordsItInTheKeyMap) {
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (4, 'Old')");
+  auto c = MakeMapped();
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  std::vector<ApplyBatch> batches = {
+      {1,
+       {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Ann"}}),
+        Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}, {"item", "pen"}}),
+        // A reference to a record first seen here: its own key.
+        Order(Op::kInsert, "b:4", {{"id", "b:4"}, {"customer", "crm:4"}, {"item", "ink"}})}}};
+  Result<ApplyResult> r = c->Apply(batches);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 3u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id, full_name FROM crm_customers ORDER BY cust_id"),
+            "4|Old\n5|Ann\n");
+  EXPECT_EQ(SqlQuery(path_, "SELECT order_id, cust, item FROM orders ORDER BY order_id"),
+            "1|5|pen\n2|4|ink\n");
+  EXPECT_EQ(KeyMap(), "crm_customers|b:7|5\norders|b:3|1\norders|b:4|2\n");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].op, Op::kMarker);
+
+  // Replayed: nothing changes (P6).
+  r = c->Apply(batches);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->skipped_batches, 1u);
+  EXPECT_EQ(CountRows("crm_customers"), 2);
+  // The same record inserted by a later batch already has its row here: rejected like a key
+  // conflict, reported with the row as it is.
+  r = c->Apply({{2, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Dup"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  EXPECT_EQ(CountRows("crm_customers"), 2);
+  changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].op, Op::kRejected);
+  EXPECT_EQ(changes[0].key, Row({{"id", "b:7"}}));
+  EXPECT_EQ(changes[0].after["id"], "b:7");
+  EXPECT_EQ(changes[0].after["name"], "Ann");
+
+  // The application's writes to those rows are captured with the record ids.
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'Anne' WHERE cust_id = 5");
+  SqlExec(path_, "INSERT INTO orders(cust, item) VALUES (5, 'cup')");
+  SqlExec(path_, "UPDATE orders SET cust = 4 WHERE order_id = 1");
+  changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(changes[0].op, Op::kUpdate);
+  EXPECT_EQ(changes[0].key, Row({{"id", "b:7"}}));
+  EXPECT_EQ(changes[0].after["name"], "Anne");
+  EXPECT_EQ(changes[1].op, Op::kInsert);
+  EXPECT_EQ(changes[1].key, Row({{"id", "crm:3"}}));
+  EXPECT_EQ(changes[1].after, Row({{"id", "crm:3"}, {"customer", "b:7"}, {"item", "cup"}}));
+  EXPECT_EQ(changes[2].key, Row({{"id", "b:3"}}));
+  EXPECT_EQ(changes[2].before["customer"], "b:7");
+  EXPECT_EQ(changes[2].after["customer"], "crm:4");
+}
+
+TEST_F(SqliteMappedKeyTest, SnapshotAndCaptureGiveRecordIds) {
+  SqlExec(path_,
+          "INSERT INTO crm_customers(cust_id, full_name) VALUES (1, 'Ann'), (2, 'Bob');"
+          "INSERT INTO orders VALUES (10, 2, 'pen'), (11, NULL, 'ink')");
+  auto c = MakeMapped();
+  Position pos = 0;
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 4u);
+  EXPECT_TRUE(changes[0].snapshot);
+  EXPECT_EQ(changes[0].key, Row({{"id", "crm:1"}}));
+  EXPECT_EQ(changes[1].after,
+            Row({{"id", "crm:2"}, {"name", "Bob"}, {"score", nullptr}, {"data", nullptr}}));
+  EXPECT_EQ(changes[2].after, Row({{"id", "crm:10"}, {"customer", "crm:2"}, {"item", "pen"}}));
+  EXPECT_EQ(changes[3].after["customer"], nullptr);  // NULL stays null
+  // RecordId (C++) spells them the same way.
+  EXPECT_EQ(changes[2].key["id"], RecordId("crm", Value(10)));
+  EXPECT_EQ(*c->IsInstalled(), true);
+  // A binding without the mapping needs the triggers installed again.
+  auto plain = Make({Customers(), Orders()}, /*install=*/false);
+  EXPECT_EQ(*plain->IsInstalled(), false);
+}
+
+TEST_F(SqliteMappedKeyTest, TextKeysSpellTheirRecordIdsLikeRecordId) {
+  SqlExec(path_,
+          "CREATE TABLE tags(name TEXT PRIMARY KEY DEFAULT (hex(randomblob(4))), note TEXT)");
+  CollectionBinding tags;
+  tags.collection = "tags";
+  tags.table = "tags";
+  tags.key = {"name"};
+  tags.fields = {{"name", "name"}, {"note", "note"}};
+  tags.mapped_key = true;
+  auto c = Make({tags});
+  Position pos = 0;
+  const std::string odd = "a\"b\\c\n\x01 é";
+  SqlExec(path_, "INSERT INTO tags VALUES (" + QuoteString(odd) + ", 'x')");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].key["name"], RecordId("crm", Value(odd)));
+  // Found again by OwnNativeKey.
+  RowOp up = Customer(Op::kUpdate, RecordId("crm", Value(odd)), {{"note", "y"}});
+  up.collection = "tags";
+  up.key = {{"name", RecordId("crm", Value(odd))}};
+  Result<ApplyResult> r = c->Apply({{1, {up}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT note FROM tags"), "y\n");
+  // A generated text key (DEFAULT) goes into the key map.
+  RowOp ins = up;
+  ins.op = Op::kInsert;
+  ins.key = {{"name", "b:1"}};
+  ins.values = {{"name", "b:1"}, {"note", "z"}};
+  r = c->Apply({{2, {ins}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_,
+                     "SELECT count(*) FROM _duplex_keymap WHERE record = 'b:1' AND "
+                     "native = json_quote((SELECT name FROM tags WHERE note = 'z'))"),
+            "1\n");
+}
+
+TEST_F(SqliteMappedKeyTest, UpdateAndDeleteFindTheRowThroughTheKeyMap) {
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (1, 'Ann')");
+  auto c = MakeMapped();
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  ASSERT_OK(c->Apply({{1,
+                       {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Bea"}}),
+                        Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}})}}}));
+  CaptureAll(*c, &pos);
+  Result<ApplyResult> r =
+      c->Apply({{2,
+                 {Customer(Op::kUpdate, "b:7", {{"name", "Beatrix"}}, {{"name", "Bea"}}),
+                  Customer(Op::kUpdate, "crm:1", {{"name", "Anne"}}, {{"name", "Ann"}}),
+                  // The order moves to customer crm:1; expected values are translated too.
+                  Order(Op::kUpdate, "b:3", {{"customer", "crm:1"}}),
+                  Customer(Op::kUpdate, "x:9", {{"name", "nobody"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 3u);
+  EXPECT_EQ(r->rejected, 1u);  // x:9: no row here
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id, full_name FROM crm_customers ORDER BY cust_id"),
+            "1|Anne\n2|Beatrix\n");
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust FROM orders"), "1\n");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].op, Op::kRejected);
+  EXPECT_EQ(changes[0].key, Row({{"id", "x:9"}}));
+  EXPECT_TRUE(changes[0].after.is_null());
+
+  RowOp cas = Order(Op::kDelete, "b:3", {});
+  cas.expected = {{"customer", "b:7"}};  // stale: it references crm:1 now
+  r = c->Apply({{3, {cas}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  cas.expected = {{"customer", "crm:1"}};
+  r = c->Apply({{4, {cas, Customer(Op::kDelete, "b:7", {})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 2u);
+  EXPECT_EQ(CountRows("orders"), 0);
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id FROM crm_customers"), "1\n");
+  // Deleted rows keep their record ids in the key map without a key.
+  EXPECT_EQ(KeyMap(), "crm_customers|b:7|-\norders|b:3|-\n");
+  r = c->Apply({{5, {Customer(Op::kUpdate, "b:7", {{"name", "again"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  // An insert brings the record back with a new key.
+  r = c->Apply({{6, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Back"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(KeyMap(), "crm_customers|b:7|2\norders|b:3|-\n");
+}
+
+TEST_F(SqliteMappedKeyTest, ReusedRowidIsANewRecord) {
+  auto c = MakeMapped();
+  Position pos = 0;
+  SqlExec(path_, "INSERT INTO crm_customers(full_name) VALUES ('one'), ('two')");
+  SqlExec(path_, "INSERT INTO orders(cust, item) VALUES (2, 'pen')");
+  SqlExec(path_, "DELETE FROM orders; DELETE FROM crm_customers WHERE cust_id = 2");
+  // SQLite hands out rowid 2 again.
+  SqlExec(path_, "INSERT INTO crm_customers(full_name) VALUES ('three')");
+  SqlExec(path_, "INSERT INTO orders(cust, item) VALUES (2, 'ink')");
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id FROM crm_customers WHERE full_name = 'three'"), "2\n");
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'drei' WHERE cust_id = 2");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 8u);
+  EXPECT_EQ(changes[1].key, Row({{"id", "crm:2"}}));
+  EXPECT_EQ(changes[4].op, Op::kDelete);
+  EXPECT_EQ(changes[4].key, Row({{"id", "crm:2"}}));
+  EXPECT_EQ(changes[5].op, Op::kInsert);
+  const Value fresh = changes[5].key["id"];
+  EXPECT_NE(fresh, "crm:2");
+  EXPECT_EQ(fresh.get<std::string>().rfind("crm:2#", 0), 0u) << fresh;
+  EXPECT_FALSE(OwnNativeKey("crm", fresh.get<std::string>()).has_value());
+  // The order rowid 1 was reused too; its reference names the new customer.
+  EXPECT_NE(changes[6].key["id"], "crm:1");
+  EXPECT_EQ(changes[6].after["customer"], fresh);
+  EXPECT_EQ(changes[7].key["id"], fresh);
+  EXPECT_EQ(changes[7].after["name"], "drei");
+
+  // Writes for the deleted record do not touch the new row; writes for the new one do.
+  Result<ApplyResult> r =
+      c->Apply({{1,
+                 {Customer(Op::kUpdate, "crm:2", {{"name", "old"}}),
+                  Customer(Op::kUpdate, fresh.get<std::string>(), {{"name", "new"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers WHERE cust_id = 2"), "new\n");
+}
+
+TEST_F(SqliteMappedKeyTest, KeyChangedByTheApplicationEndsTheOldRecord) {
+  auto c = MakeMapped();
+  ASSERT_OK(c->Apply({{1, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}})}}}));
+  SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (2, 'B')");
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  SqlExec(path_, "UPDATE crm_customers SET cust_id = 50 WHERE cust_id = 1");
+  // crm:2 moves away; its old key then goes to another row, which must not be crm:2 again.
+  SqlExec(path_, "UPDATE crm_customers SET cust_id = 60 WHERE cust_id = 2");
+  SqlExec(path_, "UPDATE crm_customers SET cust_id = 2 WHERE cust_id = 50");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 6u);
+  EXPECT_EQ(changes[0].op, Op::kDelete);
+  EXPECT_EQ(changes[0].key, Row({{"id", "b:7"}}));
+  EXPECT_EQ(changes[1].op, Op::kInsert);
+  EXPECT_EQ(changes[1].key, Row({{"id", "crm:50"}}));
+  EXPECT_EQ(changes[2].key, Row({{"id", "crm:2"}}));
+  EXPECT_EQ(changes[3].key, Row({{"id", "crm:60"}}));
+  EXPECT_EQ(changes[4].key, Row({{"id", "crm:50"}}));
+  EXPECT_EQ(changes[5].op, Op::kInsert);
+  EXPECT_NE(changes[5].key["id"], "crm:2");
+  EXPECT_EQ(changes[5].key["id"].get<std::string>().rfind("crm:2#", 0), 0u);
+  // The record b:7 has no row here any more.
+  Result<ApplyResult> r = c->Apply({{2, {Customer(Op::kUpdate, "b:7", {{"name", "x"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+}
+
+TEST_F(SqliteMappedKeyTest, RowsLoggedAfterTheirParentWasDeletedStillNameItsRecord) {
+  auto c = MakeMapped();
+  ASSERT_OK(c->Apply({{1,
+                       {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}}),
+                        Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}})}}}));
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  // Parent first (the application checks foreign keys at commit, or not at all).
+  SqlExec(path_, "DELETE FROM crm_customers; DELETE FROM orders");
+  // The freed key goes to a new row, which is a new record, not b:7.
+  SqlExec(path_, "INSERT INTO crm_customers(full_name) VALUES ('new')");
+  std::vector<Change> changes = CaptureAll(*c, &pos);
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(changes[0].key, Row({{"id", "b:7"}}));
+  EXPECT_EQ(changes[1].key, Row({{"id", "b:3"}}));
+  EXPECT_EQ(changes[1].before["customer"], "b:7");
+  EXPECT_EQ(changes[2].op, Op::kInsert);
+  EXPECT_EQ(changes[2].key, Row({{"id", "crm:1"}}));
+  EXPECT_EQ(SqlQuery(path_, "SELECT cust_id FROM crm_customers"), "1\n");
+  Result<ApplyResult> r = c->Apply({{2,
+                                     {Customer(Op::kUpdate, "b:7", {{"name", "x"}}),
+                                      Customer(Op::kUpdate, "crm:1", {{"name", "y"}})}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers"), "y\n");
+}
+
+TEST_F(SqliteMappedKeyTest, WriteIsRejectedWhenTheApplicationChangedTheRecordSinceSeen) {
+  auto c = MakeMapped();
+  ASSERT_OK(c->Apply({{1, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}})}}}));
+  Position pos = 0;
+  CaptureAll(*c, &pos);
+  SqlExec(path_, "UPDATE crm_customers SET full_name = 'app'");
+  RowOp stale = Customer(Op::kUpdate, "b:7", {{"name", "duplex"}});
+  stale.seen = pos;
+  Result<ApplyResult> r = c->Apply({{2, {stale}}});
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rejected, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT full_name FROM crm_customers"), "app\n");
+}
+
+TEST_F(SqliteMappedKeyTest, ReferenceToARecordNotHeldParksItsTransaction) {
+  auto c = MakeMapped();
+  std::vector<ApplyBatch> batches = {
+      {1,
+       {Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:99"}, {"item", "x"}}, 1),
+        Order(Op::kInsert, "b:4", {{"id", "b:4"}, {"customer", nullptr}, {"item", "y"}}, 2)}}};
+  Result<ApplyResult> r = c->Apply(batches);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsInvalidArgument());
+  r = c->Apply(batches, /*isolate_txns=*/true);
+  ASSERT_OK(r);
+  ASSERT_EQ(r->failed.size(), 1u);
+  EXPECT_EQ(r->failed[0].txn, 1);
+  EXPECT_NE(r->failed[0].reason.find("field 'customer' references customers record 'b:99', "
+                                     "which endpoint 'crm' does not hold"),
+            std::string::npos)
+      << r->failed[0].reason;
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(SqlQuery(path_, "SELECT item, cust IS NULL FROM orders"), "y|1\n");
+  EXPECT_EQ(KeyMap(), "orders|b:4|1\n");
+}
+
+TEST_F(SqliteMappedKeyTest, InstallationWithoutKeyMapIsUpgradedByInstall) {
+  auto c = Make();
+  ASSERT_OK(c->Apply({{4, {Insert({{"id", 1}}, {{"id", 1}, {"name", "A"}})}}}));
+  SqlExec(path_, "DROP TABLE _duplex_keymap");  // as installed by an earlier version
+  auto again = Make({Customers()}, /*install=*/false);
+  EXPECT_EQ(*again->AppliedId(), 4);
+  EXPECT_EQ(*again->IsInstalled(), false);
+  ASSERT_OK(again->Install());
+  EXPECT_EQ(*again->IsInstalled(), true);
+  EXPECT_EQ(SqlQuery(path_, "SELECT count(*) FROM _duplex_keymap"), "0\n");
+}
+
+TEST_F(SqliteMappedKeyTest, BindAndInstallCheckTheMapping) {
+  SqlExec(path_, "CREATE TABLE plain(code TEXT PRIMARY KEY, v TEXT)");
+  auto c = std::make_unique<SqliteConnector>("crm", path_);
+  ASSERT_OK(c->Open());
+  Status st = c->Bind({Customers(), MappedOrders()});
+  EXPECT_TRUE(st.IsInvalidArgument());
+  EXPECT_NE(st.message().find("references collection 'customers', which is not bound to this "
+                              "endpoint with a mapped key"),
+            std::string::npos)
+      << st.message();
+  CollectionBinding plain;
+  plain.collection = "plain";
+  plain.table = "plain";
+  plain.key = {"code"};
+  plain.fields = {{"code", "code"}, {"v", "v"}};
+  plain.mapped_key = true;
+  ASSERT_OK(c->Bind({plain}));
+  st = c->Install();
+  EXPECT_TRUE(st.IsInvalidArgument());
+  EXPECT_NE(st.message().find("key column 'code' to be generated"), std::string::npos)
+      << st.message();
 }
 
 }  // namespace

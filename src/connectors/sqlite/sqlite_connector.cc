@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -31,6 +32,10 @@ INSERT OR IGNORE INTO _duplex_apply(id, active) VALUES(1, 0);
 CREATE TABLE IF NOT EXISTS _duplex_applied(id INTEGER PRIMARY KEY CHECK (id = 1),
   apply_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _duplex_captured(tbl TEXT PRIMARY KEY, columns TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _duplex_keymap(tbl TEXT NOT NULL, record TEXT NOT NULL, native TEXT,
+  was TEXT, PRIMARY KEY(tbl, record));
+CREATE UNIQUE INDEX IF NOT EXISTS _duplex_keymap_native ON _duplex_keymap(tbl, native);
+CREATE INDEX IF NOT EXISTS _duplex_keymap_was ON _duplex_keymap(tbl, was);
 )sql";
 
 constexpr char kDropBookkeeping[] = R"sql(
@@ -38,6 +43,7 @@ DROP TABLE IF EXISTS _duplex_changelog;
 DROP TABLE IF EXISTS _duplex_apply;
 DROP TABLE IF EXISTS _duplex_applied;
 DROP TABLE IF EXISTS _duplex_captured;
+DROP TABLE IF EXISTS _duplex_keymap;
 )sql";
 
 constexpr const char* kTriggerSuffixes[] = {"_ins", "_upd", "_del"};
@@ -68,6 +74,10 @@ std::string KeyArray(const std::vector<std::string>& refs) {
   for (size_t i = 0; i < refs.size(); ++i) out += (i ? ", " : "") + JsonValueExpr(refs[i]);
   return out + ")";
 }
+
+// A key value as JSON text, as the key map stores it: json_quote gives 5 for the integer 5 and
+// "x" (quoted, escaped) for the text x, as nlohmann's dump() does for RecordId.
+std::string NativeExpr(const std::string& ref) { return "json_quote(" + JsonValueExpr(ref) + ")"; }
 
 bool SafeForJsonPath(const std::string& name) {
   return std::none_of(name.begin(), name.end(), [](char c) {
@@ -123,6 +133,13 @@ void NormalizeValue(Value& v) {
       v = (!s.empty() && s[0] == '-') ? -inf : inf;
     }
   }
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
 }
 
 std::string JoinQuoted(const std::vector<std::string>& names) {
@@ -189,6 +206,10 @@ Status SqliteConnector::Open() {
   // Off is SQLite's runtime default, but compile options can change it and our triggers insert
   // into a table that must never fire triggers of its own (CDC-FACTS Q5).
   DUPLEX_RETURN_IF_ERROR(db->Exec("PRAGMA recursive_triggers=0").WithContext(Where()));
+  // Duplex's writes must not orphan rows: with foreign keys on, Apply's transactions check them
+  // (deferred to commit, see Apply). The setting is per connection, so the applications' own
+  // connections are not affected.
+  DUPLEX_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=ON").WithContext(Where()));
   db_ = std::move(db).value();
   polled_ = false;
   own_commit_ = false;
@@ -208,6 +229,10 @@ void SqliteConnector::ClearStatements() {
   op_stmts_.clear();
   reject_stmts_.clear();
   changed_stmts_.clear();
+  own_row_stmts_.clear();
+  keymap_get_stmt_ = Stmt();
+  keymap_retire_stmt_ = Stmt();
+  keymap_put_stmt_ = Stmt();
 }
 
 Result<Stmt*> SqliteConnector::Prepared(Stmt& slot, const char* sql) {
@@ -250,6 +275,61 @@ Result<TableInfo> SqliteConnector::Describe(const std::string& table) {
     info.columns.push_back(std::move(col));
   }
   info.exists = !info.columns.empty();
+  if (!info.exists) return info;
+
+  // A single-column INTEGER PRIMARY KEY is the rowid, which SQLite generates when an insert
+  // leaves it out; unless the table is WITHOUT ROWID or the key is declared DESC, and then the
+  // key has an index of its own (origin 'pk'), which a rowid alias never has.
+  int pk_columns = 0;
+  ColumnInfo* pk = nullptr;
+  for (ColumnInfo& col : info.columns) {
+    if (col.pk == 0) continue;
+    ++pk_columns;
+    pk = &col;
+  }
+  if (pk_columns == 1 && EqualsIgnoreCase(pk->type, "INTEGER")) {
+    Result<Stmt> idx =
+        db_.Prepare("SELECT count(*) FROM pragma_index_list(?1) WHERE origin = 'pk'");
+    if (!idx.ok()) return idx.status().WithContext(Where(table));
+    idx->Bind(1, table);
+    Result<bool> row = idx->Step();
+    if (!row.ok()) return row.status().WithContext(Where(table));
+    pk->generated = *row && idx->Int(0) == 0;
+  }
+
+  // Every foreign key can be deferred: Apply sets PRAGMA defer_foreign_keys, which defers even
+  // those declared NOT DEFERRABLE. A NULL `to` means the parent's primary key.
+  Result<Stmt> fks = db_.Prepare(
+      "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq");
+  if (!fks.ok()) return fks.status().WithContext(Where(table));
+  fks->Bind(1, table);
+  int64_t current = -1;
+  while (true) {
+    Result<bool> row = fks->Step();
+    if (!row.ok()) return row.status().WithContext(Where(table));
+    if (!*row) break;
+    if (fks->Int(0) != current || info.foreign_keys.empty()) {
+      current = fks->Int(0);
+      info.foreign_keys.push_back(ForeignKeyInfo{{}, fks->Text(1), {}, /*deferrable=*/true});
+    }
+    ForeignKeyInfo& fk = info.foreign_keys.back();
+    fk.columns.push_back(fks->Text(2));
+    if (!fks->IsNull(3)) fk.ref_columns.push_back(fks->Text(3));
+  }
+  for (ForeignKeyInfo& fk : info.foreign_keys) {
+    if (fk.ref_columns.size() == fk.columns.size()) continue;
+    fk.ref_columns.clear();
+    Result<Stmt> parent =
+        db_.Prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk");
+    if (!parent.ok()) return parent.status().WithContext(Where(table));
+    parent->Bind(1, fk.ref_table);
+    while (true) {
+      Result<bool> row = parent->Step();
+      if (!row.ok()) return row.status().WithContext(Where(table));
+      if (!*row) break;
+      fk.ref_columns.push_back(parent->Text(0));
+    }
+  }
   return info;
 }
 
@@ -267,8 +347,32 @@ Status SqliteConnector::Bind(std::vector<CollectionBinding> bindings) {
       t.columns.push_back(column);
     }
     t.key_fields.insert(b.key.begin(), b.key.end());
+    if (b.mapped_key)
+      t.record_table_of_column.emplace(t.column_of_field.at(b.key.front()), b.table);
     t.binding = std::move(b);
     tables.push_back(std::move(t));
+  }
+  for (BoundTable& t : tables) {
+    const std::string at = Where(t.binding.table) + ", collection '" + t.binding.collection + "'";
+    for (const auto& [field, collection] : t.binding.mapped_refs) {
+      auto column = t.column_of_field.find(field);
+      if (column == t.column_of_field.end()) {
+        return Status::InvalidArgument(at + ": mapped reference field '" + field +
+                                       "' is not a mapped field");
+      }
+      auto parent = by_collection.find(collection);
+      if (parent == by_collection.end() || !tables[parent->second].binding.mapped_key) {
+        return Status::InvalidArgument(at + ": field '" + field + "' references collection '" +
+                                       collection +
+                                       "', which is not bound to this endpoint with a mapped key");
+      }
+      if (t.binding.mapped_key && field == t.binding.key.front()) {
+        return Status::InvalidArgument(at + ": the mapped key field '" + field +
+                                       "' cannot also reference another collection");
+      }
+      t.record_table_of_column[column->second] = tables[parent->second].binding.table;
+      t.ref_fields.emplace_back(field, parent->second);
+    }
   }
   tables_ = std::move(tables);
   by_table_ = std::move(by_table);
@@ -276,6 +380,7 @@ Status SqliteConnector::Bind(std::vector<CollectionBinding> bindings) {
   op_stmts_.clear();  // their shapes refer to the old mapping
   reject_stmts_.clear();
   changed_stmts_.clear();
+  own_row_stmts_.clear();
   return Status::Ok();
 }
 
@@ -283,6 +388,15 @@ Result<bool> SqliteConnector::IsInstalled() {
   DUPLEX_RETURN_IF_ERROR(CheckOpen());
   DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
   if (!exists) return false;
+  {
+    // Installed before key maps existed: Install adds it (the rest keeps working meanwhile,
+    // AppliedId included).
+    DUPLEX_ASSIGN_OR_RETURN(Stmt keymap, db_.Prepare("SELECT count(*) FROM sqlite_master WHERE "
+                                                     "type = 'table' AND name = '_duplex_keymap'"));
+    Result<bool> row = keymap.Step();
+    if (!row.ok()) return row.status().WithContext(Where());
+    if (!*row || keymap.Int(0) != 1) return false;
+  }
   DUPLEX_ASSIGN_OR_RETURN(Stmt cols,
                           db_.Prepare("SELECT columns FROM _duplex_captured WHERE tbl = ?1"));
   DUPLEX_ASSIGN_OR_RETURN(
@@ -294,7 +408,11 @@ Result<bool> SqliteConnector::IsInstalled() {
     Result<bool> row = cols.Step();
     if (!row.ok()) return row.status().WithContext(Where(table));
     if (!*row) return false;
+    if (!t.record_table_of_column.empty()) {
+      if (cols.Text(0) != CapturedDescriptor(t)) return false;
+    }
     Value stored = Value::parse(cols.Text(0), nullptr, /*allow_exceptions=*/false);
+    if (stored.is_object() && !t.record_table_of_column.empty()) stored = stored["columns"];
     if (!stored.is_array()) return false;
     std::vector<std::string> have;
     for (const Value& c : stored) {
@@ -315,9 +433,37 @@ Result<bool> SqliteConnector::IsInstalled() {
   return true;
 }
 
-Result<std::string> SqliteConnector::ImageExpr(const std::string& table,
-                                               const std::vector<std::string>& columns,
+std::string SqliteConnector::RecordExpr(const std::string& table, const std::string& ref) const {
+  // The row's record; for a key no row has any more (a child logged after its parent was
+  // deleted), the record that had it last.
+  const std::string native = NativeExpr(ref);
+  const std::string tbl = QuoteString(table);
+  return "(CASE WHEN " + ref + " IS NULL THEN NULL ELSE COALESCE((SELECT record FROM " +
+         "_duplex_keymap WHERE tbl = " + tbl + " AND native = " + native +
+         "), (SELECT record FROM _duplex_keymap WHERE tbl = " + tbl + " AND was = " + native +
+         " ORDER BY rowid DESC LIMIT 1), " + QuoteString(name_ + ":") + " || " + native + ") END)";
+}
+
+std::string SqliteConnector::ColumnJson(const BoundTable& t, const std::string& column,
+                                        const std::string& prefix) const {
+  auto it = t.record_table_of_column.find(column);
+  if (it == t.record_table_of_column.end()) return JsonValueExpr(prefix + QuoteIdent(column));
+  return RecordExpr(it->second, prefix + QuoteIdent(column));
+}
+
+std::string SqliteConnector::CapturedDescriptor(const BoundTable& t) const {
+  if (t.record_table_of_column.empty()) return Value(t.columns).dump();
+  std::vector<std::string> columns = t.columns;
+  std::sort(columns.begin(), columns.end());
+  Value records = Value::object();
+  for (const auto& [column, table] : t.record_table_of_column) records[column] = table;
+  return Value{{"columns", columns}, {"endpoint", name_}, {"records", records}}.dump();
+}
+
+Result<std::string> SqliteConnector::ImageExpr(const BoundTable& t,
                                                const std::string& prefix) const {
+  const std::string& table = t.binding.table;
+  const std::vector<std::string>& columns = t.columns;
   // A function takes at most SQLITE_LIMIT_FUNCTION_ARG arguments (127 by default), so wide tables
   // get their first columns from json_object() and the rest from nested json_set() calls. Names
   // json_set() cannot spell go first.
@@ -336,14 +482,13 @@ Result<std::string> SqliteConnector::ImageExpr(const std::string& table,
   size_t i = 0;
   for (; i < cols.size() && i < per_object; ++i) {
     if (i) expr += ", ";
-    expr += QuoteString(cols[i]) + ", " + JsonValueExpr(prefix + QuoteIdent(cols[i]));
+    expr += QuoteString(cols[i]) + ", " + ColumnJson(t, cols[i], prefix);
   }
   expr += ")";
   while (i < cols.size()) {
     std::string set = "json_set(" + expr;
     for (size_t n = 0; n < per_set && i < cols.size(); ++n, ++i) {
-      set += ", " + QuoteString("$.\"" + cols[i] + "\"") + ", " +
-             JsonValueExpr(prefix + QuoteIdent(cols[i]));
+      set += ", " + QuoteString("$.\"" + cols[i] + "\"") + ", " + ColumnJson(t, cols[i], prefix);
     }
     expr = set + ")";
   }
@@ -360,7 +505,16 @@ Status SqliteConnector::CheckTable(const BoundTable& t) {
     for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     return s;
   };
-  for (const ColumnInfo& c : info.columns) have.insert(lower(c.name));
+  for (const ColumnInfo& c : info.columns) {
+    have.insert(lower(c.name));
+    if (t.binding.mapped_key &&
+        lower(c.name) == lower(t.column_of_field.at(t.binding.key.front())) && !c.generated &&
+        !c.has_default) {
+      return Status::InvalidArgument(
+          Where(table) + ": key_mode = \"mapped\" needs the key column '" + c.name +
+          "' to be generated by SQLite (INTEGER PRIMARY KEY) or to have a DEFAULT");
+    }
+  }
   for (const auto& [field, column] : t.binding.fields) {
     if (!have.count(lower(column))) {
       return Status::InvalidArgument(Where(table) + ": column '" + column + "' (field '" + field +
@@ -395,11 +549,54 @@ Status SqliteConnector::DropTriggers(const std::string& table) {
   return Status::Ok();
 }
 
+std::string SqliteConnector::FreshRecordSql(const BoundTable& t, const std::string& ref,
+                                            const std::string& cond) const {
+  // SQLite reuses the largest rowid after that row is deleted, so a new row can get the key of
+  // a record duplex already knows (deleted, or moved elsewhere by a resurrecting insert). Such a
+  // row gets a live key map entry, so that it is not taken for that record: named after its key
+  // if that id is unused, else that plus '#' and the seq of the changelog row about to log it,
+  // which no other row can get.
+  const std::string tbl = QuoteString(t.binding.table);
+  const std::string native = NativeExpr(ref);
+  const std::string own = QuoteString(name_ + ":") + " || " + native;
+  const std::string own_used =
+      "EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl + " AND record = " + own + ")";
+  return "INSERT INTO _duplex_keymap(tbl, record, native) SELECT " + tbl + ", CASE WHEN " +
+         own_used + " THEN " + own +
+         " || '#' || (COALESCE((SELECT seq FROM sqlite_sequence WHERE name = "
+         "'_duplex_changelog'), 0) + 1) ELSE " +
+         own + " END, " + native + " WHERE " + ref + " IS NOT NULL" + cond +
+         " AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl +
+         " AND native = " + native + ") AND (" + own_used +
+         " OR EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl + " AND was = " + native +
+         ")); ";
+}
+
+std::string SqliteConnector::RetireRecordSql(const BoundTable& t, const std::string& ref,
+                                             const std::string& cond) const {
+  // The row's record loses its key (kept in `was` for references logged later), but its id
+  // stays in the key map so that no later row is given it (FreshRecordSql) and duplex may bring
+  // the record back (PutKeyMap). A record named after its own key has no entry yet: it gets one.
+  const std::string tbl = QuoteString(t.binding.table);
+  const std::string native = NativeExpr(ref);
+  const std::string own = QuoteString(name_ + ":") + " || " + native;
+  return "INSERT INTO _duplex_keymap(tbl, record, native, was) SELECT " + tbl + ", " + own +
+         ", NULL, " + native + " WHERE " + ref + " IS NOT NULL" + cond +
+         " AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl +
+         " AND native = " + native +
+         ") AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " + tbl +
+         " AND record = " + own +
+         "); UPDATE _duplex_keymap SET was = native, native = NULL "
+         "WHERE tbl = " +
+         tbl + " AND native = " + native + cond + "; ";
+}
+
 Status SqliteConnector::CreateTriggers(const BoundTable& t) {
   const std::string& table = t.binding.table;
-  DUPLEX_ASSIGN_OR_RETURN(std::string new_image, ImageExpr(table, t.columns, "NEW."));
-  DUPLEX_ASSIGN_OR_RETURN(std::string old_image, ImageExpr(table, t.columns, "OLD."));
-  const std::string when = " FOR EACH ROW WHEN (SELECT active FROM _duplex_apply WHERE id = 1) = 0";
+  DUPLEX_ASSIGN_OR_RETURN(std::string new_image, ImageExpr(t, "NEW."));
+  DUPLEX_ASSIGN_OR_RETURN(std::string old_image, ImageExpr(t, "OLD."));
+  const std::string active = "(SELECT active FROM _duplex_apply WHERE id = 1) = 0";
+  const std::string when = " FOR EACH ROW WHEN " + active;
   // Updates that touch only unsynced columns are not logged.
   std::string changed;
   for (const std::string& c : t.columns) {
@@ -408,20 +605,37 @@ Status SqliteConnector::CreateTriggers(const BoundTable& t) {
   }
   // `pk` (the row's key as JSON) lets Apply ask "did the application change this row after
   // the position the resolver had seen?" (see Apply).
-  auto body = [&](const char* op, const std::string& old_expr, const std::string& new_expr,
-                  const char* key_of) {
-    return " BEGIN INSERT INTO _duplex_changelog(tbl, op, old, new, at, pk) VALUES(" +
-           QuoteString(table) + ", '" + op + "', " + old_expr + ", " + new_expr + ", " + kNowMs +
-           ", " + KeyExpr(t, key_of) + "); END";
+  auto log = [&](const char* op, const std::string& old_expr, const std::string& new_expr,
+                 const char* key_of) {
+    return "INSERT INTO _duplex_changelog(tbl, op, old, new, at, pk) SELECT " + QuoteString(table) +
+           ", '" + op + "', " + old_expr + ", " + new_expr + ", " + kNowMs + ", " +
+           KeyExpr(t, key_of);
   };
   const std::string on = " ON " + QuoteIdent(table);
+  std::string ins = log("I", "NULL", new_image, "NEW.") + "; ";
+  std::string upd = log("U", old_image, new_image, "NEW.") + "; ";
+  std::string del_when = when;
+  std::string del = log("D", old_image, "NULL", "OLD.") + "; ";
+  if (t.binding.mapped_key) {
+    // The key map follows the application's rows: a new row whose key a known record had gets
+    // its own record id first (so that it is logged with it); a deleted row's record, and the
+    // old record of a row whose key changed, lose their key after being logged.
+    const std::string key = QuoteIdent(t.column_of_field.at(t.binding.key.front()));
+    const std::string moved = " AND OLD." + key + " IS NOT NEW." + key;
+    ins = FreshRecordSql(t, "NEW." + key, "") + ins;
+    upd = FreshRecordSql(t, "NEW." + key, moved) + upd + RetireRecordSql(t, "OLD." + key, moved);
+    // Duplex's own deletes must update the key map too, so only the logging tests the flag.
+    del_when = " FOR EACH ROW";
+    del = log("D", old_image, "NULL", "OLD.") + " WHERE " + active + "; " +
+          RetireRecordSql(t, "OLD." + key, "");
+  }
   std::string sql[3] = {
       "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_ins")) + " AFTER INSERT" + on + when +
-          body("I", "NULL", new_image, "NEW."),
+          " BEGIN " + ins + "END",
       "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_upd")) + " AFTER UPDATE" + on + when +
-          " AND (" + changed + ")" + body("U", old_image, new_image, "NEW."),
-      "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_del")) + " AFTER DELETE" + on + when +
-          body("D", old_image, "NULL", "OLD."),
+          " AND (" + changed + ") BEGIN " + upd + "END",
+      "CREATE TRIGGER " + QuoteIdent(TriggerName(table, "_del")) + " AFTER DELETE" + on + del_when +
+          " BEGIN " + del + "END",
   };
   for (const std::string& s : sql) DUPLEX_RETURN_IF_ERROR(db_.Exec(s).WithContext(Where(table)));
   return Status::Ok();
@@ -462,7 +676,7 @@ Status SqliteConnector::Install() {
     if (!captured.count(table)) {
       // First capture: every existing row becomes a snapshot change, in the same transaction as
       // the triggers, so no change made meanwhile is lost or doubled.
-      DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(table, t.columns, ""));
+      DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(t, ""));
       std::string sql = "INSERT INTO _duplex_changelog(tbl, op, new, snapshot, at, pk) SELECT " +
                         QuoteString(table) + ", 'I', " + image + ", 1, " + kNowMs + ", " +
                         KeyExpr(t, "") + " FROM " + QuoteIdent(table);
@@ -470,7 +684,7 @@ Status SqliteConnector::Install() {
     }
     DUPLEX_RETURN_IF_ERROR(DropTriggers(table));
     DUPLEX_RETURN_IF_ERROR(CreateTriggers(t));
-    remember.Reset().Bind(1, table).Bind(2, Value(t.columns).dump());
+    remember.Reset().Bind(1, table).Bind(2, CapturedDescriptor(t));
     DUPLEX_RETURN_IF_ERROR(remember.Run().WithContext(Where(table)));
   }
   DUPLEX_RETURN_IF_ERROR(txn->Commit().WithContext(Where()));
@@ -792,6 +1006,24 @@ Result<SqliteConnector::OpStmt*> SqliteConnector::OpStatement(const BoundTable& 
   std::string sql;
   switch (op.op) {
     case Op::kInsert: {
+      if (t.binding.mapped_key) {
+        // The endpoint generates the key (never written by duplex); RETURNING hands it back as
+        // the key map spells it.
+        std::string cols, params;
+        if (op.values.is_object()) {
+          for (const auto& item : op.values.items()) {
+            if (t.key_fields.count(item.key())) continue;
+            DUPLEX_ASSIGN_OR_RETURN(std::string c, column(item.key()));
+            cols += (cols.empty() ? "" : ", ") + c;
+            params += params.empty() ? "?" : ", ?";
+            out.params.emplace_back(Source::kValues, item.key());
+          }
+        }
+        sql = "INSERT INTO " + table +
+              (cols.empty() ? " DEFAULT VALUES" : "(" + cols + ") VALUES(" + params + ")") +
+              " RETURNING " + NativeExpr(QuoteIdent(t.column_of_field.at(t.binding.key.front())));
+        break;
+      }
       std::string cols, params, keys;
       for (const std::string& k : t.binding.key) {
         DUPLEX_ASSIGN_OR_RETURN(std::string c, column(k));
@@ -851,11 +1083,13 @@ Result<SqliteConnector::OpStmt*> SqliteConnector::OpStatement(const BoundTable& 
 }
 
 std::string SqliteConnector::KeyExpr(const BoundTable& t, const std::string& prefix) const {
-  std::vector<std::string> refs;
-  for (const std::string& k : t.binding.key) {
-    refs.push_back(prefix + QuoteIdent(t.column_of_field.at(k)));
+  // Spelled like KeyArray of the values Apply receives (record ids for mapped columns), so that
+  // ChangedSince finds the rows the triggers logged.
+  std::string out = "json_array(";
+  for (size_t i = 0; i < t.binding.key.size(); ++i) {
+    out += (i ? ", " : "") + ColumnJson(t, t.column_of_field.at(t.binding.key[i]), prefix);
   }
-  return KeyArray(refs);
+  return out + ")";
 }
 
 Result<bool> SqliteConnector::ChangedSince(const BoundTable& t, const RowOp& op) {
@@ -890,26 +1124,32 @@ Status SqliteConnector::LogRejected(const BoundTable& t, const RowOp& op, int64_
       where += (where.empty() ? "" : " AND ") + QuoteIdent(t.column_of_field.at(k)) + " IS ?" +
                std::to_string(i++);
     }
-    DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(t.binding.table, t.columns, ""));
+    DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(t, ""));
     std::string sql = "INSERT INTO _duplex_changelog(tbl, op, old, new, apply_id, at) VALUES(" +
                       QuoteString(t.binding.table) + ", 'R', ?1, (SELECT " + image + " FROM " +
                       QuoteIdent(t.binding.table) + " WHERE " + where + "), ?2, " + kNowMs + ")";
     DUPLEX_ASSIGN_OR_RETURN(stmt, db_.Prepare(sql));
   }
-  // The key goes into `old` under column names, like a trigger's image.
+  // The key goes into `old` under column names, like a trigger's image (record ids for mapped
+  // columns); the row is found by its native key.
   Value key = Value::object();
   for (const std::string& k : t.binding.key) {
     auto it = op.key.find(k);
     key[t.column_of_field.at(k)] = it == op.key.end() ? Value() : *it;
   }
+  DUPLEX_ASSIGN_OR_RETURN(Row native, NativeKey(t, op.key));
   stmt.Reset();
   stmt.Bind(1, key.dump()).Bind(2, apply_id);
   int i = 3;
-  for (const std::string& k : t.binding.key) stmt.BindValue(i++, key[t.column_of_field.at(k)]);
+  for (const std::string& k : t.binding.key) {
+    auto it = native.is_object() ? native.find(k) : native.end();
+    stmt.BindValue(i++, it == native.end() ? Value() : *it);
+  }
   return stmt.Run().WithContext(Where(t.binding.table));
 }
 
-Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
+Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op,
+                                       std::string* generated) {
   DUPLEX_ASSIGN_OR_RETURN(OpStmt * s, OpStatement(t, op));
   Stmt& stmt = s->stmt;
   stmt.Reset();
@@ -935,17 +1175,239 @@ Result<bool> SqliteConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
     if (done.status().IsInvalidArgument()) return Status::InvalidArgument(msg);
     return Status::IOError(msg);
   }
+  if (generated != nullptr) {
+    if (!*done || stmt.IsNull(0)) {
+      return Status::InvalidArgument(Where(t.binding.table) + ", record " + op.key.dump() +
+                                     ": SQLite generated no key for the inserted row");
+    }
+    *generated = stmt.Text(0);
+    stmt.Reset();  // the insert is complete after the first step
+    return true;
+  }
   return db_.Changes() > 0;
 }
 
+Result<std::optional<Value>> SqliteConnector::HeldKey(const BoundTable& t, const Value& record) {
+  if (!record.is_string()) return std::optional<Value>();
+  const std::string& id = record.get_ref<const std::string&>();
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt * get, Prepared(keymap_get_stmt_,
+                           "SELECT native FROM _duplex_keymap WHERE tbl = ?1 AND record = ?2"));
+  get->Reset().Bind(1, t.binding.table).Bind(2, id);
+  {
+    ResetOnExit reset(*get);
+    Result<bool> row = get->Step();
+    if (!row.ok()) return row.status().WithContext(Where(t.binding.table));
+    if (*row) {
+      if (get->IsNull(0)) return std::optional<Value>();  // the record's row was deleted
+      Value native = Value::parse(get->Text(0), nullptr, /*allow_exceptions=*/false);
+      if (native.is_discarded()) {
+        return Status::Corruption(Where(t.binding.table) + ": key map entry of record '" + id +
+                                  "' holds a key that is not JSON: " + get->Text(0));
+      }
+      NormalizeValue(native);
+      return std::optional<Value>(std::move(native));
+    }
+  }
+  // No entry: a record first seen here is named after its key, if that row is still its own
+  // (not given to another record after a delete).
+  std::optional<Value> own = OwnNativeKey(name_, id);
+  if (!own) return own;
+  NormalizeValue(*own);
+  Stmt& probe = own_row_stmts_[t.binding.table];
+  if (!probe.valid()) {
+    const std::string key = QuoteIdent(t.column_of_field.at(t.binding.key.front()));
+    DUPLEX_ASSIGN_OR_RETURN(
+        probe,
+        db_.Prepare("SELECT 1 FROM " + QuoteIdent(t.binding.table) + " WHERE " + key +
+                    " IS ?1 AND NOT EXISTS (SELECT 1 FROM _duplex_keymap WHERE tbl = " +
+                    QuoteString(t.binding.table) + " AND native = " + NativeExpr("?1") + ")"));
+  }
+  probe.Reset().BindValue(1, *own);
+  ResetOnExit reset(probe);
+  Result<bool> row = probe.Step();
+  if (!row.ok()) return row.status().WithContext(Where(t.binding.table));
+  if (!*row) return std::optional<Value>();
+  return own;
+}
+
+Result<Row> SqliteConnector::NativeKey(const BoundTable& t, const Row& key) {
+  if (!t.binding.mapped_key && t.ref_fields.empty()) return key;
+  Row out = key;
+  if (!out.is_object()) return out;
+  if (t.binding.mapped_key) {
+    auto it = out.find(t.binding.key.front());
+    if (it != out.end()) {
+      DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, HeldKey(t, *it));
+      *it = held ? std::move(*held) : Value();
+    }
+  }
+  for (const auto& [field, parent] : t.ref_fields) {
+    auto it = out.find(field);
+    if (it == out.end() || it->is_null()) continue;
+    DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, HeldKey(tables_[parent], *it));
+    *it = held ? std::move(*held) : Value();
+  }
+  return out;
+}
+
+Status SqliteConnector::PutKeyMap(const BoundTable& t, const std::string& record,
+                                  const std::string& native) {
+  // An entry still holding this key is stale (its row went while capture was not installed):
+  // the key belongs to the row just inserted.
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt * retire,
+      Prepared(keymap_retire_stmt_,
+               "UPDATE _duplex_keymap SET was = native, native = NULL WHERE tbl = ?1 AND "
+               "native = ?2"));
+  retire->Reset().Bind(1, t.binding.table).Bind(2, native);
+  DUPLEX_RETURN_IF_ERROR(retire->Run().WithContext(Where(t.binding.table)));
+  // A retired entry (the record's row was deleted here) comes back with the new key.
+  DUPLEX_ASSIGN_OR_RETURN(
+      Stmt * put,
+      Prepared(keymap_put_stmt_,
+               "INSERT INTO _duplex_keymap(tbl, record, native) VALUES(?1, ?2, ?3) "
+               "ON CONFLICT(tbl, record) DO UPDATE SET native = excluded.native, was = NULL"));
+  put->Reset().Bind(1, t.binding.table).Bind(2, record).Bind(3, native);
+  return put->Run().WithContext(Where(t.binding.table) + ", record '" + record + "'");
+}
+
+Result<bool> SqliteConnector::ApplyRow(const BoundTable& t, const RowOp& op) {
+  if (!t.binding.mapped_key && t.ref_fields.empty()) return ApplyOne(t, op);
+  const std::string where = Where(t.binding.table) + ", key " + op.key.dump();
+  RowOp native = op;  // record ids replaced by this endpoint's keys
+  for (const auto& [field, parent] : t.ref_fields) {
+    const BoundTable& p = tables_[parent];
+    for (Row* obj : {&native.key, &native.values, &native.expected}) {
+      if (!obj->is_object()) continue;
+      auto it = obj->find(field);
+      if (it == obj->end() || it->is_null()) continue;
+      if (!it->is_string()) {
+        return Status::InvalidArgument(where + ": field '" + field + "' must hold a record id of " +
+                                       p.binding.collection + " (a mapped reference), not " +
+                                       it->dump());
+      }
+      DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, HeldKey(p, *it));
+      if (!held) {
+        return Status::InvalidArgument(where + ": field '" + field + "' references " +
+                                       p.binding.collection + " record '" + it->get<std::string>() +
+                                       "', which endpoint '" + name_ + "' does not hold");
+      }
+      *it = std::move(*held);
+    }
+  }
+  if (!t.binding.mapped_key) return ApplyOne(t, native);
+
+  const std::string& field = t.binding.key.front();
+  auto record = op.key.is_object() ? op.key.find(field) : op.key.end();
+  if (record == op.key.end() || !record->is_string()) {
+    return Status::InvalidArgument(where + ": key field '" + field +
+                                   "' must hold a record id (key_mode = \"mapped\")");
+  }
+  DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, HeldKey(t, *record));
+  if (op.op == Op::kInsert) {
+    if (held) return false;  // the record has a row here already: like a key conflict
+    std::string generated;
+    DUPLEX_ASSIGN_OR_RETURN(bool done, ApplyOne(t, native, &generated));
+    if (!done) return false;
+    DUPLEX_RETURN_IF_ERROR(PutKeyMap(t, record->get<std::string>(), generated));
+    return true;
+  }
+  if (!held) return false;  // no row for the record: the write finds nothing to change
+  native.key[field] = *held;
+  if (native.expected.is_object() && native.expected.contains(field)) {
+    native.expected[field] = std::move(*held);
+  }
+  return ApplyOne(t, native);
+}
+
+bool SqliteConnector::DeferredFkViolation() {
+  // Non-zero exactly while some foreign key checked at commit is unresolved; a savepoint rolled
+  // back restores it.
+  int current = 0, highwater = 0;
+  if (sqlite3_db_status(db_.get(), SQLITE_DBSTATUS_DEFERRED_FKS, &current, &highwater, 0) !=
+      SQLITE_OK) {
+    return false;  // not reachable with a valid connection; COMMIT checks again
+  }
+  return current != 0;
+}
+
+std::string SqliteConnector::FkViolations() {
+  // A whole-file check: only on the failure path. It also lists violations the application left
+  // (with foreign_keys off), so a few are named, not all.
+  constexpr int kMaxNamed = 3;
+  std::string out = "FOREIGN KEY constraint failed";
+  Result<Stmt> check =
+      db_.Prepare("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT " +
+                  std::to_string(kMaxNamed + 1));
+  if (!check.ok()) return out;
+  for (int n = 0;; ++n) {
+    Result<bool> row = check->Step();
+    if (!row.ok() || !*row) break;
+    if (n == kMaxNamed) {
+      out += "; ...";
+      break;
+    }
+    std::string table = check->Text(0);
+    out += (n ? "; " : ": ") + std::string("table '") + table + "' ";
+    auto bound = by_table_.find(table);
+    std::string key;
+    if (bound != by_table_.end() && !check->IsNull(1)) {
+      // The row's key as duplex names it (record ids for a mapped key).
+      Result<Stmt> k = db_.Prepare("SELECT " + KeyExpr(tables_[bound->second], "") + " FROM " +
+                                   QuoteIdent(table) + " WHERE rowid = ?1");
+      if (k.ok()) {
+        k->Bind(1, check->Int(1));
+        Result<bool> found = k->Step();
+        if (found.ok() && *found) key = "key " + k->Text(0);
+      }
+    }
+    if (key.empty()) key = check->IsNull(1) ? "a row" : "rowid " + check->Text(1);
+    out += key + " references a missing row of table '" + check->Text(2) + "'";
+  }
+  return out;
+}
+
+Status SqliteConnector::ApplyUnit(const ApplyBatch& batch, size_t begin, size_t end,
+                                  ApplyResult* counts) {
+  for (size_t i = begin; i < end; ++i) {
+    const RowOp& op = batch.ops[i];
+    const BoundTable& t = tables_[by_collection_.at(op.collection)];
+    DUPLEX_ASSIGN_OR_RETURN(bool changed_since, ChangedSince(t, op));
+    bool applied = false;
+    if (!changed_since) {
+      DUPLEX_ASSIGN_OR_RETURN(applied, ApplyRow(t, op));
+    }
+    if (applied) {
+      ++counts->applied;
+    } else {
+      ++counts->rejected;
+      DUPLEX_RETURN_IF_ERROR(LogRejected(t, op, batch.id));
+    }
+  }
+  return Status::Ok();
+}
+
 Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batches,
-                                           bool isolate_rows) {
+                                           bool isolate_txns) {
   DUPLEX_RETURN_IF_ERROR(CheckOpen());
   ApplyResult result;
   if (batches.empty()) return result;
+  for (const ApplyBatch& batch : batches) {
+    for (const RowOp& op : batch.ops) {
+      if (!by_collection_.count(op.collection)) {
+        return Status::InvalidArgument(Where() + ": collection '" + op.collection +
+                                       "' is not bound to this endpoint");
+      }
+    }
+  }
   // IMMEDIATE: a busy database fails here, before anything is written.
   Result<Txn> txn = Txn::Begin(db_);
   if (!txn.ok()) return txn.status().WithContext(Where());
+  // Foreign keys are checked at commit (or at the end of each source transaction, below), so
+  // the order of rows inside a transaction and reference cycles do not matter. SQLite switches
+  // this off again at COMMIT and ROLLBACK.
+  DUPLEX_RETURN_IF_ERROR(db_.Exec("PRAGMA defer_foreign_keys = ON").WithContext(Where()));
 
   if (!applied_stmt_.valid()) {
     DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
@@ -966,36 +1428,38 @@ Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batche
       DUPLEX_RETURN_IF_ERROR(on->Run().WithContext(Where()));
       any = true;
     }
-    for (const RowOp& op : batch.ops) {
-      auto bound = by_collection_.find(op.collection);
-      if (bound == by_collection_.end()) {
-        return Status::InvalidArgument(Where() + ": collection '" + op.collection +
-                                       "' is not bound to this endpoint");
+    // Units: the contiguous ops of one source transaction (P7).
+    for (size_t begin = 0, end = 0; begin < batch.ops.size(); begin = end) {
+      end = begin + 1;
+      while (end < batch.ops.size() && batch.ops[end].txn == batch.ops[begin].txn) ++end;
+      if (!isolate_txns) {
+        DUPLEX_RETURN_IF_ERROR(ApplyUnit(batch, begin, end, &result));
+        continue;
       }
-      const BoundTable& t = tables_[bound->second];
-      DUPLEX_ASSIGN_OR_RETURN(bool changed_since, ChangedSince(t, op));
-      bool applied = false;
-      if (!changed_since && isolate_rows) {
-        DUPLEX_RETURN_IF_ERROR(db_.Exec("SAVEPOINT duplex_row").WithContext(Where()));
-        Result<bool> one = ApplyOne(t, op);
-        if (!one.ok() && one.status().IsInvalidArgument()) {
-          DUPLEX_RETURN_IF_ERROR(db_.Exec("ROLLBACK TO duplex_row").WithContext(Where()));
-          DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_row").WithContext(Where()));
-          result.failed.push_back(FailedOp{batch.id, op.txn, {op}, one.status().message()});
-          continue;
-        }
-        if (!one.ok()) return one.status();
-        DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_row").WithContext(Where()));
-        applied = *one;
-      } else if (!changed_since) {
-        DUPLEX_ASSIGN_OR_RETURN(applied, ApplyOne(t, op));
+      DUPLEX_RETURN_IF_ERROR(db_.Exec("SAVEPOINT duplex_txn").WithContext(Where()));
+      ApplyResult unit;
+      Status st = ApplyUnit(batch, begin, end, &unit);
+      if (!st.ok() && !st.IsInvalidArgument()) return st;  // the transaction rolls back
+      std::string reason;
+      if (!st.ok()) {
+        reason = st.message();
+      } else if (DeferredFkViolation()) {
+        // The unit leaves a row without its parent (or a parent deleted under its children):
+        // SQLite would refuse the COMMIT of everything.
+        reason = Where() + ": " + FkViolations();
       }
-      if (applied) {
-        ++result.applied;
-      } else {
-        ++result.rejected;
-        DUPLEX_RETURN_IF_ERROR(LogRejected(t, op, batch.id));
+      if (!reason.empty()) {
+        DUPLEX_RETURN_IF_ERROR(db_.Exec("ROLLBACK TO duplex_txn").WithContext(Where()));
+        DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_txn").WithContext(Where()));
+        FailedOp failed{batch.id, batch.ops[begin].txn, {}, std::move(reason)};
+        failed.ops.assign(batch.ops.begin() + static_cast<std::ptrdiff_t>(begin),
+                          batch.ops.begin() + static_cast<std::ptrdiff_t>(end));
+        result.failed.push_back(std::move(failed));
+        continue;
       }
+      DUPLEX_RETURN_IF_ERROR(db_.Exec("RELEASE duplex_txn").WithContext(Where()));
+      result.applied += unit.applied;
+      result.rejected += unit.rejected;
     }
     last = batch.id;
   }
@@ -1017,6 +1481,8 @@ Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batche
   DUPLEX_ASSIGN_OR_RETURN(
       Stmt * off, Prepared(apply_off_stmt_, "UPDATE _duplex_apply SET active = 0 WHERE id = 1"));
   DUPLEX_RETURN_IF_ERROR(off->Run().WithContext(Where()));
+  // COMMIT would fail on the same check, with a message that names nothing.
+  if (DeferredFkViolation()) return Status::InvalidArgument(Where() + ": " + FkViolations());
   DUPLEX_RETURN_IF_ERROR(txn->Commit().WithContext(Where()));
   own_commit_ = true;  // the marker must be captured, and data_version ignores our commits
   return result;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -20,6 +21,11 @@ namespace duplex::sqlite {
 // table gets three AFTER triggers that log the bound columns as JSON objects. Apply() replaces
 // the rows of its transaction with one marker row ('M', the last batch id): the causal marker of
 // DESIGN §4. Applications keep writing the file from other processes throughout.
+//
+// Relationships (DESIGN §5): duplex's connection enforces foreign keys, deferred to the end of
+// each apply transaction (or source transaction, with isolate_txns). Tables with a mapped key
+// keep a key map (`_duplex_keymap`: record id -> native key) in the same file, maintained by
+// Apply for duplex's inserts and by the triggers for the applications' inserts and deletes.
 //
 // Lifecycle: construct, Open(), Bind(), then Install() (once per schema/binding change) and the
 // capture/apply calls. Not thread-safe: one engine thread at a time (the Connector contract).
@@ -58,7 +64,7 @@ class SqliteConnector final : public Connector {
   Status Ack(Position upto) override;
   Result<int64_t> AppliedId() override;
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
-                            bool isolate_rows = false) override;
+                            bool isolate_txns = false) override;
 
   static constexpr int64_t kAckMaxRows = 50000;
   static constexpr int kBusyTimeoutMs = 250;
@@ -70,6 +76,12 @@ class SqliteConnector final : public Connector {
     std::unordered_map<std::string, std::string> column_of_field;
     std::unordered_set<std::string> key_fields;
     std::vector<std::string> columns;  // captured columns, in binding order
+    // Columns captured as record ids (key_mode = "mapped"), each with the endpoint table whose
+    // key map translates it: a mapped key column (its own table) and the columns of
+    // mapped_refs fields (the referenced collection's table).
+    std::unordered_map<std::string, std::string> record_table_of_column;
+    // mapped_refs: field -> the referenced table (index in tables_).
+    std::vector<std::pair<std::string, size_t>> ref_fields;
   };
   // A cached apply statement for one shape of RowOp, and where each parameter comes from.
   struct OpStmt {
@@ -93,9 +105,23 @@ class SqliteConnector final : public Connector {
   Status CheckTable(const BoundTable& t);
   Status CreateTriggers(const BoundTable& t);
   Status DropTriggers(const std::string& table);
-  // The json_object(...) expression for `columns`, each read as `prefix` + "col".
-  Result<std::string> ImageExpr(const std::string& table, const std::vector<std::string>& columns,
-                                const std::string& prefix) const;
+  // The json_object(...) expression for the captured columns of `t`, each read as `prefix` +
+  // "col" (record ids for mapped columns).
+  Result<std::string> ImageExpr(const BoundTable& t, const std::string& prefix) const;
+  // A column's value as the changelog holds it: ColumnJson for most, RecordExpr for mapped.
+  std::string ColumnJson(const BoundTable& t, const std::string& column,
+                         const std::string& prefix) const;
+  // The record id of the row of `table` whose key is `ref` (NULL for NULL): the key map's entry,
+  // else name_ + ":" + the key as JSON (RecordId). Agrees with RecordId for integers and text.
+  std::string RecordExpr(const std::string& table, const std::string& ref) const;
+  // The key map statements of a mapped table's triggers (see CreateTriggers).
+  std::string FreshRecordSql(const BoundTable& t, const std::string& ref,
+                             const std::string& cond) const;
+  std::string RetireRecordSql(const BoundTable& t, const std::string& ref,
+                              const std::string& cond) const;
+  // What _duplex_captured.columns holds for `t`: the columns, and for a table with record
+  // columns also the endpoint name and the translated columns (the triggers depend on them).
+  std::string CapturedDescriptor(const BoundTable& t) const;
 
   // Capture helper: `image` (changelog JSON of columns) to canonical fields of `t`.
   static Row MapImage(const BoundTable& t, Value&& image);
@@ -103,8 +129,28 @@ class SqliteConnector final : public Connector {
 
   // Apply helpers.
   Result<OpStmt*> OpStatement(const BoundTable& t, const RowOp& op);
+  // Writes ops [begin, end) of `batch` (one source transaction), adding to `counts`.
+  // InvalidArgument if the endpoint refuses one of them.
+  Status ApplyUnit(const ApplyBatch& batch, size_t begin, size_t end, ApplyResult* counts);
+  // Whether the open transaction holds a foreign key violation it would fail to commit.
+  bool DeferredFkViolation();
+  // "FOREIGN KEY constraint failed: table 'orders' key [3] references a missing row of table
+  // 'customers'", naming the first few violations.
+  std::string FkViolations();
   // Returns whether the row write took effect (false: compare-and-set rejected it).
-  Result<bool> ApplyOne(const BoundTable& t, const RowOp& op);
+  // `generated`: for an insert into a mapped table, receives the key the endpoint generated
+  // (JSON text, as the key map holds it).
+  Result<bool> ApplyOne(const BoundTable& t, const RowOp& op, std::string* generated = nullptr);
+  // ApplyOne with record ids translated to this endpoint's keys (key map, OwnNativeKey): the key
+  // of a mapped table and mapped_refs fields. InvalidArgument for a reference to a record this
+  // endpoint does not hold.
+  Result<bool> ApplyRow(const BoundTable& t, const RowOp& op);
+  // The key of `record` in table `t` (mapped key) if this endpoint holds a row for it.
+  Result<std::optional<Value>> HeldKey(const BoundTable& t, const Value& record);
+  // `key` with record ids translated to native keys (null where the endpoint holds none).
+  Result<Row> NativeKey(const BoundTable& t, const Row& key);
+  // Records (t, record) -> native in the key map (native taken from whoever held it).
+  Status PutKeyMap(const BoundTable& t, const std::string& record, const std::string& native);
   // json_array() of the key columns of `t`, each read as `prefix` + column.
   std::string KeyExpr(const BoundTable& t, const std::string& prefix) const;
   // Whether the application changed the row of `op` after position `op.seen`: the resolver
@@ -139,7 +185,11 @@ class SqliteConnector final : public Connector {
   std::unordered_map<std::string, OpStmt> op_stmts_;     // shape key -> statement
   std::unordered_map<std::string, Stmt> reject_stmts_;   // table -> kRejected logging statement
   std::unordered_map<std::string, Stmt> changed_stmts_;  // table -> ChangedSince statement
-  std::string shape_buf_;                                // reused to build shape keys
+  std::unordered_map<std::string, Stmt> own_row_stmts_;  // table -> HeldKey's own-row probe
+  Stmt keymap_get_stmt_;
+  Stmt keymap_retire_stmt_;
+  Stmt keymap_put_stmt_;
+  std::string shape_buf_;  // reused to build shape keys
 };
 
 }  // namespace duplex::sqlite
