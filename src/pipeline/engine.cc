@@ -289,6 +289,15 @@ Status Engine::CheckSchema() {
       add(Reference{cc.name, {field}, parent, FindModel(parent)->config->key, {}}, "");
     }
   }
+  // A reference to a collection with mapped keys is translated to the parent's key on the
+  // target, which exists only once the parent is written: in a cycle, the row goes in with
+  // the reference empty and an update sets it, whether the target could defer it or not.
+  for (Reference& r : refs) {
+    const CollectionModel* parent = FindModel(r.parent);
+    const CollectionModel* child = FindModel(r.child);
+    if (!parent || !child || !parent->config->mapped_key) continue;
+    r.immediate_on.insert(child->endpoints.begin(), child->endpoints.end());
+  }
   planner_ = std::make_unique<Planner>(std::move(refs));
   std::vector<std::string> names;
   for (const CollectionConfig& cc : config_.collections) names.push_back(cc.name);

@@ -1169,14 +1169,17 @@ TEST_F(CliTest, RejectedRowIsADeadLetterAndUntilIdleExitsThree) {
   EXPECT_EQ(EndpointStatus(status, "billing")["dead_letters"], 1) << status.dump(2);
 }
 
-TEST_F(CliTest, RejectedRowDoesNotParkOtherRowsCapturedWithIt) {
+// SQLite cannot tell a trigger where a transaction ends: changes captured together are one
+// unit (P7: never half applied). A row the target refuses parks that unit whole, and nothing
+// captured apart from it; a later change to one of its records waits for it.
+TEST_F(CliTest, RejectedRowParksWhatWasCapturedWithItAndNothingElse) {
   SqlExec(Db("crm"), kCrmSchema);
   SqlExec(Db("billing"),
           "CREATE TABLE clients(id INTEGER PRIMARY KEY, full_name TEXT, email TEXT, tier TEXT, "
           "balance INTEGER CHECK (balance < 1000), notes TEXT);");
   WriteConfig(MakeConfig({kCrm, kBilling}));
   SyncIdle();
-  // Three separate application transactions, captured together by one run.
+  // Three application transactions, captured together by one run.
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (1, 'before', NULL, NULL, 5, NULL)");
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (2, 'too rich', NULL, NULL, 5000, NULL)");
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (3, 'after', NULL, NULL, 7, NULL)");
@@ -1184,9 +1187,22 @@ TEST_F(CliTest, RejectedRowDoesNotParkOtherRowsCapturedWithIt) {
   EXPECT_EQ(o.code, 3) << o;
   json status = StatusJson();
   EXPECT_EQ(EndpointStatus(status, "billing")["dead_letters"], 1) << status.dump(2);
-  // Only row 2 is rejected by billing; rows 1 and 3 are fine there.
-  EXPECT_EQ(Rows("billing"), "1|before|NULL|NULL|5|NULL\n3|after|NULL|NULL|7|NULL\n")
-      << "rows that billing accepts were parked together with the rejected one";
+  EXPECT_EQ(Rows("billing"), "") << "part of a unit was applied";
+  // Captured apart: flows.
+  SqlExec(Db("crm"), "INSERT INTO customers VALUES (4, 'later', NULL, NULL, 8, NULL)");
+  o = DuplexC({"run", "--until-idle"});
+  EXPECT_EQ(o.code, 3) << o;
+  EXPECT_EQ(Rows("billing"), "4|later|NULL|NULL|8|NULL\n");
+  // A change to a parked record waits for it.
+  SqlExec(Db("crm"), "UPDATE customers SET name = 'before2' WHERE id = 1");
+  o = DuplexC({"run", "--until-idle"});
+  EXPECT_EQ(o.code, 3) << o;
+  o = DuplexC({"dead-letters", "list", "--json"});
+  json list = json::parse(o.out, nullptr, false);
+  ASSERT_TRUE(list.is_array() && list.size() == 2) << o;
+  EXPECT_EQ(list[0]["keys"].size(), 3u) << o;
+  EXPECT_EQ(list[1]["waits_for"], list[0]["id"]) << o;
+  EXPECT_EQ(Rows("billing"), "4|later|NULL|NULL|8|NULL\n");
 }
 
 // The operator's side of dead letters: list, show, drop one (its record stays diverged),
@@ -1200,12 +1216,15 @@ TEST_F(CliTest, DeadLettersAreShownDroppedAndRetriedFromTheCli) {
   WriteConfig(MakeConfig({kCrm, kBilling}));
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (1, 'ok', NULL, NULL, 5, NULL)");
   SyncIdle();
-  // Three application transactions billing refuses, one it takes.
-  SqlExec(Db("crm"), "INSERT INTO customers VALUES (2, 'rich', 'r@', NULL, 5000, NULL)");
-  SqlExec(Db("crm"), "INSERT INTO customers VALUES (3, 'richer', NULL, NULL, 6000, NULL)");
-  SqlExec(Db("crm"), "INSERT INTO customers VALUES (4, 'richest', NULL, NULL, 7000, NULL)");
-  SqlExec(Db("crm"), "INSERT INTO customers VALUES (5, 'fine', NULL, NULL, 9, NULL)");
-  Outcome o = DuplexC({"run", "--until-idle"});
+  // Three application transactions billing refuses, one it takes, each captured on its own
+  // (SQLite's changes captured together are one unit).
+  Outcome o;
+  for (const char* row :
+       {"(2, 'rich', 'r@', NULL, 5000, NULL)", "(3, 'richer', NULL, NULL, 6000, NULL)",
+        "(4, 'richest', NULL, NULL, 7000, NULL)", "(5, 'fine', NULL, NULL, 9, NULL)"}) {
+    SqlExec(Db("crm"), std::string("INSERT INTO customers VALUES ") + row);
+    o = DuplexC({"run", "--until-idle"});
+  }
   ASSERT_EQ(o.code, 3) << o;
   EXPECT_EQ(EndpointStatus(StatusJson(), "billing")["dead_letters"], 3);
 
