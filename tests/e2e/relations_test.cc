@@ -112,6 +112,10 @@ class RelationsTest : public ::testing::TestWithParam<std::string> {
     WriteFile(dir_.File("duplex.toml"), toml);
     Outcome o = Duplex({"check", "--install"});
     ASSERT_EQ(o.code, 0) << o;
+    // The initial load (of empty tables) is done: what follows is captured live, with its
+    // source transactions (an initial load reads rows, not transactions).
+    o = Duplex({"run", "--until-idle"});
+    ASSERT_EQ(o.code, 0) << o;
   }
 
   void Exec(const Side& s, const std::string& sql) {
@@ -257,6 +261,20 @@ TEST_P(RelationsTest, MutualReferencesInOneTransaction) {
        "customer VALUES (3, 'cy'); COMMIT;");
   SyncIdle();
   EXPECT_EQ(Graph(a_), Graph(b_)) << FirstDifference(Graph(a_), Graph(b_));
+  EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
+}
+
+TEST_P(RelationsTest, MutualReferencesWithMappedKeys) {
+  if (GetParam() == "pg") GTEST_SKIP() << "needs a source that defers the constraint";
+  Make(/*mapped=*/true);
+  // The target generates both ids, so neither row can name the other before both exist:
+  // one goes in with its manager empty, an update sets it, in one transaction.
+  Exec(a_,
+       "BEGIN; PRAGMA defer_foreign_keys = ON; INSERT INTO employee VALUES (1, 'x', 2), "
+       "(2, 'y', 1); COMMIT;");
+  SyncIdle();
+  EXPECT_EQ(Graph(a_), Graph(b_)) << FirstDifference(Graph(a_), Graph(b_));
+  EXPECT_EQ(Query(b_, "SELECT count(*) FROM employee WHERE manager_id IS NULL"), "0\n");
   EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
 }
 
