@@ -1,6 +1,8 @@
 #include "core/resolver.h"
 
+#include <algorithm>
 #include <cassert>
+#include <set>
 
 #include "core/policy.h"
 #include "util/json_value.h"
@@ -38,15 +40,29 @@ bool AnyPending(const RecordState& s, const std::string& endpoint, int64_t water
 void PruneObserved(RecordState& s, const std::string& endpoint, int64_t watermark) {
   auto ep = s.pending.find(endpoint);
   if (ep == s.pending.end()) return;
-  std::erase_if(ep->second, [&](const auto& kv) { return kv.second <= watermark; });
+  std::set<std::string> landed;  // fields whose write the endpoint now holds
+  std::erase_if(ep->second, [&](const auto& kv) {
+    if (kv.second > watermark) return false;
+    landed.insert(kv.first);
+    return true;
+  });
   auto prior = s.prior.find(endpoint);
   if (prior != s.prior.end()) {
+    // A value held before an unobserved write of the field, or of the row (a delete, which
+    // replaces every field), still counts.
+    const bool row = ep->second.count("") > 0;
     for (auto it = prior->second.begin(); it != prior->second.end();) {
-      it = ep->second.count(it.key()) ? std::next(it) : prior->second.erase(it);
+      const bool held = ep->second.count(it.key()) || (row && !landed.count(it.key()));
+      it = held ? std::next(it) : prior->second.erase(it);
     }
     if (prior->second.empty()) s.prior.erase(prior);
   }
   if (ep->second.empty()) s.pending.erase(ep);
+}
+
+int64_t WatermarkOf(const PlanContext& ctx, const std::string& endpoint) {
+  auto wm = ctx.watermarks.find(endpoint);
+  return wm == ctx.watermarks.end() ? 0 : wm->second;
 }
 
 Row KeyOf(const CollectionModel& model, const Row& values) {
@@ -95,6 +111,23 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   const CollectionModel* model = Find(change.collection);
   assert(model);  // The connector only captures bound collections.
   PruneObserved(state, endpoint, watermark);
+  // A delete of a row another endpoint's delete already removed, made without having seen
+  // that delete (duplex's delete to this endpoint is unobserved): the two deletes agree, but
+  // neither endpoint has seen the other's. The endpoint's next change of the row (a
+  // re-insert) stays concurrent with the tombstone until it observes duplex's delete; every
+  // other endpoint's until it observes a write planned from now on (this delete reaches no
+  // one: their rows are gone already). Otherwise a re-insert elsewhere would count as after
+  // this delete or not depending on arrival order (P4).
+  int64_t unseen_delete = 0;
+  if (change.op == Op::kDelete && !state.exists && state.deleted.origin != endpoint &&
+      !state.known.count(endpoint) && IsPending(state, endpoint, "", watermark)) {
+    unseen_delete = state.pending[endpoint][""];
+    for (const std::string& other : model->endpoints) {
+      if (other == endpoint) continue;
+      int64_t& id = state.pending[other][""];
+      id = std::max(id, ctx.apply_ids.at(other));
+    }
+  }
   if (change.op == Op::kDelete) {
     MergeDelete(*model, change, endpoint, watermark, state, out);
   } else {
@@ -102,9 +135,11 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   }
   // Every write to this row planned before this change was planned without seeing it, so the
   // endpoint rejects it (RowOp::seen): it will never be observed, and must not make the
-  // endpoint's later changes look concurrent. Plan sets what is really on its way.
+  // endpoint's later changes look concurrent. Plan sets what is really on its way. (The
+  // rejected batch's marker still comes: an unseen delete counts until then.)
   state.pending.erase(endpoint);
   state.prior.erase(endpoint);
+  if (unseen_delete != 0) state.pending[endpoint][""] = unseen_delete;
   ++out.changes;
   Plan(*model, ctx, state, out);
 }
@@ -162,7 +197,13 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
         state.known[endpoint] = after;  // Plan deletes it there again.
         return;
       }
+      // Keep: the update undoes the delete. The record comes back as it was (the tombstone
+      // keeps its values and versions) and the update is merged into it field by field, like
+      // any update: concurrent updates of other fields, merged before or after, survive (P3).
+      if (change.op == Op::kUpdate) state.exists = true;
     }
+  }
+  if (!state.exists) {
     // A new record (or one re-created after its delete was seen): the change is the record.
     state.exists = true;
     state.values = Row::object();
@@ -177,30 +218,30 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     return;
   }
 
+  const bool row_pending = IsPending(state, endpoint, "", watermark);
   // Without a before-image, what the endpoint held before this update: the agreed values,
-  // except fields with a write of duplex's it had not observed, which it still held as before.
+  // except fields with a write of duplex's it had not observed (of the field, or of the row: a
+  // delete, an insert), which it still held as before.
   // (An insert had no row before: every value is its own.)
   Row held_before = state.values;
   auto p = state.prior.find(endpoint);
   if (change.op == Op::kUpdate && p != state.prior.end()) {
     for (const auto& [f, v] : p->second.items()) {
-      if (IsPending(state, endpoint, f, watermark)) held_before[f] = v;
+      if (row_pending || IsPending(state, endpoint, f, watermark)) held_before[f] = v;
     }
   }
   // The image is the truth about the endpoint's row now. Every write of duplex's to this row
   // that the endpoint had not observed before this change was planned without seeing it and
   // will be rejected (RowOp::seen), so what duplex believes the endpoint holds is this image.
   state.known[endpoint] = after;
-  const bool row_pending = IsPending(state, endpoint, "", watermark);
   const bool has_before = change.op == Op::kUpdate && change.before.is_object();
 
   for (const std::string& f : model.fields) {
     const Value& nv = FieldOf(after, f);
     // What the endpoint's application changed: against its before-image where the source
     // gives one, otherwise against what it held before.
-    const bool changed = has_before ? !ValuesEqual(FieldOf(change.before, f), nv)
-                                    : !ValuesEqual(FieldOf(held_before, f), nv);
-    if (!changed) continue;
+    const Value& started_from = has_before ? FieldOf(change.before, f) : FieldOf(held_before, f);
+    if (ValuesEqual(started_from, nv)) continue;
     if (state.diverged.count(f)) {
       out.conflict_updates.push_back(
           {collection, KeyText(state.values, model.config->key), f, endpoint, nv, ts});
@@ -210,8 +251,12 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     if (ValuesEqual(current, nv)) continue;  // Both sides made the same change.
     // Concurrent: made without having seen duplex's write of the field (or row) to this
     // endpoint, unless the agreed value is this endpoint's own earlier write, which its stream
-    // orders before this one.
-    const bool field_pending = row_pending || IsPending(state, endpoint, f, watermark);
+    // orders before this one. An unseen write of the row (a delete, the insert that brings the
+    // record back) hides only the field values the endpoint did not start from: an update
+    // of the value it held is not concurrent with that value. (An insert started from no row.)
+    const bool row_unseen =
+        row_pending && (change.op != Op::kUpdate || !ValuesEqual(current, started_from));
+    const bool field_pending = row_unseen || IsPending(state, endpoint, f, watermark);
     const bool concurrent =
         change.snapshot || (field_pending && state.versions[f].origin != endpoint);
     if (!concurrent) {  // Sequential intent wins, whatever the clocks say (P2).
@@ -291,6 +336,16 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
       if (known == state.known.end()) continue;
       RowOp op{Op::kDelete, collection, KeyOf(model, known->second), {}, Row::object(), seen};
       for (const std::string& f : model.fields) op.expected[f] = FieldOf(known->second, f);
+      // What the endpoint holds until the delete lands (an update it makes meanwhile, without
+      // a before-image, started from it). Older unobserved values stay.
+      Row& prior = state.prior[target];
+      if (!prior.is_object()) prior = Row::object();
+      const int64_t observed = WatermarkOf(ctx, target);
+      for (const std::string& f : model.fields) {
+        if (!prior.contains(f) || !IsPending(state, target, f, observed)) {
+          prior[f] = FieldOf(known->second, f);
+        }
+      }
       state.known.erase(known);
       state.pending[target][""] = id;
       out.writes[target].push_back(std::move(op));
@@ -316,8 +371,7 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
       // holds until that write lands. A write it has observed no longer counts.
       Row& prior = state.prior[target];
       if (!prior.is_object()) prior = Row::object();
-      auto wm = ctx.watermarks.find(target);
-      const int64_t observed = wm == ctx.watermarks.end() ? 0 : wm->second;
+      const int64_t observed = WatermarkOf(ctx, target);
       if (!prior.contains(f) || !IsPending(state, target, f, observed)) prior[f] = held;
       held = agreed;
       state.pending[target][f] = id;
