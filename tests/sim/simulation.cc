@@ -591,6 +591,7 @@ class Simulation {
         }
       }
     }
+    std::string delete_lost;
     for (const auto& [what, op] : last_write_) {
       if (op != 'D') continue;
       for (auto& ep : endpoints_) {
@@ -599,6 +600,9 @@ class Simulation {
           if (count)
             Event("note: " + what.first + " " + row->dump() + " deleted last, present on " +
                   ep->name());
+          if (delete_lost.empty()) {
+            delete_lost = what.first + " " + row->dump() + " on " + ep->name();
+          }
           break;
         }
       }
@@ -615,6 +619,13 @@ class Simulation {
     if (diverged > 0 || m.events_lost > 0) {
       return Fail("P1/P6 (convergence, nothing lost) " + when + ": " + std::to_string(diverged) +
                   " row(s) differ, " + std::to_string(m.events_lost) + " event(s) lost" + diff);
+    }
+    // Delete wins (the default): every write before the last delete of a row was either seen
+    // by it or concurrent with it, so the row is gone whatever the arrival order (P4). With
+    // "keep" a concurrent update wins instead: not checked here.
+    if (count && !keep_ && !delete_lost.empty()) {
+      return Fail("P4 (delete wins) " + when + ": the last client write of " + delete_lost +
+                  " was a delete, yet the row is there");
     }
     Result<int64_t> dead = engine_->DeadLetterCount();
     if (!dead.ok()) return Fail("dead letters: " + dead.status().ToString());
