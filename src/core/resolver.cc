@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <set>
 
 #include "core/policy.h"
 #include "util/json_value.h"
@@ -39,21 +38,16 @@ bool AnyPending(const RecordState& s, const std::string& endpoint, int64_t water
 // Forgets writes the endpoint has observed: they no longer make anything concurrent.
 void PruneObserved(RecordState& s, const std::string& endpoint, int64_t watermark) {
   auto ep = s.pending.find(endpoint);
-  if (ep == s.pending.end()) return;
-  std::set<std::string> landed;  // fields whose write the endpoint now holds
-  std::erase_if(ep->second, [&](const auto& kv) {
-    if (kv.second > watermark) return false;
-    landed.insert(kv.first);
-    return true;
-  });
+  if (ep == s.pending.end()) {
+    s.prior_row.erase(endpoint);
+    return;
+  }
+  std::erase_if(ep->second, [&](const auto& kv) { return kv.second <= watermark; });
+  if (!ep->second.count("")) s.prior_row.erase(endpoint);
   auto prior = s.prior.find(endpoint);
   if (prior != s.prior.end()) {
-    // A value held before an unobserved write of the field, or of the row (a delete, which
-    // replaces every field), still counts.
-    const bool row = ep->second.count("") > 0;
     for (auto it = prior->second.begin(); it != prior->second.end();) {
-      const bool held = ep->second.count(it.key()) || (row && !landed.count(it.key()));
-      it = held ? std::next(it) : prior->second.erase(it);
+      it = ep->second.count(it.key()) ? std::next(it) : prior->second.erase(it);
     }
     if (prior->second.empty()) s.prior.erase(prior);
   }
@@ -139,6 +133,7 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   // rejected batch's marker still comes: an unseen delete counts until then.)
   state.pending.erase(endpoint);
   state.prior.erase(endpoint);
+  state.prior_row.erase(endpoint);
   if (unseen_delete != 0) state.pending[endpoint][""] = unseen_delete;
   ++out.changes;
   Plan(*model, ctx, state, out);
@@ -220,14 +215,20 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
 
   const bool row_pending = IsPending(state, endpoint, "", watermark);
   // Without a before-image, what the endpoint held before this update: the agreed values,
-  // except fields with a write of duplex's it had not observed (of the field, or of the row: a
-  // delete, an insert), which it still held as before.
-  // (An insert had no row before: every value is its own.)
+  // except where duplex's writes had not reached it: the row it held when a delete it has not
+  // observed was planned, and before that, fields with a write it had not observed, which it
+  // still held as before. (An insert had no row before: every value is its own.)
   Row held_before = state.values;
-  auto p = state.prior.find(endpoint);
-  if (change.op == Op::kUpdate && p != state.prior.end()) {
-    for (const auto& [f, v] : p->second.items()) {
-      if (row_pending || IsPending(state, endpoint, f, watermark)) held_before[f] = v;
+  if (change.op == Op::kUpdate) {
+    auto r = state.prior_row.find(endpoint);
+    if (row_pending && r != state.prior_row.end()) {
+      for (const std::string& f : model.fields) held_before[f] = FieldOf(r->second, f);
+    }
+    auto p = state.prior.find(endpoint);
+    if (p != state.prior.end()) {
+      for (const auto& [f, v] : p->second.items()) {
+        if (IsPending(state, endpoint, f, watermark)) held_before[f] = v;
+      }
     }
   }
   // The image is the truth about the endpoint's row now. Every write of duplex's to this row
@@ -336,16 +337,9 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
       if (known == state.known.end()) continue;
       RowOp op{Op::kDelete, collection, KeyOf(model, known->second), {}, Row::object(), seen};
       for (const std::string& f : model.fields) op.expected[f] = FieldOf(known->second, f);
-      // What the endpoint holds until the delete lands (an update it makes meanwhile, without
-      // a before-image, started from it). Older unobserved values stay.
-      Row& prior = state.prior[target];
-      if (!prior.is_object()) prior = Row::object();
-      const int64_t observed = WatermarkOf(ctx, target);
-      for (const std::string& f : model.fields) {
-        if (!prior.contains(f) || !IsPending(state, target, f, observed)) {
-          prior[f] = FieldOf(known->second, f);
-        }
-      }
+      // What the endpoint holds, once duplex's earlier writes land, until the delete does (an
+      // update it makes meanwhile, without a before-image, started from it).
+      state.prior_row[target] = known->second;
       state.known.erase(known);
       state.pending[target][""] = id;
       out.writes[target].push_back(std::move(op));

@@ -373,6 +373,25 @@ TEST_F(ResolverTest, KeepDeleteConflictWithoutBeforeImagesKeepsBothUpdates) {
   EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 7}, {"w", 8}}));
 }
 
+// Without a before-image, what an endpoint started from while a delete it has not observed is
+// on its way is the row it held when that delete was planned, including duplex's writes it
+// had observed by then (sim seed 201, --keep 1): b got a's w = 5, then c deleted, a set w = 9
+// (bringing the record back) and b, having seen neither, set w = 7: concurrent with a's 9.
+TEST_F(ResolverTest, KeepWithoutBeforeImageStartsFromTheRowHeldWhenTheDeleteWasPlanned) {
+  Build(Policy::kLww, "", /*delete_wins=*/false, {"a", "b", "c"});
+  Converged();
+  Merge("a",
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 1}, {"w", 5}}, 100));
+  Observe("b");
+  Merge("c", Delete(300));
+  Merge("a",
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 5}}, {{"id", 1}, {"v", 1}, {"w", 9}}, 200));
+  ResolveOutput out = Merge("b", Upsert(Op::kUpdate, nullptr, {{"id", 1}, {"v", 1}, {"w", 7}}, 50));
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_EQ(out.conflicts[0].field, "w");
+  EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 1}, {"w", 9}}));  // lww: a's 200 beats b's 50
+}
+
 // b deletes the row while a, not having seen that delete, deletes it too and inserts it
 // again: the re-insert is concurrent with b's delete, so the delete wins (the default) or,
 // with "keep", the re-insert does, whatever the arrival order (P4; sim seeds 19, 115, 264).
@@ -448,6 +467,7 @@ TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   s.known["b"] = {{"id", 1}, {"v", "y"}};
   s.pending["b"]["v"] = 7;
   s.prior["b"] = {{"v", "w"}};
+  s.prior_row["a"] = {{"id", 1}, {"v", "z"}};
   s.diverged.insert("v");
   Result<RecordState> d = RecordState::Decode(s.Encode());
   ASSERT_TRUE(d.ok());
@@ -456,6 +476,7 @@ TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   EXPECT_EQ(d->known["b"], s.known["b"]);
   EXPECT_EQ(d->pending["b"]["v"], 7);
   EXPECT_EQ(d->prior["b"], s.prior["b"]);
+  EXPECT_EQ(d->prior_row["a"], s.prior_row["a"]);
   EXPECT_TRUE(d->diverged.count("v"));
 }
 
