@@ -211,6 +211,38 @@ class AdminServer::Handlers {
     SendJson(res, 202, d->ToJson());
   }
 
+  void DeadLetter(const httplib::Request& req, httplib::Response& res) {
+    int64_t id = 0;
+    if (!ParseId(req.matches[1], &id)) return BadId(res, "dead letter", req.matches[1]);
+    std::lock_guard<std::mutex> lock(mu_);
+    Result<DeadLetterRow> d = store_->GetDeadLetter(id);
+    if (!d.ok()) return SendError(res, HttpStatusFor(d.status()), d.status().message());
+    SendJson(res, 200, d->ToJson());
+  }
+
+  void RetryAll(httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Result<int64_t> n = RetryAllDeadLetters(*store_);
+    if (!n.ok()) return SendError(res, HttpStatusFor(n.status()), n.status().message());
+    spdlog::info("retry of all {} dead letters requested through the admin server", *n);
+    SendJson(res, 202, {{"retry_requested", *n}});
+  }
+
+  void Drop(const httplib::Request& req, httplib::Response& res) {
+    int64_t id = 0;
+    if (!ParseId(req.matches[1], &id)) return BadId(res, "dead letter", req.matches[1]);
+    std::lock_guard<std::mutex> lock(mu_);
+    Result<DeadLetterRow> d = DropDeadLetter(*store_, id);
+    if (!d.ok()) return SendError(res, HttpStatusFor(d.status()), d.status().message());
+    const RowOp* first = d->batch.ops.empty() ? nullptr : &d->batch.ops.front();
+    spdlog::warn(
+        "endpoint={} collection={} key={} dead letter id={} writes={} dropped through the admin "
+        "server; they will not be applied",
+        d->endpoint, first ? first->collection : "", first ? first->key.dump() : "", id,
+        d->batch.ops.size());
+    SendJson(res, 200, d->ToJson());
+  }
+
  private:
   static void BadId(httplib::Response& res, const char* what, const std::string& text) {
     SendError(res, 400, fmt::format("{} id must be a positive number, got '{}'", what, text));
@@ -305,6 +337,12 @@ void AdminServer::Routes() {
            [&h](const httplib::Request& req, httplib::Response& res) { h.Resolve(req, res); });
   srv.Get("/api/v1/dead-letters",
           [&h](const httplib::Request&, httplib::Response& res) { h.DeadLetters(res); });
+  srv.Post("/api/v1/dead-letters/retry-all",
+           [&h](const httplib::Request&, httplib::Response& res) { h.RetryAll(res); });
+  srv.Get(R"(/api/v1/dead-letters/([^/]+))",
+          [&h](const httplib::Request& req, httplib::Response& res) { h.DeadLetter(req, res); });
+  srv.Delete(R"(/api/v1/dead-letters/([^/]+))",
+             [&h](const httplib::Request& req, httplib::Response& res) { h.Drop(req, res); });
   srv.Post(R"(/api/v1/dead-letters/([^/]+)/retry)",
            [&h](const httplib::Request& req, httplib::Response& res) { h.Retry(req, res); });
 }

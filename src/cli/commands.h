@@ -14,7 +14,7 @@ constexpr int kExitParked = 3;
 struct Options {
   std::string config = "duplex.toml";
   bool json = false;
-  bool all = false;
+  bool all = false;  // conflicts list: the whole log; dead-letters retry: every dead letter
   bool force = false;
   bool install = false;
   bool until_idle = false;
@@ -34,6 +34,8 @@ int ConflictsList(const Options& o);
 int ConflictsShow(const Options& o);
 int ConflictsResolve(const Options& o);
 int DeadLettersList(const Options& o);
+int DeadLettersShow(const Options& o);
 int DeadLettersRetry(const Options& o);
+int DeadLettersDrop(const Options& o);
 
 }  // namespace duplex::cli

@@ -114,21 +114,42 @@ int main(int argc, char** argv) {
   value->excludes(take);
   cresolve->add_flag("--json", o.json, "print the resolved conflict as JSON");
 
-  CLI::App* dead = app.add_subcommand("dead-letters", "List and retry parked row writes");
+  CLI::App* dead =
+      app.add_subcommand("dead-letters", "List, show, retry and drop parked source transactions");
   dead->require_subcommand(1);
   dead->footer(
-      "A dead letter is a row write a target refused (constraint, type). Fix the cause, then\n"
-      "retry it: its records are planned again from their current state.\nExamples:\n"
+      "A dead letter is a source transaction a target refused (constraint, type): its row\n"
+      "writes, none of which were applied there. Fix the cause, then retry it: its records are\n"
+      "planned again from their current state and applied by `run`. Or drop it: its writes are\n"
+      "never applied, and the target's rows may stay diverged until they change again.\n"
+      "Examples:\n"
       "  duplex dead-letters list --config duplex.toml\n"
-      "  duplex dead-letters retry 4 --config duplex.toml");
-  CLI::App* dlist = dead->add_subcommand("list", "Parked row writes with their reason");
+      "  duplex dead-letters show 4 --config duplex.toml\n"
+      "  duplex dead-letters retry 4 --config duplex.toml\n"
+      "  duplex dead-letters retry --all --config duplex.toml\n"
+      "  duplex dead-letters drop 4 --config duplex.toml");
+  CLI::App* dlist = dead->add_subcommand(
+      "list", "One line per dead letter: endpoint, collections, writes, first key, reason, age");
   add_config(dlist);
   dlist->add_flag("--json", o.json, "print a JSON array");
-  CLI::App* dretry =
-      dead->add_subcommand("retry", "Plan a dead letter's records again and apply them (by `run`)");
+  CLI::App* dshow =
+      dead->add_subcommand("show", "One dead letter in full: reason, time, every row write");
+  add_config(dshow);
+  dshow->add_option("id", o.dead_letter_id, "dead letter id")->required();
+  dshow->add_flag("--json", o.json, "print JSON");
+  CLI::App* dretry = dead->add_subcommand(
+      "retry", "Plan a dead letter's records again and apply them (by `run`); ID or --all");
   add_config(dretry);
-  dretry->add_option("id", o.dead_letter_id, "dead letter id")->required();
-  dretry->add_flag("--json", o.json, "print the dead letter as JSON");
+  auto* retry_id = dretry->add_option("id", o.dead_letter_id, "dead letter id");
+  auto* retry_all = dretry->add_flag("--all", o.all, "retry every dead letter");
+  retry_id->excludes(retry_all);
+  retry_all->excludes(retry_id);
+  dretry->add_flag("--json", o.json, "print JSON");
+  CLI::App* ddrop = dead->add_subcommand(
+      "drop", "Give up on a dead letter: delete it; its writes are never applied");
+  add_config(ddrop);
+  ddrop->add_option("id", o.dead_letter_id, "dead letter id")->required();
+  ddrop->add_flag("--json", o.json, "print the dropped dead letter as JSON");
 
   try {
     app.parse(argc, argv);
@@ -149,7 +170,15 @@ int main(int argc, char** argv) {
   if (*clist) return duplex::cli::ConflictsList(o);
   if (*cshow) return duplex::cli::ConflictsShow(o);
   if (*dlist) return duplex::cli::DeadLettersList(o);
-  if (*dretry) return duplex::cli::DeadLettersRetry(o);
+  if (*dshow) return duplex::cli::DeadLettersShow(o);
+  if (*ddrop) return duplex::cli::DeadLettersDrop(o);
+  if (*dretry) {
+    if (o.dead_letter_id.empty() && !o.all) {
+      std::fprintf(stderr, "error: give a dead letter ID or --all\n");
+      return duplex::cli::kExitUsage;
+    }
+    return duplex::cli::DeadLettersRetry(o);
+  }
   if (*cresolve) {
     if (o.take.empty() && o.value.empty()) {
       std::fprintf(stderr, "error: give --take ENDPOINT or --value JSON\n");

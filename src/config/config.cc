@@ -139,6 +139,28 @@ class Parser {
                                      "add a [collections.NAME] section with key = [...] and "
                                      "endpoints.NAME = { table = \"TABLE\" } for 2+ endpoints"));
     for (const Entry& e : InFileOrder(*cols)) DUPLEX_RETURN_IF_ERROR(ParseCollection(e));
+    // References may name collections defined further down.
+    for (const CollectionConfig& c : config_->collections) {
+      for (const auto& [field, target] : c.references) {
+        auto it = std::find_if(config_->collections.begin(), config_->collections.end(),
+                               [&](const CollectionConfig& o) { return o.name == target; });
+        std::vector<std::string> names;
+        for (const CollectionConfig& o : config_->collections) names.push_back(o.name);
+        if (it == config_->collections.end()) {
+          return Error(c.reference_lines.at(field),
+                       fmt::format("collection '{}': references.{} names unknown collection '{}'",
+                                   c.name, field, target),
+                       fmt::format("defined collections: {}", Join(names)));
+        }
+        if (it->key.size() != 1) {
+          return Error(c.reference_lines.at(field),
+                       fmt::format("collection '{}': references.{}: collection '{}' has a key of "
+                                   "{} fields; a reference holds a one-field key",
+                                   c.name, field, target, it->key.size()),
+                       "declare the foreign key in the endpoints' schema instead");
+        }
+      }
+    }
     return Status::Ok();
   }
 
@@ -322,8 +344,10 @@ class Parser {
         const toml::table* t,
         Section(e, "collection", fmt::format("write it as a [collections.{}] section", e.name)));
     std::string where = fmt::format("collection '{}'", e.name);
-    DUPLEX_RETURN_IF_ERROR(CheckKeys(
-        *t, {"key", "policy", "endpoint", "on_delete_conflict", "endpoints", "fields"}, where));
+    DUPLEX_RETURN_IF_ERROR(CheckKeys(*t,
+                                     {"key", "key_mode", "policy", "endpoint", "on_delete_conflict",
+                                      "endpoints", "fields", "references"},
+                                     where));
     CollectionConfig c;
     c.name = e.name;
     c.line = e.line;
@@ -353,6 +377,49 @@ class Parser {
                      "write on_delete_conflict = \"delete\" (the default) or \"keep\"");
       }
       c.delete_wins = *v == "delete";
+    }
+
+    if (const toml::node* n = t->get("key_mode")) {
+      std::optional<std::string_view> v = n->value<std::string_view>();
+      if (!v || (*v != "shared" && *v != "mapped")) {
+        return Error(LineOf(n->source()),
+                     fmt::format("{}: key_mode must be \"shared\" or \"mapped\"", where),
+                     "write key_mode = \"shared\" (the same key everywhere, the default) or "
+                     "\"mapped\" (each endpoint generates its own)");
+      }
+      c.mapped_key = *v == "mapped";
+      if (c.mapped_key && c.key.size() != 1) {
+        return Error(LineOf(n->source()),
+                     fmt::format("{}: key_mode = \"mapped\" needs a key of one field (the "
+                                 "generated id), not {}",
+                                 where, c.key.size()),
+                     "write key = [\"id\"]");
+      }
+    }
+
+    if (const toml::node* n = t->get("references")) {
+      DUPLEX_ASSIGN_OR_RETURN(
+          const toml::table* refs,
+          Table(*n, LineOf(n->source()), where + ": references",
+                "write references = { customer_id = \"customer\" } (field = collection)"));
+      for (const Entry& r : InFileOrder(*refs)) {
+        std::optional<std::string> target = r.node->value<std::string>();
+        if (!target || target->empty()) {
+          return Error(
+              r.line,
+              fmt::format("{}: references.{} must name a collection (a string)", where, r.name),
+              fmt::format("write references = {{ {} = \"COLLECTION\" }}", r.name));
+        }
+        if (std::count(c.key.begin(), c.key.end(), r.name)) {
+          return Error(r.line,
+                       fmt::format("{}: references.{}: a key field cannot reference another "
+                                   "collection",
+                                   where, r.name),
+                       fmt::format("remove references.{}", r.name));
+        }
+        c.references[r.name] = *target;
+        c.reference_lines[r.name] = r.line;
+      }
     }
 
     if (const toml::node* n = t->get("fields")) {
@@ -629,6 +696,14 @@ policy = "lww"
 # A delete on one endpoint concurrent with an update on another:
 #   "delete" (the default) the delete wins; "keep" the updated record is kept.
 on_delete_conflict = "delete"
+# Keys: "shared" (the default) when the key means the same record everywhere (a natural key,
+# or ids one side hands out); "mapped" when each endpoint generates its own ids (serial,
+# identity, INTEGER PRIMARY KEY on both sides): duplex then inserts without the key, keeps a
+# key map, and translates every reference to the collection.
+# key_mode = "shared"
+# Foreign keys declared in the endpoints' schemas are read from them: parents are written
+# before children, children deleted before parents. Declare here the ones a system does not:
+# references = { account_id = "account" }
 # Where the collection lives on each endpoint: `table` is the endpoint's table, and `fields`
 # maps canonical field names to this endpoint's column names where they differ
 # (canonical = "column"). By default every column present on all of the collection's endpoints

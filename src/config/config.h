@@ -53,6 +53,15 @@ struct CollectionConfig {
   FieldPolicy default_policy;
   std::map<std::string, FieldPolicy> field_policies;  // canonical field -> override
   bool delete_wins = true;  // on_delete_conflict = "delete" (default) | "keep"
+  // key_mode = "mapped": every endpoint generates its own key for a record (serial, identity,
+  // rowid); duplex keeps a key map (DESIGN §5). "shared" (default): the key is the same value
+  // on every endpoint.
+  bool mapped_key = false;
+  // references = { FIELD = "COLLECTION" }: foreign keys the endpoints do not declare; each
+  // FIELD holds the key of a record of COLLECTION (whose key is one field). Declared foreign
+  // keys are read from the endpoints.
+  std::map<std::string, std::string> references;
+  std::map<std::string, int> reference_lines;  // field -> config line
   // In config-file order; at least two.
   std::vector<CollectionEndpoint> endpoints;
   int line = 0;

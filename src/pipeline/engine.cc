@@ -8,6 +8,7 @@
 #include <set>
 
 #include "connectors/registry.h"
+#include "core/planner.h"
 #include "util/json_value.h"
 #include "util/log.h"
 
@@ -101,6 +102,13 @@ Result<std::unique_ptr<Engine>> Engine::OpenWith(
   return engine;
 }
 
+const CollectionModel* Engine::FindModel(const std::string& collection) const {
+  for (const CollectionModel& m : models_) {
+    if (m.config->name == collection) return &m;
+  }
+  return nullptr;
+}
+
 Engine::Endpoint* Engine::Find(const std::string& name) {
   for (Endpoint& ep : endpoints_) {
     if (ep.name == name) return &ep;
@@ -110,6 +118,13 @@ Engine::Endpoint* Engine::Find(const std::string& name) {
 
 Status Engine::CheckSchema() {
   std::map<std::string, std::vector<CollectionBinding>> bindings;
+  // Foreign keys as the endpoints declare them, in canonical field names of the child.
+  struct DeclaredKey {
+    std::string endpoint, child;
+    std::vector<std::string> fields;
+    ForeignKeyInfo fk;
+  };
+  std::vector<DeclaredKey> declared;
   for (const CollectionConfig& cc : config_.collections) {
     const std::string where = Where(config_, cc.line) + ": collection '" + cc.name + "'";
     // canonical field -> (endpoint -> column) and affinity per endpoint
@@ -134,13 +149,28 @@ Status Engine::CheckSchema() {
         }
       }
       std::set<std::string> pk;
+      auto field_of = [&](const std::string& column) {
+        auto it = column_to_field.find(column);
+        return it == column_to_field.end() ? column : it->second;
+      };
       for (const ColumnInfo& col : info.columns) {
-        auto it = column_to_field.find(col.name);
-        const std::string field = it == column_to_field.end() ? col.name : it->second;
+        const std::string field = field_of(col.name);
         columns[field][ce.endpoint] = col.name;
         types[field][ce.endpoint] = col.type;
         all_columns[ce.endpoint].push_back(col.name);
         if (col.pk > 0) pk.insert(field);
+        if (cc.mapped_key && col.pk > 0 && !col.generated) {
+          return Status::InvalidArgument(
+              at +
+              ": key_mode = \"mapped\" needs a key the endpoint generates (SQLite "
+              "INTEGER PRIMARY KEY, a PostgreSQL identity or serial column), and column '" +
+              col.name + "' is not; use key_mode = \"shared\" or change the column");
+        }
+      }
+      for (const ForeignKeyInfo& fk : info.foreign_keys) {
+        DeclaredKey d{ce.endpoint, cc.name, {}, fk};
+        for (const std::string& c : fk.columns) d.fields.push_back(field_of(c));
+        declared.push_back(std::move(d));
       }
       for (const std::string& k : cc.key) {
         if (!columns.count(k) || !columns[k].count(ce.endpoint)) {
@@ -207,8 +237,81 @@ Status Engine::CheckSchema() {
     models_.push_back(std::move(model));
     schema_.collections.push_back(std::move(report));
   }
+  // The references between collections: declared foreign keys onto a synced table's key, and
+  // the config's `references`. A foreign key onto a table duplex does not sync, or onto
+  // columns other than the key, orders nothing.
+  std::vector<Reference> refs;
+  auto add = [&](Reference r, const std::string& immediate_on) {
+    for (Reference& have : refs) {
+      if (have.child == r.child && have.parent == r.parent && have.fields == r.fields) {
+        if (!immediate_on.empty()) have.immediate_on.insert(immediate_on);
+        return;
+      }
+    }
+    if (!immediate_on.empty()) r.immediate_on.insert(immediate_on);
+    refs.push_back(std::move(r));
+  };
+  for (const DeclaredKey& d : declared) {
+    const CollectionConfig* parent = nullptr;
+    const CollectionEndpoint* parent_at = nullptr;
+    for (const CollectionConfig& cc : config_.collections) {
+      for (const CollectionEndpoint& ce : cc.endpoints) {
+        if (ce.endpoint == d.endpoint && ce.table == d.fk.ref_table) {
+          parent = &cc;
+          parent_at = &ce;
+        }
+      }
+    }
+    const CollectionModel* child = FindModel(d.child);
+    if (!parent || !child || d.fk.ref_columns.size() != parent->key.size()) continue;
+    Reference r{d.child, {}, parent->name, parent->key, {}};
+    for (const std::string& k : parent->key) {
+      auto it = std::find(d.fk.ref_columns.begin(), d.fk.ref_columns.end(), parent_at->Column(k));
+      if (it == d.fk.ref_columns.end()) break;
+      const std::string& field = d.fields[static_cast<size_t>(it - d.fk.ref_columns.begin())];
+      if (std::find(child->fields.begin(), child->fields.end(), field) == child->fields.end()) {
+        break;  // not synced: duplex never writes it
+      }
+      r.fields.push_back(field);
+    }
+    if (r.fields.size() != parent->key.size()) continue;
+    add(std::move(r), d.fk.deferrable ? "" : d.endpoint);
+  }
+  for (const CollectionConfig& cc : config_.collections) {
+    const CollectionModel* child = FindModel(cc.name);
+    for (const auto& [field, parent] : cc.references) {
+      if (std::find(child->fields.begin(), child->fields.end(), field) == child->fields.end()) {
+        return Status::InvalidArgument(Where(config_, cc.reference_lines.at(field)) +
+                                       ": collection '" + cc.name + "': references." + field +
+                                       " names a field that is not synced (it must be a column " +
+                                       "on every endpoint, under its mapped name)");
+      }
+      add(Reference{cc.name, {field}, parent, FindModel(parent)->config->key, {}}, "");
+    }
+  }
+  planner_ = std::make_unique<Planner>(std::move(refs));
+  std::vector<std::string> names;
+  for (const CollectionConfig& cc : config_.collections) names.push_back(cc.name);
+  const std::vector<std::string> order = planner_->DependencyOrder(names);
+  auto rank = [&](const std::string& c) { return std::find(order.begin(), order.end(), c); };
   for (Endpoint& ep : endpoints_) {
-    DUPLEX_RETURN_IF_ERROR(ep.connector->Bind(bindings[ep.name]));
+    std::vector<CollectionBinding>& bs = bindings[ep.name];
+    // References to a collection with mapped keys travel as record ids, translated by the
+    // endpoint like the keys themselves.
+    for (CollectionBinding& b : bs) {
+      for (const Reference& r : planner_->references()) {
+        if (r.child != b.collection || r.fields.size() != 1) continue;
+        const CollectionModel* parent = FindModel(r.parent);
+        if (parent && parent->config->mapped_key) b.mapped_refs[r.fields[0]] = r.parent;
+      }
+      const CollectionModel* self = FindModel(b.collection);
+      b.mapped_key = self && self->config->mapped_key;
+    }
+    // Parents first: the initial load then loads them first.
+    std::stable_sort(bs.begin(), bs.end(), [&](const auto& x, const auto& y) {
+      return rank(x.collection) < rank(y.collection);
+    });
+    DUPLEX_RETURN_IF_ERROR(ep.connector->Bind(bs));
   }
   resolver_ = std::make_unique<Resolver>(models_);
   return Status::Ok();
@@ -387,6 +490,7 @@ Status Engine::StoreOutput(ResolveOutput& out, const PlanContext& ctx) {
   const double now = env_->WallMs();
   for (auto& [target, ops] : out.writes) {
     if (ops.empty()) continue;
+    planner_->Order(target, ops);
     ApplyBatch batch{ctx.apply_ids.at(target), std::move(ops)};
     DUPLEX_RETURN_IF_ERROR(store_->AddOutbox(target, batch));
     // Like fresh journal entries: kept decoded for the applier, a few at most (P9).
@@ -461,6 +565,7 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
     for (auto& [target, ops] : out.writes) {
       size_t& done = traced[target];
       for (; done < ops.size(); ++done) {
+        ops[done].txn = c.txn;  // one source transaction: one unit on the target (P7)
         if (c.op == Op::kRejected || c.commit_ms <= 0) continue;
         ops[done].source = ep->name;
         ops[done].source_commit_ms = c.commit_ms;
@@ -532,16 +637,85 @@ Result<bool> Engine::PropagateResolutions() {
   return !rows.empty();
 }
 
+Status Engine::LoadParked(Endpoint& ep) {
+  DUPLEX_ASSIGN_OR_RETURN(auto version, store_->DeadLetterVersion(ep.name));
+  if (version == ep.parked_version) return Status::Ok();
+  ep.parked.clear();
+  if (version.first > 0) {
+    DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> rows, store_->ListDeadLetters(false));
+    for (const DeadLetterRow& d : rows) {
+      if (d.endpoint != ep.name) continue;
+      for (const RowOp& op : d.batch.ops) ep.parked.emplace(Planner::RecordOf(op), d.id);
+    }
+  }
+  ep.parked_version = version;
+  return Status::Ok();
+}
+
+std::vector<std::pair<FailedOp, int64_t>> Engine::HoldDependents(Endpoint& ep,
+                                                                 std::vector<ApplyBatch>& batches) {
+  std::vector<std::pair<FailedOp, int64_t>> held;
+  if (ep.parked.empty()) return held;
+  for (ApplyBatch& b : batches) {
+    std::vector<RowOp> kept;
+    for (size_t begin = 0; begin < b.ops.size();) {
+      size_t end = begin + 1;
+      while (end < b.ops.size() && b.ops[end].txn == b.ops[begin].txn) ++end;
+      // The first parked record the transaction writes or refers to.
+      auto blocker = ep.parked.end();
+      for (size_t i = begin; i < end && blocker == ep.parked.end(); ++i) {
+        blocker = ep.parked.find(Planner::RecordOf(b.ops[i]));
+        for (const std::string& parent : planner_->ParentsOf(b.ops[i], /*after=*/true)) {
+          if (blocker == ep.parked.end()) blocker = ep.parked.find(parent);
+        }
+      }
+      if (blocker == ep.parked.end()) {
+        for (size_t i = begin; i < end; ++i) kept.push_back(std::move(b.ops[i]));
+      } else {
+        FailedOp f{b.id, b.ops[begin].txn, {}, ""};
+        for (size_t i = begin; i < end; ++i) f.ops.push_back(std::move(b.ops[i]));
+        const int64_t id = blocker->second;
+        f.reason = "waits for dead letter " + std::to_string(id);
+        // What waits is parked too: what depends on it waits for the same dead letter.
+        for (const RowOp& op : f.ops) ep.parked.emplace(Planner::RecordOf(op), id);
+        held.emplace_back(std::move(f), id);
+      }
+      begin = end;
+    }
+    b.ops = std::move(kept);
+  }
+  return held;
+}
+
 Result<bool> Engine::ApplyTo(Endpoint& ep) {
+  const auto now = env_->Now();
+  if (now < ep.refused_retry_at) {
+    news_pending_ = true;  // a refused transaction is retried soon: not idle
+    return false;
+  }
   DUPLEX_ASSIGN_OR_RETURN(
       std::vector<ApplyBatch> batches,
       store_->ReadOutbox(ep.name, config_.engine.batch_rows, &fresh_outbox_[ep.name]));
   if (batches.empty()) return false;
+  const int64_t last_id = batches.back().id;
+  // Transactions that write a record a parked transaction holds, or refer to a row it would
+  // have inserted, wait for it instead of failing (or overtaking it); the others flow.
+  DUPLEX_RETURN_IF_ERROR(LoadParked(ep));
+  std::vector<std::pair<FailedOp, int64_t>> held = HoldDependents(ep, batches);
   Result<ApplyResult> result = ep.connector->Apply(batches);
   if (!result.ok()) {
-    // Only rows the target refuses (constraint, type) are parked; anything else (busy,
-    // unreachable, disk) is the endpoint's trouble and is retried.
+    // Only transactions the target refuses (constraint, type) are parked; anything else
+    // (busy, unreachable, disk) is the endpoint's trouble and is retried.
     if (!result.status().IsInvalidArgument()) return result.status();
+    // A refusal may pass (a row the application was about to change, a lock timeout the
+    // server reports as a constraint): try the whole apply again a few times first.
+    if (++ep.refusals < kApplyAttempts) {
+      spdlog::warn("endpoint={} apply refused (attempt {} of {}), retrying: {}", ep.name,
+                   ep.refusals, kApplyAttempts, result.status().message());
+      ep.refused_retry_at = now + std::chrono::milliseconds(250) * ep.refusals;
+      news_pending_ = true;
+      return false;
+    }
     // Write transaction by transaction, park the refused ones with their reason, let the rest
     // flow.
     result = ep.connector->Apply(batches, /*isolate_txns=*/true);
@@ -555,21 +729,46 @@ Result<bool> Engine::ApplyTo(Endpoint& ep) {
       }
     }
   }
+  ep.refusals = 0;
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
+  // record -> dead letter, parked by this apply: a refused transaction that writes or refers
+  // to a record an earlier refused one writes (a child of a refused parent) waits for it.
+  std::map<std::string, int64_t> parked_now;
   for (const FailedOp& f : result->failed) {
-    ApplyBatch parked{f.batch_id, f.ops};
+    int64_t waits_for = 0;
+    for (const RowOp& op : f.ops) {
+      std::vector<std::string> records = planner_->ParentsOf(op, /*after=*/true);
+      records.push_back(Planner::RecordOf(op));
+      for (const std::string& r : records) {
+        auto it = parked_now.find(r);
+        if (waits_for == 0 && it != parked_now.end()) waits_for = it->second;
+      }
+    }
     const RowOp* first = f.ops.empty() ? nullptr : &f.ops.front();
     spdlog::error(
         "endpoint={} collection={} key={} transaction of {} writes parked as dead letter: {}",
         ep.name, first ? first->collection : "", first ? first->key.dump() : "", f.ops.size(),
         f.reason);
-    DUPLEX_RETURN_IF_ERROR(store_->AddDeadLetter(ep.name, parked, f.reason, env_->WallMs()));
+    DUPLEX_ASSIGN_OR_RETURN(int64_t id,
+                            store_->AddDeadLetter(ep.name, ApplyBatch{f.batch_id, f.ops}, f.reason,
+                                                  env_->WallMs(), waits_for));
+    for (const RowOp& op : f.ops) parked_now.emplace(Planner::RecordOf(op), id);
   }
-  DUPLEX_RETURN_IF_ERROR(store_->DeleteOutbox(ep.name, batches.back().id));
+  for (const auto& [f, waits_for] : held) {
+    const RowOp& first = f.ops.front();
+    spdlog::warn(
+        "endpoint={} collection={} key={} transaction of {} writes waits for dead letter {}",
+        ep.name, first.collection, first.key.dump(), f.ops.size(), waits_for);
+    DUPLEX_RETURN_IF_ERROR(store_
+                               ->AddDeadLetter(ep.name, ApplyBatch{f.batch_id, f.ops}, f.reason,
+                                               env_->WallMs(), waits_for)
+                               .status());
+  }
+  DUPLEX_RETURN_IF_ERROR(store_->DeleteOutbox(ep.name, last_id));
   Counters counters;
   counters.applied = static_cast<int64_t>(result->applied);
   counters.rejected = static_cast<int64_t>(result->rejected);
-  counters.dead_letters = static_cast<int64_t>(result->failed.size());
+  counters.dead_letters = static_cast<int64_t>(result->failed.size() + held.size());
   DUPLEX_RETURN_IF_ERROR(store_->AddCounters(ep.name, counters));
   DUPLEX_RETURN_IF_ERROR(txn.Commit());
   ObserveApplied(ep, batches, *result);

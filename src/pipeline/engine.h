@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/planner.h"
 #include "core/resolver.h"
 #include "duplex/connector.h"
 #include "duplex/env.h"
@@ -113,17 +114,31 @@ class Engine {
     size_t index = 0;        // in endpoints_ and telemetry_.endpoints
     // When a capture last found nothing left to capture: the capture lag counts from here.
     std::chrono::steady_clock::time_point caught_up_at{};
+    // Applies the target refused in a row, and when to try again.
+    int refusals = 0;
+    std::chrono::steady_clock::time_point refused_retry_at{};
+    // Records (Planner::RecordOf) written by this endpoint's dead letters -> dead letter id,
+    // as of the dead letters' DeadLetterVersion.
+    std::map<std::string, int64_t> parked;
+    std::pair<int64_t, int64_t> parked_version{0, 0};
   };
 
   Engine(const Config& config, std::unique_ptr<StateStore> store, Env* env);
   Status CheckSchema();
   Status InstallOn(Endpoint& ep);
   Endpoint* Find(const std::string& name);
+  const CollectionModel* FindModel(const std::string& collection) const;
 
   Result<bool> CaptureFrom(Endpoint& ep);
   Result<bool> ResolveJournal();
   Status ResolveEntry(const JournalEntry& entry);
   Result<bool> ApplyTo(Endpoint& ep);
+  // Refreshes ep.parked if the endpoint's dead letters changed.
+  Status LoadParked(Endpoint& ep);
+  // Takes out of `batches` the source transactions that depend on a parked one (write one of
+  // its records or refer to one): they are parked to wait for it (the pair's second).
+  std::vector<std::pair<FailedOp, int64_t>> HoldDependents(Endpoint& ep,
+                                                           std::vector<ApplyBatch>& batches);
   Result<bool> PropagateResolutions();
   // Operator retries of dead letters: their records are planned again for the target.
   Result<bool> RetryDeadLetters();
@@ -143,6 +158,8 @@ class Engine {
   void PrintProgress(double secs);
 
   static constexpr size_t kMaxFreshBatches = 4;
+  // Tries of an apply the target refuses before its transactions are isolated and parked.
+  static constexpr int kApplyAttempts = 3;
   // FailedOp::txn of a batch parked whole.
   static constexpr int64_t kWholeBatch = -1;
   // Failing shorter than this is not worth a warning, nor "unreachable" on the dashboard.
@@ -154,6 +171,7 @@ class Engine {
   std::vector<Endpoint> endpoints_;  // config order: the capture order
   std::vector<CollectionModel> models_;
   std::unique_ptr<Resolver> resolver_;
+  std::unique_ptr<Planner> planner_;
   SchemaReport schema_;
   std::chrono::steady_clock::time_point last_resolution_check_{};
   std::deque<JournalEntry> fresh_;  // journaled, not yet resolved, still decoded

@@ -39,6 +39,17 @@ Result<DeadLetterRow> RetryDeadLetter(StateStore& store, int64_t id) {
   return store.GetDeadLetter(id);
 }
 
+Result<int64_t> RetryAllDeadLetters(StateStore& store) { return store.RequestRetryAll(); }
+
+Result<DeadLetterRow> DropDeadLetter(StateStore& store, int64_t id) {
+  // One transaction: what is returned is what was deleted, even next to a running engine.
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store.Begin());
+  DUPLEX_ASSIGN_OR_RETURN(DeadLetterRow d, store.GetDeadLetter(id));
+  DUPLEX_RETURN_IF_ERROR(store.DeleteDeadLetter(id));
+  DUPLEX_RETURN_IF_ERROR(txn.Commit());
+  return d;
+}
+
 bool ParseId(const std::string& text, int64_t* id) {
   if (text.empty() || text.size() > 18) return false;
   int64_t n = 0;

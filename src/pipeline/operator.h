@@ -32,6 +32,14 @@ Result<ConflictRow> ResolveConflict(StateStore& store, int64_t id, const Resolut
 // apply them again; returns the dead letter with its retry request set.
 Result<DeadLetterRow> RetryDeadLetter(StateStore& store, int64_t id);
 
+// The same request for every dead letter; returns how many were asked for (0 if none).
+Result<int64_t> RetryAllDeadLetters(StateStore& store);
+
+// Gives up on dead letter `id`: deletes it and returns it as it was. Its writes are never
+// applied; the target's rows stay as they are (possibly diverged from the other endpoints)
+// until those records change again.
+Result<DeadLetterRow> DropDeadLetter(StateStore& store, int64_t id);
+
 // Parses a positive decimal id ("12"); false for anything else.
 bool ParseId(const std::string& text, int64_t* id);
 

@@ -1,5 +1,6 @@
 #include "store/state_store.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "util/msgpack_writer.h"
@@ -27,12 +28,13 @@ CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT,
 CREATE INDEX IF NOT EXISTS conflicts_open ON conflicts(status, collection, key_text, field);
 CREATE TABLE IF NOT EXISTS dead_letters(id INTEGER PRIMARY KEY AUTOINCREMENT,
   endpoint TEXT NOT NULL, batch_id INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL,
-  created_at REAL NOT NULL, retry INTEGER NOT NULL DEFAULT 0);
+  created_at REAL NOT NULL, retry INTEGER NOT NULL DEFAULT 0,
+  waits_for INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS counters(endpoint TEXT NOT NULL, name TEXT NOT NULL,
   value INTEGER NOT NULL, PRIMARY KEY(endpoint, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(k, v) VALUES('next_apply_id', 1);
-INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 3);
+INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 4);
 )sql";
 
 nlohmann::json ParseOrNull(const std::string& text) {
@@ -195,12 +197,18 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, bo
   return store;
 }
 
-constexpr int64_t kSchemaVersion = 3;
+constexpr int64_t kSchemaVersion = 4;
 
 // Version 2 -> 3: dead letters can be retried (an operator's request waits in `retry`).
 constexpr const char* kUpgradeFrom2 = R"sql(
 ALTER TABLE dead_letters ADD COLUMN retry INTEGER NOT NULL DEFAULT 0;
 UPDATE meta SET v = 3 WHERE k = 'schema_version';
+)sql";
+
+// Version 3 -> 4: a dead letter may wait for another one (a transaction that depends on it).
+constexpr const char* kUpgradeFrom3 = R"sql(
+ALTER TABLE dead_letters ADD COLUMN waits_for INTEGER NOT NULL DEFAULT 0;
+UPDATE meta SET v = 4 WHERE k = 'schema_version';
 )sql";
 
 Status StateStore::Init() {
@@ -218,10 +226,13 @@ Status StateStore::Init() {
       if (*row) {
         const int64_t version = probe->Int(0);
         if (version == kSchemaVersion) return Status::Ok();
-        if (version == 2) {
+        if (version == 2 || version == 3) {
           probe->Reset();
           DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, sqlite::Txn::Begin(db_));
-          DUPLEX_RETURN_IF_ERROR(db_.Exec(kUpgradeFrom2).WithContext("state file upgrade"));
+          if (version == 2) {
+            DUPLEX_RETURN_IF_ERROR(db_.Exec(kUpgradeFrom2).WithContext("state file upgrade"));
+          }
+          DUPLEX_RETURN_IF_ERROR(db_.Exec(kUpgradeFrom3).WithContext("state file upgrade"));
           return txn.Commit();
         }
         return Status::Corruption("state file '" + db_.path() + "' has schema version " +
@@ -569,20 +580,42 @@ Status StateStore::MarkPropagated(int64_t id) {
   return s->Bind(1, id).Run();
 }
 
-Status StateStore::AddDeadLetter(const std::string& endpoint, const ApplyBatch& batch,
-                                 const std::string& reason, double now_ms) {
+Result<int64_t> StateStore::AddDeadLetter(const std::string& endpoint, const ApplyBatch& batch,
+                                          const std::string& reason, double now_ms,
+                                          int64_t waits_for) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached(R"sql(
-    INSERT INTO dead_letters(endpoint, batch_id, payload, reason, created_at)
-    VALUES(?, ?, ?, ?, ?))sql"));
+    INSERT INTO dead_letters(endpoint, batch_id, payload, reason, created_at, waits_for)
+    VALUES(?, ?, ?, ?, ?, ?))sql"));
   std::string payload = EncodeApplyBatch(batch);
   s->Bind(1, endpoint).Bind(2, batch.id).BindBlob(3, payload.data(), payload.size());
-  s->Bind(4, reason).Bind(5, now_ms);
-  return s->Run();
+  s->Bind(4, reason).Bind(5, now_ms).Bind(6, waits_for);
+  DUPLEX_RETURN_IF_ERROR(s->Run());
+  return db_.LastInsertRowid();
+}
+
+Result<std::pair<int64_t, int64_t>> StateStore::DeadLetterVersion(const std::string& endpoint) {
+  DUPLEX_ASSIGN_OR_RETURN(
+      sqlite::Stmt * s,
+      Cached("SELECT count(*), coalesce(max(id), 0) FROM dead_letters WHERE endpoint = ?"));
+  s->Reset();
+  s->Bind(1, endpoint);
+  DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
+  std::pair<int64_t, int64_t> out{0, 0};
+  if (row) out = {s->Int(0), s->Int(1)};
+  s->Reset();
+  return out;
 }
 
 nlohmann::json DeadLetterRow::ToJson() const {
-  nlohmann::json ops = nlohmann::json::array();
+  // `collection` (the first write's), `collections` (each once, in order) and `keys` summarise
+  // the writes for listings; `ops` has them in full.
+  nlohmann::json ops = nlohmann::json::array(), collections = nlohmann::json::array(),
+                 keys = nlohmann::json::array();
   for (const RowOp& op : batch.ops) {
+    if (std::find(collections.begin(), collections.end(), op.collection) == collections.end()) {
+      collections.push_back(op.collection);
+    }
+    keys.push_back(op.key);
     const char code[2] = {static_cast<char>(op.op), 0};
     ops.push_back({{"op", op.op == Op::kInsert   ? "insert"
                           : op.op == Op::kDelete ? "delete"
@@ -594,18 +627,22 @@ nlohmann::json DeadLetterRow::ToJson() const {
   }
   return {{"id", id},
           {"endpoint", endpoint},
+          {"collection", batch.ops.empty() ? "" : batch.ops.front().collection},
+          {"collections", std::move(collections)},
+          {"keys", std::move(keys)},
           {"batch_id", batch.id},
           {"reason", reason},
           {"created_at", created_at},
           {"retry_requested", retry_requested},
+          {"waits_for", waits_for == 0 ? nlohmann::json(nullptr) : nlohmann::json(waits_for)},
           {"ops", std::move(ops)}};
 }
 
 Result<std::vector<DeadLetterRow>> StateStore::ListDeadLetters(bool retry_requested_only) {
   DUPLEX_ASSIGN_OR_RETURN(
       sqlite::Stmt s,
-      db_.Prepare(std::string("SELECT id, endpoint, payload, reason, created_at, retry FROM "
-                              "dead_letters ") +
+      db_.Prepare(std::string("SELECT id, endpoint, payload, reason, created_at, retry, "
+                              "waits_for FROM dead_letters ") +
                   (retry_requested_only ? "WHERE retry = 1 " : "") + "ORDER BY id"));
   std::vector<DeadLetterRow> out;
   while (true) {
@@ -618,6 +655,7 @@ Result<std::vector<DeadLetterRow>> StateStore::ListDeadLetters(bool retry_reques
     d.reason = s.Text(3);
     d.created_at = s.Double(4);
     d.retry_requested = s.Int(5) != 0;
+    d.waits_for = s.Int(6);
     out.push_back(std::move(d));
   }
   return out;
@@ -632,13 +670,23 @@ Result<DeadLetterRow> StateStore::GetDeadLetter(int64_t id) {
 }
 
 Status StateStore::RequestRetry(int64_t id) {
-  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
-                          Cached("UPDATE dead_letters SET retry = 1 WHERE id = ?"));
+  // The transactions waiting for it are retried after it, in id order.
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached(R"sql(
+    WITH RECURSIVE w(id) AS (
+      SELECT id FROM dead_letters WHERE id = ?1
+      UNION SELECT d.id FROM dead_letters d JOIN w ON d.waits_for = w.id)
+    UPDATE dead_letters SET retry = 1 WHERE id IN (SELECT id FROM w))sql"));
   DUPLEX_RETURN_IF_ERROR(s->Bind(1, id).Run());
   if (db_.Changes() == 0) {
     return Status::NotFound("no dead letter with id " + std::to_string(id));
   }
   return Status::Ok();
+}
+
+Result<int64_t> StateStore::RequestRetryAll() {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached("UPDATE dead_letters SET retry = 1"));
+  DUPLEX_RETURN_IF_ERROR(s->Run());
+  return static_cast<int64_t>(db_.Changes());
 }
 
 Status StateStore::DeleteDeadLetter(int64_t id) {

@@ -59,6 +59,9 @@ struct DeadLetterRow {
   std::string reason;
   double created_at = 0;
   bool retry_requested = false;  // an operator asked for a retry; the engine has not yet
+  // Another dead letter this one depends on (it writes a record that one holds, or refers to
+  // a row that one inserts): it waits for that one and is retried with it. 0: none.
+  int64_t waits_for = 0;
 
   nlohmann::json ToJson() const;
 };
@@ -77,7 +80,8 @@ struct Counters {
 //   records(collection, key, state msgpack, PK(collection, key))   RecordState per record
 //   outbox(id PK, endpoint, payload msgpack, rows)                 planned, not yet applied
 //   conflicts(id PK AUTOINCREMENT, ...)                            the conflict log
-//   dead_letters(id PK AUTOINCREMENT, endpoint, batch_id, payload, reason, created_at, retry)
+//   dead_letters(id PK AUTOINCREMENT, endpoint, batch_id, payload, reason, created_at, retry,
+//                waits_for)
 //   counters(endpoint, name, value, PK(endpoint, name))
 //   meta(k PK, v)                                                  next_apply_id
 class StateStore {
@@ -137,15 +141,22 @@ class StateStore {
   Result<std::vector<ConflictRow>> PendingResolutions();
   Status MarkPropagated(int64_t id);
 
-  Status AddDeadLetter(const std::string& endpoint, const ApplyBatch& batch,
-                       const std::string& reason, double now_ms);
+  // Parks `batch` (one source transaction's writes); returns the dead letter's id.
+  Result<int64_t> AddDeadLetter(const std::string& endpoint, const ApplyBatch& batch,
+                                const std::string& reason, double now_ms, int64_t waits_for = 0);
+  // The number of dead letters for `endpoint` and their highest id: changes whenever one is
+  // added or removed (by the engine or an operator's command).
+  Result<std::pair<int64_t, int64_t>> DeadLetterVersion(const std::string& endpoint);
   Result<int64_t> CountDeadLetters(const std::string& endpoint);
   // Dead letters, oldest first; only those with a retry requested if `retry_requested_only`.
   Result<std::vector<DeadLetterRow>> ListDeadLetters(bool retry_requested_only);
   // NotFound if there is no such dead letter.
   Result<DeadLetterRow> GetDeadLetter(int64_t id);
-  // An operator's request: the engine re-plans the dead letter's records (NotFound if none).
+  // An operator's request: the engine re-plans the dead letter's records, and those of the
+  // dead letters waiting for it (NotFound if none).
   Status RequestRetry(int64_t id);
+  // The same request for every dead letter; returns how many there are.
+  Result<int64_t> RequestRetryAll();
   Status DeleteDeadLetter(int64_t id);
 
   Status AddCounters(const std::string& endpoint, const Counters& delta);

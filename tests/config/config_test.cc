@@ -561,3 +561,43 @@ TEST(ConfigErrorTest, PostgresEndpointMistakes) {
 
 }  // namespace
 }  // namespace duplex
+
+namespace duplex {
+namespace {
+
+constexpr const char* kOrder = R"([collections.order]
+key = ["id"]
+endpoints.crm = { table = "orders" }
+endpoints.billing = { table = "invoices" }
+)";
+
+TEST(ConfigTest, KeyModeAndReferencesAreRead) {
+  std::string text = std::string(kEndpoints) + kOrder +
+                     "key_mode = \"mapped\"\nreferences = { customer_id = \"customer\" }\n" +
+                     kCustomer;
+  Result<Config> config = ParseConfig(text, "/a/sync.toml");
+  ASSERT_OK(config);
+  EXPECT_TRUE(config->collections[0].mapped_key);
+  EXPECT_EQ(config->collections[0].references.at("customer_id"), "customer");
+  EXPECT_FALSE(config->collections[1].mapped_key);  // "shared" by default
+  EXPECT_NE(ExampleConfig().find("key_mode"), std::string::npos);
+}
+
+TEST(ConfigErrorTest, KeyModeAndReferencesAreChecked) {
+  ExpectError(std::string(kEndpoints) + kCustomer + "key_mode = \"auto\"\n", "key_mode",
+              {"collection 'customer'", "key_mode must be \"shared\" or \"mapped\""});
+  ExpectError(std::string(kEndpoints) +
+                  "[collections.line]\nkey = [\"order_id\", \"n\"]\nkey_mode = \"mapped\"\n"
+                  "endpoints.crm = { table = \"a\" }\nendpoints.billing = { table = \"b\" }\n",
+              "key_mode", {"collection 'line'", "needs a key of one field"});
+  ExpectError(
+      std::string(kEndpoints) + kOrder + "references = { customer_id = \"client\" }\n" + kCustomer,
+      "references", {"collection 'order'", "unknown collection 'client'", "customer"});
+  ExpectError(std::string(kEndpoints) + kOrder + "references = { id = \"customer\" }\n" + kCustomer,
+              "references", {"a key field cannot reference"});
+  ExpectError(std::string(kEndpoints) + kOrder + "references = { customer_id = 7 }\n" + kCustomer,
+              "references", {"references.customer_id must name a collection"});
+}
+
+}  // namespace
+}  // namespace duplex

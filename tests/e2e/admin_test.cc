@@ -122,6 +122,11 @@ class AdminTest : public ::testing::Test {
     if (!r) return {};
     return {r->status, r->body, r->get_header_value("Content-Type")};
   }
+  Reply Delete(const std::string& path, const httplib::Headers& h = {}) {
+    auto r = client_->Delete(path.c_str(), h);
+    if (!r) return {};
+    return {r->status, r->body, r->get_header_value("Content-Type")};
+  }
   // A JSON error reply: the status and an object with a non-empty "error".
   void ExpectJsonError(const Reply& r, int status) {
     EXPECT_EQ(r.status, status) << r.body;
@@ -234,6 +239,14 @@ TEST_F(AdminTest, MalformedRequestsAndUnknownIdsGetJsonErrors) {
   ExpectJsonError(Post("/api/v1/conflicts/1/resolve", R"({})"), 400);
   ExpectJsonError(Post("/api/v1/dead-letters/999/retry", ""), 404);
   ExpectJsonError(Post("/api/v1/dead-letters/x/retry", ""), 400);
+  ExpectJsonError(Get("/api/v1/dead-letters/999"), 404);
+  ExpectJsonError(Get("/api/v1/dead-letters/x"), 400);
+  ExpectJsonError(Delete("/api/v1/dead-letters/999"), 404);
+  ExpectJsonError(Delete("/api/v1/dead-letters/0"), 400);
+  ExpectJsonError(Delete("/api/v1/dead-letters"), 404);
+  Reply none = Post("/api/v1/dead-letters/retry-all", "");
+  EXPECT_EQ(none.status, 202) << none.body;
+  EXPECT_EQ(none.Json(), json({{"retry_requested", 0}})) << none.body;
   ExpectJsonError(Get("/api/v1/nothing"), 404);
   ExpectJsonError(Post("/metrics", "{}"), 404);
   Reply big = Post("/api/v1/conflicts/1/resolve", std::string(2 << 20, 'x'));
@@ -369,6 +382,59 @@ TEST_F(AdminTest, DeadLetterRetriedThroughTheApiIsPlannedAgainAndApplied) {
   EXPECT_TRUE(retried) << ReadFile(dir_.File("cmd1.err"));
 }
 
+// Show, drop and retry-all through the API while the engine runs: the dropped dead letter's
+// row never reaches billing, the retried one does.
+TEST_F(AdminTest, DeadLettersShownDroppedAndAllRetriedThroughTheApi) {
+  WriteConfig("");
+  SqlExec(Db("billing"),
+          "CREATE TRIGGER closed BEFORE INSERT ON clients BEGIN "
+          "SELECT RAISE(ABORT, 'billing is closed for new clients'); END;");
+  Start();
+  SqlExec(Db("crm"), "INSERT INTO customers VALUES (7, 'Grace', 'n', 3)");
+  SqlExec(Db("crm"), "INSERT INTO customers VALUES (8, 'Alan', 'm', 4)");
+  json dead;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        dead = Get("/api/v1/dead-letters").Json();
+        return dead.is_array() && dead.size() == 2;
+      },
+      milliseconds(15000)))
+      << dead.dump() << run_->Err();
+  json dropped, kept;
+  for (const json& d : dead) (d["keys"] == json::parse(R"([{"id": 7}])") ? dropped : kept) = d;
+  ASSERT_TRUE(dropped.is_object() && kept.is_object()) << dead.dump(2);
+  EXPECT_EQ(dropped["collection"], "customer");
+  const std::string drop_id = std::to_string(dropped["id"].get<int64_t>());
+
+  Reply one = Get("/api/v1/dead-letters/" + drop_id);
+  ASSERT_EQ(one.status, 200) << one.body;
+  EXPECT_EQ(one.Json(), dropped);
+  Reply gone = Delete("/api/v1/dead-letters/" + drop_id);
+  ASSERT_EQ(gone.status, 200) << gone.body;
+  EXPECT_EQ(gone.Json(), dropped);
+  ExpectJsonError(Get("/api/v1/dead-letters/" + drop_id), 404);
+  ExpectJsonError(Delete("/api/v1/dead-letters/" + drop_id), 404);
+  EXPECT_TRUE(PollUntil([&] { return Metric(R"(duplex_dead_letters{endpoint="billing"})") == 1; },
+                        milliseconds(10000)))
+      << Get("/metrics").body;
+
+  SqlExec(Db("billing"), "DROP TRIGGER closed");
+  Reply all = Post("/api/v1/dead-letters/retry-all", "");
+  ASSERT_EQ(all.status, 202) << all.body;
+  EXPECT_EQ(all.Json(), json({{"retry_requested", 1}})) << all.body;
+  EXPECT_TRUE(PollUntil(
+      [&] { return SqlQuery(Db("billing"), "SELECT id, name FROM clients") == "8|Alan\n"; },
+      milliseconds(15000)))
+      << SqlQuery(Db("billing"), "SELECT * FROM clients") << run_->Err();
+  EXPECT_TRUE(PollUntil([&] { return Get("/api/v1/dead-letters").Json() == json::array(); },
+                        milliseconds(15000)))
+      << Get("/api/v1/dead-letters").body;
+  Stop();
+  EXPECT_NE(ReadFile(dir_.File("cmd1.err")).find("dead letter id=" + drop_id + " writes=1 dropped"),
+            std::string::npos)
+      << ReadFile(dir_.File("cmd1.err"));
+}
+
 // The same operation from the CLI, engine stopped: `dead-letters retry`, then the next run
 // applies it (and `run --until-idle` exits 0 instead of 3).
 TEST_F(AdminTest, DeadLetterRetriedFromTheCliIsAppliedByTheNextRun) {
@@ -433,12 +499,16 @@ TEST_F(AdminTest, OffLoopbackNeedsATokenAndEnforcesIt) {
   ExpectJsonError(Get("/api/v1/status"), 401);
   ExpectJsonError(Get("/api/v1/conflicts"), 401);
   ExpectJsonError(Post("/api/v1/conflicts/1/resolve", R"({"take": "crm"})"), 401);
+  ExpectJsonError(Get("/api/v1/dead-letters/1"), 401);
+  ExpectJsonError(Delete("/api/v1/dead-letters/1"), 401);
+  ExpectJsonError(Post("/api/v1/dead-letters/retry-all", ""), 401);
   ExpectJsonError(Get("/api/v1/conflicts", {{"Authorization", "Bearer wrong"}}), 401);
   ExpectJsonError(Get("/api/v1/conflicts", {{"Authorization", token}}), 401);
   const httplib::Headers auth = {{"Authorization", "Bearer " + token}};
   EXPECT_EQ(Get("/api/v1/conflicts", auth).status, 200);
   EXPECT_EQ(Get("/metrics", auth).status, 200);
   ExpectJsonError(Get("/api/v1/conflicts/999", auth), 404);
+  ExpectJsonError(Delete("/api/v1/dead-letters/999", auth), 404);
   // The dashboard's files hold no data: the page loads and asks for the token.
   EXPECT_EQ(Get("/").status, 200);
   Stop();

@@ -426,7 +426,12 @@ TEST_F(CliTest, UsageErrorsExitTwoAndEveryHelpHasAnExample) {
                                                 {"conflicts"},
                                                 {"conflicts", "list"},
                                                 {"conflicts", "show"},
-                                                {"conflicts", "resolve"}};
+                                                {"conflicts", "resolve"},
+                                                {"dead-letters"},
+                                                {"dead-letters", "list"},
+                                                {"dead-letters", "show"},
+                                                {"dead-letters", "retry"},
+                                                {"dead-letters", "drop"}};
   for (std::vector<std::string> sub : subs) {
     sub.push_back("--help");
     Outcome o = Duplex(sub);
@@ -1182,6 +1187,121 @@ TEST_F(CliTest, RejectedRowDoesNotParkOtherRowsCapturedWithIt) {
   // Only row 2 is rejected by billing; rows 1 and 3 are fine there.
   EXPECT_EQ(Rows("billing"), "1|before|NULL|NULL|5|NULL\n3|after|NULL|NULL|7|NULL\n")
       << "rows that billing accepts were parked together with the rejected one";
+}
+
+// The operator's side of dead letters: list, show, drop one (its record stays diverged),
+// fix the cause, retry the rest with --all; the next run applies them and exits 0.
+TEST_F(CliTest, DeadLettersAreShownDroppedAndRetriedFromTheCli) {
+  CreateTables();
+  // billing refuses rich new clients until its operator drops this trigger.
+  SqlExec(Db("billing"),
+          "CREATE TRIGGER too_rich BEFORE INSERT ON clients WHEN NEW.balance >= 1000 BEGIN "
+          "SELECT RAISE(ABORT, 'billing refuses balances of 1000 or more'); END;");
+  WriteConfig(MakeConfig({kCrm, kBilling}));
+  SqlExec(Db("crm"), "INSERT INTO customers VALUES (1, 'ok', NULL, NULL, 5, NULL)");
+  SyncIdle();
+  // Three application transactions billing refuses, one it takes.
+  SqlExec(Db("crm"), "INSERT INTO customers VALUES (2, 'rich', 'r@', NULL, 5000, NULL)");
+  SqlExec(Db("crm"), "INSERT INTO customers VALUES (3, 'richer', NULL, NULL, 6000, NULL)");
+  SqlExec(Db("crm"), "INSERT INTO customers VALUES (4, 'richest', NULL, NULL, 7000, NULL)");
+  SqlExec(Db("crm"), "INSERT INTO customers VALUES (5, 'fine', NULL, NULL, 9, NULL)");
+  Outcome o = DuplexC({"run", "--until-idle"});
+  ASSERT_EQ(o.code, 3) << o;
+  EXPECT_EQ(EndpointStatus(StatusJson(), "billing")["dead_letters"], 3);
+
+  o = DuplexC({"dead-letters", "list", "--json"});
+  ASSERT_EQ(o.code, 0) << o;
+  json list = json::parse(o.out, nullptr, false);
+  ASSERT_TRUE(list.is_array() && list.size() == 3) << o;
+  std::map<int, std::string> id_of;  // customer id -> dead letter id
+  for (const json& d : list) {
+    for (const char* k : {"id", "endpoint", "collection", "collections", "keys", "reason",
+                          "created_at", "retry_requested", "ops"}) {
+      EXPECT_TRUE(d.contains(k)) << k << " missing in " << d.dump();
+    }
+    EXPECT_EQ(d["endpoint"], "billing") << d.dump();
+    EXPECT_EQ(d["collection"], "customer") << d.dump();
+    EXPECT_EQ(d["collections"], json({"customer"})) << d.dump();
+    ASSERT_EQ(d["keys"].size(), 1u) << d.dump();
+    EXPECT_NE(d["reason"].get<std::string>().find("refuses balances"), std::string::npos);
+    EXPECT_GT(d["created_at"].get<double>(), 0);
+    EXPECT_EQ(d["retry_requested"], false);
+    id_of[d["keys"][0]["id"].get<int>()] = std::to_string(d["id"].get<int64_t>());
+  }
+  ASSERT_EQ(id_of.size(), 3u) << list.dump(2);
+  ASSERT_TRUE(id_of.count(2) && id_of.count(3) && id_of.count(4)) << list.dump(2);
+
+  o = DuplexC({"dead-letters", "list"});
+  ASSERT_EQ(o.code, 0) << o;
+  EXPECT_EQ(LineOf(o.out, "ID"), 1) << o;
+  // One line per dead letter: its id first, then endpoint, collection, writes, first key.
+  const size_t at = o.out.find("\n" + id_of[2] + " ");
+  ASSERT_NE(at, std::string::npos) << o;
+  const std::string line = o.out.substr(at + 1, o.out.find('\n', at + 1) - at - 1);
+  EXPECT_NE(line.find(R"(billing    customer            1 {"id":2})"), std::string::npos) << line;
+  // A long reason is cut in its middle: the cause at its end stays.
+  for (const char* part : {R"({"id":3})", R"({"id":4})", "refuses balances of 1000 or more\n"}) {
+    EXPECT_NE(o.out.find(part), std::string::npos) << part << "\n" << o;
+  }
+
+  // show: the whole entry, readable; --json: the list's object.
+  o = DuplexC({"dead-letters", "show", id_of[2]});
+  ASSERT_EQ(o.code, 0) << o;
+  for (const char* part : {"dead letter ", "billing", "refuses balances", "insert customer",
+                           R"({"id":2})", "'rich'", "5000", "'r@'", "parked:", "20"}) {
+    EXPECT_NE(o.out.find(part), std::string::npos) << part << "\n" << o;
+  }
+  o = DuplexC({"dead-letters", "show", id_of[2], "--json"});
+  ASSERT_EQ(o.code, 0) << o;
+  json one = json::parse(o.out, nullptr, false);
+  ASSERT_TRUE(one.is_object()) << o;
+  EXPECT_EQ(one["id"].get<int64_t>(), std::stoll(id_of[2]));
+  EXPECT_EQ(one["ops"][0]["op"], "insert") << one.dump();
+  EXPECT_EQ(one["ops"][0]["values"]["balance"], 5000) << one.dump();
+  o = DuplexC({"dead-letters", "show", "999"});
+  EXPECT_EQ(o.code, 2) << o;
+  EXPECT_NE(o.err.find("no dead letter with id 999"), std::string::npos) << o;
+  EXPECT_EQ(DuplexC({"dead-letters", "show", "abc"}).code, 2);
+
+  // Usage: retry needs exactly one of ID and --all; drop needs an existing id.
+  o = DuplexC({"dead-letters", "retry"});
+  EXPECT_EQ(o.code, 2) << o;
+  EXPECT_NE(o.err.find("--all"), std::string::npos) << o;
+  EXPECT_EQ(DuplexC({"dead-letters", "retry", id_of[3], "--all"}).code, 2);
+  EXPECT_EQ(DuplexC({"dead-letters", "drop"}).code, 2);
+  EXPECT_EQ(DuplexC({"dead-letters", "drop", "x"}).code, 2);
+  o = DuplexC({"dead-letters", "drop", "999"});
+  EXPECT_EQ(o.code, 2) << o;
+  EXPECT_NE(o.err.find("no dead letter with id 999"), std::string::npos) << o;
+
+  // drop: gone, the count goes down, and its write is never applied.
+  o = DuplexC({"dead-letters", "drop", id_of[2]});
+  ASSERT_EQ(o.code, 0) << o;
+  EXPECT_NE(o.out.find("will not be applied"), std::string::npos) << o;
+  EXPECT_NE(o.err.find("dropped"), std::string::npos) << o;
+  EXPECT_EQ(EndpointStatus(StatusJson(), "billing")["dead_letters"], 2);
+  EXPECT_EQ(DuplexC({"dead-letters", "show", id_of[2]}).code, 2);
+  EXPECT_EQ(DuplexC({"dead-letters", "drop", id_of[2]}).code, 2);
+
+  // Fix the cause, retry the rest.
+  SqlExec(Db("billing"), "DROP TRIGGER too_rich");
+  o = DuplexC({"dead-letters", "retry", "--all"});
+  ASSERT_EQ(o.code, 0) << o;
+  EXPECT_NE(o.out.find("retry requested for 2 dead letters"), std::string::npos) << o;
+  o = DuplexC({"dead-letters", "list", "--json"});
+  list = json::parse(o.out, nullptr, false);
+  ASSERT_TRUE(list.is_array() && list.size() == 2) << o;
+  for (const json& d : list) EXPECT_EQ(d["retry_requested"], true) << d.dump();
+  SyncIdle();
+  EXPECT_EQ(EndpointStatus(StatusJson(), "billing")["dead_letters"], 0);
+  o = DuplexC({"dead-letters", "list"});
+  EXPECT_EQ(o.out, "no dead letters\n") << o;
+  EXPECT_EQ(Rows("billing"),
+            "1|ok|NULL|NULL|5|NULL\n3|richer|NULL|NULL|6000|NULL\n"
+            "4|richest|NULL|NULL|7000|NULL\n5|fine|NULL|NULL|9|NULL\n");
+  o = DuplexC({"dead-letters", "retry", "--all"});
+  EXPECT_EQ(o.code, 0) << o;
+  EXPECT_NE(o.out.find("retry requested for 0 dead letters"), std::string::npos) << o;
 }
 
 // P8: an endpoint that cannot be written (its application holds the write lock) stops only

@@ -179,15 +179,60 @@ TEST(StateStoreTest, DeadLettersAreListedRetriedAndDeleted) {
   EXPECT_EQ(*(*store)->CountDeadLetters("b"), 0);
 }
 
+// One dead letter per parked source transaction: its writes may span collections and keys.
+TEST(StateStoreTest, DeadLetterJsonSummarisesCollectionsAndKeysOfItsWrites) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  RowOp order{Op::kInsert, "order", {{"id", 5}}, {{"id", 5}, {"customer", 1}}, Row::object(), 0};
+  RowOp customer{Op::kUpdate, "customer", {{"id", 1}}, {{"tier", "gold"}}, Row::object(), 0};
+  RowOp line{Op::kDelete, "order", {{"id", 6}}, Row::object(), Row::object(), 0};
+  ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{4, {order, customer, line}}, "FK", 42));
+  ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{5, {}}, "whole batch", 43));
+  auto all = (*store)->ListDeadLetters(false);
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  nlohmann::json j = all->front().ToJson();
+  EXPECT_EQ(j["id"], all->front().id);
+  EXPECT_EQ(j["endpoint"], "b");
+  EXPECT_EQ(j["collection"], "order");
+  EXPECT_EQ(j["collections"], nlohmann::json({"order", "customer"}));
+  EXPECT_EQ(j["keys"], nlohmann::json::parse(R"([{"id": 5}, {"id": 1}, {"id": 6}])"));
+  EXPECT_EQ(j["reason"], "FK");
+  EXPECT_EQ(j["created_at"], 42.0);
+  EXPECT_EQ(j["ops"].size(), 3u);
+  EXPECT_EQ(j["ops"][2]["op"], "delete");
+  nlohmann::json empty = all->back().ToJson();
+  EXPECT_EQ(empty["collection"], "");
+  EXPECT_EQ(empty["collections"], nlohmann::json::array());
+  EXPECT_EQ(empty["keys"], nlohmann::json::array());
+}
+
+TEST(StateStoreTest, RetryAllAsksForEveryDeadLetter) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  EXPECT_EQ(*(*store)->RequestRetryAll(), 0);
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_OK((*store)->AddDeadLetter(i == 3 ? "c" : "b", ApplyBatch{i, {}}, "x", i));
+  }
+  ASSERT_OK((*store)->RequestRetry((*store)->ListDeadLetters(false)->front().id));
+  auto n = (*store)->RequestRetryAll();
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 3);
+  EXPECT_EQ((*store)->ListDeadLetters(true)->size(), 3u);
+}
+
 TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
   TempDir dir;
   {
     auto store = StateStore::Open(dir.File("s.db"), true);
     ASSERT_OK(store);
     ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{1, {}}, "x", 1));
-    // What version 2 wrote: no retry column.
+    // What version 2 wrote: no retry column (nor version 4's waits_for).
     ASSERT_OK(
         (*store)->db().Exec("ALTER TABLE dead_letters DROP COLUMN retry; "
+                            "ALTER TABLE dead_letters DROP COLUMN waits_for; "
                             "UPDATE meta SET v = 2 WHERE k = 'schema_version'"));
   }
   auto store = StateStore::Open(dir.File("s.db"), false);
@@ -197,6 +242,30 @@ TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
   ASSERT_EQ(all->size(), 1u);
   ASSERT_OK((*store)->RequestRetry(all->front().id));
   EXPECT_EQ((*store)->ListDeadLetters(true)->size(), 1u);
+}
+
+TEST(StateStoreTest, RetryOfADeadLetterRetriesTheOnesWaitingForIt) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  auto first = (*store)->AddDeadLetter("b", ApplyBatch{1, {}}, "CHECK failed", 1);
+  ASSERT_OK(first);
+  auto second = (*store)->AddDeadLetter("b", ApplyBatch{2, {}}, "waits", 2, *first);
+  ASSERT_OK(second);
+  auto third = (*store)->AddDeadLetter("b", ApplyBatch{3, {}}, "waits", 3, *second);
+  ASSERT_OK(third);
+  auto other = (*store)->AddDeadLetter("b", ApplyBatch{4, {}}, "unrelated", 4);
+  ASSERT_OK(other);
+  EXPECT_EQ((*store)->GetDeadLetter(*third)->waits_for, *second);
+  ASSERT_OK((*store)->RequestRetry(*first));
+  auto asked = (*store)->ListDeadLetters(true);
+  ASSERT_OK(asked);
+  ASSERT_EQ(asked->size(), 3u);
+  EXPECT_EQ((*asked)[0].id, *first);
+  EXPECT_EQ((*asked)[2].id, *third);
+  auto version = (*store)->DeadLetterVersion("b");
+  ASSERT_OK(version);
+  EXPECT_EQ(*version, (std::pair<int64_t, int64_t>{4, *other}));
 }
 
 }  // namespace

@@ -204,6 +204,19 @@ async function retry(id, button) {
   refreshDead();
 }
 
+async function drop(id, button) {
+  if (!confirm('Drop dead letter ' + id + '? Its writes will never be applied; the records may ' +
+      'stay different on that endpoint until they change again.')) return;
+  button.disabled = true;
+  try {
+    await api('/api/v1/dead-letters/' + id, { method: 'DELETE' });
+    showError(null);
+  } catch (e) {
+    showError(e);
+  }
+  refreshDead();
+}
+
 function renderDead(list) {
   $('#dead-count').textContent = list.length ? '(' + list.length + ')' : '';
   $('#no-dead').hidden = list.length > 0;
@@ -211,10 +224,12 @@ function renderDead(list) {
     const button = el('button', { 'data-retry': d.id }, d.retry_requested ? 'Retrying…' : 'Retry');
     button.onclick = () => retry(d.id, button);
     if (d.retry_requested) button.disabled = true;
+    const dropButton = el('button', { 'data-drop': d.id }, 'Drop');
+    dropButton.onclick = () => drop(d.id, dropButton);
     const records = d.ops.map((op) => op.collection + ' ' + JSON.stringify(op.key)).join(', ');
     return el('tr', { 'data-dead-letter-id': d.id }, el('td', {}, d.id), el('td', {}, d.endpoint),
       el('td', {}, el('code', {}, records)), el('td', {}, d.reason),
-      el('td', {}, new Date(d.created_at).toLocaleString()), el('td', {}, button));
+      el('td', {}, new Date(d.created_at).toLocaleString()), el('td', {}, button, ' ', dropButton));
   }));
 }
 
