@@ -112,6 +112,7 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   // other endpoint's until it observes a write planned from now on (this delete reaches no
   // one: their rows are gone already). Otherwise a re-insert elsewhere would count as after
   // this delete or not depending on arrival order (P4).
+  const std::map<std::string, int64_t> unseen_before = state.pending[endpoint];
   int64_t unseen_delete = 0;
   if (change.op == Op::kDelete && !state.exists && state.deleted.origin != endpoint &&
       !state.known.count(endpoint) && IsPending(state, endpoint, "", watermark)) {
@@ -135,6 +136,17 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   state.prior.erase(endpoint);
   state.prior_row.erase(endpoint);
   if (unseen_delete != 0) state.pending[endpoint][""] = unseen_delete;
+  // Likewise a field the change left at the value duplex's unobserved write carries (the same
+  // edit, made concurrently): the write is moot, but the endpoint has not seen the other
+  // endpoint's edit, so its next edit of the field is still concurrent with it until then.
+  if (state.exists && change.op != Op::kDelete) {
+    for (const auto& [f, id] : unseen_before) {
+      if (f.empty() || state.diverged.count(f) || state.versions[f].origin == endpoint) continue;
+      if (ValuesEqual(FieldOf(change.after, f), FieldOf(state.values, f))) {
+        state.pending[endpoint][f] = id;
+      }
+    }
+  }
   ++out.changes;
   Plan(*model, ctx, state, out);
 }

@@ -417,6 +417,24 @@ TEST_F(ResolverTest, DeleteConcurrentWithReinsertDoesNotDependOnArrivalOrder) {
   }
 }
 
+// The same for a field: b sets v = 5; a, not having seen it, makes the same edit and then sets
+// v = 6. That second edit is concurrent with b's (lww: b's later clock wins), whether b's edit
+// is merged first or last.
+TEST_F(ResolverTest, EditAfterTheSameConcurrentEditIsStillConcurrent) {
+  for (bool b_first : {true, false}) {
+    Build(Policy::kLww);
+    Converged();
+    const Row base = {{"id", 1}, {"v", 1}, {"w", 1}};
+    const Change b5 = Upsert(Op::kUpdate, base, {{"id", 1}, {"v", 5}, {"w", 1}}, 900);
+    if (b_first) Merge("b", b5);
+    Merge("a", Upsert(Op::kUpdate, base, {{"id", 1}, {"v", 5}, {"w", 1}}, 100));
+    Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 5}, {"w", 1}}, {{"id", 1}, {"v", 6}, {"w", 1}},
+                      200));
+    if (!b_first) Merge("b", b5);
+    EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 5}, {"w", 1}})) << b_first;
+  }
+}
+
 // c deletes the row; b, not having seen that, deletes it too; a, having seen c's delete but
 // not b's, inserts the row again: the re-insert is concurrent with b's delete, which wins,
 // whether b's delete is merged before a's insert or after it (sim seed 115).
