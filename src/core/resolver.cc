@@ -105,22 +105,24 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   const CollectionModel* model = Find(change.collection);
   assert(model);  // The connector only captures bound collections.
   PruneObserved(state, endpoint, watermark);
-  // A delete of a row another endpoint's delete already removed, made without having seen
-  // that delete (duplex's delete to this endpoint is unobserved): the two deletes agree, but
-  // neither endpoint has seen the other's. The endpoint's next change of the row (a
-  // re-insert) stays concurrent with the tombstone until it observes duplex's delete; every
-  // other endpoint's until it observes a write planned from now on (this delete reaches no
-  // one: their rows are gone already). Otherwise a re-insert elsewhere would count as after
-  // this delete or not depending on arrival order (P4).
+  // A delete of a row the record's tombstone already covers, made without having seen
+  // duplex's delete of it (another endpoint's delete, or the delete that undid this endpoint's
+  // own concurrent insert): the endpoint's next change of the row (a re-insert) stays
+  // concurrent with the tombstone until it observes that write. If the tombstone is another
+  // endpoint's, the two deletes agree but neither endpoint has seen the other's: every other
+  // endpoint's next change stays concurrent too, until it observes a write planned from now on
+  // (this delete reaches no one: their rows are gone already). Otherwise a re-insert would
+  // count as after this delete or not depending on arrival order (P4).
   const std::map<std::string, int64_t> unseen_before = state.pending[endpoint];
   int64_t unseen_delete = 0;
-  if (change.op == Op::kDelete && !state.exists && state.deleted.origin != endpoint &&
-      !state.known.count(endpoint) && IsPending(state, endpoint, "", watermark)) {
+  if (change.op == Op::kDelete && !state.exists && IsPending(state, endpoint, "", watermark)) {
     unseen_delete = state.pending[endpoint][""];
-    for (const std::string& other : model->endpoints) {
-      if (other == endpoint) continue;
-      int64_t& id = state.pending[other][""];
-      id = std::max(id, ctx.apply_ids.at(other));
+    if (state.deleted.origin != endpoint && !state.known.count(endpoint)) {
+      for (const std::string& other : model->endpoints) {
+        if (other == endpoint) continue;
+        int64_t& id = state.pending[other][""];
+        id = std::max(id, ctx.apply_ids.at(other));
+      }
     }
   }
   if (change.op == Op::kDelete) {

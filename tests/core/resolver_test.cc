@@ -455,6 +455,24 @@ TEST_F(ResolverTest, ReinsertAfterOneDeleteIsConcurrentWithAnUnseenSecondDelete)
   }
 }
 
+// b deletes the row (its own tombstone); a, not having seen that, deletes it too; b's insert,
+// made without having seen a's delete, loses to it; b deletes its refused row and inserts
+// again, still without having seen a's delete: concurrent again, the delete wins again
+// (sim seed 180, --steps 250 --keys 8).
+TEST_F(ResolverTest, ReinsertAfterDeletingARefusedInsertIsStillConcurrent) {
+  Converged();
+  Merge("b", Delete(100));
+  Merge("a", Delete(200));
+  ResolveOutput refused =
+      Merge("b", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 2}, {"w", 2}}, 300));
+  ASSERT_EQ(refused.conflicts.size(), 1u);
+  Merge("b", Delete(310));
+  ResolveOutput again =
+      Merge("b", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 3}, {"w", 3}}, 320));
+  EXPECT_EQ(again.conflicts.size(), 1u);
+  EXPECT_EQ(Agreed(), Row());
+}
+
 // a deletes the row and, later, having seen nothing else, inserts it again: sequential, the
 // new row stands (the pending entry kept for a's own delete must not make it a conflict).
 TEST_F(ResolverTest, ReinsertAfterOwnDeleteIsSequential) {
