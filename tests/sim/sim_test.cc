@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <tuple>
+#include <utility>
 
 #include "sim/memory_connector.h"
 #include "sim/simulation.h"
@@ -101,13 +103,14 @@ TEST(SimTest, RegressionSeedsWithoutBeforeImages) {
 // delete is gone"): an endpoint's delete of a row another endpoint's unseen delete had removed
 // dropped its pending entry, so a re-insert (its own, seeds 19 and 264, or a third endpoint's
 // that had seen only the first delete, seed 115) counted as after both deletes when they were
-// merged first. Fixed in Resolver::Merge.
+// merged first. Fixed in Resolver::Merge. Seed 180 (8 keys): a re-insert after deleting a
+// re-insert the tombstone had refused.
 TEST(SimTest, RegressionSeedsDeleteAgainstReinsert) {
   spdlog::set_level(spdlog::level::off);
-  for (uint64_t seed : {19, 115, 264}) {
-    SimOptions o = Options(seed);
+  for (auto [seed, keys] : {std::pair{19, 20}, {115, 20}, {264, 20}, {180, 8}}) {
+    SimOptions o = Options(static_cast<uint64_t>(seed));
     o.steps = 250;
-    o.keys = 20;
+    o.keys = keys;
     SimResult r = RunSimulation(o);
     EXPECT_TRUE(r.ok) << r.failure;
   }
@@ -116,13 +119,15 @@ TEST(SimTest, RegressionSeedsDeleteAgainstReinsert) {
 // on_delete_conflict = "keep": an update concurrent with a merged delete re-created the record
 // from its whole after-image, every field its endpoint's, so a third endpoint's concurrent
 // update of another field lost under lww (P3). Fixed in Resolver::MergeUpsert: the update
-// brings the tombstone's values back and is merged field by field.
+// brings the tombstone's values back and is merged field by field. Seed 201 (120 steps, 20
+// keys): without before-images, the row held when the delete was planned (prior_row).
 TEST(SimTest, RegressionSeedsKeepDeleteConflict) {
   spdlog::set_level(spdlog::level::off);
-  for (uint64_t seed : {1067, 1085, 1126}) {
-    SimOptions o = Options(seed);
-    o.steps = 250;
-    o.keys = 8;
+  for (auto [seed, steps, keys] :
+       {std::tuple{1067, 250, 8}, {1085, 250, 8}, {1126, 250, 8}, {201, 120, 20}}) {
+    SimOptions o = Options(static_cast<uint64_t>(seed));
+    o.steps = steps;
+    o.keys = keys;
     o.keep = 1;
     SimResult r = RunSimulation(o);
     EXPECT_TRUE(r.ok) << r.failure;
