@@ -54,11 +54,6 @@ void PruneObserved(RecordState& s, const std::string& endpoint, int64_t watermar
   if (ep->second.empty()) s.pending.erase(ep);
 }
 
-int64_t WatermarkOf(const PlanContext& ctx, const std::string& endpoint) {
-  auto wm = ctx.watermarks.find(endpoint);
-  return wm == ctx.watermarks.end() ? 0 : wm->second;
-}
-
 Row KeyOf(const CollectionModel& model, const Row& values) {
   Row key = Row::object();
   for (const std::string& k : model.config->key) key[k] = FieldOf(values, k);
@@ -113,10 +108,12 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   // endpoint's next change stays concurrent too, until it observes a write planned from now on
   // (this delete reaches no one: their rows are gone already). Otherwise a re-insert would
   // count as after this delete or not depending on arrival order (P4).
-  const std::map<std::string, int64_t> unseen_before = state.pending[endpoint];
+  auto own = state.pending.find(endpoint);
+  const std::map<std::string, int64_t> unseen_before =
+      own == state.pending.end() ? std::map<std::string, int64_t>() : own->second;
   int64_t unseen_delete = 0;
   if (change.op == Op::kDelete && !state.exists && IsPending(state, endpoint, "", watermark)) {
-    unseen_delete = state.pending[endpoint][""];
+    unseen_delete = unseen_before.at("");
     if (state.deleted.origin != endpoint && !state.known.count(endpoint)) {
       for (const std::string& other : model->endpoints) {
         if (other == endpoint) continue;
@@ -379,7 +376,8 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
       // holds until that write lands. A write it has observed no longer counts.
       Row& prior = state.prior[target];
       if (!prior.is_object()) prior = Row::object();
-      const int64_t observed = WatermarkOf(ctx, target);
+      auto wm = ctx.watermarks.find(target);
+      const int64_t observed = wm == ctx.watermarks.end() ? 0 : wm->second;
       if (!prior.contains(f) || !IsPending(state, target, f, observed)) prior[f] = held;
       held = agreed;
       state.pending[target][f] = id;
