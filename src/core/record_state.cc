@@ -6,12 +6,13 @@ namespace duplex {
 
 // Format (MessagePack): {"e": exists, "v": values, "t": {field: [ts, origin]}, "d": [ts, origin],
 // "k": {endpoint: row, or true when the row equals "v"}, "p": {endpoint: {field: id}},
-// "x": [diverged fields], "b": {endpoint: {field: value before duplex's unobserved write}}}.
+// "x": [diverged fields], "b": {endpoint: {field: value before duplex's unobserved write}},
+// "r": {endpoint: row held before duplex's unobserved delete}} ("r" only when not empty).
 // Written field by field, without building one JSON tree first: this runs for every record a batch
 // touches.
 std::string RecordState::Encode() const {
   MsgpackWriter w;
-  w.MapHeader(8);
+  w.MapHeader(prior_row.empty() ? 8 : 9);
   w.String("e");
   w.Bool(exists);
   w.String("v");
@@ -61,6 +62,14 @@ std::string RecordState::Encode() const {
     w.String(ep);
     w.Json(row);
   }
+  if (!prior_row.empty()) {
+    w.String("r");
+    w.MapHeader(static_cast<uint32_t>(prior_row.size()));
+    for (const auto& [ep, row] : prior_row) {
+      w.String(ep);
+      w.Json(row);
+    }
+  }
   return w.Take();
 }
 
@@ -91,6 +100,9 @@ Result<RecordState> RecordState::Decode(std::string_view bytes) {
   for (const auto& f : j["x"]) s.diverged.insert(f.get<std::string>());
   if (auto b = j.find("b"); b != j.end() && b->is_object()) {
     for (auto& [ep, row] : b->items()) s.prior[ep] = std::move(row);
+  }
+  if (auto r = j.find("r"); r != j.end() && r->is_object()) {
+    for (auto& [ep, row] : r->items()) s.prior_row[ep] = std::move(row);
   }
   return s;
 }

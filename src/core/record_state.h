@@ -37,6 +37,9 @@ struct RecordState {
   // that field: what its application's next change started from, for sources whose updates
   // carry no before-image (PostgreSQL's default replica identity).
   std::map<std::string, Row> prior;
+  // endpoint -> the row it held when duplex planned the delete it has not observed yet: what
+  // it holds until that delete lands (the same use as `prior`, for every field).
+  std::map<std::string, Row> prior_row;
   // Fields with an open manual conflict: nothing is written for them until resolved.
   std::set<std::string> diverged;
 

@@ -1,5 +1,6 @@
 #include "core/resolver.h"
 
+#include <algorithm>
 #include <cassert>
 
 #include "core/policy.h"
@@ -37,8 +38,12 @@ bool AnyPending(const RecordState& s, const std::string& endpoint, int64_t water
 // Forgets writes the endpoint has observed: they no longer make anything concurrent.
 void PruneObserved(RecordState& s, const std::string& endpoint, int64_t watermark) {
   auto ep = s.pending.find(endpoint);
-  if (ep == s.pending.end()) return;
+  if (ep == s.pending.end()) {
+    s.prior_row.erase(endpoint);
+    return;
+  }
   std::erase_if(ep->second, [&](const auto& kv) { return kv.second <= watermark; });
+  if (!ep->second.count("")) s.prior_row.erase(endpoint);
   auto prior = s.prior.find(endpoint);
   if (prior != s.prior.end()) {
     for (auto it = prior->second.begin(); it != prior->second.end();) {
@@ -95,6 +100,28 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   const CollectionModel* model = Find(change.collection);
   assert(model);  // The connector only captures bound collections.
   PruneObserved(state, endpoint, watermark);
+  // A delete of a row the record's tombstone already covers, made without having seen
+  // duplex's delete of it (another endpoint's delete, or the delete that undid this endpoint's
+  // own concurrent insert): the endpoint's next change of the row (a re-insert) stays
+  // concurrent with the tombstone until it observes that write. If the tombstone is another
+  // endpoint's, the two deletes agree but neither endpoint has seen the other's: every other
+  // endpoint's next change stays concurrent too, until it observes a write planned from now on
+  // (this delete reaches no one: their rows are gone already). Otherwise a re-insert would
+  // count as after this delete or not depending on arrival order (P4).
+  auto own = state.pending.find(endpoint);
+  const std::map<std::string, int64_t> unseen_before =
+      own == state.pending.end() ? std::map<std::string, int64_t>() : own->second;
+  int64_t unseen_delete = 0;
+  if (change.op == Op::kDelete && !state.exists && IsPending(state, endpoint, "", watermark)) {
+    unseen_delete = unseen_before.at("");
+    if (state.deleted.origin != endpoint && !state.known.count(endpoint)) {
+      for (const std::string& other : model->endpoints) {
+        if (other == endpoint) continue;
+        int64_t& id = state.pending[other][""];
+        id = std::max(id, ctx.apply_ids.at(other));
+      }
+    }
+  }
   if (change.op == Op::kDelete) {
     MergeDelete(*model, change, endpoint, watermark, state, out);
   } else {
@@ -102,9 +129,23 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   }
   // Every write to this row planned before this change was planned without seeing it, so the
   // endpoint rejects it (RowOp::seen): it will never be observed, and must not make the
-  // endpoint's later changes look concurrent. Plan sets what is really on its way.
+  // endpoint's later changes look concurrent. Plan sets what is really on its way. (The
+  // rejected batch's marker still comes: an unseen delete counts until then.)
   state.pending.erase(endpoint);
   state.prior.erase(endpoint);
+  state.prior_row.erase(endpoint);
+  if (unseen_delete != 0) state.pending[endpoint][""] = unseen_delete;
+  // Likewise a field the change left at the value duplex's unobserved write carries (the same
+  // edit, made concurrently): the write is moot, but the endpoint has not seen the other
+  // endpoint's edit, so its next edit of the field is still concurrent with it until then.
+  if (state.exists && change.op != Op::kDelete) {
+    for (const auto& [f, id] : unseen_before) {
+      if (f.empty() || state.diverged.count(f) || state.versions[f].origin == endpoint) continue;
+      if (ValuesEqual(FieldOf(change.after, f), FieldOf(state.values, f))) {
+        state.pending[endpoint][f] = id;
+      }
+    }
+  }
   ++out.changes;
   Plan(*model, ctx, state, out);
 }
@@ -162,7 +203,13 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
         state.known[endpoint] = after;  // Plan deletes it there again.
         return;
       }
+      // Keep: the update undoes the delete. The record comes back as it was (the tombstone
+      // keeps its values and versions) and the update is merged into it field by field, like
+      // any update: concurrent updates of other fields, merged before or after, survive (P3).
+      if (change.op == Op::kUpdate) state.exists = true;
     }
+  }
+  if (!state.exists) {
     // A new record (or one re-created after its delete was seen): the change is the record.
     state.exists = true;
     state.values = Row::object();
@@ -177,30 +224,36 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     return;
   }
 
+  const bool row_pending = IsPending(state, endpoint, "", watermark);
   // Without a before-image, what the endpoint held before this update: the agreed values,
-  // except fields with a write of duplex's it had not observed, which it still held as before.
-  // (An insert had no row before: every value is its own.)
+  // except where duplex's writes had not reached it: the row it held when a delete it has not
+  // observed was planned, and before that, fields with a write it had not observed, which it
+  // still held as before. (An insert had no row before: every value is its own.)
   Row held_before = state.values;
-  auto p = state.prior.find(endpoint);
-  if (change.op == Op::kUpdate && p != state.prior.end()) {
-    for (const auto& [f, v] : p->second.items()) {
-      if (IsPending(state, endpoint, f, watermark)) held_before[f] = v;
+  if (change.op == Op::kUpdate) {
+    auto r = state.prior_row.find(endpoint);
+    if (row_pending && r != state.prior_row.end()) {
+      for (const std::string& f : model.fields) held_before[f] = FieldOf(r->second, f);
+    }
+    auto p = state.prior.find(endpoint);
+    if (p != state.prior.end()) {
+      for (const auto& [f, v] : p->second.items()) {
+        if (IsPending(state, endpoint, f, watermark)) held_before[f] = v;
+      }
     }
   }
   // The image is the truth about the endpoint's row now. Every write of duplex's to this row
   // that the endpoint had not observed before this change was planned without seeing it and
   // will be rejected (RowOp::seen), so what duplex believes the endpoint holds is this image.
   state.known[endpoint] = after;
-  const bool row_pending = IsPending(state, endpoint, "", watermark);
   const bool has_before = change.op == Op::kUpdate && change.before.is_object();
 
   for (const std::string& f : model.fields) {
     const Value& nv = FieldOf(after, f);
     // What the endpoint's application changed: against its before-image where the source
     // gives one, otherwise against what it held before.
-    const bool changed = has_before ? !ValuesEqual(FieldOf(change.before, f), nv)
-                                    : !ValuesEqual(FieldOf(held_before, f), nv);
-    if (!changed) continue;
+    const Value& started_from = has_before ? FieldOf(change.before, f) : FieldOf(held_before, f);
+    if (ValuesEqual(started_from, nv)) continue;
     if (state.diverged.count(f)) {
       out.conflict_updates.push_back(
           {collection, KeyText(state.values, model.config->key), f, endpoint, nv, ts});
@@ -210,8 +263,12 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     if (ValuesEqual(current, nv)) continue;  // Both sides made the same change.
     // Concurrent: made without having seen duplex's write of the field (or row) to this
     // endpoint, unless the agreed value is this endpoint's own earlier write, which its stream
-    // orders before this one.
-    const bool field_pending = row_pending || IsPending(state, endpoint, f, watermark);
+    // orders before this one. An unseen write of the row (a delete, the insert that brings the
+    // record back) hides only the field values the endpoint did not start from: an update
+    // of the value it held is not concurrent with that value. (An insert started from no row.)
+    const bool row_unseen =
+        row_pending && (change.op != Op::kUpdate || !ValuesEqual(current, started_from));
+    const bool field_pending = row_unseen || IsPending(state, endpoint, f, watermark);
     const bool concurrent =
         change.snapshot || (field_pending && state.versions[f].origin != endpoint);
     if (!concurrent) {  // Sequential intent wins, whatever the clocks say (P2).
@@ -291,6 +348,9 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
       if (known == state.known.end()) continue;
       RowOp op{Op::kDelete, collection, KeyOf(model, known->second), {}, Row::object(), seen};
       for (const std::string& f : model.fields) op.expected[f] = FieldOf(known->second, f);
+      // What the endpoint holds, once duplex's earlier writes land, until the delete does (an
+      // update it makes meanwhile, without a before-image, started from it).
+      state.prior_row[target] = known->second;
       state.known.erase(known);
       state.pending[target][""] = id;
       out.writes[target].push_back(std::move(op));

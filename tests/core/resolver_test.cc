@@ -13,7 +13,8 @@ class ResolverTest : public ::testing::Test {
  protected:
   void SetUp() override { Build(Policy::kLww); }
 
-  void Build(Policy policy, std::string prefer = "", bool delete_wins = true) {
+  void Build(Policy policy, std::string prefer = "", bool delete_wins = true,
+             std::vector<std::string> endpoints = {"a", "b"}) {
     config_ = CollectionConfig{};
     config_.name = "t";
     config_.key = {"id"};
@@ -22,10 +23,12 @@ class ResolverTest : public ::testing::Test {
     CollectionModel m;
     m.config = &config_;
     m.fields = {"v", "w"};
-    m.endpoints = {"a", "b"};
+    m.endpoints = endpoints;
     resolver_ = std::make_unique<Resolver>(std::vector<CollectionModel>{m});
     state_ = RecordState{};
-    watermark_ = {{"a", 0}, {"b", 0}};
+    endpoints_ = endpoints;
+    watermark_.clear();
+    for (const std::string& ep : endpoints) watermark_[ep] = 0;
     next_id_ = 1;
   }
 
@@ -41,8 +44,8 @@ class ResolverTest : public ::testing::Test {
   }
 
   ResolveOutput Merge(const std::string& ep, const Change& c) {
-    PlanContext ctx{{{"a", next_id_}, {"b", next_id_ + 1}}, {}, watermark_};
-    next_id_ += 2;
+    PlanContext ctx{{}, {}, watermark_};
+    for (const std::string& e : endpoints_) ctx.apply_ids[e] = next_id_++;
     ResolveOutput out;
     resolver_->Merge(c, ep, watermark_[ep], ctx, state_, out);
     return out;
@@ -51,16 +54,28 @@ class ResolverTest : public ::testing::Test {
   // The endpoint has applied and observed every write planned so far.
   void Observe(const std::string& ep) { watermark_[ep] = next_id_ - 1; }
 
-  // Record created on a, delivered to b, both observed: the agreed row is {v: 1, w: 1}.
+  // Record created on a, delivered to the others, all observed: the agreed row is {v: 1, w: 1}.
   void Converged() {
     Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 1}}, 100));
-    Observe("a");
-    Observe("b");
+    for (const std::string& ep : endpoints_) Observe(ep);
   }
+
+  static Change Delete(double ts) {
+    Change c;
+    c.op = Op::kDelete;
+    c.collection = "t";
+    c.key = {{"id", 1}};
+    c.commit_ms = ts;
+    return c;
+  }
+
+  // The agreed row, or null if the record is deleted.
+  Row Agreed() const { return state_.exists ? state_.values : Row(); }
 
   CollectionConfig config_;
   std::unique_ptr<Resolver> resolver_;
   RecordState state_;
+  std::vector<std::string> endpoints_ = {"a", "b"};
   std::map<std::string, int64_t> watermark_;
   int64_t next_id_ = 1;
 };
@@ -320,6 +335,166 @@ TEST_F(ResolverTest, ConcurrentInsertsOfOneKeyMergeFieldByField) {
   EXPECT_EQ(out.writes["a"][0].values, Row({{"w", 2}}));
 }
 
+// on_delete_conflict = "keep": c deletes the row while a updates v and b updates w, all
+// concurrently. Whatever the arrival order, both updates survive (P3) and the record stays:
+// the update that brings the record back is one field change, not a new record every field
+// of which is its endpoint's (sim seed 1126, --keep 1).
+TEST_F(ResolverTest, KeepDeleteConflictKeepsConcurrentUpdatesOfOtherFields) {
+  const Change del = Delete(300);
+  const Change ua = Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
+                           {{"id", 1}, {"v", 7}, {"w", 1}}, 500);  // a's clock is later
+  const Change ub =
+      Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 1}, {"w", 8}}, 200);
+  const std::vector<std::vector<int>> orders = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                                {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+  for (const std::vector<int>& order : orders) {
+    Build(Policy::kLww, "", /*delete_wins=*/false, {"a", "b", "c"});
+    Converged();
+    size_t field_conflicts = 0;
+    for (int i : order) {
+      ResolveOutput out = i == 0 ? Merge("c", del) : i == 1 ? Merge("a", ua) : Merge("b", ub);
+      for (const ConflictRecord& c : out.conflicts) field_conflicts += c.field.empty() ? 0 : 1;
+    }
+    const std::string name =
+        std::to_string(order[0]) + std::to_string(order[1]) + std::to_string(order[2]);
+    EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 7}, {"w", 8}})) << name;
+    EXPECT_EQ(field_conflicts, 0u) << name;
+  }
+}
+
+// The same without before-images (PostgreSQL's default replica identity): b's update carries
+// the v it held, which the delete and the re-insert planned for b have not replaced yet.
+TEST_F(ResolverTest, KeepDeleteConflictWithoutBeforeImagesKeepsBothUpdates) {
+  Build(Policy::kLww, "", /*delete_wins=*/false, {"a", "b", "c"});
+  Converged();
+  Merge("c", Delete(300));
+  Merge("a", Upsert(Op::kUpdate, nullptr, {{"id", 1}, {"v", 7}, {"w", 1}}, 500));
+  Merge("b", Upsert(Op::kUpdate, nullptr, {{"id", 1}, {"v", 1}, {"w", 8}}, 200));
+  EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 7}, {"w", 8}}));
+}
+
+// Without a before-image, what an endpoint started from while a delete it has not observed is
+// on its way is the row it held when that delete was planned, including duplex's writes it
+// had observed by then (sim seed 201, --keep 1): b got a's w = 5, then c deleted, a set w = 9
+// (bringing the record back) and b, having seen neither, set w = 7: concurrent with a's 9.
+TEST_F(ResolverTest, KeepWithoutBeforeImageStartsFromTheRowHeldWhenTheDeleteWasPlanned) {
+  Build(Policy::kLww, "", /*delete_wins=*/false, {"a", "b", "c"});
+  Converged();
+  Merge("a",
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 1}, {"w", 5}}, 100));
+  Observe("b");
+  Merge("c", Delete(300));
+  Merge("a",
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 5}}, {{"id", 1}, {"v", 1}, {"w", 9}}, 200));
+  ResolveOutput out = Merge("b", Upsert(Op::kUpdate, nullptr, {{"id", 1}, {"v", 1}, {"w", 7}}, 50));
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_EQ(out.conflicts[0].field, "w");
+  EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 1}, {"w", 9}}));  // lww: a's 200 beats b's 50
+}
+
+// b deletes the row while a, not having seen that delete, deletes it too and inserts it
+// again: the re-insert is concurrent with b's delete, so the delete wins (the default) or,
+// with "keep", the re-insert does, whatever the arrival order (P4; sim seeds 19, 115, 264).
+TEST_F(ResolverTest, DeleteConcurrentWithReinsertDoesNotDependOnArrivalOrder) {
+  for (bool delete_wins : {true, false}) {
+    for (bool b_first : {true, false}) {
+      Build(Policy::kLww, "", delete_wins);
+      Converged();
+      const Change reinsert = Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 5}, {"w", 6}}, 400);
+      size_t row_conflicts = 0;
+      auto count = [&](const ResolveOutput& out) {
+        for (const ConflictRecord& c : out.conflicts) row_conflicts += c.field.empty() ? 1 : 0;
+      };
+      if (b_first) count(Merge("b", Delete(500)));
+      count(Merge("a", Delete(300)));
+      count(Merge("a", reinsert));
+      if (!b_first) count(Merge("b", Delete(500)));
+      const std::string name = std::string(delete_wins ? "delete" : "keep") +
+                               (b_first ? ", b's delete first" : ", a's changes first");
+      EXPECT_EQ(Agreed(), delete_wins ? Row() : Row({{"id", 1}, {"v", 5}, {"w", 6}})) << name;
+      EXPECT_EQ(row_conflicts, 1u) << name;
+    }
+  }
+}
+
+// The same for a field: b sets v = 5; a, not having seen it, makes the same edit and then sets
+// v = 6. That second edit is concurrent with b's (lww: b's later clock wins), whether b's edit
+// is merged first or last.
+TEST_F(ResolverTest, EditAfterTheSameConcurrentEditIsStillConcurrent) {
+  for (bool b_first : {true, false}) {
+    Build(Policy::kLww);
+    Converged();
+    const Row base = {{"id", 1}, {"v", 1}, {"w", 1}};
+    const Change b5 = Upsert(Op::kUpdate, base, {{"id", 1}, {"v", 5}, {"w", 1}}, 900);
+    if (b_first) Merge("b", b5);
+    Merge("a", Upsert(Op::kUpdate, base, {{"id", 1}, {"v", 5}, {"w", 1}}, 100));
+    Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 5}, {"w", 1}}, {{"id", 1}, {"v", 6}, {"w", 1}},
+                      200));
+    if (!b_first) Merge("b", b5);
+    EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 5}, {"w", 1}})) << b_first;
+  }
+}
+
+// c deletes the row; b, not having seen that, deletes it too; a, having seen c's delete but
+// not b's, inserts the row again: the re-insert is concurrent with b's delete, which wins,
+// whether b's delete is merged before a's insert or after it (sim seed 115).
+TEST_F(ResolverTest, ReinsertAfterOneDeleteIsConcurrentWithAnUnseenSecondDelete) {
+  for (bool b_first : {true, false}) {
+    Build(Policy::kLww, "", /*delete_wins=*/true, {"a", "b", "c"});
+    Converged();
+    Merge("c", Delete(300));
+    Observe("a");  // a's row is deleted by duplex, and a has seen it
+    const Change reinsert = Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 5}, {"w", 6}}, 400);
+    size_t row_conflicts = 0;
+    auto count = [&](const ResolveOutput& out) { row_conflicts += out.conflicts.size(); };
+    if (b_first) count(Merge("b", Delete(350)));
+    count(Merge("a", reinsert));
+    if (!b_first) count(Merge("b", Delete(350)));
+    EXPECT_EQ(Agreed(), Row()) << (b_first ? "b's delete first" : "a's insert first");
+    EXPECT_EQ(row_conflicts, 1u) << (b_first ? "b's delete first" : "a's insert first");
+  }
+}
+
+// b deletes the row (its own tombstone); a, not having seen that, deletes it too; b's insert,
+// made without having seen a's delete, loses to it; b deletes its refused row and inserts
+// again, still without having seen a's delete: concurrent again, the delete wins again
+// (sim seed 180, --steps 250 --keys 8).
+TEST_F(ResolverTest, ReinsertAfterDeletingARefusedInsertIsStillConcurrent) {
+  Converged();
+  Merge("b", Delete(100));
+  Merge("a", Delete(200));
+  ResolveOutput refused =
+      Merge("b", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 2}, {"w", 2}}, 300));
+  ASSERT_EQ(refused.conflicts.size(), 1u);
+  Merge("b", Delete(310));
+  ResolveOutput again =
+      Merge("b", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 3}, {"w", 3}}, 320));
+  EXPECT_EQ(again.conflicts.size(), 1u);
+  EXPECT_EQ(Agreed(), Row());
+}
+
+// a deletes the row and, later, having seen nothing else, inserts it again: sequential, the
+// new row stands (the pending entry kept for a's own delete must not make it a conflict).
+TEST_F(ResolverTest, ReinsertAfterOwnDeleteIsSequential) {
+  Converged();
+  Merge("a", Delete(300));
+  ResolveOutput out =
+      Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 5}, {"w", 6}}, 400));
+  EXPECT_TRUE(out.conflicts.empty());
+  EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 5}, {"w", 6}}));
+}
+
+// b deletes; a observes the delete, then inserts the row again: sequential, it stands.
+TEST_F(ResolverTest, ReinsertAfterObservedDeleteIsSequential) {
+  Converged();
+  Merge("b", Delete(500));
+  Observe("a");
+  ResolveOutput out =
+      Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 5}, {"w", 6}}, 400));
+  EXPECT_TRUE(out.conflicts.empty());
+  EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 5}, {"w", 6}}));
+}
+
 TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   RecordState s;
   s.exists = true;
@@ -328,6 +503,7 @@ TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   s.known["b"] = {{"id", 1}, {"v", "y"}};
   s.pending["b"]["v"] = 7;
   s.prior["b"] = {{"v", "w"}};
+  s.prior_row["a"] = {{"id", 1}, {"v", "z"}};
   s.diverged.insert("v");
   Result<RecordState> d = RecordState::Decode(s.Encode());
   ASSERT_TRUE(d.ok());
@@ -336,6 +512,7 @@ TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   EXPECT_EQ(d->known["b"], s.known["b"]);
   EXPECT_EQ(d->pending["b"]["v"], 7);
   EXPECT_EQ(d->prior["b"], s.prior["b"]);
+  EXPECT_EQ(d->prior_row["a"], s.prior_row["a"]);
   EXPECT_TRUE(d->diverged.count("v"));
 }
 

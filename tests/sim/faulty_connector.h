@@ -98,7 +98,7 @@ class FaultyConnector final : public Connector {
     if (Down()) return Unreachable();
     return inner_->AppliedId();
   }
-  Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches, bool isolate_rows) override;
+  Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches, bool isolate_txns) override;
 
  private:
   void MaybeCrash(const std::string& where) {
@@ -145,7 +145,7 @@ inline Result<ChangeBatch> FaultyConnector::Capture(Position from, size_t max_ch
     // endpoints' changes overtake them (reordered delivery between endpoints).
     std::vector<size_t> cuts;  // indexes where a new source transaction starts
     for (size_t i = 1; i < r->changes.size(); ++i) {
-      if (ep_->TxnAt(r->changes[i].position) != ep_->TxnAt(r->changes[i - 1].position)) {
+      if (r->changes[i].txn != r->changes[i - 1].txn) {
         cuts.push_back(i);
       }
     }
@@ -168,18 +168,18 @@ inline Result<ChangeBatch> FaultyConnector::Capture(Position from, size_t max_ch
 }
 
 inline Result<ApplyResult> FaultyConnector::Apply(const std::vector<ApplyBatch>& batches,
-                                                  bool isolate_rows) {
+                                                  bool isolate_txns) {
   MaybeCrash("apply (resolve committed, before apply)");
   if (Down()) return Unreachable();
   if (f_->Draw(f_->apply_per_mille)) return Fault("apply failed before writing");
-  Result<ApplyResult> r = inner_->Apply(batches, isolate_rows);
+  Result<ApplyResult> r = inner_->Apply(batches, isolate_txns);
   if (!r.ok()) return r;
   if (f_->observe) f_->observe(*ep_);
   if (f_->Draw(f_->apply_twice_per_mille)) {
     ++f_->double_applies;
     f_->log("   apply sent twice to " + name());
     auto before = ep_->rows();
-    Result<ApplyResult> again = inner_->Apply(batches, isolate_rows);
+    Result<ApplyResult> again = inner_->Apply(batches, isolate_txns);
     if (!again.ok() || again->applied != 0 || ep_->rows() != before) {
       f_->violation =
           "P6 (exactly once): applying batches a second time on " + name() + " changed something";

@@ -84,6 +84,9 @@ void MemoryEndpoint::Log(const std::string& table, char op, const Row& old_row,
   e.at = CommitTime();
   e.pk = KeyText(table, op == 'D' ? old_row : new_row);
   e.txn = CurrentTxn();
+  SourceTxn& txn = source_txns_[e.txn];
+  txn.at = e.at;
+  txn.rows.emplace(table, e.pk);
   changelog_.push_back(std::move(e));
   ++log_version_;
 }
@@ -203,12 +206,6 @@ double MemoryEndpoint::Mtime(const std::string& table, const std::string& key_te
   return it == t->second.end() ? 0 : it->second;
 }
 
-int64_t MemoryEndpoint::TxnAt(int64_t seq) const {
-  auto it = std::lower_bound(changelog_.begin(), changelog_.end(), seq,
-                             [](const LogEntry& e, int64_t s) { return e.seq < s; });
-  return it != changelog_.end() && it->seq == seq ? it->txn : 0;
-}
-
 void MemoryEndpoint::Commit() { in_txn_ = false; }
 
 std::optional<Row> MemoryEndpoint::Get(const std::string& table, const Row& key) const {
@@ -242,7 +239,15 @@ Result<TableInfo> MemoryConnector::Describe(const std::string& table) {
     none.name = table;
     return none;
   }
-  return *info;
+  TableInfo out = *info;
+  out.foreign_keys.clear();
+  for (const ForeignKey& fk : ep_->fks_) {
+    if (fk.table != table) continue;
+    // Checked on every statement (MemoryEndpoint::CheckForeignKeys): not deferrable.
+    out.foreign_keys.push_back(
+        ForeignKeyInfo{{fk.column}, fk.parent, ep_->KeyColumns(fk.parent), false});
+  }
+  return out;
 }
 
 Status MemoryConnector::Bind(std::vector<CollectionBinding> bindings) {
@@ -302,12 +307,14 @@ Status MemoryConnector::Install() {
   for (auto it = ep_->captured_.begin(); it != ep_->captured_.end();) {
     it = by_table_.count(it->first) ? std::next(it) : ep_->captured_.erase(it);
   }
+  int64_t snapshot_txn = 0;
   for (const BoundTable& t : tables_) {
     const std::string& table = t.binding.table;
     std::vector<std::string> columns;
     for (const auto& [f, c] : t.binding.fields) columns.push_back(c);
     bool first = !ep_->captured_.count(table);
     ep_->captured_[table] = columns;
+    if (first && snapshot_txn == 0) snapshot_txn = ++ep_->next_txn_;
     if (first) {
       // Every existing row becomes a snapshot insert, atomically with the "triggers".
       for (const auto& [key, row] : ep_->rows_[table]) {
@@ -319,6 +326,7 @@ Status MemoryConnector::Install() {
         e.snapshot = true;
         e.at = ep_->now_ms();
         e.pk = key;
+        e.txn = snapshot_txn;  // the install's transaction
         ep_->changelog_.push_back(std::move(e));
       }
     }
@@ -377,6 +385,7 @@ Result<ChangeBatch> MemoryConnector::Capture(Position from, size_t max_changes) 
     if (e.op == 'M') {
       Change c;
       c.op = Op::kMarker;
+      c.txn = e.txn;
       c.apply_id = e.apply_id;
       c.position = e.seq;
       c.commit_ms = e.at;
@@ -394,6 +403,7 @@ Result<ChangeBatch> MemoryConnector::Capture(Position from, size_t max_changes) 
     c.collection = t.binding.collection;
     c.position = e.seq;
     c.commit_ms = e.at;
+    c.txn = e.txn;
     if (e.op == 'R') {
       c.op = Op::kRejected;
       c.apply_id = e.apply_id;
@@ -539,25 +549,73 @@ Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
   return true;  // SQLite counts a matched row even when nothing changed
 }
 
+Status MemoryConnector::ApplyCounted(const RowOp& op, int64_t batch_id, ApplyResult& result) {
+  auto bound = by_collection_.find(op.collection);
+  if (bound == by_collection_.end()) {
+    return Status::InvalidArgument("endpoint '" + ep_->name() + "': collection '" + op.collection +
+                                   "' is not bound to this endpoint");
+  }
+  const BoundTable& t = tables_[bound->second];
+  bool applied = false;
+  if (!ChangedSince(t, op)) {
+    DUPLEX_ASSIGN_OR_RETURN(applied, ApplyOne(t, op));
+  }
+  if (applied) {
+    ++result.applied;
+    ep_->last_apply_.push_back(AppliedWrite{t.binding.table,
+                                            ep_->KeyText(t.binding.table, ToColumns(t, op.key)),
+                                            op.source, op.source_commit_ms, op.txn});
+    return Status::Ok();
+  }
+  ++result.rejected;
+  ++ep_->rejected_writes_;
+  LogEntry e;
+  e.seq = ++ep_->next_seq_;
+  e.table = t.binding.table;
+  e.op = 'R';
+  e.old_image = ToColumns(t, op.key);
+  std::optional<Row> actual = ep_->Get(t.binding.table, e.old_image);
+  if (actual) e.new_image = ep_->Image(t.binding.table, *actual);
+  e.apply_id = batch_id;
+  e.at = ep_->now_ms();
+  e.txn = -batch_id;
+  ep_->changelog_.push_back(std::move(e));
+  return Status::Ok();
+}
+
 Result<ApplyResult> MemoryConnector::Apply(const std::vector<ApplyBatch>& batches,
-                                           bool isolate_rows) {
+                                           bool isolate_txns) {
   ApplyResult result;
+  ep_->last_apply_.clear();
   if (batches.empty()) return result;
   if (!ep_->installed_) return NotInstalled();
-  // All or nothing: work on the endpoint's state and put it back on any error.
-  auto saved_rows = ep_->rows_;
-  auto saved_log = ep_->changelog_;
-  auto saved_mtime = ep_->mtime_;
-  int64_t saved_seq = ep_->next_seq_;
-  int64_t saved_noop = ep_->noop_writes_, saved_writes = ep_->sync_writes_;
-  auto rollback = [&] {
-    ep_->rows_ = std::move(saved_rows);
-    ep_->changelog_ = std::move(saved_log);
-    ep_->mtime_ = std::move(saved_mtime);
-    ep_->next_seq_ = saved_seq;
-    ep_->noop_writes_ = saved_noop;
-    ep_->sync_writes_ = saved_writes;
+  // What a rollback (of the whole call, or of one source transaction in it) puts back.
+  struct Saved {
+    std::map<std::string, std::map<std::string, Row>> rows;
+    std::vector<LogEntry> log;
+    std::map<std::string, std::map<std::string, double>> mtime;
+    int64_t seq, noop, writes, rejected_writes;
+    size_t applied, rejected, last_apply;
   };
+  auto save = [&] {
+    return Saved{ep_->rows_,        ep_->changelog_,        ep_->mtime_,           ep_->next_seq_,
+                 ep_->noop_writes_, ep_->sync_writes_,      ep_->rejected_writes_, result.applied,
+                 result.rejected,   ep_->last_apply_.size()};
+  };
+  auto restore = [&](Saved& v) {
+    ep_->rows_ = std::move(v.rows);
+    ep_->changelog_ = std::move(v.log);
+    ep_->mtime_ = std::move(v.mtime);
+    ep_->next_seq_ = v.seq;
+    ep_->noop_writes_ = v.noop;
+    ep_->sync_writes_ = v.writes;
+    ep_->rejected_writes_ = v.rejected_writes;
+    result.applied = v.applied;
+    result.rejected = v.rejected;
+    ep_->last_apply_.resize(v.last_apply);
+  };
+  // All or nothing: work on the endpoint's state and put it back on any error.
+  Saved call = save();
 
   int64_t last = ep_->applied_id_;
   bool any = false;
@@ -567,52 +625,45 @@ Result<ApplyResult> MemoryConnector::Apply(const std::vector<ApplyBatch>& batche
       continue;
     }
     any = true;
-    for (const RowOp& op : batch.ops) {
-      auto bound = by_collection_.find(op.collection);
-      if (bound == by_collection_.end()) {
-        rollback();
-        return Status::InvalidArgument("endpoint '" + ep_->name() + "': collection '" +
-                                       op.collection + "' is not bound to this endpoint");
-      }
-      const BoundTable& t = tables_[bound->second];
-      bool changed_since = ChangedSince(t, op);
-      bool applied = false;
-      if (!changed_since) {
-        auto before = ep_->rows_[t.binding.table];
-        Result<bool> one = ApplyOne(t, op);
-        if (!one.ok()) {
-          if (isolate_rows && one.status().IsInvalidArgument()) {
-            ep_->rows_[t.binding.table] = std::move(before);
-            result.failed.push_back(FailedOp{batch.id, op.txn, {op}, one.status().message()});
-            continue;
-          }
-          rollback();
-          return one.status();
+    if (!isolate_txns) {
+      for (const RowOp& op : batch.ops) {
+        if (Status s = ApplyCounted(op, batch.id, result); !s.ok()) {
+          restore(call);
+          return s;
         }
-        applied = *one;
       }
-      if (applied) {
-        ++result.applied;
-      } else {
-        ++result.rejected;
-        ++ep_->rejected_writes_;
-        LogEntry e;
-        e.seq = ++ep_->next_seq_;
-        e.table = t.binding.table;
-        e.op = 'R';
-        e.old_image = ToColumns(t, op.key);
-        std::optional<Row> actual = ep_->Get(t.binding.table, e.old_image);
-        if (actual) e.new_image = ep_->Image(t.binding.table, *actual);
-        e.apply_id = batch.id;
-        e.at = ep_->now_ms();
-        e.txn = -batch.id;
-        ep_->changelog_.push_back(std::move(e));
+      last = batch.id;
+      continue;
+    }
+    // One savepoint per source transaction (the ops with one RowOp::txn), in the order
+    // their first op comes; a refused one is rolled back whole, the others stay.
+    std::vector<int64_t> order;
+    std::map<int64_t, std::vector<const RowOp*>> units;
+    for (const RowOp& op : batch.ops) {
+      auto [it, fresh] = units.try_emplace(op.txn);
+      if (fresh) order.push_back(op.txn);
+      it->second.push_back(&op);
+    }
+    for (int64_t txn : order) {
+      Saved savepoint = save();
+      for (const RowOp* op : units[txn]) {
+        Status s = ApplyCounted(*op, batch.id, result);
+        if (s.ok()) continue;
+        if (!s.IsInvalidArgument()) {
+          restore(call);
+          return s;
+        }
+        restore(savepoint);
+        std::vector<RowOp> ops;
+        for (const RowOp* o : units[txn]) ops.push_back(*o);
+        result.failed.push_back(FailedOp{batch.id, txn, std::move(ops), s.message()});
+        break;
       }
     }
     last = batch.id;
   }
   if (!any) {
-    rollback();
+    restore(call);
     return result;
   }
   LogEntry marker;

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,21 @@ struct LogEntry {
   double at = 0;
   std::string pk;   // the row key as JSON text (I/U/D only)
   int64_t txn = 0;  // the source transaction that wrote it (a marker or 'R': duplex's)
+};
+
+// A row write of duplex's that took effect in a committed apply call (for the P7 check).
+struct AppliedWrite {
+  std::string table;
+  std::string key;     // row key as JSON text
+  std::string source;  // RowOp::source: the endpoint whose change caused it ("" if none)
+  double source_commit_ms = 0;
+  int64_t txn = 0;  // RowOp::txn
+};
+
+// An application transaction as the endpoint committed it (kept whole, never pruned).
+struct SourceTxn {
+  double at = 0;                                       // commit time
+  std::set<std::pair<std::string, std::string>> rows;  // (table, key text) it wrote
 };
 
 // A foreign key: `table.column` references the primary key of `parent` (one column).
@@ -102,8 +118,11 @@ class MemoryEndpoint {
   // Row writes by duplex (or RawPut) that changed nothing: echoes.
   int64_t noop_writes() const { return noop_writes_; }
   int64_t sync_writes() const { return sync_writes_; }
-  // The source transaction of the changelog entry at `seq` (0 if pruned or unknown).
-  int64_t TxnAt(int64_t seq) const;
+  // Application transactions logged while capture was installed: txn id -> what it wrote.
+  const std::map<int64_t, SourceTxn>& source_txns() const { return source_txns_; }
+  // The row writes of duplex's that took effect in the last Apply call (empty if it
+  // committed nothing).
+  const std::vector<AppliedWrite>& last_apply() const { return last_apply_; }
   // The row key of `row` as JSON text, as used by rows().
   std::string KeyOf(const std::string& table, const Row& row) const { return KeyText(table, row); }
 
@@ -133,6 +152,8 @@ class MemoryEndpoint {
   std::map<std::string, std::map<std::string, double>> mtime_;  // table -> key text -> ms
   int64_t noop_writes_ = 0;
   int64_t sync_writes_ = 0;
+  std::map<int64_t, SourceTxn> source_txns_;
+  std::vector<AppliedWrite> last_apply_;
 
   std::map<std::string, TableInfo> schema_;
   std::map<std::string, std::map<std::string, Row>> rows_;
@@ -166,8 +187,13 @@ class MemoryConnector final : public Connector {
   Result<int64_t> Backlog(Position from) override;
   Status Ack(Position upto) override;
   Result<int64_t> AppliedId() override;
+  // Describe: the table's columns and the foreign keys declared on the endpoint (checked
+  // immediately, so not deferrable). Capture: Change::txn is the application's transaction
+  // (the install's for the initial load, -apply id for duplex's markers and rejections).
+  // Apply with `isolate_txns`: the ops of one batch with one RowOp::txn are one unit, rolled
+  // back whole and reported as one FailedOp if the endpoint refuses any of them.
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
-                            bool isolate_rows = false) override;
+                            bool isolate_txns = false) override;
 
  private:
   struct BoundTable {
@@ -180,6 +206,8 @@ class MemoryConnector final : public Connector {
   Row ToColumns(const BoundTable& t, const Row& fields) const;
   // Returns whether the write took effect; InvalidArgument for a malformed op.
   Result<bool> ApplyOne(const BoundTable& t, const RowOp& op);
+  // ApplyOne after the `seen` check, counting the write (or logging an 'R' change for it).
+  Status ApplyCounted(const RowOp& op, int64_t batch_id, ApplyResult& result);
   bool ChangedSince(const BoundTable& t, const RowOp& op) const;
 
   std::shared_ptr<MemoryEndpoint> ep_;

@@ -12,7 +12,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <tuple>
+#include <utility>
 
+#include "sim/memory_connector.h"
 #include "sim/simulation.h"
 
 namespace duplex::sim {
@@ -94,6 +97,121 @@ TEST(SimTest, RegressionSeedsWithoutBeforeImages) {
     SimResult r = RunSimulation(o);
     EXPECT_TRUE(r.ok) << r.failure;
   }
+}
+
+// Delete against a concurrent re-insert (P4, checked as "a row whose last client write was a
+// delete is gone"): an endpoint's delete of a row another endpoint's unseen delete had removed
+// dropped its pending entry, so a re-insert (its own, seeds 19 and 264, or a third endpoint's
+// that had seen only the first delete, seed 115) counted as after both deletes when they were
+// merged first. Fixed in Resolver::Merge. Seed 180 (8 keys): a re-insert after deleting a
+// re-insert the tombstone had refused.
+TEST(SimTest, RegressionSeedsDeleteAgainstReinsert) {
+  spdlog::set_level(spdlog::level::off);
+  for (auto [seed, keys] : {std::pair{19, 20}, {115, 20}, {264, 20}, {180, 8}}) {
+    SimOptions o = Options(static_cast<uint64_t>(seed));
+    o.steps = 250;
+    o.keys = keys;
+    SimResult r = RunSimulation(o);
+    EXPECT_TRUE(r.ok) << r.failure;
+  }
+}
+
+// on_delete_conflict = "keep": an update concurrent with a merged delete re-created the record
+// from its whole after-image, every field its endpoint's, so a third endpoint's concurrent
+// update of another field lost under lww (P3). Fixed in Resolver::MergeUpsert: the update
+// brings the tombstone's values back and is merged field by field. Seed 201 (120 steps, 20
+// keys): without before-images, the row held when the delete was planned (prior_row).
+TEST(SimTest, RegressionSeedsKeepDeleteConflict) {
+  spdlog::set_level(spdlog::level::off);
+  for (auto [seed, steps, keys] :
+       {std::tuple{1067, 250, 8}, {1085, 250, 8}, {1126, 250, 8}, {201, 120, 20}}) {
+    SimOptions o = Options(static_cast<uint64_t>(seed));
+    o.steps = steps;
+    o.keys = keys;
+    o.keep = 1;
+    SimResult r = RunSimulation(o);
+    EXPECT_TRUE(r.ok) << r.failure;
+  }
+}
+
+// The memory connector's side of the contract (connector.h): Describe reports the foreign key,
+// captured changes carry their source transaction, and Apply with isolate_txns rolls back a
+// refused source transaction whole (one FailedOp with all its ops) and commits the others.
+TEST(MemoryConnectorTest, ForeignKeysTransactionsAndIsolatedApply) {
+  auto ep = std::make_shared<MemoryEndpoint>("e0");
+  auto col = [](const char* name, int pk) {
+    ColumnInfo c;
+    c.name = name;
+    c.type = "INTEGER";
+    c.pk = pk;
+    return c;
+  };
+  ep->DeclareTable({"parent", true, {col("id", 1), col("name", 0)}, {}});
+  ep->DeclareTable({"child", true, {col("id", 1), col("parent_id", 0)}, {}});
+  ep->DeclareForeignKey({"child", "parent_id", "parent"});
+  MemoryConnector conn(ep);
+  Result<TableInfo> child = conn.Describe("child");
+  ASSERT_TRUE(child.ok());
+  ASSERT_EQ(child->foreign_keys.size(), 1u);
+  EXPECT_EQ(child->foreign_keys[0].columns, std::vector<std::string>{"parent_id"});
+  EXPECT_EQ(child->foreign_keys[0].ref_table, "parent");
+  EXPECT_EQ(child->foreign_keys[0].ref_columns, std::vector<std::string>{"id"});
+  EXPECT_FALSE(child->foreign_keys[0].deferrable);
+
+  auto binding = [](const char* collection, const char* table,
+                    std::vector<std::pair<std::string, std::string>> fields) {
+    CollectionBinding b;
+    b.collection = collection;
+    b.table = table;
+    b.key = {"id"};
+    b.fields = std::move(fields);
+    return b;
+  };
+  ASSERT_TRUE(conn.Bind({binding("parents", "parent", {{"id", "id"}, {"name", "name"}}),
+                         binding("children", "child", {{"id", "id"}, {"parent_id", "parent_id"}})})
+                  .ok());
+  ASSERT_TRUE(conn.Install().ok());
+  ep->Begin();
+  ASSERT_TRUE(ep->Insert("parent", {{"id", 1}, {"name", "p"}}));
+  ASSERT_TRUE(ep->Insert("child", {{"id", 1}, {"parent_id", 1}}));
+  ep->Commit();
+  ASSERT_TRUE(ep->Insert("parent", {{"id", 2}, {"name", "q"}}));
+  Result<ChangeBatch> cap = conn.Capture(0, 100);
+  ASSERT_TRUE(cap.ok());
+  ASSERT_EQ(cap->changes.size(), 3u);
+  EXPECT_NE(cap->changes[0].txn, 0);
+  EXPECT_EQ(cap->changes[0].txn, cap->changes[1].txn);
+  EXPECT_NE(cap->changes[1].txn, cap->changes[2].txn);
+
+  auto insert = [](const char* collection, Row values, int64_t txn) {
+    RowOp op;
+    op.op = Op::kInsert;
+    op.collection = collection;
+    op.key = {{"id", values["id"]}};
+    op.values = std::move(values);
+    op.seen = 1000;
+    op.txn = txn;
+    return op;
+  };
+  // Unit 7: parent 3 and its child; unit 8: parent 4 and a child of the absent parent 9.
+  ApplyBatch batch{1,
+                   {insert("parents", {{"id", 3}, {"name", "r"}}, 7),
+                    insert("children", {{"id", 3}, {"parent_id", 3}}, 7),
+                    insert("parents", {{"id", 4}, {"name", "s"}}, 8),
+                    insert("children", {{"id", 4}, {"parent_id", 9}}, 8)}};
+  Result<ApplyResult> whole = conn.Apply({batch});
+  EXPECT_TRUE(whole.status().IsInvalidArgument());
+  EXPECT_FALSE(ep->Get("parent", {{"id", 3}}));
+  Result<ApplyResult> isolated = conn.Apply({batch}, /*isolate_txns=*/true);
+  ASSERT_TRUE(isolated.ok());
+  EXPECT_EQ(isolated->applied, 2u);
+  ASSERT_EQ(isolated->failed.size(), 1u);
+  EXPECT_EQ(isolated->failed[0].batch_id, 1);
+  EXPECT_EQ(isolated->failed[0].txn, 8);
+  EXPECT_EQ(isolated->failed[0].ops.size(), 2u);
+  EXPECT_TRUE(ep->Get("child", {{"id", 3}}));
+  EXPECT_FALSE(ep->Get("parent", {{"id", 4}}));  // rolled back with its transaction
+  EXPECT_EQ(ep->applied_id(), 1);
 }
 
 // The same seed twice gives the same history (determinism of the simulator itself).

@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
 #include "config/config.h"
@@ -415,6 +416,7 @@ class Simulation {
       }
     }
     if (!check_txns_) return;
+    CheckTxnsWhole(ep);
     const auto& rows = ep.rows().at(kEvents);
     for (const std::vector<int64_t>& txn : txns_) {
       size_t present = 0;
@@ -425,6 +427,43 @@ class Simulation {
         violation_ = "P7 (partial transaction) on " + ep.name() + ": " + std::to_string(present) +
                      " of the " + std::to_string(txn.size()) + " rows inserted from event " +
                      std::to_string(txn.front()) + " in one transaction";
+      }
+    }
+  }
+
+  // P7, one source transaction = one target transaction: the row writes an application
+  // transaction caused on another endpoint take effect in one apply call (writes that lose to
+  // later ones, or are rejected and planned again, carry another source or none). A write is
+  // matched to its transaction by its source endpoint, commit time and row; a write that
+  // matches several transactions (same commit time, same row) is not checked.
+  void CheckTxnsWhole(MemoryEndpoint& target) {
+    const int64_t call = ++apply_calls_[target.name()];
+    for (const AppliedWrite& w : target.last_apply()) {
+      if (w.source.empty() || w.source == target.name()) continue;
+      const MemoryEndpoint* src = nullptr;
+      for (const auto& ep : endpoints_) {
+        if (ep->name() == w.source) src = ep.get();
+      }
+      if (!src) continue;
+      int64_t txn = 0;
+      int matches = 0;
+      for (const auto& [id, t] : src->source_txns()) {
+        if (t.at == w.source_commit_ms && t.rows.count({w.table, w.key})) {
+          txn = id;
+          ++matches;
+        }
+      }
+      if (matches != 1 || src->source_txns().at(txn).rows.size() < 2) continue;
+      auto [it, fresh] = txn_calls_.try_emplace(std::make_tuple(target.name(), w.source, txn),
+                                                std::make_pair(call, w.table + " " + w.key));
+      if (fresh || it->second.first == call) continue;
+      ++m_.partial_txn_seen;
+      if (violation_.empty()) {
+        violation_ = "P7 (one source transaction, one target transaction) on " + target.name() +
+                     ": transaction " + std::to_string(txn) + " of " + w.source + " (" +
+                     std::to_string(src->source_txns().at(txn).rows.size()) +
+                     " rows) applied in two calls: " + it->second.second + " in one, " + w.table +
+                     " " + w.key + " in a later one";
       }
     }
   }
@@ -591,6 +630,7 @@ class Simulation {
         }
       }
     }
+    std::string delete_lost;
     for (const auto& [what, op] : last_write_) {
       if (op != 'D') continue;
       for (auto& ep : endpoints_) {
@@ -599,6 +639,9 @@ class Simulation {
           if (count)
             Event("note: " + what.first + " " + row->dump() + " deleted last, present on " +
                   ep->name());
+          if (delete_lost.empty()) {
+            delete_lost = what.first + " " + row->dump() + " on " + ep->name();
+          }
           break;
         }
       }
@@ -615,6 +658,13 @@ class Simulation {
     if (diverged > 0 || m.events_lost > 0) {
       return Fail("P1/P6 (convergence, nothing lost) " + when + ": " + std::to_string(diverged) +
                   " row(s) differ, " + std::to_string(m.events_lost) + " event(s) lost" + diff);
+    }
+    // Delete wins (the default): every write before the last delete of a row was either seen
+    // by it or concurrent with it, so the row is gone whatever the arrival order (P4). With
+    // "keep" a concurrent update wins instead: not checked here.
+    if (count && !keep_ && !delete_lost.empty()) {
+      return Fail("P4 (delete wins) " + when + ": the last client write of " + delete_lost +
+                  " was a delete, yet the row is there");
     }
     Result<int64_t> dead = engine_->DeadLetterCount();
     if (!dead.ok()) return Fail("dead letters: " + dead.status().ToString());
@@ -823,6 +873,7 @@ class Simulation {
     std::vector<std::map<std::string, Row>> finals;
     for (int f = 0; f < std::max(1, o_.forks); ++f) {
       Event("delivery " + std::to_string(f));
+      txn_calls_.clear();  // the same writes again, from the same state
       endpoints_.clear();
       for (auto& ep : saved) endpoints_.push_back(std::make_shared<MemoryEndpoint>(*ep));
       all_endpoints_.insert(all_endpoints_.end(), endpoints_.begin(), endpoints_.end());
@@ -971,6 +1022,10 @@ class Simulation {
   std::map<int64_t, Row> events_;                           // every event row written
   std::vector<std::vector<int64_t>> txns_;                  // event ids written together
   std::map<std::pair<std::string, int>, char> last_write_;  // (table, id) -> I U D
+  std::map<std::string, int64_t> apply_calls_;              // target -> committed apply calls
+  // (target, source, source txn) -> the apply call its first write took effect in, and the row
+  std::map<std::tuple<std::string, std::string, int64_t>, std::pair<int64_t, std::string>>
+      txn_calls_;
 };
 
 }  // namespace
