@@ -17,7 +17,7 @@
 namespace duplex::pg {
 namespace {
 
-using ::duplex::testing::PgCluster;
+using ::duplex::testing::SharedPgCluster;
 using Mode = PostgresConnector::CaptureMode;
 
 // Writes planned after every application change so far.
@@ -45,36 +45,16 @@ CollectionBinding Binding(const std::string& table, std::vector<std::string> col
   return b;
 }
 
-class PgConnectorTest : public ::testing::TestWithParam<Mode> {
+class PgConnectorTest : public SharedPgCluster<::testing::TestWithParam<Mode>> {
  protected:
-  static void SetUpTestSuite() {
-    cluster_ = new PgCluster();
-    Status st = cluster_->Start();
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
-
   // A fresh database holding `schema`.
   std::string NewDb(const std::string& schema) {
-    const std::string db = "db" + std::to_string(++counter_);
-    Status st = cluster_->CreateDatabase(db);
-    EXPECT_TRUE(st.ok()) << st.ToString();
-    st = cluster_->Exec(schema, db);
-    EXPECT_TRUE(st.ok()) << st.ToString();
+    const std::string db = "db" + std::to_string(++databases_);
+    NewDatabase(db, schema);
     return db;
   }
-  void Exec(const std::string& db, const std::string& sql) {
-    Status st = cluster_->Exec(sql, db);
-    ASSERT_TRUE(st.ok()) << st.ToString() << "\n" << sql;
-  }
-  std::string Query(const std::string& db, const std::string& sql) {
-    Result<std::string> r = cluster_->Query(sql, db);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    return r.ok() ? *r : "";
-  }
+  void Exec(const std::string& db, const std::string& sql) { PgExec(db, sql); }
+  std::string Query(const std::string& db, const std::string& sql) { return PgQuery(db, sql); }
   std::unique_ptr<PostgresConnector> Open(const std::string& db, const std::string& name,
                                           Mode mode) {
     PostgresConnector::Options o;
@@ -107,13 +87,7 @@ class PgConnectorTest : public ::testing::TestWithParam<Mode> {
     }
     return rows;
   }
-
-  static PgCluster* cluster_;
-  static int counter_;
 };
-
-PgCluster* PgConnectorTest::cluster_ = nullptr;
-int PgConnectorTest::counter_ = 0;
 
 std::string ModeName(const ::testing::TestParamInfo<Mode>& info) {
   return info.param == Mode::kLogical ? "Logical" : "Trigger";

@@ -32,6 +32,7 @@ using testing::PgCluster;
 using testing::PollUntil;
 using testing::Process;
 using testing::ReadFile;
+using testing::SharedPgCluster;
 using testing::SqlExec;
 using testing::SqlQuery;
 using testing::TempDir;
@@ -50,43 +51,21 @@ constexpr const char* kCustomers =
     "balance bigint, notes text);";
 
 // One cluster for the whole binary (starting one takes seconds); a database per test.
-class PgTest : public ::testing::Test {
+class PgTest : public SharedPgCluster<::testing::Test> {
  protected:
-  static void SetUpTestSuite() {
-    cluster_ = new PgCluster();
-    Status st = cluster_->Start();
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
-
   void SetUp() override {
     ASSERT_NE(cluster_, nullptr);
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    prefix_ = "t" + std::to_string(++counter_);
-    (void)info;
+    prefix_ = "t" + std::to_string(++databases_);
   }
 
   // A fresh database named `<prefix>_<name>`; returns its name.
   std::string NewDb(const std::string& name, const std::string& schema = kCustomers) {
     const std::string db = prefix_ + "_" + name;
-    Status st = cluster_->CreateDatabase(db);
-    EXPECT_TRUE(st.ok()) << st.ToString();
-    st = cluster_->Exec(schema, db);
-    EXPECT_TRUE(st.ok()) << st.ToString();
+    NewDatabase(db, schema);
     return db;
   }
-  void Exec(const std::string& db, const std::string& sql) {
-    Status st = cluster_->Exec(sql, db);
-    ASSERT_TRUE(st.ok()) << st.ToString() << "\n" << sql;
-  }
-  std::string Query(const std::string& db, const std::string& sql) {
-    Result<std::string> r = cluster_->Query(sql, db);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    return r.ok() ? *r : "";
-  }
+  void Exec(const std::string& db, const std::string& sql) { PgExec(db, sql); }
+  std::string Query(const std::string& db, const std::string& sql) { return PgQuery(db, sql); }
   std::string Rows(const std::string& db, const std::string& table = "customers") {
     return Query(db, "SELECT id, name, email, tier, balance, notes FROM " + table + " ORDER BY id");
   }
@@ -141,15 +120,10 @@ class PgTest : public ::testing::Test {
         timeout, milliseconds(100));
   }
 
-  static PgCluster* cluster_;
-  static int counter_;
   std::string prefix_;
   TempDir dir_;
   int commands_ = 0;
 };
-
-PgCluster* PgTest::cluster_ = nullptr;
-int PgTest::counter_ = 0;
 
 // Both capture modes run every PG<->PG test.
 class PgModesTest : public PgTest, public ::testing::WithParamInterface<std::string> {};

@@ -27,8 +27,8 @@ namespace {
 using std::chrono::milliseconds;
 using testing::FirstDifference;
 using testing::Outcome;
-using testing::PgCluster;
 using testing::Process;
+using testing::SharedPgCluster;
 using testing::SqlExec;
 using testing::SqlQuery;
 using testing::TempDir;
@@ -63,29 +63,18 @@ std::string Schema(const Side& s, bool mapped) {
          id + ", name text, manager_id int REFERENCES employee(id));";
 }
 
-class RelationsTest : public ::testing::TestWithParam<std::string> {
+class RelationsTest : public SharedPgCluster<::testing::TestWithParam<std::string>> {
  protected:
-  static void SetUpTestSuite() {
-    cluster_ = new PgCluster();
-    Status st = cluster_->Start();
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
-
   // Two sides of the parameter's kind: "sqlite" (two files), "pg" (logical and trigger
   // capture), "mixed" (SQLite and PostgreSQL logical).
   void Make(bool mapped = false, const std::string& extra_b = "", const std::string& engine = "") {
     const std::string p = GetParam();
-    const std::string prefix = "r" + std::to_string(++counter_);
+    const std::string prefix = "r" + std::to_string(++databases_);
     auto side = [&](const std::string& name, const std::string& kind) {
       Side s{name, kind, ""};
       if (s.pg()) {
         s.where = prefix + "_" + name;
-        Status st = cluster_->CreateDatabase(s.where);
-        EXPECT_TRUE(st.ok()) << st.ToString();
+        NewDatabase(s.where, "");
       } else {
         s.where = dir_.File(name + ".db");
       }
@@ -124,14 +113,10 @@ class RelationsTest : public ::testing::TestWithParam<std::string> {
       SqlExec(s.where, "PRAGMA foreign_keys = ON; " + sql);
       return;
     }
-    Status st = cluster_->Exec(sql, s.where);
-    ASSERT_TRUE(st.ok()) << st.ToString() << "\n" << sql;
+    PgExec(s.where, sql);
   }
   std::string Query(const Side& s, const std::string& sql) {
-    if (!s.pg()) return SqlQuery(s.where, sql);
-    Result<std::string> r = cluster_->Query(sql, s.where);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    return r.ok() ? *r : "";
+    return s.pg() ? PgQuery(s.where, sql) : SqlQuery(s.where, sql);
   }
   // The graph as the application sees it, independent of the ids: each order with its
   // customer's name, each employee with the manager's name.
@@ -177,15 +162,10 @@ class RelationsTest : public ::testing::TestWithParam<std::string> {
     ASSERT_EQ(o.code, 0) << o;
   }
 
-  static PgCluster* cluster_;
-  static int counter_;
   TempDir dir_;
   Side a_, b_;
   int commands_ = 0;
 };
-
-PgCluster* RelationsTest::cluster_ = nullptr;
-int RelationsTest::counter_ = 0;
 
 INSTANTIATE_TEST_SUITE_P(Endpoints, RelationsTest, ::testing::Values("sqlite", "pg", "mixed"),
                          [](const auto& info) { return info.param; });

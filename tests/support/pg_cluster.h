@@ -1,5 +1,7 @@
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
 
@@ -55,6 +57,42 @@ class PgCluster {
   std::vector<std::string> settings_;
   int port_ = 0;
   bool created_ = false;
+};
+
+// A fixture base sharing one cluster across a test binary's suite (starting one takes seconds):
+// derive from SharedPgCluster<::testing::Test> or SharedPgCluster<::testing::TestWithParam<T>>.
+template <typename Base>
+class SharedPgCluster : public Base {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = new PgCluster();
+    Status st = cluster_->Start();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+
+  // A fresh database `name` holding `schema` (may be empty).
+  static void NewDatabase(const std::string& name, const std::string& schema) {
+    Status st = cluster_->CreateDatabase(name);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    if (!schema.empty()) PgExec(name, schema);
+  }
+  // Runs `sql` on database `db` like an application would, failing the test on error.
+  static void PgExec(const std::string& db, const std::string& sql) {
+    Status st = cluster_->Exec(sql, db);
+    EXPECT_TRUE(st.ok()) << st.ToString() << "\n" << sql;
+  }
+  static std::string PgQuery(const std::string& db, const std::string& sql) {
+    Result<std::string> r = cluster_->Query(sql, db);
+    EXPECT_TRUE(r.ok()) << r.status().ToString() << "\n" << sql;
+    return r.ok() ? *r : "";
+  }
+
+  static inline PgCluster* cluster_ = nullptr;
+  static inline int databases_ = 0;  // databases made so far, for unique names
 };
 
 }  // namespace duplex::testing

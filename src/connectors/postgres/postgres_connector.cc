@@ -1487,6 +1487,17 @@ Result<PostgresConnector::OpStmt*> PostgresConnector::Statement(const BoundTable
   switch (op.op) {
     case Op::kInsert: {
       std::vector<std::string> cols, vals, keys;
+      // Every synced non-key field, after the key's parameters.
+      auto add_values = [&]() -> Status {
+        if (!op.values.is_object()) return Status::Ok();
+        for (const auto& item : op.values.items()) {
+          if (t.key_fields.count(item.key())) continue;  // taken from `key`
+          cols.push_back(column(item.key()));
+          DUPLEX_ASSIGN_OR_RETURN(std::string p, param(Source::kValues, item.key()));
+          vals.push_back(p);
+        }
+        return Status::Ok();
+      };
       if (t.binding.mapped_key) {
         // The endpoint generates the key: the row goes in without it and its key map entry in
         // the same statement. A record whose row is here already is a key conflict (rejected);
@@ -1495,14 +1506,7 @@ Result<PostgresConnector::OpStmt*> PostgresConnector::Statement(const BoundTable
         const std::string kc = column(k);
         out.params.emplace_back(Source::kKey, k);
         const std::string rec = Placeholder(++n) + "::text";
-        if (op.values.is_object()) {
-          for (const auto& item : op.values.items()) {
-            if (t.key_fields.count(item.key())) continue;
-            cols.push_back(column(item.key()));
-            DUPLEX_ASSIGN_OR_RETURN(std::string p, param(Source::kValues, item.key()));
-            vals.push_back(p);
-          }
-        }
+        DUPLEX_RETURN_IF_ERROR(add_values());
         std::string conds = "NOT EXISTS (SELECT 1 FROM " + table + " x WHERE x." + kc + " = " +
                             ValueSql(t, k, rec, false) + ")";
         if (!unseen.empty()) conds += " AND " + unseen;
@@ -1525,14 +1529,7 @@ Result<PostgresConnector::OpStmt*> PostgresConnector::Statement(const BoundTable
         DUPLEX_ASSIGN_OR_RETURN(std::string p, param(Source::kKey, k));
         vals.push_back(p);
       }
-      if (op.values.is_object()) {
-        for (const auto& item : op.values.items()) {
-          if (t.key_fields.count(item.key())) continue;
-          cols.push_back(column(item.key()));
-          DUPLEX_ASSIGN_OR_RETURN(std::string p, param(Source::kValues, item.key()));
-          vals.push_back(p);
-        }
-      }
+      DUPLEX_RETURN_IF_ERROR(add_values());
       sql = "INSERT INTO " + table + " (" + Join(cols, ", ") + ") SELECT " + Join(vals, ", ") +
             (unseen.empty() ? "" : " WHERE " + unseen) + " ON CONFLICT (" + Join(keys, ", ") +
             ") DO NOTHING";
