@@ -821,7 +821,21 @@ void Engine::ObserveApplied(const Endpoint& ep, const std::vector<ApplyBatch>& b
 }
 
 Result<bool> Engine::RetryDeadLetters() {
-  DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> rows, store_->ListDeadLetters(true));
+  DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> asked, store_->ListDeadLetters(true));
+  if (asked.empty()) return false;
+  // The dead letters waiting for a retried one are retried with it, after it (ids ascend),
+  // whether or not they were asked for: one parked after the request (a change that came
+  // meanwhile) would otherwise hold the retried writes back, and they it.
+  DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> all, store_->ListDeadLetters(false));
+  std::set<int64_t> retried;
+  for (const DeadLetterRow& d : asked) retried.insert(d.id);
+  std::vector<DeadLetterRow> rows;
+  for (DeadLetterRow& d : all) {
+    if (retried.count(d.id) || retried.count(d.waits_for)) {
+      retried.insert(d.id);
+      rows.push_back(std::move(d));
+    }
+  }
   for (const DeadLetterRow& d : rows) {
     DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
     DUPLEX_ASSIGN_OR_RETURN(PlanContext ctx, NewPlanContext());

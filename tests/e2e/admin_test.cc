@@ -390,9 +390,17 @@ TEST_F(AdminTest, DeadLettersShownDroppedAndAllRetriedThroughTheApi) {
           "CREATE TRIGGER closed BEFORE INSERT ON clients BEGIN "
           "SELECT RAISE(ABORT, 'billing is closed for new clients'); END;");
   Start();
+  // Two source transactions, captured apart (SQLite's changes captured together are one unit).
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (7, 'Grace', 'n', 3)");
-  SqlExec(Db("crm"), "INSERT INTO customers VALUES (8, 'Alan', 'm', 4)");
   json dead;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        dead = Get("/api/v1/dead-letters").Json();
+        return dead.is_array() && dead.size() == 1;
+      },
+      milliseconds(15000)))
+      << dead.dump() << run_->Err();
+  SqlExec(Db("crm"), "INSERT INTO customers VALUES (8, 'Alan', 'm', 4)");
   ASSERT_TRUE(PollUntil(
       [&] {
         dead = Get("/api/v1/dead-letters").Json();

@@ -230,6 +230,34 @@ TEST_F(EngineTest, RowRejectedByTargetBecomesDeadLetterOthersFlow) {
             "b|1\n");
 }
 
+// A change to a parked record waits for it (a dead letter of its own); a retry asked for the
+// first only (as when the waiting one was parked after the request) retries both, in order.
+TEST_F(EngineTest, DeadLetterWaitingForAnotherIsRetriedWithIt) {
+  Setup({"a", "b"});
+  SqlExec(Db("b"),
+          "CREATE TRIGGER closed BEFORE INSERT ON t BEGIN SELECT RAISE(ABORT, 'closed'); END;");
+  Sync();
+  SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 5, 'n')");
+  Sync();
+  const std::string state = dir_.File("state.db");
+  EXPECT_EQ(SqlQuery(state, "SELECT id, waits_for FROM dead_letters"), "1|0\n");
+  SqlExec(Db("a"), "UPDATE t SET note = 'newer' WHERE id = 1");
+  {
+    auto config = LoadConfig(dir_.File("duplex.toml"));
+    ASSERT_OK(config);
+    auto engine = Engine::Open(*config, true);
+    ASSERT_OK(engine);
+    ASSERT_OK((*engine)->Install());
+    for (int i = 0; i < 5; ++i) ASSERT_OK((*engine)->Step());
+  }
+  EXPECT_EQ(SqlQuery(state, "SELECT id, waits_for FROM dead_letters ORDER BY id"), "1|0\n2|1\n");
+  SqlExec(Db("b"), "DROP TRIGGER closed");
+  SqlExec(state, "UPDATE dead_letters SET retry = 1 WHERE id = 1");  // only the first
+  Sync();
+  EXPECT_EQ(Rows("b"), "1|x|5|newer\n");
+  EXPECT_EQ(SqlQuery(state, "SELECT count(*) FROM dead_letters"), "0\n");
+}
+
 TEST_F(EngineTest, DeletedStateFileStartsOverWithAFreshInitialLoad) {
   Setup({"a", "b"});
   SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
