@@ -238,10 +238,11 @@ int Run(const Options& o) {
   if (!st.ok()) return Fail(st);
   Result<int64_t> dead = engine->DeadLetterCount();
   if (!dead.ok()) return Fail(dead.status());
-  spdlog::info("duplex stopped{}", *dead ? fmt::format(" ({} batches parked as dead letters; "
-                                                       "see `duplex status`)",
-                                                       *dead)
-                                         : "");
+  spdlog::info("duplex stopped{}",
+               *dead ? fmt::format(" ({} source transactions parked as dead letters; "
+                                   "see `duplex status`)",
+                                   *dead)
+                     : "");
   if (o.until_idle && *dead > 0) return kExitParked;
   return kExitOk;
 }
