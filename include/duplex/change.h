@@ -86,6 +86,14 @@ struct ApplyBatch {
   std::vector<RowOp> ops;
 };
 
+// The end of the unit that starts at ops[begin]: the ops after it with the same RowOp::txn
+// (one source transaction's ops are contiguous in a batch).
+inline size_t TxnEnd(const std::vector<RowOp>& ops, size_t begin) {
+  size_t end = begin + 1;
+  while (end < ops.size() && ops[end].txn == ops[begin].txn) ++end;
+  return end;
+}
+
 // A source transaction the target refused (constraint, type), applied with isolate_txns: every
 // op of batch `batch_id` with RowOp::txn == `txn`, none of which was written.
 struct FailedOp {

@@ -47,12 +47,9 @@ void Planner::Order(const std::string& target, std::vector<RowOp>& ops) const {
   if (refs_.empty() || ops.size() < 2) return;
   std::vector<RowOp> out;
   out.reserve(ops.size());
-  size_t begin = 0;
-  while (begin < ops.size()) {
-    size_t end = begin + 1;
-    while (end < ops.size() && ops[end].txn == ops[begin].txn) ++end;
+  for (size_t begin = 0, end = 0; begin < ops.size(); begin = end) {
+    end = TxnEnd(ops, begin);
     OrderTxn(target, ops, begin, end, out);
-    begin = end;
   }
   ops = std::move(out);
 }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <set>
+#include <span>
 
 #include "connectors/registry.h"
 #include "core/planner.h"
@@ -31,6 +32,22 @@ std::string AffinityClass(std::string type) {
   if (has("INT")) return "numeric";
   if (has("CHAR") || has("CLOB") || has("TEXT")) return "text";
   return "numeric";  // REAL, FLOAT, DOUBLE, BOOLEAN...
+}
+
+// The dead letter (`parked`: record -> dead letter id) that one of `ops` depends on: it writes
+// a record of it, or refers to one; 0 if none.
+int64_t ParkedDependency(const Planner& planner, const std::map<std::string, int64_t>& parked,
+                         std::span<const RowOp> ops) {
+  if (parked.empty()) return 0;
+  for (const RowOp& op : ops) {
+    std::vector<std::string> records = planner.ParentsOf(op, /*after=*/true);
+    records.insert(records.begin(), Planner::RecordOf(op));
+    for (const std::string& r : records) {
+      auto it = parked.find(r);
+      if (it != parked.end()) return it->second;
+    }
+  }
+  return 0;
 }
 
 std::string Where(const Config& config, int line) {
@@ -668,22 +685,14 @@ std::vector<std::pair<FailedOp, int64_t>> Engine::HoldDependents(Endpoint& ep,
   for (ApplyBatch& b : batches) {
     std::vector<RowOp> kept;
     for (size_t begin = 0; begin < b.ops.size();) {
-      size_t end = begin + 1;
-      while (end < b.ops.size() && b.ops[end].txn == b.ops[begin].txn) ++end;
-      // The first parked record the transaction writes or refers to.
-      auto blocker = ep.parked.end();
-      for (size_t i = begin; i < end && blocker == ep.parked.end(); ++i) {
-        blocker = ep.parked.find(Planner::RecordOf(b.ops[i]));
-        for (const std::string& parent : planner_->ParentsOf(b.ops[i], /*after=*/true)) {
-          if (blocker == ep.parked.end()) blocker = ep.parked.find(parent);
-        }
-      }
-      if (blocker == ep.parked.end()) {
+      const size_t end = TxnEnd(b.ops, begin);
+      const int64_t id =
+          ParkedDependency(*planner_, ep.parked, std::span(b.ops).subspan(begin, end - begin));
+      if (id == 0) {
         for (size_t i = begin; i < end; ++i) kept.push_back(std::move(b.ops[i]));
       } else {
         FailedOp f{b.id, b.ops[begin].txn, {}, ""};
         for (size_t i = begin; i < end; ++i) f.ops.push_back(std::move(b.ops[i]));
-        const int64_t id = blocker->second;
         f.reason = "waits for dead letter " + std::to_string(id);
         // What waits is parked too: what depends on it waits for the same dead letter.
         for (const RowOp& op : f.ops) ep.parked.emplace(Planner::RecordOf(op), id);
@@ -744,15 +753,7 @@ Result<bool> Engine::ApplyTo(Endpoint& ep) {
   // to a record an earlier refused one writes (a child of a refused parent) waits for it.
   std::map<std::string, int64_t> parked_now;
   for (const FailedOp& f : result->failed) {
-    int64_t waits_for = 0;
-    for (const RowOp& op : f.ops) {
-      std::vector<std::string> records = planner_->ParentsOf(op, /*after=*/true);
-      records.push_back(Planner::RecordOf(op));
-      for (const std::string& r : records) {
-        auto it = parked_now.find(r);
-        if (waits_for == 0 && it != parked_now.end()) waits_for = it->second;
-      }
-    }
+    const int64_t waits_for = ParkedDependency(*planner_, parked_now, f.ops);
     const RowOp* first = f.ops.empty() ? nullptr : &f.ops.front();
     spdlog::error(
         "endpoint={} collection={} key={} transaction of {} writes parked as dead letter: {}",

@@ -1430,8 +1430,7 @@ Result<ApplyResult> SqliteConnector::Apply(const std::vector<ApplyBatch>& batche
     }
     // Units: the contiguous ops of one source transaction (P7).
     for (size_t begin = 0, end = 0; begin < batch.ops.size(); begin = end) {
-      end = begin + 1;
-      while (end < batch.ops.size() && batch.ops[end].txn == batch.ops[begin].txn) ++end;
+      end = TxnEnd(batch.ops, begin);
       if (!isolate_txns) {
         DUPLEX_RETURN_IF_ERROR(ApplyUnit(batch, begin, end, &result));
         continue;
