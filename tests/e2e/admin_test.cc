@@ -136,6 +136,15 @@ class AdminTest : public ::testing::Test {
     EXPECT_NE(r.type.find("application/json"), std::string::npos) << r.type;
   }
   double Metric(const std::string& series) { return Sample(Get("/metrics").body, series); }
+  // Polls the API until it lists `n` dead letters (15 s at most); *dead holds the last list.
+  bool WaitForDeadLetters(size_t n, json* dead) {
+    return PollUntil(
+        [&] {
+          *dead = Get("/api/v1/dead-letters").Json();
+          return dead->is_array() && dead->size() == n;
+        },
+        milliseconds(15000));
+  }
 
   TempDir dir_;
   int commands_ = 0;
@@ -318,13 +327,7 @@ TEST_F(AdminTest, DeadLetterRetriedThroughTheApiIsPlannedAgainAndApplied) {
   Start({"run", "--log-format", "json"});
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (7, 'Grace', 'n', 3)");
   json dead;
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        dead = Get("/api/v1/dead-letters").Json();
-        return dead.is_array() && dead.size() == 1;
-      },
-      milliseconds(15000)))
-      << dead.dump() << run_->Err();
+  ASSERT_TRUE(WaitForDeadLetters(1, &dead)) << dead.dump() << run_->Err();
   EXPECT_EQ(dead[0]["endpoint"], "billing");
   EXPECT_NE(dead[0]["reason"].get<std::string>().find("closed for new clients"), std::string::npos)
       << dead.dump();
@@ -393,21 +396,9 @@ TEST_F(AdminTest, DeadLettersShownDroppedAndAllRetriedThroughTheApi) {
   // Two source transactions, captured apart (SQLite's changes captured together are one unit).
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (7, 'Grace', 'n', 3)");
   json dead;
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        dead = Get("/api/v1/dead-letters").Json();
-        return dead.is_array() && dead.size() == 1;
-      },
-      milliseconds(15000)))
-      << dead.dump() << run_->Err();
+  ASSERT_TRUE(WaitForDeadLetters(1, &dead)) << dead.dump() << run_->Err();
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (8, 'Alan', 'm', 4)");
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        dead = Get("/api/v1/dead-letters").Json();
-        return dead.is_array() && dead.size() == 2;
-      },
-      milliseconds(15000)))
-      << dead.dump() << run_->Err();
+  ASSERT_TRUE(WaitForDeadLetters(2, &dead)) << dead.dump() << run_->Err();
   json dropped, kept;
   for (const json& d : dead) (d["keys"] == json::parse(R"([{"id": 7}])") ? dropped : kept) = d;
   ASSERT_TRUE(dropped.is_object() && kept.is_object()) << dead.dump(2);
