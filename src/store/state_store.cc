@@ -33,8 +33,10 @@ CREATE TABLE IF NOT EXISTS dead_letters(id INTEGER PRIMARY KEY AUTOINCREMENT,
 CREATE TABLE IF NOT EXISTS counters(endpoint TEXT NOT NULL, name TEXT NOT NULL,
   value INTEGER NOT NULL, PRIMARY KEY(endpoint, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refs(parent TEXT NOT NULL, child TEXT NOT NULL,
+  PRIMARY KEY(parent, child)) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(k, v) VALUES('next_apply_id', 1);
-INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 4);
+INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 5);
 )sql";
 
 nlohmann::json ParseOrNull(const std::string& text) {
@@ -207,7 +209,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, bo
   return store;
 }
 
-constexpr int64_t kSchemaVersion = 4;
+constexpr int64_t kSchemaVersion = 5;
 
 // Version 2 -> 3: dead letters can be retried (an operator's request waits in `retry`).
 constexpr const char* kUpgradeFrom2 = R"sql(
@@ -219,6 +221,13 @@ UPDATE meta SET v = 3 WHERE k = 'schema_version';
 constexpr const char* kUpgradeFrom3 = R"sql(
 ALTER TABLE dead_letters ADD COLUMN waits_for INTEGER NOT NULL DEFAULT 0;
 UPDATE meta SET v = 4 WHERE k = 'schema_version';
+)sql";
+
+// Version 4 -> 5: the index of references between records (the engine fills it on open).
+constexpr const char* kUpgradeFrom4 = R"sql(
+CREATE TABLE refs(parent TEXT NOT NULL, child TEXT NOT NULL,
+  PRIMARY KEY(parent, child)) WITHOUT ROWID;
+UPDATE meta SET v = 5 WHERE k = 'schema_version';
 )sql";
 
 Status StateStore::Init() {
@@ -236,13 +245,13 @@ Status StateStore::Init() {
       if (*row) {
         const int64_t version = probe->Int(0);
         if (version == kSchemaVersion) return Status::Ok();
-        if (version == 2 || version == 3) {
+        if (version >= 2 && version < kSchemaVersion) {
           probe->Reset();
           DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, sqlite::Txn::Begin(db_));
-          if (version == 2) {
-            DUPLEX_RETURN_IF_ERROR(db_.Exec(kUpgradeFrom2).WithContext("state file upgrade"));
+          const char* steps[] = {kUpgradeFrom2, kUpgradeFrom3, kUpgradeFrom4};
+          for (int64_t v = version; v < kSchemaVersion; ++v) {
+            DUPLEX_RETURN_IF_ERROR(db_.Exec(steps[v - 2]).WithContext("state file upgrade"));
           }
-          DUPLEX_RETURN_IF_ERROR(db_.Exec(kUpgradeFrom3).WithContext("state file upgrade"));
           return txn.Commit();
         }
         return Status::Corruption("state file '" + db_.path() + "' has schema version " +
@@ -473,6 +482,31 @@ Status StateStore::DeleteOutbox(const std::string& endpoint, int64_t upto_id) {
   return s->Bind(1, endpoint).Bind(2, upto_id).Run();
 }
 
+Result<std::optional<ApplyBatch>> StateStore::ReadOutboxBatch(const std::string& endpoint,
+                                                              int64_t id) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("SELECT payload FROM outbox WHERE endpoint = ? AND id = ?"));
+  s->Bind(1, endpoint).Bind(2, id);
+  DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
+  std::optional<ApplyBatch> out;
+  if (row) {
+    Result<ApplyBatch> b = DecodeApplyBatch(s->Blob(0));
+    s->Reset();
+    if (!b.ok()) return b.status();
+    out = std::move(*b);
+  }
+  s->Reset();
+  return out;
+}
+
+Status StateStore::ReplaceOutbox(const std::string& endpoint, const ApplyBatch& batch) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * d,
+                          Cached("DELETE FROM outbox WHERE endpoint = ? AND id = ?"));
+  DUPLEX_RETURN_IF_ERROR(d->Bind(1, endpoint).Bind(2, batch.id).Run());
+  if (batch.ops.empty()) return Status::Ok();
+  return AddOutbox(endpoint, batch);
+}
+
 Result<int64_t> StateStore::OutboxRows(const std::string& endpoint) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
                           Cached("SELECT coalesce(sum(rows), 0) FROM outbox WHERE endpoint = ?"));
@@ -699,6 +733,13 @@ Result<int64_t> StateStore::RequestRetryAll() {
   return static_cast<int64_t>(db_.Changes());
 }
 
+Status StateStore::ReplaceDeadLetterOps(int64_t id, const ApplyBatch& batch) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("UPDATE dead_letters SET payload = ? WHERE id = ?"));
+  std::string payload = EncodeApplyBatch(batch);
+  return s->BindBlob(1, payload.data(), payload.size()).Bind(2, id).Run();
+}
+
 Status StateStore::DeleteDeadLetter(int64_t id) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached("DELETE FROM dead_letters WHERE id = ?"));
   return s->Bind(1, id).Run();
@@ -709,6 +750,65 @@ Result<int64_t> StateStore::CountDeadLetters(const std::string& endpoint) {
                           Cached("SELECT count(*) FROM dead_letters WHERE endpoint = ?"));
   s->Bind(1, endpoint);
   return ScalarInt(*s);
+}
+
+Status StateStore::AddRef(const std::string& parent, const std::string& child) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("INSERT OR IGNORE INTO refs(parent, child) VALUES(?, ?)"));
+  return s->Bind(1, parent).Bind(2, child).Run();
+}
+
+Status StateStore::RemoveRef(const std::string& parent, const std::string& child) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("DELETE FROM refs WHERE parent = ? AND child = ?"));
+  return s->Bind(1, parent).Bind(2, child).Run();
+}
+
+Result<std::vector<std::string>> StateStore::ChildrenOf(const std::string& parent) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("SELECT child FROM refs WHERE parent = ? ORDER BY child"));
+  s->Bind(1, parent);
+  std::vector<std::string> out;
+  while (true) {
+    DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    out.push_back(s->Text(0));
+  }
+  s->Reset();
+  return out;
+}
+
+Status StateStore::RebuildRefs(
+    const std::string& signature, const std::vector<std::string>& collections,
+    const std::function<std::vector<std::string>(const std::string&, const RecordState&)>&
+        parents_of) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * get,
+                          Cached("SELECT v FROM meta WHERE k = 'refs_signature'"));
+  DUPLEX_ASSIGN_OR_RETURN(bool row, get->Step());
+  const bool same = row && get->Text(0) == signature;
+  get->Reset();
+  if (same) return Status::Ok();
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, Begin());
+  DUPLEX_RETURN_IF_ERROR(db_.Exec("DELETE FROM refs"));
+  for (const std::string& collection : collections) {
+    DUPLEX_ASSIGN_OR_RETURN(
+        sqlite::Stmt s,
+        db_.Prepare("SELECT key, state FROM records WHERE collection = ? AND live"));
+    s.Bind(1, collection);
+    while (true) {
+      DUPLEX_ASSIGN_OR_RETURN(bool more, s.Step());
+      if (!more) break;
+      DUPLEX_ASSIGN_OR_RETURN(RecordState state, RecordState::Decode(s.Blob(1)));
+      const std::string child = collection + "\n" + s.Text(0);
+      for (const std::string& parent : parents_of(collection, state)) {
+        DUPLEX_RETURN_IF_ERROR(AddRef(parent, child));
+      }
+    }
+  }
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * set,
+                          Cached("INSERT OR REPLACE INTO meta(k, v) VALUES('refs_signature', ?)"));
+  DUPLEX_RETURN_IF_ERROR(set->Bind(1, signature).Run());
+  return txn.Commit();
 }
 
 Status StateStore::AddCounters(const std::string& endpoint, const Counters& d) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -83,7 +84,8 @@ struct Counters {
 //   dead_letters(id PK AUTOINCREMENT, endpoint, batch_id, payload, reason, created_at, retry,
 //                waits_for)
 //   counters(endpoint, name, value, PK(endpoint, name))
-//   meta(k PK, v)                                                  next_apply_id
+//   refs(parent, child, PK(parent, child))                         references between records
+//   meta(k PK, v)                                       next_apply_id, refs_signature
 class StateStore {
  public:
   // Opens or creates the state file. `create` false: NotFound if it does not exist.
@@ -124,6 +126,10 @@ class StateStore {
   Result<std::vector<ApplyBatch>> ReadOutbox(const std::string& endpoint, size_t max_rows,
                                              std::map<int64_t, ApplyBatch>* cache = nullptr);
   Status DeleteOutbox(const std::string& endpoint, int64_t upto_id);
+  // One planned batch (nullopt if it is not in the outbox: applied, or parked).
+  Result<std::optional<ApplyBatch>> ReadOutboxBatch(const std::string& endpoint, int64_t id);
+  // Rewrites a planned batch (the outbox batch with its id), or removes it if it has no ops.
+  Status ReplaceOutbox(const std::string& endpoint, const ApplyBatch& batch);
   Result<int64_t> OutboxRows(const std::string& endpoint);
   // The lowest RowOp::seen of the batches waiting for `endpoint` (nullopt if none): its
   // changelog must be kept after that position for their compare-and-set.
@@ -158,6 +164,19 @@ class StateStore {
   // The same request for every dead letter; returns how many there are.
   Result<int64_t> RequestRetryAll();
   Status DeleteDeadLetter(int64_t id);
+  // Rewrites a dead letter's writes (some were taken out of it).
+  Status ReplaceDeadLetterOps(int64_t id, const ApplyBatch& batch);
+
+  // The index of references between live records, each spelled "collection\nkey text": which
+  // children refer to a parent (DESIGN §4, a delete against a new reference).
+  Status AddRef(const std::string& parent, const std::string& child);
+  Status RemoveRef(const std::string& parent, const std::string& child);
+  Result<std::vector<std::string>> ChildrenOf(const std::string& parent);
+  // Rebuilds the index from the live records of `collections` (`parents_of` gives a record's
+  // parents) unless it was built for the same `signature` (the references in the config).
+  Status RebuildRefs(const std::string& signature, const std::vector<std::string>& collections,
+                     const std::function<std::vector<std::string>(const std::string&,
+                                                                  const RecordState&)>& parents_of);
 
   Status AddCounters(const std::string& endpoint, const Counters& delta);
   Result<Counters> GetCounters(const std::string& endpoint);

@@ -246,10 +246,11 @@ TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
     auto store = StateStore::Open(dir.File("s.db"), true);
     ASSERT_OK(store);
     ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{1, {}}, "x", 1));
-    // What version 2 wrote: no retry column (nor version 4's waits_for).
+    // What version 2 wrote: no retry column (nor version 4's waits_for, nor version 5's
+    // index of references).
     ASSERT_OK(
         (*store)->db().Exec("ALTER TABLE dead_letters DROP COLUMN retry; "
-                            "ALTER TABLE dead_letters DROP COLUMN waits_for; "
+                            "ALTER TABLE dead_letters DROP COLUMN waits_for; DROP TABLE refs; "
                             "UPDATE meta SET v = 2 WHERE k = 'schema_version'"));
   }
   auto store = StateStore::Open(dir.File("s.db"), false);
@@ -259,6 +260,64 @@ TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
   ASSERT_EQ(all->size(), 1u);
   ASSERT_OK((*store)->RequestRetry(all->front().id));
   EXPECT_EQ((*store)->ListDeadLetters(true)->size(), 1u);
+  ASSERT_OK((*store)->AddRef("p\n[1]", "c\n[2]"));
+  EXPECT_EQ(*(*store)->ChildrenOf("p\n[1]"), std::vector<std::string>{"c\n[2]"});
+}
+
+// The index of references: rebuilt from the live records when the references change (its
+// signature), kept as it is otherwise.
+TEST(StateStoreTest, ReferenceIndexIsRebuiltWhenTheReferencesChange) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  RecordState live;
+  live.exists = true;
+  live.values = {{"id", 7}, {"parent_id", 1}};
+  RecordState gone = live;
+  gone.exists = false;
+  ASSERT_OK((*store)->SaveRecord("child", "[7]", live));
+  ASSERT_OK((*store)->SaveRecord("child", "[8]", gone));
+  auto parents = [](const std::string&, const RecordState& s) {
+    return std::vector<std::string>{"parent\n[" + s.values["parent_id"].dump() + "]"};
+  };
+  ASSERT_OK((*store)->RebuildRefs("child(parent_id,)->parent;", {"child"}, parents));
+  EXPECT_EQ(*(*store)->ChildrenOf("parent\n[1]"), std::vector<std::string>{"child\n[7]"});
+  // The same references: left as they are (here, as edited since).
+  ASSERT_OK((*store)->RemoveRef("parent\n[1]", "child\n[7]"));
+  ASSERT_OK((*store)->RebuildRefs("child(parent_id,)->parent;", {"child"}, parents));
+  EXPECT_TRUE((*store)->ChildrenOf("parent\n[1]")->empty());
+  ASSERT_OK((*store)->RebuildRefs("", {}, parents));
+  ASSERT_OK((*store)->RebuildRefs("child(parent_id,)->parent;", {"child"}, parents));
+  EXPECT_EQ((*store)->ChildrenOf("parent\n[1]")->size(), 1u);
+}
+
+// Writes taken back before they land (a delete against a new reference): an outbox batch is
+// rewritten, or removed once empty; a dead letter keeps what is left of it.
+TEST(StateStoreTest, OutboxBatchesAndDeadLettersAreRewritten) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  RowOp a{Op::kInsert, "t", {{"id", 1}}, {{"id", 1}}, {}, 0};
+  RowOp b{Op::kInsert, "t", {{"id", 2}}, {{"id", 2}}, {}, 0};
+  ASSERT_OK((*store)->AddOutbox("e", ApplyBatch{5, {a, b}}));
+  auto batch = (*store)->ReadOutboxBatch("e", 5);
+  ASSERT_OK(batch);
+  ASSERT_TRUE(batch->has_value());
+  EXPECT_EQ((*batch)->ops.size(), 2u);
+  EXPECT_FALSE((*(*store)->ReadOutboxBatch("e", 6)).has_value());
+  EXPECT_FALSE((*(*store)->ReadOutboxBatch("other", 5)).has_value());
+  ASSERT_OK((*store)->ReplaceOutbox("e", ApplyBatch{5, {b}}));
+  EXPECT_EQ(*(*store)->OutboxRows("e"), 1);
+  ASSERT_OK((*store)->ReplaceOutbox("e", ApplyBatch{5, {}}));
+  EXPECT_EQ(*(*store)->OutboxRows("e"), 0);
+  auto id = (*store)->AddDeadLetter("e", ApplyBatch{3, {a, b}}, "refused", 1);
+  ASSERT_OK(id);
+  ASSERT_OK((*store)->ReplaceDeadLetterOps(*id, ApplyBatch{3, {a}}));
+  auto d = (*store)->GetDeadLetter(*id);
+  ASSERT_OK(d);
+  ASSERT_EQ(d->batch.ops.size(), 1u);
+  EXPECT_EQ(d->batch.ops[0].key, a.key);
+  EXPECT_EQ(d->reason, "refused");
 }
 
 TEST(StateStoreTest, RetryOfADeadLetterRetriesTheOnesWaitingForIt) {
