@@ -47,6 +47,9 @@ class Planner {
   // to (`after`) or its expected (old) values referred to (`before`), as "collection\nkey".
   std::vector<std::string> ParentsOf(const RowOp& op, bool after) const;
 
+  // Whether `collection` refers to another or is referred to.
+  bool Involves(const std::string& collection) const { return involved_.count(collection) > 0; }
+
   // The identity of the record `op` writes, in the form ParentsOf returns.
   static std::string RecordOf(const RowOp& op);
 

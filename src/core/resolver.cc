@@ -336,6 +336,79 @@ void Resolver::ResolveManual(const std::string& collection, const std::string& f
   Plan(*model, ctx, state, out);
 }
 
+bool Resolver::Unobserved(const RecordState& state, const std::string& endpoint,
+                          const std::vector<std::string>& fields, int64_t watermark) {
+  if (IsPending(state, endpoint, "", watermark)) return true;
+  for (const std::string& f : fields) {
+    if (IsPending(state, endpoint, f, watermark)) return true;
+  }
+  return false;
+}
+
+void Resolver::Cascade(const std::string& collection, const Version& deleted,
+                       const PlanContext& ctx, RecordState& state, ResolveOutput& out) const {
+  const CollectionModel* model = Find(collection);
+  assert(model);
+  state.exists = false;
+  state.deleted = deleted;
+  state.diverged.clear();
+  Plan(*model, ctx, state, out);
+}
+
+void Resolver::Revive(const std::string& collection, const PlanContext& ctx, RecordState& state,
+                      ResolveOutput& out) const {
+  const CollectionModel* model = Find(collection);
+  assert(model);
+  state.exists = true;
+  Plan(*model, ctx, state, out);
+}
+
+void Resolver::Retracted(const std::string& endpoint,
+                         const std::vector<std::pair<int64_t, RowOp>>& writes, RecordState& state) {
+  // Undone newest first: each write's expected values are what the endpoint held before it.
+  for (auto it = writes.rbegin(); it != writes.rend(); ++it) {
+    const auto& [id, op] = *it;
+    auto pending = state.pending.find(endpoint);
+    auto forget = [&](const std::string& field) {
+      if (pending == state.pending.end()) return;
+      auto f = pending->second.find(field);
+      if (f != pending->second.end() && f->second == id) pending->second.erase(f);
+    };
+    if (op.op == Op::kInsert) {
+      state.known.erase(endpoint);
+      forget("");
+      continue;
+    }
+    Row& held = state.known[endpoint];
+    if (!held.is_object() || op.op == Op::kDelete) {
+      held = Row::object();
+      for (const auto& [k, v] : op.key.items()) held[k] = v;
+    }
+    for (const auto& [f, v] : op.expected.items()) held[f] = v;
+    if (op.op == Op::kDelete) {
+      forget("");
+      state.prior_row.erase(endpoint);
+      continue;
+    }
+    for (const auto& [f, v] : op.values.items()) {
+      forget(f);
+      auto prior = state.prior.find(endpoint);
+      if (prior != state.prior.end()) prior->second.erase(f);
+    }
+  }
+  auto pending = state.pending.find(endpoint);
+  if (pending != state.pending.end() && pending->second.empty()) state.pending.erase(pending);
+  auto prior = state.prior.find(endpoint);
+  if (prior != state.prior.end() && prior->second.empty()) state.prior.erase(prior);
+}
+
+void Resolver::Replan(const std::string& collection, const PlanContext& ctx, RecordState& state,
+                      ResolveOutput& out) const {
+  const CollectionModel* model = Find(collection);
+  assert(model);
+  Plan(*model, ctx, state, out);
+}
+
 void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, RecordState& state,
                     ResolveOutput& out) const {
   const std::string& collection = model.config->name;

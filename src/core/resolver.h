@@ -95,6 +95,31 @@ class Resolver {
                      double now_ms, const PlanContext& ctx, RecordState& state,
                      ResolveOutput& out) const;
 
+  // A delete against a new reference (DESIGN §4): a parent deleted on one endpoint while
+  // another made a row refer to it, neither having seen the other's write. The engine finds
+  // these (they span records); the parent's `on_delete_conflict` decides, and these carry it
+  // out.
+
+  // Whether `endpoint` has not yet observed duplex's latest write of the record itself (an
+  // insert, a delete) or of one of `fields`: its changes since were made without seeing it.
+  static bool Unobserved(const RecordState& state, const std::string& endpoint,
+                         const std::vector<std::string>& fields, int64_t watermark);
+  // Delete wins: the record (a child of the deleted parent, or a row referring to such a
+  // child) is deleted with it, as of the parent's delete (`deleted`).
+  void Cascade(const std::string& collection, const Version& deleted, const PlanContext& ctx,
+               RecordState& state, ResolveOutput& out) const;
+  // Keep: the deleted record (the parent, or a deleted record it refers to) comes back as its
+  // tombstone kept it.
+  void Revive(const std::string& collection, const PlanContext& ctx, RecordState& state,
+              ResolveOutput& out) const;
+  // Writes of duplex's to `endpoint` taken back before they landed (with the apply id each
+  // was planned with, oldest first): the endpoint holds what it held before them.
+  static void Retracted(const std::string& endpoint,
+                        const std::vector<std::pair<int64_t, RowOp>>& writes, RecordState& state);
+  // Plans the writes that bring every endpoint to the agreed values (after Retracted).
+  void Replan(const std::string& collection, const PlanContext& ctx, RecordState& state,
+              ResolveOutput& out) const;
+
  private:
   // Appends the writes that make every endpoint's known row equal the agreed one.
   void Plan(const CollectionModel& model, const PlanContext& ctx, RecordState& state,

@@ -316,6 +316,7 @@ Status Engine::CheckSchema() {
     r.immediate_on.insert(child->endpoints.begin(), child->endpoints.end());
   }
   planner_ = std::make_unique<Planner>(std::move(refs));
+  for (const Reference& r : planner_->references()) parent_collections_.insert(r.parent);
   std::vector<std::string> names;
   for (const CollectionConfig& cc : config_.collections) names.push_back(cc.name);
   const std::vector<std::string> order = planner_->DependencyOrder(names);
@@ -515,6 +516,8 @@ Result<PlanContext> Engine::NewPlanContext() {
 Status Engine::StoreOutput(ResolveOutput& out, const PlanContext& ctx) {
   const double now = env_->WallMs();
   for (auto& [target, ops] : out.writes) {
+    // Writes taken back in this step (engine_refs.cc) are marked, not removed.
+    std::erase_if(ops, [](const RowOp& op) { return op.op == Op::kMarker; });
     if (ops.empty()) continue;
     planner_->Order(target, ops);
     ApplyBatch batch{ctx.apply_ids.at(target), std::move(ops)};
@@ -562,7 +565,7 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
     key_texts[i] = KeyText(c.key, model->config->key);
     keys[c.collection].push_back(key_texts[i]);
   }
-  std::map<std::string, std::map<std::string, RecordState>> states;
+  RecordStates states;
   for (const auto& [collection, ks] : keys) {
     DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(collection, ks, states[collection]));
   }
@@ -583,8 +586,16 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
     RecordState& state = states[c.collection][key_texts[i]];
     if (c.op == Op::kRejected) {
       resolver_->Correct(c, ep->name, ctx, state, out);
-    } else {
+    } else if (!planner_->Involves(c.collection)) {
       resolver_->Merge(c, ep->name, watermark, ctx, state, out);
+    } else {
+      const bool was_live = state.exists;
+      const std::vector<std::string> parents_before =
+          was_live ? ParentRecords(c.collection, state.values) : std::vector<std::string>();
+      resolver_->Merge(c, ep->name, watermark, ctx, state, out);
+      DUPLEX_RETURN_IF_ERROR(CheckReferences(c, ep->name, watermark,
+                                             c.collection + "\n" + key_texts[i], was_live,
+                                             parents_before, traced, states, ctx, out));
     }
     // For the sync latency metric: the writes this change caused carry its commit time (none
     // for the initial load's snapshot rows and for corrections).
@@ -618,6 +629,7 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
 }
 
 Result<bool> Engine::ResolveJournal() {
+  DUPLEX_RETURN_IF_ERROR(EnsureRefIndex());
   DUPLEX_ASSIGN_OR_RETURN(auto heads, store_->JournalHeads(2));
   for (const auto& [id, endpoint] : heads) {
     while (!fresh_.empty() && fresh_.front().id < id) fresh_.pop_front();
@@ -752,7 +764,32 @@ Result<bool> Engine::ApplyTo(Endpoint& ep) {
   // record -> dead letter, parked by this apply: a refused transaction that writes or refers
   // to a record an earlier refused one writes (a child of a refused parent) waits for it.
   std::map<std::string, int64_t> parked_now;
-  for (const FailedOp& f : result->failed) {
+  // Refused deletes of records created again since, with their new writes planned for this
+  // target (a parent's delete refused for a row that refers to it, where the parent was made
+  // again elsewhere): planned again from the records' current state instead of parked. (What
+  // that plans is an insert or an update: it cannot be superseded in turn.)
+  std::vector<bool> superseded(result->failed.size());
+  for (size_t i = 0; i < superseded.size(); ++i) {
+    DUPLEX_ASSIGN_OR_RETURN(superseded[i], Superseded(ep.name, result->failed[i]));
+  }
+  PlanContext replan_ctx;
+  ResolveOutput replanned;
+  for (size_t i = 0; i < superseded.size(); ++i) {
+    if (!superseded[i]) continue;
+    const FailedOp& f = result->failed[i];
+    if (replan_ctx.apply_ids.empty()) {
+      DUPLEX_ASSIGN_OR_RETURN(replan_ctx, NewPlanContext());
+    }
+    spdlog::info(
+        "endpoint={} collection={} key={} refused transaction of {} writes planned "
+        "again (its records were written since): {}",
+        ep.name, f.ops.front().collection, f.ops.front().key.dump(), f.ops.size(), f.reason);
+    DUPLEX_RETURN_IF_ERROR(ReplanRefused(ep.name, f.ops, replan_ctx, replanned));
+  }
+  if (!replan_ctx.apply_ids.empty()) DUPLEX_RETURN_IF_ERROR(StoreOutput(replanned, replan_ctx));
+  for (size_t i = 0; i < superseded.size(); ++i) {
+    if (superseded[i]) continue;
+    const FailedOp& f = result->failed[i];
     const int64_t waits_for = ParkedDependency(*planner_, parked_now, f.ops);
     const RowOp* first = f.ops.empty() ? nullptr : &f.ops.front();
     spdlog::error(
@@ -821,6 +858,56 @@ void Engine::ObserveApplied(const Endpoint& ep, const std::vector<ApplyBatch>& b
   t.writes_rejected += static_cast<int64_t>(result.rejected);
 }
 
+Status Engine::ReplanRefused(const std::string& endpoint, const std::vector<RowOp>& ops,
+                             const PlanContext& ctx, ResolveOutput& out) {
+  for (const RowOp& op : ops) {
+    const CollectionModel* model = resolver_->Find(op.collection);
+    if (!model) continue;  // no longer in the config
+    const std::string key_text = KeyText(op.key, model->config->key);
+    std::map<std::string, RecordState> states;
+    DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(op.collection, {key_text}, states));
+    auto it = states.find(key_text);
+    if (it == states.end()) continue;
+    RecordState& state = it->second;
+    // The refused write changed nothing: the target holds the row as it was before it. The
+    // resolver believed it landed; correct that, and plan from the record's current state
+    // with a fresh `seen`. Should the target's row differ still (changed since), the
+    // compare-and-set rejects the write and the resolver corrects again from the real row.
+    Change truth;
+    truth.op = Op::kRejected;
+    truth.collection = op.collection;
+    truth.key = op.key;
+    if (op.op != Op::kInsert) {
+      auto known = state.known.find(endpoint);
+      truth.after = known != state.known.end() ? known->second : Row::object();
+      for (const auto& [k, v] : op.key.items()) truth.after[k] = v;
+      for (const auto& [f, v] : op.expected.items()) truth.after[f] = v;
+    }
+    resolver_->Correct(truth, endpoint, ctx, state, out);
+    DUPLEX_RETURN_IF_ERROR(store_->SaveRecord(op.collection, key_text, state));
+  }
+  return Status::Ok();
+}
+
+Result<bool> Engine::Superseded(const std::string& endpoint, const FailedOp& f) {
+  if (f.ops.empty()) return false;
+  for (const RowOp& op : f.ops) {
+    const CollectionModel* model = resolver_->Find(op.collection);
+    if (!model || op.op != Op::kDelete) return false;
+    const std::string key_text = KeyText(op.key, model->config->key);
+    std::map<std::string, RecordState> states;
+    DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(op.collection, {key_text}, states));
+    auto it = states.find(key_text);
+    if (it == states.end() || !it->second.exists) return false;
+    auto pending = it->second.pending.find(endpoint);
+    if (pending == it->second.pending.end()) return false;
+    bool later = false;
+    for (const auto& [field, id] : pending->second) later |= id > f.batch_id;
+    if (!later) return false;
+  }
+  return true;
+}
+
 Result<bool> Engine::RetryDeadLetters() {
   DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> asked, store_->ListDeadLetters(true));
   if (asked.empty()) return false;
@@ -841,33 +928,12 @@ Result<bool> Engine::RetryDeadLetters() {
     DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
     DUPLEX_ASSIGN_OR_RETURN(PlanContext ctx, NewPlanContext());
     ResolveOutput out;
-    for (const RowOp& op : d.batch.ops) {
-      const CollectionModel* model = resolver_->Find(op.collection);
-      if (!model || !Find(d.endpoint)) continue;  // no longer in the config
-      const std::string key_text = KeyText(op.key, model->config->key);
-      std::map<std::string, RecordState> states;
-      DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(op.collection, {key_text}, states));
-      auto it = states.find(key_text);
-      if (it == states.end()) continue;
-      RecordState& state = it->second;
-      // The refused write changed nothing: the target holds the row as it was before it. The
-      // resolver believed it landed; correct that, and plan from the record's current state
-      // with a fresh `seen`. Should the target's row differ still (changed since), the
-      // compare-and-set rejects the write and the resolver corrects again from the real row.
-      Change truth;
-      truth.op = Op::kRejected;
-      truth.collection = op.collection;
-      truth.key = op.key;
-      if (op.op != Op::kInsert) {
-        auto known = state.known.find(d.endpoint);
-        truth.after = known != state.known.end() ? known->second : Row::object();
-        for (const auto& [k, v] : op.key.items()) truth.after[k] = v;
-        for (const auto& [f, v] : op.expected.items()) truth.after[f] = v;
+    if (Find(d.endpoint)) {  // else no longer in the config
+      DUPLEX_RETURN_IF_ERROR(ReplanRefused(d.endpoint, d.batch.ops, ctx, out));
+      for (const RowOp& op : d.batch.ops) {
+        spdlog::info("endpoint={} collection={} key={} dead letter id={} retried", d.endpoint,
+                     op.collection, op.key.dump(), d.id);
       }
-      resolver_->Correct(truth, d.endpoint, ctx, state, out);
-      DUPLEX_RETURN_IF_ERROR(store_->SaveRecord(op.collection, key_text, state));
-      spdlog::info("endpoint={} collection={} key={} dead letter id={} retried", d.endpoint,
-                   op.collection, op.key.dump(), d.id);
     }
     DUPLEX_RETURN_IF_ERROR(StoreOutput(out, ctx));
     DUPLEX_RETURN_IF_ERROR(store_->DeleteDeadLetter(d.id));

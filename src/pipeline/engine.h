@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -123,6 +124,9 @@ class Engine {
     std::pair<int64_t, int64_t> parked_version{0, 0};
   };
 
+  // Record states loaded for one resolution step: collection -> key text -> state.
+  using RecordStates = std::map<std::string, std::map<std::string, RecordState>>;
+
   Engine(const Config& config, std::unique_ptr<StateStore> store, Env* env);
   Status CheckSchema();
   Status InstallOn(Endpoint& ep);
@@ -140,6 +144,13 @@ class Engine {
   std::vector<std::pair<FailedOp, int64_t>> HoldDependents(Endpoint& ep,
                                                            std::vector<ApplyBatch>& batches);
   Result<bool> PropagateResolutions();
+  // Plans the records of `ops`, writes `endpoint` refused, again from their current state
+  // (the refused writes changed nothing there).
+  Status ReplanRefused(const std::string& endpoint, const std::vector<RowOp>& ops,
+                       const PlanContext& ctx, ResolveOutput& out);
+  // Whether `f` only deletes records that exist again, each with a later write planned for
+  // `endpoint`.
+  Result<bool> Superseded(const std::string& endpoint, const FailedOp& f);
   // Operator retries of dead letters: their records are planned again for the target.
   Result<bool> RetryDeadLetters();
   // Alerts, and the telemetry snapshot when a hub is set; cheap unless something is due.
@@ -156,6 +167,42 @@ class Engine {
   Result<PlanContext> NewPlanContext();
 
   void PrintProgress(double secs);
+
+  // --- A delete against a new reference (DESIGN §4), in engine_refs.cc. Records are named
+  // "collection\nkey text", as the state store's index of references names them.
+
+  // Builds that index once per process, anew if the references between collections changed.
+  Status EnsureRefIndex();
+  // The records a record of `collection` with `values` refers to.
+  std::vector<std::string> ParentRecords(const std::string& collection, const Row& values) const;
+  // The state of `record` in `states`, loaded from the store if need be; nullptr if unknown.
+  Result<RecordState*> LoadRecord(RecordStates& states, const std::string& record);
+  // After the change `c` from endpoint `from` (watermark `watermark`) was merged into the state
+  // of `record`, which was live (`was_live`) with `parents_before`, and planned writes into
+  // `out` from `first_op` on (per target): updates the index, and settles the deletes against
+  // new references the change reveals, either way round (the row now refers to a parent
+  // deleted elsewhere, or `from` deleted a parent that a row refers to in a write it had not
+  // seen). A parent's delete waiting on a target for a row that a write planned now moves
+  // away (or deletes) is planned again after that write.
+  Status CheckReferences(const Change& c, const std::string& from, int64_t watermark,
+                         const std::string& record, bool was_live,
+                         const std::vector<std::string>& parents_before,
+                         const std::map<std::string, size_t>& first_op, RecordStates& states,
+                         const PlanContext& ctx, ResolveOutput& out);
+  // Plans `parent`'s writes to `target` again (after those planned now) if its delete there
+  // has not landed yet, or was refused.
+  Status ReplanWaiting(const std::string& parent, const std::string& target, int64_t watermark,
+                       RecordStates& states, const PlanContext& ctx, ResolveOutput& out);
+  // `parent`, deleted by `deleter`, against `child`, made to refer to it by `writer`: the
+  // parent's on_delete_conflict decides (cascade the delete, or bring the parent back).
+  Status SettleReference(const std::string& parent, const std::string& child,
+                         const std::string& deleter, const std::string& writer,
+                         RecordStates& states, const PlanContext& ctx, ResolveOutput& out);
+  // Takes `record`'s writes that have not landed (in `out`, the outbox, dead letters) back
+  // from every endpoint (or only from `only`), so that they can be planned again in a new
+  // order.
+  Status RetractWrites(const std::string& record, RecordState& state, const PlanContext& ctx,
+                       ResolveOutput& out, const std::string& only = "");
 
   static constexpr size_t kMaxFreshBatches = 4;
   // Tries of an apply the target refuses before its transactions are isolated and parked.
@@ -180,6 +227,10 @@ class Engine {
   int64_t synced_changes_ = 0;  // changes resolved by this process (progress output)
   // This step, an endpoint polled news that its capture did not deliver yet: not idle.
   bool news_pending_ = false;
+
+  bool ref_index_ready_ = false;  // EnsureRefIndex has run
+  // Collections that are the parent of a reference.
+  std::set<std::string> parent_collections_;
 
   TelemetryHub* hub_ = nullptr;  // not owned
   TelemetrySnapshot telemetry_;  // counters and histograms; engine thread only

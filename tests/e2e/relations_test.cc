@@ -67,7 +67,9 @@ class RelationsTest : public SharedPgCluster<::testing::TestWithParam<std::strin
  protected:
   // Two sides of the parameter's kind: "sqlite" (two files), "pg" (logical and trigger
   // capture), "mixed" (SQLite and PostgreSQL logical).
-  void Make(bool mapped = false, const std::string& extra_b = "", const std::string& engine = "") {
+  // `customer` is added to the customer collection's config.
+  void Make(bool mapped = false, const std::string& extra_b = "", const std::string& engine = "",
+            const std::string& customer = "") {
     const std::string p = GetParam();
     const std::string prefix = "r" + std::to_string(++databases_);
     auto side = [&](const std::string& name, const std::string& kind) {
@@ -95,8 +97,8 @@ class RelationsTest : public SharedPgCluster<::testing::TestWithParam<std::strin
     const std::string mode = mapped ? "key_mode = \"mapped\"\n" : "";
     for (const char* c : {"orders", "employee", "customer"}) {
       toml += std::string("[collections.") + c + "]\nkey = [\"id\"]\n" + mode +
-              "endpoints.a = { table = \"" + c + "\" }\nendpoints.b = { table = \"" + c +
-              "\" }\n\n";
+              (std::string(c) == "customer" ? customer : "") + "endpoints.a = { table = \"" + c +
+              "\" }\nendpoints.b = { table = \"" + c + "\" }\n\n";
     }
     WriteFile(dir_.File("duplex.toml"), toml);
     Outcome o = Duplex({"check", "--install"});
@@ -194,6 +196,64 @@ TEST_P(RelationsTest, CustomerWithOrdersMovedAndDeletedOnBothSides) {
   EXPECT_EQ(Query(b_, "SELECT id, customer_id FROM orders ORDER BY id"), "11|1\n");
   EXPECT_EQ(Query(b_, "SELECT id FROM customer"), "1\n");
   EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
+}
+
+// A customer deleted on one side while an order is added to it on the other, neither side
+// having seen the other's write (DESIGN §4, a delete against a new reference). Each side's
+// database refuses the other's write (the customer's delete where the order is, the order where
+// the customer is gone); duplex decides instead: by default the delete wins and takes the new
+// order with it.
+TEST_P(RelationsTest, CustomerDeletedWhileAnOrderIsAddedElsewhereTakesTheOrderAlong) {
+  Make();
+  Exec(a_,
+       "BEGIN; INSERT INTO customer VALUES (1, 'ann'); INSERT INTO orders VALUES (10, 1, 5); "
+       "INSERT INTO customer VALUES (2, 'bob'); COMMIT;");
+  SyncIdle();
+  Exec(a_,
+       "BEGIN; DELETE FROM orders WHERE customer_id = 1; DELETE FROM customer WHERE id = 1; "
+       "COMMIT;");
+  Exec(b_,
+       "BEGIN; INSERT INTO orders VALUES (11, 1, 8); INSERT INTO orders VALUES (12, 2, 3); "
+       "COMMIT;");
+  SyncIdle();
+  EXPECT_EQ(Graph(a_), Graph(b_)) << FirstDifference(Graph(a_), Graph(b_));
+  EXPECT_EQ(Query(b_, "SELECT id FROM customer"), "2\n");
+  // The order for the deleted customer is gone; the rest of its transaction applied.
+  EXPECT_EQ(Query(a_, "SELECT id, customer_id FROM orders ORDER BY id"), "12|2\n");
+  EXPECT_EQ(Orphans(a_), "0\n");
+  EXPECT_EQ(Orphans(b_), "0\n");
+  EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
+  Outcome conflicts = Duplex({"conflicts", "list", "--all", "--json"});
+  ASSERT_EQ(conflicts.code, 0) << conflicts;
+  nlohmann::json log = nlohmann::json::parse(conflicts.out);
+  ASSERT_EQ(log.size(), 1u) << log.dump();
+  EXPECT_EQ(log[0]["collection"], "orders");
+  EXPECT_EQ(log[0]["key"], nlohmann::json({{"id", 11}}));
+  EXPECT_EQ(log[0]["policy"], "delete");
+  EXPECT_EQ(log[0]["winner"], "a");
+  EXPECT_EQ(log[0]["values"]["a"]["record"], "customer [1]");
+}
+
+// The same with `on_delete_conflict = "keep"` on the customers: the customer comes back where it
+// was deleted, and the new order follows it there.
+TEST_P(RelationsTest, CustomerDeletedWhileAnOrderIsAddedElsewhereIsKeptWhenAsked) {
+  Make(false, "", "", "on_delete_conflict = \"keep\"\n");
+  Exec(a_, "INSERT INTO customer VALUES (1, 'ann')");
+  SyncIdle();
+  Exec(a_, "DELETE FROM customer WHERE id = 1");
+  Exec(b_, "INSERT INTO orders VALUES (11, 1, 8)");
+  SyncIdle();
+  EXPECT_EQ(Graph(a_), Graph(b_)) << FirstDifference(Graph(a_), Graph(b_));
+  EXPECT_EQ(Query(a_, "SELECT id, name FROM customer"), "1|ann\n");
+  EXPECT_EQ(Query(a_, "SELECT id, customer_id FROM orders"), "11|1\n");
+  EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
+  Outcome conflicts = Duplex({"conflicts", "list", "--all", "--json"});
+  ASSERT_EQ(conflicts.code, 0) << conflicts;
+  nlohmann::json log = nlohmann::json::parse(conflicts.out);
+  ASSERT_EQ(log.size(), 1u) << log.dump();
+  EXPECT_EQ(log[0]["collection"], "customer");
+  EXPECT_EQ(log[0]["policy"], "keep");
+  EXPECT_EQ(log[0]["winner"], "b");
 }
 
 TEST_P(RelationsTest, SelfReferencingEmployeesArriveManagersFirst) {

@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "sim/simulation.h"
@@ -85,7 +86,7 @@ int main(int argc, char** argv) {
   o.reorder = !no_reorder;
   o.duplicate = !no_duplicate;
   o.outages = !no_outages;
-  spdlog::set_level(spdlog::level::off);
+  spdlog::set_level(std::getenv("DUPLEX_SIM_LOG") ? spdlog::level::debug : spdlog::level::off);
 
   if (seed > 0) {
     o.seed = seed;

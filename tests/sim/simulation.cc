@@ -186,7 +186,7 @@ class Simulation {
     if (c_policy_ == "prefer") items += "fields.c = { policy = \"prefer\", endpoint = \"e1\" }\n";
     if (keep_) items += "on_delete_conflict = \"keep\"\n";
     collection("items", kItems, items);
-    collection("parents", kParents, "");
+    collection("parents", kParents, keep_ ? "on_delete_conflict = \"keep\"\n" : "");
     collection("children", kChildren, "");
     collection("events", kEvents, "");
     return toml;

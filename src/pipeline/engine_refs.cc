@@ -1,0 +1,373 @@
+// A delete against a new reference (DESIGN §4): a parent deleted on one endpoint while another
+// endpoint made a row refer to it (inserted a child, or moved one to it), neither having seen
+// the other's write. Each write alone is fine; together the targets refuse them both (the
+// parent's delete where the child is, the child where the parent is gone). The parent's
+// `on_delete_conflict` decides, as for a delete against an update of the record itself:
+//   delete (default): the child is deleted with the parent, and every row referring to it;
+//   keep: the parent comes back, with any deleted record it refers to.
+// Writes already planned that the decision makes wrong or out of order (the child's insert
+// where the parent is gone, the parent's delete where the child is) are taken back from the
+// outbox or the dead letters before they land and planned again, in one transaction with the
+// decision's own writes, so that the planner orders them.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "core/planner.h"
+#include "pipeline/engine.h"
+#include "util/json_value.h"
+
+namespace duplex {
+
+namespace {
+
+std::pair<std::string, std::string> SplitRecord(const std::string& record) {
+  const size_t nl = record.find('\n');
+  return {record.substr(0, nl), record.substr(nl + 1)};
+}
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+Row KeyRow(const CollectionModel& model, const Row& values) {
+  Row key = Row::object();
+  for (const std::string& k : model.config->key) {
+    auto it = values.find(k);
+    key[k] = it == values.end() ? Value(nullptr) : *it;
+  }
+  return key;
+}
+
+// The version a record's reference fields got their values with (the write that made it
+// refer to its parent).
+Version ReferenceVersion(const RecordState& state, const std::vector<std::string>& fields) {
+  Version v;
+  for (const std::string& f : fields) {
+    auto it = state.versions.find(f);
+    if (it != state.versions.end() && it->second.ts >= v.ts) v = it->second;
+  }
+  return v;
+}
+
+}  // namespace
+
+Status Engine::EnsureRefIndex() {
+  if (ref_index_ready_) return Status::Ok();
+  std::vector<std::string> spelled;
+  std::vector<std::string> children;
+  for (const Reference& r : planner_->references()) {
+    std::string s = r.child + "(";
+    for (const std::string& f : r.fields) s += f + ",";
+    spelled.push_back(s + ")->" + r.parent);
+    if (!Contains(children, r.child)) children.push_back(r.child);
+  }
+  std::sort(spelled.begin(), spelled.end());
+  std::string signature;
+  for (const std::string& s : spelled) signature += s + ";";
+  DUPLEX_RETURN_IF_ERROR(store_->RebuildRefs(
+      signature, children, [&](const std::string& collection, const RecordState& state) {
+        return ParentRecords(collection, state.values);
+      }));
+  ref_index_ready_ = true;
+  return Status::Ok();
+}
+
+std::vector<std::string> Engine::ParentRecords(const std::string& collection,
+                                               const Row& values) const {
+  std::vector<std::string> out;
+  if (!values.is_object()) return out;
+  for (const Reference& r : planner_->references()) {
+    if (r.child != collection) continue;
+    Row key = Row::object();
+    bool complete = true;
+    for (size_t i = 0; i < r.fields.size() && complete; ++i) {
+      auto it = values.find(r.fields[i]);
+      complete = it != values.end() && !it->is_null();
+      if (complete) key[r.parent_key[i]] = *it;
+    }
+    if (!complete) continue;
+    std::string record = r.parent + "\n" + KeyText(key, r.parent_key);
+    if (!Contains(out, record)) out.push_back(std::move(record));
+  }
+  return out;
+}
+
+Result<RecordState*> Engine::LoadRecord(RecordStates& states, const std::string& record) {
+  auto [collection, key] = SplitRecord(record);
+  if (!FindModel(collection)) return nullptr;
+  std::map<std::string, RecordState>& loaded = states[collection];
+  auto it = loaded.find(key);
+  if (it == loaded.end()) {
+    DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(collection, {key}, loaded));
+    it = loaded.find(key);
+    if (it == loaded.end()) return nullptr;
+  }
+  return &it->second;
+}
+
+Status Engine::CheckReferences(const Change& c, const std::string& from, int64_t watermark,
+                               const std::string& record, bool was_live,
+                               const std::vector<std::string>& parents_before,
+                               const std::map<std::string, size_t>& first_op, RecordStates& states,
+                               const PlanContext& ctx, ResolveOutput& out) {
+  DUPLEX_ASSIGN_OR_RETURN(RecordState * state, LoadRecord(states, record));
+  if (!state) return Status::Ok();
+  const std::vector<std::string> parents_after =
+      state->exists ? ParentRecords(c.collection, state->values) : std::vector<std::string>();
+  for (const std::string& p : parents_before) {
+    if (!Contains(parents_after, p)) DUPLEX_RETURN_IF_ERROR(store_->RemoveRef(p, record));
+  }
+  for (const std::string& p : parents_after) {
+    if (!Contains(parents_before, p)) DUPLEX_RETURN_IF_ERROR(store_->AddRef(p, record));
+  }
+  // The row now refers to a parent another endpoint deleted, a delete `from` had not seen.
+  for (const std::string& p : parents_after) {
+    if (!state->exists) break;                              // deleted with an earlier parent
+    if (was_live && Contains(parents_before, p)) continue;  // not a new reference
+    DUPLEX_ASSIGN_OR_RETURN(RecordState * parent, LoadRecord(states, p));
+    if (!parent) continue;
+    const bool unseen = Resolver::Unobserved(*parent, from, {}, watermark);
+    if (!parent->exists && !parent->deleted.origin.empty() && parent->deleted.origin != from &&
+        unseen) {
+      DUPLEX_RETURN_IF_ERROR(
+          SettleReference(p, record, parent->deleted.origin, from, states, ctx, out));
+      continue;
+    }
+    // A write of the parent to `from` that has not landed, or was refused there (its delete,
+    // before it was made again elsewhere: `from` may have refused it for this very row).
+    DUPLEX_RETURN_IF_ERROR(ReplanWaiting(p, from, watermark, states, ctx, out));
+  }
+  // Writes planned now that move a target's row away from a parent (or delete it), where the
+  // parent's delete has not landed or was refused: it may have waited for them.
+  std::vector<std::pair<std::string, std::string>> left;  // target, parent
+  for (const auto& [target, ops] : out.writes) {
+    auto first = first_op.find(target);
+    for (size_t i = first == first_op.end() ? 0 : first->second; i < ops.size(); ++i) {
+      const RowOp& op = ops[i];
+      if (op.op == Op::kMarker || op.op == Op::kInsert || !planner_->Involves(op.collection)) {
+        continue;
+      }
+      const std::vector<std::string> now = ParentRecords(op.collection, op.values);
+      for (const std::string& p : ParentRecords(op.collection, op.expected)) {
+        if (op.op == Op::kDelete || !Contains(now, p)) left.emplace_back(target, p);
+      }
+    }
+  }
+  for (const auto& [target, p] : left) {
+    DUPLEX_RETURN_IF_ERROR(ReplanWaiting(p, target, ctx.watermarks.at(target), states, ctx, out));
+  }
+  // `from` deleted a parent that a row refers to in a write `from` had not seen.
+  if (c.op != Op::kDelete || !was_live || !parent_collections_.count(c.collection)) {
+    return Status::Ok();
+  }
+  DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> children, store_->ChildrenOf(record));
+  for (const std::string& child : children) {
+    DUPLEX_ASSIGN_OR_RETURN(RecordState * cs, LoadRecord(states, child));
+    if (!cs || !cs->exists) continue;
+    const std::string collection = SplitRecord(child).first;
+    std::vector<std::string> fields;
+    for (const Reference& r : planner_->references()) {
+      if (r.child != collection || r.parent != c.collection) continue;
+      if (Contains(ParentRecords(collection, cs->values), record)) {
+        fields.insert(fields.end(), r.fields.begin(), r.fields.end());
+      }
+    }
+    if (fields.empty() || !Resolver::Unobserved(*cs, from, fields, watermark)) continue;
+    if (state->exists) {
+      // The parent stays (its delete lost to a concurrent update of it, or it was brought
+      // back for an earlier child): it goes back to `from`, and the row's writes there,
+      // planned when the parent was still there, follow it.
+      DUPLEX_RETURN_IF_ERROR(RetractWrites(child, *cs, ctx, out));
+      resolver_->Replan(collection, ctx, *cs, out);
+      continue;
+    }
+    const std::string writer = ReferenceVersion(*cs, fields).origin;
+    DUPLEX_RETURN_IF_ERROR(SettleReference(record, child, from, writer, states, ctx, out));
+  }
+  return Status::Ok();
+}
+
+Status Engine::ReplanWaiting(const std::string& parent, const std::string& target,
+                             int64_t watermark, RecordStates& states, const PlanContext& ctx,
+                             ResolveOutput& out) {
+  DUPLEX_ASSIGN_OR_RETURN(RecordState * state, LoadRecord(states, parent));
+  Endpoint* ep = Find(target);
+  if (!state || !ep) return Status::Ok();
+  const std::string collection = SplitRecord(parent).first;
+  // Its delete, planned and not landed yet,
+  bool waits = !state->exists && !state->known.count(target) &&
+               Resolver::Unobserved(*state, target, {}, watermark);
+  // or refused there.
+  DUPLEX_RETURN_IF_ERROR(LoadParked(*ep));
+  const Row key = KeyRow(*FindModel(collection), state->values);
+  if (!waits && ep->parked.count(collection + "\n" + key.dump())) {
+    DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, store_->ListDeadLetters(false));
+    for (const DeadLetterRow& d : letters) {
+      for (const RowOp& op : d.batch.ops) {
+        waits |= d.endpoint == target && op.op == Op::kDelete && op.collection == collection &&
+                 op.key == key;
+      }
+    }
+  }
+  if (!waits) return Status::Ok();
+  DUPLEX_RETURN_IF_ERROR(RetractWrites(parent, *state, ctx, out, target));
+  resolver_->Replan(collection, ctx, *state, out);
+  return Status::Ok();
+}
+
+Status Engine::SettleReference(const std::string& parent, const std::string& child,
+                               const std::string& deleter, const std::string& writer,
+                               RecordStates& states, const PlanContext& ctx, ResolveOutput& out) {
+  DUPLEX_ASSIGN_OR_RETURN(RecordState * ps, LoadRecord(states, parent));
+  DUPLEX_ASSIGN_OR_RETURN(RecordState * cs, LoadRecord(states, child));
+  const auto [pc, pk] = SplitRecord(parent);
+  const auto [cc, ck] = SplitRecord(child);
+  const CollectionModel* pm = FindModel(pc);
+  const CollectionModel* cm = FindModel(cc);
+  const Version deleted = ps->deleted;
+  std::vector<std::string> fields;
+  for (const Reference& r : planner_->references()) {
+    if (r.child == cc && r.parent == pc)
+      fields.insert(fields.end(), r.fields.begin(), r.fields.end());
+  }
+  const Version referred = ReferenceVersion(*cs, fields);
+  ConflictRecord conflict;
+  conflict.policy = pm->config->delete_wins ? "delete" : "keep";
+  conflict.values[deleter] = {{"deleted", true}, {"ts", deleted.ts}, {"record", pc + " " + pk}};
+  conflict.values[writer] = {{"value", cs->values}, {"ts", referred.ts}, {"record", cc + " " + ck}};
+  if (pm->config->delete_wins) {
+    // The conflict is the child's: it is deleted with the parent.
+    conflict.collection = cc;
+    conflict.key = KeyRow(*cm, cs->values);
+    conflict.key_text = ck;
+    conflict.winner = deleter;
+    out.conflicts.push_back(std::move(conflict));
+    // The child goes, and every live row that refers to it, at any depth.
+    std::vector<std::string> doomed{child};
+    for (size_t i = 0; i < doomed.size(); ++i) {
+      DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> below, store_->ChildrenOf(doomed[i]));
+      for (const std::string& r : below) {
+        if (Contains(doomed, r)) continue;
+        DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
+        if (s && s->exists) doomed.push_back(r);
+      }
+    }
+    for (const std::string& r : doomed) {
+      DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
+      const std::string collection = SplitRecord(r).first;
+      DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, ctx, out));
+      for (const std::string& p : ParentRecords(collection, s->values)) {
+        DUPLEX_RETURN_IF_ERROR(store_->RemoveRef(p, r));
+      }
+      resolver_->Cascade(collection, deleted, ctx, *s, out);
+      spdlog::info("collection={} key={} deleted with {} {} (deleted on {}, referred to on {})",
+                   collection, SplitRecord(r).second, pc, pk, deleter, writer);
+    }
+    // The parent's deletes are planned again, after those of the rows that referred to it.
+    DUPLEX_RETURN_IF_ERROR(RetractWrites(parent, *ps, ctx, out));
+    resolver_->Replan(pc, ctx, *ps, out);
+    return Status::Ok();
+  }
+  // Keep: the conflict is the parent's: it comes back, and so does every deleted record it
+  // refers to, at any depth.
+  conflict.collection = pc;
+  conflict.key = KeyRow(*pm, ps->values);
+  conflict.key_text = pk;
+  conflict.winner = writer;
+  out.conflicts.push_back(std::move(conflict));
+  std::vector<std::string> revived{parent};
+  for (size_t i = 0; i < revived.size(); ++i) {
+    DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, revived[i]));
+    for (const std::string& p : ParentRecords(SplitRecord(revived[i]).first, s->values)) {
+      if (Contains(revived, p)) continue;
+      DUPLEX_ASSIGN_OR_RETURN(RecordState * above, LoadRecord(states, p));
+      if (above && !above->exists && !above->deleted.origin.empty()) revived.push_back(p);
+    }
+  }
+  for (const std::string& r : revived) {
+    DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
+    const std::string collection = SplitRecord(r).first;
+    DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, ctx, out));
+    resolver_->Revive(collection, ctx, *s, out);
+    for (const std::string& p : ParentRecords(collection, s->values)) {
+      DUPLEX_RETURN_IF_ERROR(store_->AddRef(p, r));
+    }
+    spdlog::info("collection={} key={} kept (deleted on {}; {} {} referred to it on {})",
+                 collection, SplitRecord(r).second, deleter, cc, ck, writer);
+  }
+  // The child's writes are planned again, after those of the parent.
+  DUPLEX_RETURN_IF_ERROR(RetractWrites(child, *cs, ctx, out));
+  resolver_->Replan(cc, ctx, *cs, out);
+  return Status::Ok();
+}
+
+Status Engine::RetractWrites(const std::string& record, RecordState& state, const PlanContext& ctx,
+                             ResolveOutput& out, const std::string& only) {
+  const auto [collection, key_text] = SplitRecord(record);
+  const CollectionModel* model = FindModel(collection);
+  const std::string parked_as = collection + "\n" + KeyRow(*model, state.values).dump();
+  auto mine = [&](const RowOp& op) {
+    return op.op != Op::kMarker && op.collection == collection &&
+           KeyText(op.key, model->config->key) == key_text;
+  };
+  auto take = [&](std::vector<RowOp>& ops, int64_t id,
+                  std::vector<std::pair<int64_t, RowOp>>& taken) {
+    const size_t before = taken.size();
+    std::erase_if(ops, [&](const RowOp& op) {
+      if (!mine(op)) return false;
+      taken.emplace_back(id, op);
+      return true;
+    });
+    return taken.size() > before;
+  };
+  for (const std::string& target : model->endpoints) {
+    Endpoint* ep = Find(target);
+    if (!ep || (!only.empty() && target != only)) continue;
+    std::vector<std::pair<int64_t, RowOp>> taken;
+    // Refused and parked: they changed nothing on the target. What is left of the dead
+    // letter is tried again (the write taken out may have been why it was refused).
+    DUPLEX_RETURN_IF_ERROR(LoadParked(*ep));
+    if (ep->parked.count(parked_as)) {
+      DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, store_->ListDeadLetters(false));
+      for (DeadLetterRow& d : letters) {
+        if (d.endpoint != target || !take(d.batch.ops, d.batch.id, taken)) continue;
+        DUPLEX_RETURN_IF_ERROR(store_->ReplaceDeadLetterOps(d.id, d.batch));
+        DUPLEX_RETURN_IF_ERROR(store_->RequestRetry(d.id));
+      }
+      ep->parked_version = {-1, -1};  // reloaded before the next apply
+    }
+    // Planned, not applied yet: this step's writes, and batches still in the outbox.
+    std::set<int64_t> ids;
+    auto pending = state.pending.find(target);
+    if (pending != state.pending.end()) {
+      for (const auto& [field, id] : pending->second) {
+        if (id > ctx.watermarks.at(target)) ids.insert(id);
+      }
+    }
+    for (int64_t id : ids) {
+      if (id == ctx.apply_ids.at(target)) {
+        // Already in `out`: marked, and dropped when stored (other writes keep their places).
+        for (RowOp& op : out.writes[target]) {
+          if (!mine(op)) continue;
+          taken.emplace_back(id, op);
+          op.op = Op::kMarker;
+        }
+        continue;
+      }
+      DUPLEX_ASSIGN_OR_RETURN(std::optional<ApplyBatch> batch, store_->ReadOutboxBatch(target, id));
+      if (!batch || !take(batch->ops, id, taken)) continue;
+      DUPLEX_RETURN_IF_ERROR(store_->ReplaceOutbox(target, *batch));
+      fresh_outbox_[target].erase(id);
+    }
+    if (taken.empty()) continue;
+    spdlog::debug("endpoint={} record={} {} unlanded write(s) taken back", target, record,
+                  taken.size());
+    std::stable_sort(taken.begin(), taken.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    Resolver::Retracted(target, taken, state);
+  }
+  return Status::Ok();
+}
+
+}  // namespace duplex
