@@ -71,8 +71,8 @@ int main(int argc, char** argv) {
   app.add_flag("--no-duplicate", no_duplicate, "no redelivered captures, no double applies");
   app.add_flag("--no-outages", no_outages, "no unreachable endpoints");
   app.add_option("--keep", o.keep,
-                 "items' on_delete_conflict = keep: 1 always, 0 never (default; open finding), -1 "
-                 "a quarter of seeds")
+                 "on_delete_conflict = keep for items and parents: 1 always, 0 never (default), "
+                 "-1 a quarter of seeds")
       ->capture_default_str();
   app.add_flag("--parent-deletes", o.parent_deletes, "clients also delete parent rows");
   app.add_option("--forks", o.forks, "deliveries of the same concurrent writes (P4)")

@@ -23,10 +23,10 @@ struct SimOptions {
   bool reorder = true;     // delayed captures (other endpoints overtake)
   bool duplicate = true;   // redelivered captures, applies sent twice
   bool outages = true;     // endpoints unreachable for several steps
-  // items' on_delete_conflict "keep": 1 always, 0 never (default: an open finding, README),
-  // -1 a quarter of the seeds.
+  // on_delete_conflict "keep" for items and parents: 1 always, 0 never (default), -1 a quarter
+  // of the seeds.
   int keep = 0;
-  bool parent_deletes = false;  // clients also delete parent rows (see README: not handled)
+  bool parent_deletes = false;  // clients also delete parent rows
   int forks = 2;                // deliveries of the same concurrent writes (P4: same outcome)
   // Test of the checks themselves: per mille of captures that silently lose a change (a
   // broken connector). Runs with a loss must fail.
