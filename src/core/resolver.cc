@@ -119,6 +119,7 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
         if (other == endpoint) continue;
         int64_t& id = state.pending[other][""];
         id = std::max(id, ctx.apply_ids.at(other));
+        out.observe.insert(other);  // this delete, a no-op there: observed with its marker
       }
     }
   }

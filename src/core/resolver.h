@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,9 @@ struct PlanContext {
 // What resolving some changes produced.
 struct ResolveOutput {
   std::map<std::string, std::vector<RowOp>> writes;  // target endpoint -> row writes, in order
+  // Endpoints that must observe this step's apply id even with no row writes for them (an
+  // empty batch: its marker), for a write that is a no-op there (a repeated delete).
+  std::set<std::string> observe;
   std::vector<ConflictRecord> conflicts;
   std::vector<ConflictValueUpdate> conflict_updates;
   size_t changes = 0;  // row changes merged (markers excluded)

@@ -515,10 +515,11 @@ Result<PlanContext> Engine::NewPlanContext() {
 
 Status Engine::StoreOutput(ResolveOutput& out, const PlanContext& ctx) {
   const double now = env_->WallMs();
+  for (const std::string& target : out.observe) out.writes[target];  // even if empty
   for (auto& [target, ops] : out.writes) {
     // Writes taken back in this step (engine_refs.cc) are marked, not removed.
     std::erase_if(ops, [](const RowOp& op) { return op.op == Op::kMarker; });
-    if (ops.empty()) continue;
+    if (ops.empty() && !out.observe.count(target)) continue;
     planner_->Order(target, ops);
     ApplyBatch batch{ctx.apply_ids.at(target), std::move(ops)};
     DUPLEX_RETURN_IF_ERROR(store_->AddOutbox(target, batch));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 
 #include "util/msgpack_writer.h"
 
@@ -428,7 +429,8 @@ Status StateStore::AddOutbox(const std::string& endpoint, const ApplyBatch& batc
       sqlite::Stmt * s,
       Cached("INSERT INTO outbox(id, endpoint, payload, rows, seen) VALUES(?, ?, ?, ?, ?)"));
   std::string payload = EncodeApplyBatch(batch);
-  Position seen = batch.ops.empty() ? 0 : batch.ops.front().seen;
+  // An empty batch (only its marker) holds no changelog back.
+  Position seen = batch.ops.empty() ? std::numeric_limits<Position>::max() : batch.ops.front().seen;
   for (const RowOp& op : batch.ops) seen = std::min(seen, op.seen);
   s->Bind(1, batch.id).Bind(2, endpoint).BindBlob(3, payload.data(), payload.size());
   s->Bind(4, static_cast<int64_t>(batch.ops.size())).Bind(5, static_cast<int64_t>(seen));

@@ -495,6 +495,32 @@ TEST_F(ResolverTest, ReinsertAfterObservedDeleteIsSequential) {
   EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 5}, {"w", 6}}));
 }
 
+// b and a delete the row concurrently (a's repeats b's, and reaches no one: the rows are gone).
+// Every endpoint but a counts as not having seen a's delete until it observes this step's apply
+// id, so the step plans an empty batch for each of them (out.observe): once b has observed it,
+// b's re-insert, long after, is sequential and stands (sim P2 phase, seeds 2154, 2848, 4501
+// with --parent-deletes --keys 4 --steps 150); before, it would lose to a's delete for as long
+// as nothing else was written to b.
+TEST_F(ResolverTest, RepeatedDeleteIsObservedThroughAnEmptyBatch) {
+  Converged();
+  Merge("b", Delete(100));
+  ResolveOutput repeated = Merge("a", Delete(110));
+  EXPECT_TRUE(repeated.writes.empty());
+  EXPECT_EQ(repeated.observe, std::set<std::string>{"b"});
+  const Change reinsert = Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 5}, {"w", 6}}, 900);
+  {
+    RecordState before = state_;
+    ResolveOutput unseen = Merge("b", reinsert);  // made before b observed it: concurrent
+    EXPECT_EQ(unseen.conflicts.size(), 1u);
+    EXPECT_EQ(Agreed(), Row());
+    state_ = before;
+  }
+  Observe("b");
+  ResolveOutput out = Merge("b", reinsert);
+  EXPECT_TRUE(out.conflicts.empty());
+  EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 5}, {"w", 6}}));
+}
+
 TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   RecordState s;
   s.exists = true;

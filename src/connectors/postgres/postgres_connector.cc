@@ -1909,7 +1909,11 @@ Result<ApplyResult> PostgresConnector::ApplyOnce(
     }
   }
   if (opt_.capture == CaptureMode::kLogical) {
-    if (!msg["rejected"].empty()) {
+    // A transaction without a change would not be decoded (pgoutput skips empty ones): a
+    // batch with no row writes (only there to be observed) sends an empty message instead.
+    bool writes = false;
+    for (const ApplyBatch* b : todo) writes |= !b->ops.empty();
+    if (!msg["rejected"].empty() || !writes) {
       Status st =
           apply_.Exec("SELECT pg_logical_emit_message(true, $1, $2)", {SlotName(), msg.dump()})
               .status();
