@@ -571,6 +571,11 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
     DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(collection, ks, states[collection]));
   }
   DUPLEX_ASSIGN_OR_RETURN(PlanContext ctx, NewPlanContext());
+  if (!planner_->references().empty()) {
+    // What each endpoint has parked: a parent's refused delete may wait for a row in this
+    // batch (CheckReferences).
+    for (Endpoint& e : endpoints_) DUPLEX_RETURN_IF_ERROR(LoadParked(e));
+  }
   ResolveOutput out;
   std::map<std::string, size_t> traced;  // target -> its writes given a source commit time
   int64_t watermark = ep->watermark;
@@ -663,9 +668,18 @@ Result<bool> Engine::PropagateResolutions() {
     ResolveOutput out;
     auto it = states.find(c.key_text);
     if (it != states.end()) {
-      resolver_->ResolveManual(c.collection, c.field, c.resolution, env_->WallMs(), ctx, it->second,
+      RecordState& state = it->second;
+      const std::string record = c.collection + "\n" + c.key_text;
+      const std::vector<std::string> before =
+          state.exists ? ParentRecords(c.collection, state.values) : std::vector<std::string>();
+      resolver_->ResolveManual(c.collection, c.field, c.resolution, env_->WallMs(), ctx, state,
                                out);
-      DUPLEX_RETURN_IF_ERROR(store_->SaveRecord(c.collection, c.key_text, it->second));
+      // The chosen value may be a reference: the index follows it.
+      if (state.exists) {
+        DUPLEX_RETURN_IF_ERROR(
+            UpdateRefIndex(record, before, ParentRecords(c.collection, state.values)));
+      }
+      DUPLEX_RETURN_IF_ERROR(store_->SaveRecord(c.collection, c.key_text, state));
     }
     DUPLEX_RETURN_IF_ERROR(StoreOutput(out, ctx));
     DUPLEX_RETURN_IF_ERROR(store_->MarkPropagated(c.id));

@@ -175,6 +175,9 @@ class Engine {
   Status EnsureRefIndex();
   // The records a record of `collection` with `values` refers to.
   std::vector<std::string> ParentRecords(const std::string& collection, const Row& values) const;
+  // Moves `record`'s entries in the index from the parents it referred to to those it does.
+  Status UpdateRefIndex(const std::string& record, const std::vector<std::string>& before,
+                        const std::vector<std::string>& after);
   // The state of `record` in `states`, loaded from the store if need be; nullptr if unknown.
   Result<RecordState*> LoadRecord(RecordStates& states, const std::string& record);
   // After the change `c` from endpoint `from` (watermark `watermark`) was merged into the state

@@ -93,6 +93,17 @@ std::vector<std::string> Engine::ParentRecords(const std::string& collection,
   return out;
 }
 
+Status Engine::UpdateRefIndex(const std::string& record, const std::vector<std::string>& before,
+                              const std::vector<std::string>& after) {
+  for (const std::string& p : before) {
+    if (!Contains(after, p)) DUPLEX_RETURN_IF_ERROR(store_->RemoveRef(p, record));
+  }
+  for (const std::string& p : after) {
+    if (!Contains(before, p)) DUPLEX_RETURN_IF_ERROR(store_->AddRef(p, record));
+  }
+  return Status::Ok();
+}
+
 Result<RecordState*> Engine::LoadRecord(RecordStates& states, const std::string& record) {
   auto [collection, key] = SplitRecord(record);
   if (!FindModel(collection)) return nullptr;
@@ -115,12 +126,7 @@ Status Engine::CheckReferences(const Change& c, const std::string& from, int64_t
   if (!state) return Status::Ok();
   const std::vector<std::string> parents_after =
       state->exists ? ParentRecords(c.collection, state->values) : std::vector<std::string>();
-  for (const std::string& p : parents_before) {
-    if (!Contains(parents_after, p)) DUPLEX_RETURN_IF_ERROR(store_->RemoveRef(p, record));
-  }
-  for (const std::string& p : parents_after) {
-    if (!Contains(parents_before, p)) DUPLEX_RETURN_IF_ERROR(store_->AddRef(p, record));
-  }
+  DUPLEX_RETURN_IF_ERROR(UpdateRefIndex(record, parents_before, parents_after));
   // The row now refers to a parent another endpoint deleted, a delete `from` had not seen.
   for (const std::string& p : parents_after) {
     if (!state->exists) break;                              // deleted with an earlier parent
@@ -198,8 +204,7 @@ Status Engine::ReplanWaiting(const std::string& parent, const std::string& targe
   // Its delete, planned and not landed yet,
   bool waits = !state->exists && !state->known.count(target) &&
                Resolver::Unobserved(*state, target, {}, watermark);
-  // or refused there.
-  DUPLEX_RETURN_IF_ERROR(LoadParked(*ep));
+  // or refused there (ep->parked is as of this resolution step's start).
   const Row key = KeyRow(*FindModel(collection), state->values);
   if (!waits && ep->parked.count(collection + "\n" + key.dump())) {
     DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, store_->ListDeadLetters(false));
@@ -257,9 +262,7 @@ Status Engine::SettleReference(const std::string& parent, const std::string& chi
       DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
       const std::string collection = SplitRecord(r).first;
       DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, ctx, out));
-      for (const std::string& p : ParentRecords(collection, s->values)) {
-        DUPLEX_RETURN_IF_ERROR(store_->RemoveRef(p, r));
-      }
+      DUPLEX_RETURN_IF_ERROR(UpdateRefIndex(r, ParentRecords(collection, s->values), {}));
       resolver_->Cascade(collection, deleted, ctx, *s, out);
       spdlog::info("collection={} key={} deleted with {} {} (deleted on {}, referred to on {})",
                    collection, SplitRecord(r).second, pc, pk, deleter, writer);
@@ -290,9 +293,7 @@ Status Engine::SettleReference(const std::string& parent, const std::string& chi
     const std::string collection = SplitRecord(r).first;
     DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, ctx, out));
     resolver_->Revive(collection, ctx, *s, out);
-    for (const std::string& p : ParentRecords(collection, s->values)) {
-      DUPLEX_RETURN_IF_ERROR(store_->AddRef(p, r));
-    }
+    DUPLEX_RETURN_IF_ERROR(UpdateRefIndex(r, {}, ParentRecords(collection, s->values)));
     spdlog::info("collection={} key={} kept (deleted on {}; {} {} referred to it on {})",
                  collection, SplitRecord(r).second, deleter, cc, ck, writer);
   }
@@ -327,7 +328,6 @@ Status Engine::RetractWrites(const std::string& record, RecordState& state, cons
     std::vector<std::pair<int64_t, RowOp>> taken;
     // Refused and parked: they changed nothing on the target. What is left of the dead
     // letter is tried again (the write taken out may have been why it was refused).
-    DUPLEX_RETURN_IF_ERROR(LoadParked(*ep));
     if (ep->parked.count(parked_as)) {
       DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, store_->ListDeadLetters(false));
       for (DeadLetterRow& d : letters) {
@@ -335,6 +335,7 @@ Status Engine::RetractWrites(const std::string& record, RecordState& state, cons
         DUPLEX_RETURN_IF_ERROR(store_->ReplaceDeadLetterOps(d.id, d.batch));
         DUPLEX_RETURN_IF_ERROR(store_->RequestRetry(d.id));
       }
+      ep->parked.erase(parked_as);
       ep->parked_version = {-1, -1};  // reloaded before the next apply
     }
     // Planned, not applied yet: this step's writes, and batches still in the outbox.
