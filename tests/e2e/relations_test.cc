@@ -256,6 +256,23 @@ TEST_P(RelationsTest, CustomerDeletedWhileAnOrderIsAddedElsewhereIsKeptWhenAsked
   EXPECT_EQ(log[0]["winner"], "b");
 }
 
+// The same with ids each side generates (key_mode = "mapped"): the order refers to the
+// customer by B's own id, which duplex knows as A's record.
+TEST_P(RelationsTest, CustomerWithMappedIdDeletedWhileAnOrderIsAddedElsewhere) {
+  Make(/*mapped=*/true);
+  Exec(a_, "INSERT INTO customer(name) VALUES ('ann'), ('bob')");
+  SyncIdle();
+  Exec(a_, "DELETE FROM customer WHERE name = 'ann'");
+  Exec(b_,
+       "INSERT INTO orders(customer_id, total) SELECT id, 8 FROM customer WHERE name = 'ann';"
+       "INSERT INTO orders(customer_id, total) SELECT id, 3 FROM customer WHERE name = 'bob'");
+  SyncIdle();
+  EXPECT_EQ(Graph(a_), Graph(b_)) << FirstDifference(Graph(a_), Graph(b_));
+  EXPECT_EQ(Graph(b_), "c|bob|\no|bob|3\n");
+  EXPECT_EQ(Orphans(b_), "0\n");
+  EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
+}
+
 TEST_P(RelationsTest, SelfReferencingEmployeesArriveManagersFirst) {
   Make();
   // Written bottom-up where the source allows it (SQLite checks at commit when asked to):
