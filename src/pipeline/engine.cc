@@ -874,16 +874,16 @@ void Engine::ObserveApplied(const Endpoint& ep, const std::vector<ApplyBatch>& b
 }
 
 Status Engine::ReplanRefused(const std::string& endpoint, const std::vector<RowOp>& ops,
-                             const PlanContext& ctx, ResolveOutput& out) {
+                             const PlanContext& ctx, ResolveOutput& out, RecordStates* states) {
   for (const RowOp& op : ops) {
     const CollectionModel* model = resolver_->Find(op.collection);
     if (!model) continue;  // no longer in the config
     const std::string key_text = KeyText(op.key, model->config->key);
-    std::map<std::string, RecordState> states;
-    DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(op.collection, {key_text}, states));
-    auto it = states.find(key_text);
-    if (it == states.end()) continue;
-    RecordState& state = it->second;
+    RecordStates own;
+    DUPLEX_ASSIGN_OR_RETURN(RecordState * loaded,
+                            LoadRecord(states ? *states : own, op.collection + "\n" + key_text));
+    if (!loaded) continue;
+    RecordState& state = *loaded;
     // The refused write changed nothing: the target holds the row as it was before it. The
     // resolver believed it landed; correct that, and plan from the record's current state
     // with a fresh `seen`. Should the target's row differ still (changed since), the
@@ -899,7 +899,7 @@ Status Engine::ReplanRefused(const std::string& endpoint, const std::vector<RowO
       for (const auto& [f, v] : op.expected.items()) truth.after[f] = v;
     }
     resolver_->Correct(truth, endpoint, ctx, state, out);
-    DUPLEX_RETURN_IF_ERROR(store_->SaveRecord(op.collection, key_text, state));
+    if (!states) DUPLEX_RETURN_IF_ERROR(store_->SaveRecord(op.collection, key_text, state));
   }
   return Status::Ok();
 }
@@ -916,8 +916,10 @@ Result<bool> Engine::Superseded(const std::string& endpoint, const FailedOp& f) 
     if (it == states.end() || !it->second.exists) return false;
     auto pending = it->second.pending.find(endpoint);
     if (pending == it->second.pending.end()) return false;
+    // The record exists again, so its latest write planned here is not the refused delete:
+    // one planned with it in the same batch (a later source transaction) counts too.
     bool later = false;
-    for (const auto& [field, id] : pending->second) later |= id > f.batch_id;
+    for (const auto& [field, id] : pending->second) later |= id >= f.batch_id;
     if (!later) return false;
   }
   return true;

@@ -97,6 +97,9 @@ class Engine {
   void SetTelemetry(TelemetryHub* hub) { hub_ = hub; }
 
  private:
+  // Record states loaded for one resolution step: collection -> key text -> state.
+  using RecordStates = std::map<std::string, std::map<std::string, RecordState>>;
+
   struct Endpoint {
     std::string name;
     std::unique_ptr<Connector> connector;
@@ -124,9 +127,6 @@ class Engine {
     std::pair<int64_t, int64_t> parked_version{0, 0};
   };
 
-  // Record states loaded for one resolution step: collection -> key text -> state.
-  using RecordStates = std::map<std::string, std::map<std::string, RecordState>>;
-
   Engine(const Config& config, std::unique_ptr<StateStore> store, Env* env);
   Status CheckSchema();
   Status InstallOn(Endpoint& ep);
@@ -145,9 +145,10 @@ class Engine {
                                                            std::vector<ApplyBatch>& batches);
   Result<bool> PropagateResolutions();
   // Plans the records of `ops`, writes `endpoint` refused, again from their current state
-  // (the refused writes changed nothing there).
+  // (the refused writes changed nothing there): the states in `states` if given (a resolution
+  // step's, saved by it), else loaded and saved here.
   Status ReplanRefused(const std::string& endpoint, const std::vector<RowOp>& ops,
-                       const PlanContext& ctx, ResolveOutput& out);
+                       const PlanContext& ctx, ResolveOutput& out, RecordStates* states = nullptr);
   // Whether `f` only deletes records that exist again, each with a later write planned for
   // `endpoint`.
   Result<bool> Superseded(const std::string& endpoint, const FailedOp& f);
@@ -204,8 +205,8 @@ class Engine {
   // Takes `record`'s writes that have not landed (in `out`, the outbox, dead letters) back
   // from every endpoint (or only from `only`), so that they can be planned again in a new
   // order.
-  Status RetractWrites(const std::string& record, RecordState& state, const PlanContext& ctx,
-                       ResolveOutput& out, const std::string& only = "");
+  Status RetractWrites(const std::string& record, RecordState& state, RecordStates& states,
+                       const PlanContext& ctx, ResolveOutput& out, const std::string& only = "");
 
   static constexpr size_t kMaxFreshBatches = 4;
   // Tries of an apply the target refuses before its transactions are isolated and parked.

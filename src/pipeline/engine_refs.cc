@@ -7,8 +7,10 @@
 //   keep: the parent comes back, with any deleted record it refers to.
 // Writes already planned that the decision makes wrong or out of order (the child's insert
 // where the parent is gone, the parent's delete where the child is) are taken back from the
-// outbox or the dead letters before they land and planned again, in one transaction with the
-// decision's own writes, so that the planner orders them.
+// outbox before they land, or from the dead letters they were parked in (which are planned
+// again whole), and planned again in one transaction with the decision's own writes, so that
+// the planner orders them. A parent's delete that waits on a target for a row moved away from
+// it, or for a row the engine learns of only now, is planned again after that row's write.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -184,7 +186,7 @@ Status Engine::CheckReferences(const Change& c, const std::string& from, int64_t
       // The parent stays (its delete lost to a concurrent update of it, or it was brought
       // back for an earlier child): it goes back to `from`, and the row's writes there,
       // planned when the parent was still there, follow it.
-      DUPLEX_RETURN_IF_ERROR(RetractWrites(child, *cs, ctx, out));
+      DUPLEX_RETURN_IF_ERROR(RetractWrites(child, *cs, states, ctx, out, from));
       resolver_->Replan(collection, ctx, *cs, out);
       continue;
     }
@@ -216,7 +218,7 @@ Status Engine::ReplanWaiting(const std::string& parent, const std::string& targe
     }
   }
   if (!waits) return Status::Ok();
-  DUPLEX_RETURN_IF_ERROR(RetractWrites(parent, *state, ctx, out, target));
+  DUPLEX_RETURN_IF_ERROR(RetractWrites(parent, *state, states, ctx, out, target));
   resolver_->Replan(collection, ctx, *state, out);
   return Status::Ok();
 }
@@ -261,14 +263,14 @@ Status Engine::SettleReference(const std::string& parent, const std::string& chi
     for (const std::string& r : doomed) {
       DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
       const std::string collection = SplitRecord(r).first;
-      DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, ctx, out));
+      DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, states, ctx, out));
       DUPLEX_RETURN_IF_ERROR(UpdateRefIndex(r, ParentRecords(collection, s->values), {}));
       resolver_->Cascade(collection, deleted, ctx, *s, out);
       spdlog::info("collection={} key={} deleted with {} {} (deleted on {}, referred to on {})",
                    collection, SplitRecord(r).second, pc, pk, deleter, writer);
     }
     // The parent's deletes are planned again, after those of the rows that referred to it.
-    DUPLEX_RETURN_IF_ERROR(RetractWrites(parent, *ps, ctx, out));
+    DUPLEX_RETURN_IF_ERROR(RetractWrites(parent, *ps, states, ctx, out));
     resolver_->Replan(pc, ctx, *ps, out);
     return Status::Ok();
   }
@@ -291,20 +293,20 @@ Status Engine::SettleReference(const std::string& parent, const std::string& chi
   for (const std::string& r : revived) {
     DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
     const std::string collection = SplitRecord(r).first;
-    DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, ctx, out));
+    DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, states, ctx, out));
     resolver_->Revive(collection, ctx, *s, out);
     DUPLEX_RETURN_IF_ERROR(UpdateRefIndex(r, {}, ParentRecords(collection, s->values)));
     spdlog::info("collection={} key={} kept (deleted on {}; {} {} referred to it on {})",
                  collection, SplitRecord(r).second, deleter, cc, ck, writer);
   }
   // The child's writes are planned again, after those of the parent.
-  DUPLEX_RETURN_IF_ERROR(RetractWrites(child, *cs, ctx, out));
+  DUPLEX_RETURN_IF_ERROR(RetractWrites(child, *cs, states, ctx, out));
   resolver_->Replan(cc, ctx, *cs, out);
   return Status::Ok();
 }
 
-Status Engine::RetractWrites(const std::string& record, RecordState& state, const PlanContext& ctx,
-                             ResolveOutput& out, const std::string& only) {
+Status Engine::RetractWrites(const std::string& record, RecordState& state, RecordStates& states,
+                             const PlanContext& ctx, ResolveOutput& out, const std::string& only) {
   const auto [collection, key_text] = SplitRecord(record);
   const CollectionModel* model = FindModel(collection);
   const std::string parked_as = collection + "\n" + KeyRow(*model, state.values).dump();
@@ -326,25 +328,40 @@ Status Engine::RetractWrites(const std::string& record, RecordState& state, cons
     Endpoint* ep = Find(target);
     if (!ep || (!only.empty() && target != only)) continue;
     std::vector<std::pair<int64_t, RowOp>> taken;
-    // Refused and parked: they changed nothing on the target. What is left of the dead
-    // letter is tried again (the write taken out may have been why it was refused).
+    // Refused and parked: they changed nothing on the target. The dead letters holding the
+    // record's writes, and those waiting for them, are planned again now, in this transaction:
+    // the write taken out may be why they were refused, and what is left of them (a row
+    // moved away from a parent) may have to come before what is planned here (the parent's
+    // delete). The planner orders them all.
+    std::vector<RowOp> replan;
     if (ep->parked.count(parked_as)) {
       DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, store_->ListDeadLetters(false));
-      for (DeadLetterRow& d : letters) {
-        if (d.endpoint != target || !take(d.batch.ops, d.batch.id, taken)) continue;
-        DUPLEX_RETURN_IF_ERROR(store_->ReplaceDeadLetterOps(d.id, d.batch));
-        DUPLEX_RETURN_IF_ERROR(store_->RequestRetry(d.id));
+      std::set<int64_t> hit;
+      for (DeadLetterRow& d : letters) {  // oldest first: a waiter after what it waits for
+        if (d.endpoint != target) continue;
+        const bool waits = hit.count(d.waits_for) > 0;
+        if (!take(d.batch.ops, d.batch.id, taken) && !waits) continue;
+        hit.insert(d.id);
+        replan.insert(replan.end(), d.batch.ops.begin(), d.batch.ops.end());
+        spdlog::info("endpoint={} dead letter id={} planned again: it held a write of {} {}",
+                     target, d.id, collection, key_text);
+        DUPLEX_RETURN_IF_ERROR(store_->DeleteDeadLetter(d.id));
       }
-      ep->parked.erase(parked_as);
+      std::erase_if(ep->parked, [&](const auto& kv) { return hit.count(kv.second) > 0; });
       ep->parked_version = {-1, -1};  // reloaded before the next apply
     }
-    // Planned, not applied yet: this step's writes, and batches still in the outbox.
-    std::set<int64_t> ids;
+    // Planned, not applied yet: this step's writes, and batches still in the outbox, up to
+    // the record's latest write there (its pending ids keep only the latest per field: an
+    // earlier write, say a delete before a repeated delete's empty batch, is found by looking).
+    int64_t latest = 0;
     auto pending = state.pending.find(target);
     if (pending != state.pending.end()) {
-      for (const auto& [field, id] : pending->second) {
-        if (id > ctx.watermarks.at(target)) ids.insert(id);
-      }
+      for (const auto& [field, id] : pending->second) latest = std::max(latest, id);
+    }
+    std::vector<int64_t> ids;
+    if (latest > ctx.watermarks.at(target)) {
+      DUPLEX_ASSIGN_OR_RETURN(ids, store_->OutboxIds(target, ctx.watermarks.at(target), latest));
+      if (latest == ctx.apply_ids.at(target)) ids.push_back(latest);
     }
     for (int64_t id : ids) {
       if (id == ctx.apply_ids.at(target)) {
@@ -361,12 +378,12 @@ Status Engine::RetractWrites(const std::string& record, RecordState& state, cons
       DUPLEX_RETURN_IF_ERROR(store_->ReplaceOutbox(target, *batch));
       fresh_outbox_[target].erase(id);
     }
-    if (taken.empty()) continue;
-    spdlog::debug("endpoint={} record={} {} unlanded write(s) taken back", target, record,
-                  taken.size());
-    std::stable_sort(taken.begin(), taken.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    Resolver::Retracted(target, taken, state);
+    if (!taken.empty()) {
+      std::stable_sort(taken.begin(), taken.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      Resolver::Retracted(target, taken, state);
+    }
+    DUPLEX_RETURN_IF_ERROR(ReplanRefused(target, replan, ctx, out, &states));
   }
   return Status::Ok();
 }

@@ -501,6 +501,22 @@ Result<std::optional<ApplyBatch>> StateStore::ReadOutboxBatch(const std::string&
   return out;
 }
 
+Result<std::vector<int64_t>> StateStore::OutboxIds(const std::string& endpoint, int64_t after,
+                                                   int64_t upto) {
+  DUPLEX_ASSIGN_OR_RETURN(
+      sqlite::Stmt * s,
+      Cached("SELECT id FROM outbox WHERE endpoint = ? AND id > ? AND id <= ? ORDER BY id"));
+  s->Bind(1, endpoint).Bind(2, after).Bind(3, upto);
+  std::vector<int64_t> out;
+  while (true) {
+    DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    out.push_back(s->Int(0));
+  }
+  s->Reset();
+  return out;
+}
+
 Status StateStore::ReplaceOutbox(const std::string& endpoint, const ApplyBatch& batch) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * d,
                           Cached("DELETE FROM outbox WHERE endpoint = ? AND id = ?"));

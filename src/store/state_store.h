@@ -128,6 +128,8 @@ class StateStore {
   Status DeleteOutbox(const std::string& endpoint, int64_t upto_id);
   // One planned batch (nullopt if it is not in the outbox: applied, or parked).
   Result<std::optional<ApplyBatch>> ReadOutboxBatch(const std::string& endpoint, int64_t id);
+  // Ids of the batches planned for `endpoint` in (after, upto], ascending.
+  Result<std::vector<int64_t>> OutboxIds(const std::string& endpoint, int64_t after, int64_t upto);
   // Rewrites a planned batch (the outbox batch with its id), or removes it if it has no ops.
   Status ReplaceOutbox(const std::string& endpoint, const ApplyBatch& batch);
   Result<int64_t> OutboxRows(const std::string& endpoint);

@@ -142,19 +142,25 @@ TEST(SimTest, RegressionSeedsKeepDeleteConflict) {
 // engine had not captured yet, when the parent was made again before that child arrived
 // (1921, and 1745 with keep); refused for a child moved away from it by a concurrent insert
 // of the same key (2826); a child's insert sent before the parent's re-insert that keep planned
-// (11, 665, 1394).
+// (11, 665, 1394). With 6 keys and 200 steps: the parent's refused delete and its re-insert
+// planned in one batch (20633); an earlier delete hidden behind a repeated delete's empty
+// batch (30268); what was left of a dead letter (a child moved away) planned after the
+// parent's delete it had to precede (30482).
 TEST(SimTest, RegressionSeedsParentDeletedWhileAChildIsAdded) {
   spdlog::set_level(spdlog::level::off);
-  for (auto [seed, steps, keep] : {std::tuple{47, 120, 0},
-                                   {1921, 150, 0},
-                                   {2826, 150, 0},
-                                   {11, 120, 1},
-                                   {665, 120, 1},
-                                   {1394, 120, 1},
-                                   {1745, 120, 1}}) {
+  for (auto [seed, steps, keys, keep] : {std::tuple{47, 120, 4, 0},
+                                         {1921, 150, 4, 0},
+                                         {2826, 150, 4, 0},
+                                         {11, 120, 4, 1},
+                                         {665, 120, 4, 1},
+                                         {1394, 120, 4, 1},
+                                         {1745, 120, 4, 1},
+                                         {20633, 200, 6, -1},
+                                         {30268, 200, 6, -1},
+                                         {30482, 200, 6, -1}}) {
     SimOptions o = Options(static_cast<uint64_t>(seed));
     o.steps = steps;
-    o.keys = 4;
+    o.keys = keys;
     o.keep = keep;
     o.parent_deletes = true;
     SimResult r = RunSimulation(o);
