@@ -609,7 +609,7 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
       size_t& done = traced[target];
       for (; done < ops.size(); ++done) {
         ops[done].txn = c.txn;  // one source transaction: one unit on the target (P7)
-        if (c.op == Op::kRejected || c.commit_ms <= 0) continue;
+        if (c.op == Op::kRejected || c.snapshot || c.commit_ms <= 0) continue;
         ops[done].source = ep->name;
         ops[done].source_commit_ms = c.commit_ms;
       }
@@ -779,10 +779,12 @@ Result<bool> Engine::ApplyTo(Endpoint& ep) {
   // record -> dead letter, parked by this apply: a refused transaction that writes or refers
   // to a record an earlier refused one writes (a child of a refused parent) waits for it.
   std::map<std::string, int64_t> parked_now;
-  // Refused deletes of records created again since, with their new writes planned for this
-  // target (a parent's delete refused for a row that refers to it, where the parent was made
-  // again elsewhere): planned again from the records' current state instead of parked. (What
-  // that plans is an insert or an update: it cannot be superseded in turn.)
+  // Refused transactions with a write that a later one has overtaken: a parent's delete
+  // refused for a row that refers to it, where the parent was made again since; a child's
+  // insert refused for its absent parent, where the child was deleted since. Planned again
+  // whole from their records' current state instead of parked. (What that plans is an insert
+  // or update of a live record, or a delete of a deleted one: neither can be overtaken in
+  // turn.)
   std::vector<bool> superseded(result->failed.size());
   for (size_t i = 0; i < superseded.size(); ++i) {
     DUPLEX_ASSIGN_OR_RETURN(superseded[i], Superseded(ep.name, result->failed[i]));
@@ -905,24 +907,32 @@ Status Engine::ReplanRefused(const std::string& endpoint, const std::vector<RowO
 }
 
 Result<bool> Engine::Superseded(const std::string& endpoint, const FailedOp& f) {
-  if (f.ops.empty()) return false;
   for (const RowOp& op : f.ops) {
     const CollectionModel* model = resolver_->Find(op.collection);
-    if (!model || op.op != Op::kDelete) return false;
+    if (!model) continue;
     const std::string key_text = KeyText(op.key, model->config->key);
     std::map<std::string, RecordState> states;
     DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(op.collection, {key_text}, states));
     auto it = states.find(key_text);
-    if (it == states.end() || !it->second.exists) return false;
-    auto pending = it->second.pending.find(endpoint);
-    if (pending == it->second.pending.end()) return false;
-    // The record exists again, so its latest write planned here is not the refused delete:
-    // one planned with it in the same batch (a later source transaction) counts too.
-    bool later = false;
-    for (const auto& [field, id] : pending->second) later |= id >= f.batch_id;
-    if (!later) return false;
+    if (it == states.end()) continue;
+    const RecordState& state = it->second;
+    auto pending = state.pending.find(endpoint);
+    if (pending == state.pending.end()) continue;
+    // Overtaken: a refused delete of a record that exists again (its latest write planned
+    // here is the re-insert, in a later batch or later in the same one); a refused insert or
+    // update of a record deleted since (the delete, likewise), or written as a row again in a
+    // later batch (deleted and made again). The refused write itself is never the later one:
+    // what planning it again plans cannot be overtaken in turn.
+    const bool deleting = op.op == Op::kDelete;
+    if (deleting && !state.exists) continue;
+    for (const auto& [field, id] : pending->second) {
+      if (deleting ? id >= f.batch_id
+                   : field.empty() && (id > f.batch_id || (!state.exists && id == f.batch_id))) {
+        return true;
+      }
+    }
   }
-  return true;
+  return false;
 }
 
 Result<bool> Engine::RetryDeadLetters() {

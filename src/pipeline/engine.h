@@ -149,8 +149,8 @@ class Engine {
   // step's, saved by it), else loaded and saved here.
   Status ReplanRefused(const std::string& endpoint, const std::vector<RowOp>& ops,
                        const PlanContext& ctx, ResolveOutput& out, RecordStates* states = nullptr);
-  // Whether `f` only deletes records that exist again, each with a later write planned for
-  // `endpoint`.
+  // Whether a write of `f` was overtaken by a later one planned for `endpoint`: a delete of a
+  // record that exists again, an insert or update of one deleted (or made again) since.
   Result<bool> Superseded(const std::string& endpoint, const FailedOp& f);
   // Operator retries of dead letters: their records are planned again for the target.
   Result<bool> RetryDeadLetters();

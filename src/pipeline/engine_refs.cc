@@ -165,6 +165,27 @@ Status Engine::CheckReferences(const Change& c, const std::string& from, int64_t
   for (const auto& [target, p] : left) {
     DUPLEX_RETURN_IF_ERROR(ReplanWaiting(p, target, ctx.watermarks.at(target), states, ctx, out));
   }
+  // The record came back, or went: a write of it a target refused and parked that this makes
+  // moot (its delete, now that it exists again; its insert or update, now that it is gone) is
+  // planned again from the record's state, with the rest of its dead letter, rather than left
+  // to hold back this change's writes.
+  if (was_live != state->exists) {
+    const Row key = KeyRow(*FindModel(c.collection), state->values);
+    for (Endpoint& e : endpoints_) {
+      if (!e.parked.count(c.collection + "\n" + key.dump())) continue;
+      DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, store_->ListDeadLetters(false));
+      bool moot = false;
+      for (const DeadLetterRow& d : letters) {
+        for (const RowOp& op : d.batch.ops) {
+          moot |= d.endpoint == e.name && op.collection == c.collection && op.key == key &&
+                  (op.op == Op::kDelete) == state->exists;
+        }
+      }
+      if (!moot) continue;
+      DUPLEX_RETURN_IF_ERROR(RetractWrites(record, *state, states, ctx, out, e.name));
+      resolver_->Replan(c.collection, ctx, *state, out);
+    }
+  }
   // `from` deleted a parent that a row refers to in a write `from` had not seen.
   if (c.op != Op::kDelete || !was_live || !parent_collections_.count(c.collection)) {
     return Status::Ok();

@@ -145,7 +145,11 @@ TEST(SimTest, RegressionSeedsKeepDeleteConflict) {
 // (11, 665, 1394). With 6 keys and 200 steps: the parent's refused delete and its re-insert
 // planned in one batch (20633); an earlier delete hidden behind a repeated delete's empty
 // batch (30268); what was left of a dead letter (a child moved away) planned after the
-// parent's delete it had to precede (30482).
+// parent's delete it had to precede (30482). With 300 steps: a child's insert refused for its
+// deleted parent, after the child had been deleted and made again with another parent
+// (63305): the refused insert is overtaken (Engine::Superseded), not parked; a refused
+// transaction of a cascaded child's delete and its parent's delete, where the parent was made
+// again since (71560, 150 steps, 4 keys): planned again whole, as one write of it was overtaken.
 TEST(SimTest, RegressionSeedsParentDeletedWhileAChildIsAdded) {
   spdlog::set_level(spdlog::level::off);
   for (auto [seed, steps, keys, keep] : {std::tuple{47, 120, 4, 0},
@@ -157,7 +161,9 @@ TEST(SimTest, RegressionSeedsParentDeletedWhileAChildIsAdded) {
                                          {1745, 120, 4, 1},
                                          {20633, 200, 6, -1},
                                          {30268, 200, 6, -1},
-                                         {30482, 200, 6, -1}}) {
+                                         {30482, 200, 6, -1},
+                                         {63305, 300, 6, -1},
+                                         {71560, 150, 4, -1}}) {
     SimOptions o = Options(static_cast<uint64_t>(seed));
     o.steps = steps;
     o.keys = keys;
@@ -182,6 +188,21 @@ TEST(SimTest, RegressionSeedsRepeatedDeleteIsObserved) {
     SimResult r = RunSimulation(o);
     EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
   }
+}
+
+// The writes an initial load's rows caused carried the install's time as a source commit
+// time, as if a transaction: the P7 check took one for a later transaction of that endpoint
+// stamped with the same millisecond, split across two applies (seed 60492, 300 steps, 6 keys,
+// --parent-deletes), and the sync latency metric counted the time since the install. They
+// carry none now, as ResolveEntry's comment said.
+TEST(SimTest, RegressionSeedInitialLoadRowsCarryNoSourceTime) {
+  spdlog::set_level(spdlog::level::off);
+  SimOptions o = Options(60492);
+  o.steps = 300;
+  o.keys = 6;
+  o.parent_deletes = true;
+  SimResult r = RunSimulation(o);
+  EXPECT_TRUE(r.ok) << r.failure;
 }
 
 // The memory connector's side of the contract (connector.h): Describe reports the foreign key,
