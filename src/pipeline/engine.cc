@@ -1098,6 +1098,9 @@ Result<bool> Engine::Step() {
     Endpoint& ep = endpoints_[i];
     Result<bool> r = ApplyTo(ep);
     if (!r.ok()) {
+      // Refused writes planned again in a transaction that rolled back: their apply ids will
+      // be handed out again (as in ResolveJournal).
+      fresh_outbox_.clear();
       MarkFailure(ep, r.status(), "apply");
       continue;
     }

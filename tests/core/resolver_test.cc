@@ -521,6 +521,56 @@ TEST_F(ResolverTest, RepeatedDeleteIsObservedThroughAnEmptyBatch) {
   EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 5}, {"w", 6}}));
 }
 
+// Writes taken back before they landed (engine_refs.cc): what the endpoint holds is what it
+// held before them, newest undone first, and planning again writes them anew.
+TEST_F(ResolverTest, RetractedWritesAreUndoneAndPlannedAgain) {
+  ResolveOutput created =
+      Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 1}}, 100));
+  ASSERT_EQ(created.writes["b"].size(), 1u);
+  const RowOp insert = created.writes["b"][0];
+  const int64_t insert_id = state_.pending.at("b").at("");
+  ResolveOutput edited = Merge("a", Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}},
+                                           {{"id", 1}, {"v", 2}, {"w", 1}}, 200));
+  ASSERT_EQ(edited.writes["b"].size(), 1u);
+  const RowOp update = edited.writes["b"][0];
+  const int64_t update_id = state_.pending.at("b").at("v");
+  EXPECT_TRUE(Resolver::Unobserved(state_, "b", {}, 0));
+  // The update alone: b holds the row as inserted.
+  RecordState s = state_;
+  Resolver::Retracted("b", {{update_id, update}}, s);
+  EXPECT_EQ(s.known.at("b")["v"], 1);
+  // Both: b holds nothing; planning again inserts the agreed row.
+  Resolver::Retracted("b", {{insert_id, insert}, {update_id, update}}, state_);
+  EXPECT_FALSE(state_.known.count("b"));
+  EXPECT_FALSE(Resolver::Unobserved(state_, "b", {"v"}, 0));
+  PlanContext ctx{{{"a", 10}, {"b", 11}}, {}, watermark_};
+  ResolveOutput again;
+  resolver_->Replan("t", ctx, state_, again);
+  ASSERT_EQ(again.writes["b"].size(), 1u);
+  EXPECT_EQ(again.writes["b"][0].op, Op::kInsert);
+  EXPECT_EQ(again.writes["b"][0].values["v"], 2);
+  EXPECT_TRUE(Resolver::Unobserved(state_, "b", {}, 0));
+}
+
+// A delete against a new reference settled either way: Cascade deletes the record as of the
+// parent's delete, Revive brings it back as its tombstone kept it.
+TEST_F(ResolverTest, CascadeDeletesEverywhereAndReviveWritesTheRowBack) {
+  Converged();
+  PlanContext ctx{{{"a", 20}, {"b", 21}}, {}, watermark_};
+  ResolveOutput gone;
+  resolver_->Cascade("t", Version{500, "b"}, ctx, state_, gone);
+  EXPECT_EQ(Agreed(), Row());
+  EXPECT_EQ(state_.deleted.origin, "b");
+  ASSERT_EQ(gone.writes["a"].size(), 1u);
+  EXPECT_EQ(gone.writes["a"][0].op, Op::kDelete);
+  ASSERT_EQ(gone.writes["b"].size(), 1u);
+  ResolveOutput back;
+  resolver_->Revive("t", ctx, state_, back);
+  EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 1}, {"w", 1}}));
+  ASSERT_EQ(back.writes["a"].size(), 1u);
+  EXPECT_EQ(back.writes["a"][0].op, Op::kInsert);
+}
+
 TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   RecordState s;
   s.exists = true;
