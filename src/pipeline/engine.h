@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -179,6 +180,10 @@ class Engine {
   // Moves `record`'s entries in the index from the parents it referred to to those it does.
   Status UpdateRefIndex(const std::string& record, const std::vector<std::string>& before,
                         const std::vector<std::string>& after);
+  // Whether a dead letter of `ep` holds a write of the record (`collection`, `key`) that
+  // `match` accepts (ep.parked is as of the resolution step's start).
+  Result<bool> ParkedWrite(const Endpoint& ep, const std::string& collection, const Row& key,
+                           const std::function<bool(const RowOp&)>& match);
   // The state of `record` in `states`, loaded from the store if need be; nullptr if unknown.
   Result<RecordState*> LoadRecord(RecordStates& states, const std::string& record);
   // After the change `c` from endpoint `from` (watermark `watermark`) was merged into the state

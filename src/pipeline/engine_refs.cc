@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "core/planner.h"
 #include "pipeline/engine.h"
@@ -106,6 +107,19 @@ Status Engine::UpdateRefIndex(const std::string& record, const std::vector<std::
   return Status::Ok();
 }
 
+Result<bool> Engine::ParkedWrite(const Endpoint& ep, const std::string& collection, const Row& key,
+                                 const std::function<bool(const RowOp&)>& match) {
+  if (!ep.parked.count(collection + "\n" + key.dump())) return false;
+  DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, store_->ListDeadLetters(false));
+  for (const DeadLetterRow& d : letters) {
+    if (d.endpoint != ep.name) continue;
+    for (const RowOp& op : d.batch.ops) {
+      if (op.collection == collection && op.key == key && match(op)) return true;
+    }
+  }
+  return false;
+}
+
 Result<RecordState*> Engine::LoadRecord(RecordStates& states, const std::string& record) {
   auto [collection, key] = SplitRecord(record);
   if (!FindModel(collection)) return nullptr;
@@ -172,15 +186,9 @@ Status Engine::CheckReferences(const Change& c, const std::string& from, int64_t
   if (was_live != state->exists) {
     const Row key = KeyRow(*FindModel(c.collection), state->values);
     for (Endpoint& e : endpoints_) {
-      if (!e.parked.count(c.collection + "\n" + key.dump())) continue;
-      DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, store_->ListDeadLetters(false));
-      bool moot = false;
-      for (const DeadLetterRow& d : letters) {
-        for (const RowOp& op : d.batch.ops) {
-          moot |= d.endpoint == e.name && op.collection == c.collection && op.key == key &&
-                  (op.op == Op::kDelete) == state->exists;
-        }
-      }
+      DUPLEX_ASSIGN_OR_RETURN(bool moot, ParkedWrite(e, c.collection, key, [&](const RowOp& op) {
+                                return (op.op == Op::kDelete) == state->exists;
+                              }));
       if (!moot) continue;
       DUPLEX_RETURN_IF_ERROR(RetractWrites(record, *state, states, ctx, out, e.name));
       resolver_->Replan(c.collection, ctx, *state, out);
@@ -227,16 +235,11 @@ Status Engine::ReplanWaiting(const std::string& parent, const std::string& targe
   // Its delete, planned and not landed yet,
   bool waits = !state->exists && !state->known.count(target) &&
                Resolver::Unobserved(*state, target, {}, watermark);
-  // or refused there (ep->parked is as of this resolution step's start).
-  const Row key = KeyRow(*FindModel(collection), state->values);
-  if (!waits && ep->parked.count(collection + "\n" + key.dump())) {
-    DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, store_->ListDeadLetters(false));
-    for (const DeadLetterRow& d : letters) {
-      for (const RowOp& op : d.batch.ops) {
-        waits |= d.endpoint == target && op.op == Op::kDelete && op.collection == collection &&
-                 op.key == key;
-      }
-    }
+  // or refused there.
+  if (!waits) {
+    DUPLEX_ASSIGN_OR_RETURN(
+        waits, ParkedWrite(*ep, collection, KeyRow(*FindModel(collection), state->values),
+                           [](const RowOp& op) { return op.op == Op::kDelete; }));
   }
   if (!waits) return Status::Ok();
   DUPLEX_RETURN_IF_ERROR(RetractWrites(parent, *state, states, ctx, out, target));
