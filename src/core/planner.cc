@@ -10,14 +10,8 @@ namespace {
 // A parent's key as RecordOf spells it, from the child's values (empty if a field is missing
 // or null: no reference).
 std::string ParentKey(const Reference& r, const Row& values) {
-  if (!values.is_object()) return "";
-  Row key = Row::object();
-  for (size_t i = 0; i < r.fields.size(); ++i) {
-    auto it = values.find(r.fields[i]);
-    if (it == values.end() || it->is_null()) return "";
-    key[r.parent_key[i]] = *it;
-  }
-  return r.parent + "\n" + key.dump();
+  std::optional<Row> key = Planner::ParentKeyRow(r, values);
+  return key ? r.parent + "\n" + key->dump() : "";
 }
 
 }  // namespace
@@ -28,6 +22,17 @@ Planner::Planner(std::vector<Reference> references) : refs_(std::move(references
     involved_.insert(refs_[i].child);
     involved_.insert(refs_[i].parent);
   }
+}
+
+std::optional<Row> Planner::ParentKeyRow(const Reference& r, const Row& values) {
+  if (!values.is_object()) return std::nullopt;
+  Row key = Row::object();
+  for (size_t i = 0; i < r.fields.size(); ++i) {
+    auto it = values.find(r.fields[i]);
+    if (it == values.end() || it->is_null()) return std::nullopt;
+    key[r.parent_key[i]] = *it;
+  }
+  return key;
 }
 
 std::string Planner::RecordOf(const RowOp& op) { return op.collection + "\n" + op.key.dump(); }

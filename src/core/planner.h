@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -49,6 +50,10 @@ class Planner {
 
   // Whether `collection` refers to another or is referred to.
   bool Involves(const std::string& collection) const { return involved_.count(collection) > 0; }
+
+  // The key of the parent record `values` (a child's fields, some or all) refer to through
+  // `r`, or nullopt if one of its fields is missing or null (no reference).
+  static std::optional<Row> ParentKeyRow(const Reference& r, const Row& values);
 
   // The identity of the record `op` writes, in the form ParentsOf returns.
   static std::string RecordOf(const RowOp& op);

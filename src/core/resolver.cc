@@ -54,12 +54,6 @@ void PruneObserved(RecordState& s, const std::string& endpoint, int64_t watermar
   if (ep->second.empty()) s.pending.erase(ep);
 }
 
-Row KeyOf(const CollectionModel& model, const Row& values) {
-  Row key = Row::object();
-  for (const std::string& k : model.config->key) key[k] = FieldOf(values, k);
-  return key;
-}
-
 nlohmann::json Side(const Value& value, double ts) { return {{"value", value}, {"ts", ts}}; }
 
 // The time a change counts with under lww. The initial load has no commit times: its rows
@@ -81,6 +75,12 @@ std::string LatestOrigin(const RecordState& s) {
 }
 
 }  // namespace
+
+Row KeyOf(const CollectionModel& model, const Row& values) {
+  Row key = Row::object();
+  for (const std::string& k : model.config->key) key[k] = FieldOf(values, k);
+  return key;
+}
 
 Resolver::Resolver(std::vector<CollectionModel> collections) {
   for (CollectionModel& m : collections) {

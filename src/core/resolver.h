@@ -18,6 +18,9 @@ struct CollectionModel {
   std::vector<std::string> endpoints;  // the collection's endpoints, config order
 };
 
+// The key fields of `values` (a record's agreed values, or a row), as a key row.
+Row KeyOf(const CollectionModel& model, const Row& values);
+
 // A same-field (or delete-vs-update) conflict, as written to the conflict log (P4).
 struct ConflictRecord {
   std::string collection;

@@ -33,15 +33,6 @@ bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-Row KeyRow(const CollectionModel& model, const Row& values) {
-  Row key = Row::object();
-  for (const std::string& k : model.config->key) {
-    auto it = values.find(k);
-    key[k] = it == values.end() ? Value(nullptr) : *it;
-  }
-  return key;
-}
-
 // The version a record's reference fields got their values with (the write that made it
 // refer to its parent).
 Version ReferenceVersion(const RecordState& state, const std::vector<std::string>& fields) {
@@ -79,18 +70,11 @@ Status Engine::EnsureRefIndex() {
 std::vector<std::string> Engine::ParentRecords(const std::string& collection,
                                                const Row& values) const {
   std::vector<std::string> out;
-  if (!values.is_object()) return out;
   for (const Reference& r : planner_->references()) {
     if (r.child != collection) continue;
-    Row key = Row::object();
-    bool complete = true;
-    for (size_t i = 0; i < r.fields.size() && complete; ++i) {
-      auto it = values.find(r.fields[i]);
-      complete = it != values.end() && !it->is_null();
-      if (complete) key[r.parent_key[i]] = *it;
-    }
-    if (!complete) continue;
-    std::string record = r.parent + "\n" + KeyText(key, r.parent_key);
+    std::optional<Row> key = Planner::ParentKeyRow(r, values);
+    if (!key) continue;
+    std::string record = r.parent + "\n" + KeyText(*key, r.parent_key);
     if (!Contains(out, record)) out.push_back(std::move(record));
   }
   return out;
@@ -184,7 +168,7 @@ Status Engine::CheckReferences(const Change& c, const std::string& from, int64_t
   // planned again from the record's state, with the rest of its dead letter, rather than left
   // to hold back this change's writes.
   if (was_live != state->exists) {
-    const Row key = KeyRow(*FindModel(c.collection), state->values);
+    const Row key = KeyOf(*FindModel(c.collection), state->values);
     for (Endpoint& e : endpoints_) {
       DUPLEX_ASSIGN_OR_RETURN(bool moot, ParkedWrite(e, c.collection, key, [&](const RowOp& op) {
                                 return (op.op == Op::kDelete) == state->exists;
@@ -238,7 +222,7 @@ Status Engine::ReplanWaiting(const std::string& parent, const std::string& targe
   // or refused there.
   if (!waits) {
     DUPLEX_ASSIGN_OR_RETURN(
-        waits, ParkedWrite(*ep, collection, KeyRow(*FindModel(collection), state->values),
+        waits, ParkedWrite(*ep, collection, KeyOf(*FindModel(collection), state->values),
                            [](const RowOp& op) { return op.op == Op::kDelete; }));
   }
   if (!waits) return Status::Ok();
@@ -270,7 +254,7 @@ Status Engine::SettleReference(const std::string& parent, const std::string& chi
   if (pm->config->delete_wins) {
     // The conflict is the child's: it is deleted with the parent.
     conflict.collection = cc;
-    conflict.key = KeyRow(*cm, cs->values);
+    conflict.key = KeyOf(*cm, cs->values);
     conflict.key_text = ck;
     conflict.winner = deleter;
     out.conflicts.push_back(std::move(conflict));
@@ -301,7 +285,7 @@ Status Engine::SettleReference(const std::string& parent, const std::string& chi
   // Keep: the conflict is the parent's: it comes back, and so does every deleted record it
   // refers to, at any depth.
   conflict.collection = pc;
-  conflict.key = KeyRow(*pm, ps->values);
+  conflict.key = KeyOf(*pm, ps->values);
   conflict.key_text = pk;
   conflict.winner = writer;
   out.conflicts.push_back(std::move(conflict));
@@ -333,7 +317,7 @@ Status Engine::RetractWrites(const std::string& record, RecordState& state, Reco
                              const PlanContext& ctx, ResolveOutput& out, const std::string& only) {
   const auto [collection, key_text] = SplitRecord(record);
   const CollectionModel* model = FindModel(collection);
-  const std::string parked_as = collection + "\n" + KeyRow(*model, state.values).dump();
+  const std::string parked_as = collection + "\n" + KeyOf(*model, state.values).dump();
   auto mine = [&](const RowOp& op) {
     return op.op != Op::kMarker && op.collection == collection &&
            KeyText(op.key, model->config->key) == key_text;
