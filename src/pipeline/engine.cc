@@ -910,12 +910,12 @@ Result<bool> Engine::Superseded(const std::string& endpoint, const FailedOp& f) 
   for (const RowOp& op : f.ops) {
     const CollectionModel* model = resolver_->Find(op.collection);
     if (!model) continue;
-    const std::string key_text = KeyText(op.key, model->config->key);
-    std::map<std::string, RecordState> states;
-    DUPLEX_RETURN_IF_ERROR(store_->LoadRecords(op.collection, {key_text}, states));
-    auto it = states.find(key_text);
-    if (it == states.end()) continue;
-    const RecordState& state = it->second;
+    RecordStates loaded;
+    DUPLEX_ASSIGN_OR_RETURN(
+        const RecordState* found,
+        LoadRecord(loaded, op.collection + "\n" + KeyText(op.key, model->config->key)));
+    if (!found) continue;
+    const RecordState& state = *found;
     auto pending = state.pending.find(endpoint);
     if (pending == state.pending.end()) continue;
     // Overtaken: a refused delete of a record that exists again (its latest write planned

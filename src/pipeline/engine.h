@@ -177,6 +177,9 @@ class Engine {
   Status EnsureRefIndex();
   // The records a record of `collection` with `values` refers to.
   std::vector<std::string> ParentRecords(const std::string& collection, const Row& values) const;
+  // The fields of collection `child` that refer to collection `parent`.
+  std::vector<std::string> ReferenceFields(const std::string& child,
+                                           const std::string& parent) const;
   // Moves `record`'s entries in the index from the parents it referred to to those it does.
   Status UpdateRefIndex(const std::string& record, const std::vector<std::string>& before,
                         const std::vector<std::string>& after);
@@ -207,6 +210,9 @@ class Engine {
   Status SettleReference(const std::string& parent, const std::string& child,
                          const std::string& deleter, const std::string& writer,
                          RecordStates& states, const PlanContext& ctx, ResolveOutput& out);
+  // `start` and the records reached from it, breadth first: `down`, the live rows referring to
+  // it (the index), at any depth; else the deleted records it refers to, at any depth.
+  Result<std::vector<std::string>> Reach(RecordStates& states, const std::string& start, bool down);
   // Takes `record`'s writes that have not landed (in `out`, the outbox, dead letters) back
   // from every endpoint (or only from `only`), so that they can be planned again in a new
   // order.

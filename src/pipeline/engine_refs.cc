@@ -80,6 +80,17 @@ std::vector<std::string> Engine::ParentRecords(const std::string& collection,
   return out;
 }
 
+std::vector<std::string> Engine::ReferenceFields(const std::string& child,
+                                                 const std::string& parent) const {
+  std::vector<std::string> fields;
+  for (const Reference& r : planner_->references()) {
+    if (r.child == child && r.parent == parent) {
+      fields.insert(fields.end(), r.fields.begin(), r.fields.end());
+    }
+  }
+  return fields;
+}
+
 Status Engine::UpdateRefIndex(const std::string& record, const std::vector<std::string>& before,
                               const std::vector<std::string>& after) {
   for (const std::string& p : before) {
@@ -187,14 +198,9 @@ Status Engine::CheckReferences(const Change& c, const std::string& from, int64_t
     DUPLEX_ASSIGN_OR_RETURN(RecordState * cs, LoadRecord(states, child));
     if (!cs || !cs->exists) continue;
     const std::string collection = SplitRecord(child).first;
-    std::vector<std::string> fields;
-    for (const Reference& r : planner_->references()) {
-      if (r.child != collection || r.parent != c.collection) continue;
-      if (Contains(ParentRecords(collection, cs->values), record)) {
-        fields.insert(fields.end(), r.fields.begin(), r.fields.end());
-      }
-    }
-    if (fields.empty() || !Resolver::Unobserved(*cs, from, fields, watermark)) continue;
+    if (!Contains(ParentRecords(collection, cs->values), record)) continue;
+    const std::vector<std::string> fields = ReferenceFields(collection, c.collection);
+    if (!Resolver::Unobserved(*cs, from, fields, watermark)) continue;
     if (state->exists) {
       // The parent stays (its delete lost to a concurrent update of it, or it was brought
       // back for an earlier child): it goes back to `from`, and the row's writes there,
@@ -241,76 +247,68 @@ Status Engine::SettleReference(const std::string& parent, const std::string& chi
   const CollectionModel* pm = FindModel(pc);
   const CollectionModel* cm = FindModel(cc);
   const Version deleted = ps->deleted;
-  std::vector<std::string> fields;
-  for (const Reference& r : planner_->references()) {
-    if (r.child == cc && r.parent == pc)
-      fields.insert(fields.end(), r.fields.begin(), r.fields.end());
-  }
-  const Version referred = ReferenceVersion(*cs, fields);
+  const Version referred = ReferenceVersion(*cs, ReferenceFields(cc, pc));
+  // Delete wins: the conflict is the child's (it goes with the parent). Keep: the parent's (it
+  // comes back).
+  const bool cascade = pm->config->delete_wins;
   ConflictRecord conflict;
-  conflict.policy = pm->config->delete_wins ? "delete" : "keep";
+  conflict.policy = cascade ? "delete" : "keep";
+  conflict.collection = cascade ? cc : pc;
+  conflict.key = cascade ? KeyOf(*cm, cs->values) : KeyOf(*pm, ps->values);
+  conflict.key_text = cascade ? ck : pk;
+  conflict.winner = cascade ? deleter : writer;
   conflict.values[deleter] = {{"deleted", true}, {"ts", deleted.ts}, {"record", pc + " " + pk}};
   conflict.values[writer] = {{"value", cs->values}, {"ts", referred.ts}, {"record", cc + " " + ck}};
-  if (pm->config->delete_wins) {
-    // The conflict is the child's: it is deleted with the parent.
-    conflict.collection = cc;
-    conflict.key = KeyOf(*cm, cs->values);
-    conflict.key_text = ck;
-    conflict.winner = deleter;
-    out.conflicts.push_back(std::move(conflict));
-    // The child goes, and every live row that refers to it, at any depth.
-    std::vector<std::string> doomed{child};
-    for (size_t i = 0; i < doomed.size(); ++i) {
-      DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> below, store_->ChildrenOf(doomed[i]));
-      for (const std::string& r : below) {
-        if (Contains(doomed, r)) continue;
-        DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
-        if (s && s->exists) doomed.push_back(r);
-      }
-    }
-    for (const std::string& r : doomed) {
-      DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
-      const std::string collection = SplitRecord(r).first;
-      DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, states, ctx, out));
+  out.conflicts.push_back(std::move(conflict));
+  // The child and every live row that refers to it, or the parent and every deleted record it
+  // refers to, at any depth.
+  DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> settled,
+                          Reach(states, cascade ? child : parent, cascade));
+  for (const std::string& r : settled) {
+    DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
+    const auto [collection, key] = SplitRecord(r);
+    DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, states, ctx, out));
+    if (cascade) {
       DUPLEX_RETURN_IF_ERROR(UpdateRefIndex(r, ParentRecords(collection, s->values), {}));
       resolver_->Cascade(collection, deleted, ctx, *s, out);
       spdlog::info("collection={} key={} deleted with {} {} (deleted on {}, referred to on {})",
-                   collection, SplitRecord(r).second, pc, pk, deleter, writer);
-    }
-    // The parent's deletes are planned again, after those of the rows that referred to it.
-    DUPLEX_RETURN_IF_ERROR(RetractWrites(parent, *ps, states, ctx, out));
-    resolver_->Replan(pc, ctx, *ps, out);
-    return Status::Ok();
-  }
-  // Keep: the conflict is the parent's: it comes back, and so does every deleted record it
-  // refers to, at any depth.
-  conflict.collection = pc;
-  conflict.key = KeyOf(*pm, ps->values);
-  conflict.key_text = pk;
-  conflict.winner = writer;
-  out.conflicts.push_back(std::move(conflict));
-  std::vector<std::string> revived{parent};
-  for (size_t i = 0; i < revived.size(); ++i) {
-    DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, revived[i]));
-    for (const std::string& p : ParentRecords(SplitRecord(revived[i]).first, s->values)) {
-      if (Contains(revived, p)) continue;
-      DUPLEX_ASSIGN_OR_RETURN(RecordState * above, LoadRecord(states, p));
-      if (above && !above->exists && !above->deleted.origin.empty()) revived.push_back(p);
+                   collection, key, pc, pk, deleter, writer);
+    } else {
+      resolver_->Revive(collection, ctx, *s, out);
+      DUPLEX_RETURN_IF_ERROR(UpdateRefIndex(r, {}, ParentRecords(collection, s->values)));
+      spdlog::info("collection={} key={} kept (deleted on {}; {} {} referred to it on {})",
+                   collection, key, deleter, cc, ck, writer);
     }
   }
-  for (const std::string& r : revived) {
-    DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
-    const std::string collection = SplitRecord(r).first;
-    DUPLEX_RETURN_IF_ERROR(RetractWrites(r, *s, states, ctx, out));
-    resolver_->Revive(collection, ctx, *s, out);
-    DUPLEX_RETURN_IF_ERROR(UpdateRefIndex(r, {}, ParentRecords(collection, s->values)));
-    spdlog::info("collection={} key={} kept (deleted on {}; {} {} referred to it on {})",
-                 collection, SplitRecord(r).second, deleter, cc, ck, writer);
-  }
-  // The child's writes are planned again, after those of the parent.
-  DUPLEX_RETURN_IF_ERROR(RetractWrites(child, *cs, states, ctx, out));
-  resolver_->Replan(cc, ctx, *cs, out);
+  // The other record's writes are planned again after these: the parent's deletes after those
+  // of the rows that referred to it, the child's writes after the parent's re-insert.
+  const std::string& other = cascade ? parent : child;
+  RecordState* os = cascade ? ps : cs;
+  DUPLEX_RETURN_IF_ERROR(RetractWrites(other, *os, states, ctx, out));
+  resolver_->Replan(cascade ? pc : cc, ctx, *os, out);
   return Status::Ok();
+}
+
+Result<std::vector<std::string>> Engine::Reach(RecordStates& states, const std::string& start,
+                                               bool down) {
+  std::vector<std::string> reached{start};
+  for (size_t i = 0; i < reached.size(); ++i) {
+    std::vector<std::string> next;
+    if (down) {
+      DUPLEX_ASSIGN_OR_RETURN(next, store_->ChildrenOf(reached[i]));
+    } else {
+      DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, reached[i]));
+      if (s) next = ParentRecords(SplitRecord(reached[i]).first, s->values);
+    }
+    for (const std::string& r : next) {
+      if (Contains(reached, r)) continue;
+      DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(states, r));
+      if (s && (down ? s->exists : !s->exists && !s->deleted.origin.empty())) {
+        reached.push_back(r);
+      }
+    }
+  }
+  return reached;
 }
 
 Status Engine::RetractWrites(const std::string& record, RecordState& state, RecordStates& states,
