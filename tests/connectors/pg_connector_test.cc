@@ -303,6 +303,15 @@ std::vector<CollectionBinding> ShopBindings() {
   return {customers, orders};
 }
 
+// Applies endpoint a's customer "a:5" (named x) to `c`, bound to the shop, as batch 1.
+void ApplyCustomerA5(PostgresConnector& c) {
+  ApplyBatch first;
+  first.id = 1;
+  first.ops = {Write(Op::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "x"}}, 1)};
+  Result<ApplyResult> r = c.Apply({first}, false);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+}
+
 // key_mode = "mapped": the endpoint generates its keys; duplex's records keep their ids through
 // the key map, the application's rows get "<endpoint>:<native>", references are translated both
 // ways, a replay changes nothing, and a reference to a record the endpoint lacks parks its
@@ -431,10 +440,7 @@ TEST_P(PgConnectorTest, MappedRecordInsertedAgainAfterItsRowWasDeleted) {
   auto c = Open(db, "b", GetParam());
   ASSERT_OK(c->Bind(ShopBindings()));
   ASSERT_OK(c->Install());
-  ApplyBatch first;
-  first.id = 1;
-  first.ops = {Write(Op::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "x"}}, 1)};
-  ASSERT_OK(c->Apply({first}, false));
+  ASSERT_NO_FATAL_FAILURE(ApplyCustomerA5(*c));
   Exec(db, "DELETE FROM customers");
   Position from = 0;
   std::vector<Change> rows = CaptureRows(*c, &from, 1);  // seen: else the insert is stale
@@ -458,10 +464,7 @@ TEST_P(PgConnectorTest, StaleWriteToAMappedRowIsRejectedWithItsRecordId) {
   auto c = Open(db, "b", GetParam());
   ASSERT_OK(c->Bind(ShopBindings()));
   ASSERT_OK(c->Install());
-  ApplyBatch first;
-  first.id = 1;
-  first.ops = {Write(Op::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "x"}}, 1)};
-  ASSERT_OK(c->Apply({first}, false));
+  ASSERT_NO_FATAL_FAILURE(ApplyCustomerA5(*c));
   Position from = 0;
   Exec(db, "UPDATE customers SET name = 'app' WHERE name = 'x'");
   std::vector<Change> rows = CaptureRows(*c, &from, 1);
