@@ -30,6 +30,11 @@ enum class Op : char {
   // row), `key` its key, `apply_id` the batch. Comes before that batch's marker. The resolver
   // corrects what it believes the endpoint holds and plans the write again.
   kRejected = 'R',
+  // What the endpoint holds now, read by a scan (Connector::Scan), not an edit: `after` is the
+  // row (null: the endpoint holds none). The resolver takes it as the truth about that
+  // endpoint's row and plans the writes that bring it to the agreed values; the agreed values
+  // do not change. Used to bring back an endpoint restored from a backup (docs/DESIGN.md §6).
+  kPresent = 'P',
 };
 
 // One committed row change captured from an endpoint, in canonical names.

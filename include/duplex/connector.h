@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -57,6 +58,18 @@ struct ColumnInfo {
   bool generated = false;
 };
 
+// What an endpoint holds of duplex's progress on it, against what the state file recorded:
+// whether it went back in time (Connector::CheckRestored).
+struct RestoreCheck {
+  // Why the endpoint looks restored from a backup, a file-system snapshot or a dump ("" if it
+  // does not), e.g. "its changelog says duplex acked up to 120, the state file says 158".
+  std::string reason;
+  // Where capture must resume to see every change made on the endpoint since it was restored
+  // (only meaningful with a reason). Changes already captured before may come again; the
+  // engine tells those apart (docs/DESIGN.md §6).
+  Position resume = 0;
+};
+
 struct TableInfo {
   std::string name;
   bool exists = false;
@@ -105,8 +118,31 @@ class Connector {
   // Number of changes after `from` not yet captured (for status).
   virtual Result<int64_t> Backlog(Position from) = 0;
 
-  // Changes up to `upto` are durably in the journal; the endpoint may release them.
+  // Changes up to `upto` are durably in the journal; the endpoint may release them. Where it
+  // can, the endpoint records `upto` itself (CheckRestored compares it).
   virtual Status Ack(Position upto) = 0;
+
+  // Called before Install with what the state file recorded for this endpoint: the capture
+  // position and the last position Ack succeeded for. Says whether the endpoint went back in
+  // time since (a backup restored, a snapshot rolled back, a dump reloaded): it then holds an
+  // older record of duplex's progress than `acked`, or its stream is behind `captured`, or
+  // duplex's capture objects are gone. Writes nothing. The default finds nothing.
+  virtual Result<RestoreCheck> CheckRestored(Position captured, Position acked) {
+    (void)acked;
+    return RestoreCheck{"", captured};
+  }
+
+  // Reads every row of `collection` as it is now, in chunks of at most `max_rows` rows handed
+  // to `visit`: each row a kPresent change (key and `after` in canonical names, record ids for
+  // mapped keys, position 0). Writes nothing. Used to bring a restored endpoint back to the
+  // agreed values. The default: not supported (InvalidArgument).
+  virtual Status Scan(const std::string& collection, size_t max_rows,
+                      const std::function<Status(std::vector<Change>&&)>& visit) {
+    (void)max_rows;
+    (void)visit;
+    return Status::InvalidArgument("endpoint '" + name() + "' cannot read the rows of '" +
+                                   collection + "' back");
+  }
 
   // Id of the last apply batch committed on this endpoint (0 if none).
   virtual Result<int64_t> AppliedId() = 0;

@@ -410,10 +410,27 @@ void Resolver::Replan(const std::string& collection, const PlanContext& ctx, Rec
   Plan(*model, ctx, state, out);
 }
 
+void Resolver::Observe(const Change& present, const std::string& endpoint, const PlanContext& ctx,
+                       RecordState& state, ResolveOutput& out) const {
+  assert(present.op == Op::kPresent);
+  const CollectionModel* model = Find(present.collection);
+  assert(model);
+  state.pending.erase(endpoint);
+  state.prior.erase(endpoint);
+  state.prior_row.erase(endpoint);
+  if (present.after.is_object()) {
+    state.known[endpoint] = present.after;
+  } else {
+    state.known.erase(endpoint);
+  }
+  Plan(*model, ctx, state, out, &endpoint);
+}
+
 void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, RecordState& state,
-                    ResolveOutput& out) const {
+                    ResolveOutput& out, const std::string* only) const {
   const std::string& collection = model.config->name;
   for (const std::string& target : model.endpoints) {
+    if (only && target != *only) continue;
     const int64_t id = ctx.apply_ids.at(target);
     auto seen_it = ctx.seen.find(target);
     const Position seen = seen_it == ctx.seen.end() ? 0 : seen_it->second;

@@ -96,6 +96,19 @@ class Resolver {
   void Correct(const Change& change, const std::string& endpoint, const PlanContext& ctx,
                RecordState& state, ResolveOutput& out) const;
 
+  // What `endpoint` holds of the record now, read back by a scan (Op::kPresent; `present.after`
+  // null: no row), not an edit: what duplex believes the endpoint holds becomes it, the writes
+  // to it duplex had not seen land are forgotten, and the writes that bring it to the agreed
+  // values are planned for it alone. The agreed values do not change. For a record duplex has
+  // seen (not Unknown).
+  void Observe(const Change& present, const std::string& endpoint, const PlanContext& ctx,
+               RecordState& state, ResolveOutput& out) const;
+  // Whether `state` is a record duplex has never seen (no values, no tombstone, no endpoint).
+  static bool Unknown(const RecordState& state) {
+    return !state.exists && state.deleted.origin.empty() && state.known.empty() &&
+           state.versions.empty();
+  }
+
   // An operator's resolution of a manual conflict on `field`: `value` becomes the agreed
   // value and is written to every endpoint that holds another.
   void ResolveManual(const std::string& collection, const std::string& field, const Value& value,
@@ -129,8 +142,9 @@ class Resolver {
 
  private:
   // Appends the writes that make every endpoint's known row equal the agreed one.
+  // Only for endpoint `only` if given.
   void Plan(const CollectionModel& model, const PlanContext& ctx, RecordState& state,
-            ResolveOutput& out) const;
+            ResolveOutput& out, const std::string* only = nullptr) const;
   void MergeDelete(const CollectionModel& model, const Change& change, const std::string& endpoint,
                    int64_t watermark, RecordState& state, ResolveOutput& out) const;
   void MergeUpsert(const CollectionModel& model, const Change& change, const std::string& endpoint,

@@ -97,7 +97,10 @@ Result<std::unique_ptr<Engine>> Engine::OpenWith(
     ep.connector = std::move(conn);
     DUPLEX_ASSIGN_OR_RETURN(EndpointProgress p, engine->store_->Progress(ec.name));
     ep.capture = p.capture;
-    ep.acked = 0;
+    ep.acked = p.acked;
+    ep.guard_pos = p.guard_pos;
+    ep.guard_ms = p.guard_ms;
+    ep.rescan = p.rescan;
     ep.watermark = p.watermark;
     ep.resolved = p.resolved;
     ep.last_error = p.last_error;
@@ -362,6 +365,8 @@ Status Engine::InstallOn(Endpoint& ep) {
     // deleted to start over): whatever capture is installed belongs to no state we have.
     // Start it afresh, so that the install snapshots every row for the initial load.
     DUPLEX_RETURN_IF_ERROR(ep.connector->Uninstall());
+  } else {
+    DUPLEX_RETURN_IF_ERROR(CheckRestored(ep, p));
   }
   DUPLEX_RETURN_IF_ERROR(ep.connector->Install());
   // Batches applied under an earlier state file carry ids this one may hand out again;
@@ -372,6 +377,101 @@ Status Engine::InstallOn(Endpoint& ep) {
     DUPLEX_RETURN_IF_ERROR(store_->AppendJournal(ep.name, ChangeBatch{{}, 0}).status());
   }
   ep.installed = true;
+  return Status::Ok();
+}
+
+Status Engine::CheckRestored(Endpoint& ep, const EndpointProgress& p) {
+  DUPLEX_ASSIGN_OR_RETURN(RestoreCheck check, ep.connector->CheckRestored(p.capture, p.acked));
+  // Every apply records its id on the endpoint, in its own transaction: the endpoint cannot
+  // hold an older one than a marker it has shown, unless it went back in time.
+  DUPLEX_ASSIGN_OR_RETURN(int64_t applied, ep.connector->AppliedId());
+  std::string reason = check.reason;
+  if (applied < p.watermark) {
+    reason += (reason.empty() ? "" : "; ") +
+              fmt::format("it holds duplex's writes up to apply id {}, but had shown {} before",
+                          applied, p.watermark);
+  }
+  if (reason.empty()) return Status::Ok();
+  spdlog::warn(
+      "endpoint '{}' went back in time (a backup restored?): {}. Capturing the changes made there "
+      "since, then bringing its rows back to the agreed values",
+      ep.name, reason);
+  // What was captured before the restore is merged as captured, before the positions start
+  // again: the journal's positions are of the endpoint's old history.
+  while (true) {
+    DUPLEX_ASSIGN_OR_RETURN(bool more, ResolveJournal());
+    if (!more) break;
+  }
+  DUPLEX_RETURN_IF_ERROR(store_->ResetRestored(ep.name, check.resume, applied));
+  DUPLEX_ASSIGN_OR_RETURN(EndpointProgress now, store_->Progress(ep.name));
+  fresh_outbox_.erase(ep.name);
+  ep.capture = ep.resolved = ep.acked = check.resume;
+  ep.watermark = applied;
+  ep.guard_pos = now.guard_pos;
+  ep.guard_ms = now.guard_ms;
+  ep.rescan = true;
+  ep.more = true;
+  return Status::Ok();
+}
+
+Status Engine::Rescan(Endpoint& ep) {
+  DUPLEX_RETURN_IF_ERROR(store_->ClearScanned());
+  const size_t chunk_rows = std::max<size_t>(config_.engine.batch_rows, 1);
+  int64_t rows = 0, absent = 0;
+  // Each chunk a journal entry of kPresent changes at the capture position: the resolver takes
+  // them after everything captured before, in order.
+  auto journal = [&](const std::string& collection, std::vector<Change>&& changes,
+                     const std::vector<std::string>& keys) -> Status {
+    ChangeBatch batch{std::move(changes), ep.capture};
+    for (Change& c : batch.changes) c.position = ep.capture;
+    DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, store_->Begin());
+    if (!keys.empty()) DUPLEX_RETURN_IF_ERROR(store_->AddScanned(collection, keys));
+    DUPLEX_RETURN_IF_ERROR(store_->AppendJournal(ep.name, batch).status());
+    return txn.Commit();
+  };
+  for (const CollectionModel& m : models_) {
+    if (std::find(m.endpoints.begin(), m.endpoints.end(), ep.name) == m.endpoints.end()) continue;
+    const std::string& collection = m.config->name;
+    const std::vector<std::string>& key_fields = m.config->key;
+    DUPLEX_RETURN_IF_ERROR(
+        ep.connector->Scan(collection, chunk_rows, [&](std::vector<Change>&& chunk) -> Status {
+          std::vector<std::string> keys;
+          keys.reserve(chunk.size());
+          for (const Change& c : chunk) keys.push_back(KeyText(c.key, key_fields));
+          rows += static_cast<int64_t>(chunk.size());
+          return journal(collection, std::move(chunk), keys);
+        }));
+    // The records it holds no row of.
+    std::string after;
+    while (true) {
+      DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> missing,
+                              store_->Unscanned(collection, after, chunk_rows));
+      if (missing.empty()) break;
+      after = missing.back();
+      std::vector<Change> changes;
+      int64_t txn = -1;
+      for (const std::string& text : missing) {
+        Change c;
+        c.op = Op::kPresent;
+        c.collection = collection;
+        c.key = Row::object();
+        const Value values = Value::parse(text, nullptr, false);
+        for (size_t i = 0; i < key_fields.size(); ++i) {
+          c.key[key_fields[i]] = values.is_array() && i < values.size() ? values[i] : Value();
+        }
+        c.txn = --txn;  // one unit each (from -2: txn 0 and -1 mean other things)
+        changes.push_back(std::move(c));
+      }
+      absent += static_cast<int64_t>(changes.size());
+      DUPLEX_RETURN_IF_ERROR(journal(collection, std::move(changes), {}));
+    }
+  }
+  DUPLEX_RETURN_IF_ERROR(store_->SetRescanned(ep.name));
+  ep.rescan = false;
+  spdlog::info(
+      "endpoint '{}': read back {} rows and {} records it holds no row of; the writes that bring "
+      "it to the agreed values follow",
+      ep.name, rows, absent);
   return Status::Ok();
 }
 
@@ -441,6 +541,21 @@ Result<bool> Engine::CaptureFrom(Endpoint& ep) {
   // position are in the journal already, and merging one twice would bring its old value back
   // over newer ones (found by the simulation, seeds 6, 32 and 33).
   std::erase_if(batch.changes, [&](const Change& c) { return c.position <= ep.capture; });
+  if (ep.guard_pos > 0) {
+    // An endpoint that went back in time delivers again changes captured before it did: the
+    // ones at a position and a commit time both at most those captured then. A rejected write
+    // of duplex's from then answers a write of the old history.
+    std::erase_if(batch.changes, [&](const Change& c) {
+      return c.position <= ep.guard_pos && c.op != Op::kMarker &&
+             (c.op == Op::kRejected || c.commit_ms <= ep.guard_ms);
+    });
+  }
+  if (ep.rescan) {
+    // Its initial load made again (its capture objects were gone): what it holds, not edits.
+    for (Change& c : batch.changes) {
+      if (c.snapshot && c.op == Op::kInsert) c.op = Op::kPresent;
+    }
+  }
   if (batch.end <= ep.capture) {
     // The endpoint said more is coming (e.g. a PostgreSQL server still decoding a large
     // transaction) but nothing has arrived yet: nothing moved, yet it is not idle.
@@ -498,6 +613,8 @@ void Engine::AckCaptured(Endpoint& ep, bool force) {
   if (st.ok()) {
     ep.acked = upto;
     ep.last_ack = now;
+    // After the endpoint recorded it (CheckRestored compares the two).
+    (void)store_->SetAcked(ep.name, upto);
   }
 }
 
@@ -592,6 +709,21 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
     RecordState& state = states[c.collection][key_texts[i]];
     if (c.op == Op::kRejected) {
       resolver_->Correct(c, ep->name, ctx, state, out);
+    } else if (c.op == Op::kPresent) {
+      if (!Resolver::Unknown(state)) {
+        resolver_->Observe(c, ep->name, ctx, state, out);
+      } else if (c.after.is_object()) {
+        // A row duplex has never seen: copied, like a row of the initial load.
+        Change row = c;
+        row.op = Op::kInsert;
+        row.snapshot = true;
+        resolver_->Merge(row, ep->name, watermark, ctx, state, out);
+        if (planner_->Involves(c.collection)) {
+          DUPLEX_RETURN_IF_ERROR(CheckReferences(row, ep->name, watermark,
+                                                 c.collection + "\n" + key_texts[i], false, {},
+                                                 traced, states, ctx, out));
+        }
+      }
     } else if (!planner_->Involves(c.collection)) {
       resolver_->Merge(c, ep->name, watermark, ctx, state, out);
     } else {
@@ -609,7 +741,8 @@ Status Engine::ResolveEntry(const JournalEntry& entry) {
       size_t& done = traced[target];
       for (; done < ops.size(); ++done) {
         ops[done].txn = c.txn;  // one source transaction: one unit on the target (P7)
-        if (c.op == Op::kRejected || c.snapshot || c.commit_ms <= 0) continue;
+        if (c.op == Op::kRejected || c.op == Op::kPresent || c.snapshot || c.commit_ms <= 0)
+          continue;
         ops[done].source = ep->name;
         ops[done].source_commit_ms = c.commit_ms;
       }
@@ -1090,6 +1223,16 @@ Result<bool> Engine::Step() {
       continue;
     }
     moved |= *r;
+    if (ep.rescan && !ep.more) {
+      // Restored from a backup, and what changed there since is captured: read its rows back.
+      Status st = Rescan(ep);
+      if (!st.ok()) {
+        MarkFailure(ep, st, "rescan");
+        failed[i] = true;
+        continue;
+      }
+      moved = true;
+    }
   }
   DUPLEX_ASSIGN_OR_RETURN(bool resolved, ResolveJournal());
   moved |= resolved;

@@ -116,7 +116,12 @@ class Engine {
     std::string last_error;
     bool warned = false;     // the current failure has been logged
     bool installed = false;  // capture installed by this process (Install or Step)
-    size_t index = 0;        // in endpoints_ and telemetry_.endpoints
+    // After the endpoint went back in time (EndpointProgress): changes captured again, and
+    // whether its rows are still to be read back (Rescan).
+    Position guard_pos = 0;
+    double guard_ms = 0;
+    bool rescan = false;
+    size_t index = 0;  // in endpoints_ and telemetry_.endpoints
     // When a capture last found nothing left to capture: the capture lag counts from here.
     std::chrono::steady_clock::time_point caught_up_at{};
     // Applies the target refused in a row, and when to try again.
@@ -134,6 +139,13 @@ class Engine {
   Endpoint* Find(const std::string& name);
   const CollectionModel* FindModel(const std::string& collection) const;
 
+  // Whether `ep` went back in time since this state file last worked with it (a backup
+  // restored): if so, says so, merges what was captured before, and starts its capture again
+  // where the endpoint's own changelog resumes, with its rows to be read back (Rescan).
+  Status CheckRestored(Endpoint& ep, const EndpointProgress& p);
+  // Reads back every row of a restored endpoint into the journal (Op::kPresent), and a row
+  // for each record it holds none of, so that the resolver brings it to the agreed values.
+  Status Rescan(Endpoint& ep);
   Result<bool> CaptureFrom(Endpoint& ep);
   Result<bool> ResolveJournal();
   Status ResolveEntry(const JournalEntry& entry);

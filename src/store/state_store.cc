@@ -13,7 +13,9 @@ namespace {
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS progress(endpoint TEXT PRIMARY KEY, capture INTEGER NOT NULL DEFAULT 0,
   watermark INTEGER NOT NULL DEFAULT 0, resolved INTEGER NOT NULL DEFAULT 0,
-  last_error TEXT NOT NULL DEFAULT '');
+  last_error TEXT NOT NULL DEFAULT '', acked INTEGER NOT NULL DEFAULT 0,
+  captured_ms REAL NOT NULL DEFAULT 0, guard_pos INTEGER NOT NULL DEFAULT 0,
+  guard_ms REAL NOT NULL DEFAULT 0, rescan INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS journal(id INTEGER PRIMARY KEY AUTOINCREMENT, endpoint TEXT NOT NULL,
   payload BLOB NOT NULL, changes INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS records(collection TEXT NOT NULL, key TEXT NOT NULL,
@@ -37,7 +39,7 @@ CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refs(parent TEXT NOT NULL, child TEXT NOT NULL,
   PRIMARY KEY(parent, child)) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(k, v) VALUES('next_apply_id', 1);
-INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 5);
+INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 6);
 )sql";
 
 nlohmann::json ParseOrNull(const std::string& text) {
@@ -210,7 +212,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, bo
   return store;
 }
 
-constexpr int64_t kSchemaVersion = 5;
+constexpr int64_t kSchemaVersion = 6;
 
 // Version 2 -> 3: dead letters can be retried (an operator's request waits in `retry`).
 constexpr const char* kUpgradeFrom2 = R"sql(
@@ -231,6 +233,19 @@ CREATE TABLE refs(parent TEXT NOT NULL, child TEXT NOT NULL,
 UPDATE meta SET v = 5 WHERE k = 'schema_version';
 )sql";
 
+// Version 5 -> 6: what duplex acked on each endpoint and the newest source commit time it
+// captured there, to notice an endpoint that went back in time (a backup restored) and to tell
+// its changes captured before from the ones made since (guard_*); rescan: its rows are to be
+// read back and brought to the agreed values.
+constexpr const char* kUpgradeFrom5 = R"sql(
+ALTER TABLE progress ADD COLUMN acked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE progress ADD COLUMN captured_ms REAL NOT NULL DEFAULT 0;
+ALTER TABLE progress ADD COLUMN guard_pos INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE progress ADD COLUMN guard_ms REAL NOT NULL DEFAULT 0;
+ALTER TABLE progress ADD COLUMN rescan INTEGER NOT NULL DEFAULT 0;
+UPDATE meta SET v = 6 WHERE k = 'schema_version';
+)sql";
+
 Status StateStore::Init() {
   // The engine rewrites the same pages over and over (journal and outbox rows come and go,
   // record states are updated): a larger page cache and fewer WAL checkpoints save copying.
@@ -249,7 +264,7 @@ Status StateStore::Init() {
         if (version >= 2 && version < kSchemaVersion) {
           probe->Reset();
           DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, sqlite::Txn::Begin(db_));
-          const char* steps[] = {kUpgradeFrom2, kUpgradeFrom3, kUpgradeFrom4};
+          const char* steps[] = {kUpgradeFrom2, kUpgradeFrom3, kUpgradeFrom4, kUpgradeFrom5};
           for (int64_t v = version; v < kSchemaVersion; ++v) {
             DUPLEX_RETURN_IF_ERROR(db_.Exec(steps[v - 2]).WithContext("state file upgrade"));
           }
@@ -286,7 +301,8 @@ Result<int64_t> StateStore::ScalarInt(sqlite::Stmt& s) {
 Result<EndpointProgress> StateStore::Progress(const std::string& endpoint) {
   DUPLEX_ASSIGN_OR_RETURN(
       sqlite::Stmt * s,
-      Cached("SELECT capture, watermark, last_error, resolved FROM progress WHERE endpoint = ?"));
+      Cached("SELECT capture, watermark, last_error, resolved, acked, captured_ms, guard_pos, "
+             "guard_ms, rescan FROM progress WHERE endpoint = ?"));
   s->Bind(1, endpoint);
   DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
   EndpointProgress p;
@@ -295,6 +311,11 @@ Result<EndpointProgress> StateStore::Progress(const std::string& endpoint) {
     p.watermark = s->Int(1);
     p.last_error = s->Text(2);
     p.resolved = s->Int(3);
+    p.acked = s->Int(4);
+    p.captured_ms = s->Double(5);
+    p.guard_pos = s->Int(6);
+    p.guard_ms = s->Double(7);
+    p.rescan = s->Int(8) != 0;
     p.exists = true;
   }
   s->Reset();
@@ -328,11 +349,71 @@ Result<int64_t> StateStore::AppendJournal(const std::string& endpoint, const Cha
     DUPLEX_RETURN_IF_ERROR(s->Run());
     id = db_.LastInsertRowid();
   }
+  double newest = 0;
+  for (const Change& c : batch.changes) newest = std::max(newest, c.commit_ms);
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * p, Cached(R"sql(
-    INSERT INTO progress(endpoint, capture) VALUES(?1, ?2)
-    ON CONFLICT(endpoint) DO UPDATE SET capture = ?2)sql"));
-  DUPLEX_RETURN_IF_ERROR(p->Bind(1, endpoint).Bind(2, batch.end).Run());
+    INSERT INTO progress(endpoint, capture, captured_ms) VALUES(?1, ?2, ?3)
+    ON CONFLICT(endpoint) DO UPDATE SET capture = ?2, captured_ms = max(captured_ms, ?3))sql"));
+  DUPLEX_RETURN_IF_ERROR(p->Bind(1, endpoint).Bind(2, batch.end).Bind(3, newest).Run());
   return id;
+}
+
+Status StateStore::SetAcked(const std::string& endpoint, Position acked) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached(R"sql(
+    INSERT INTO progress(endpoint, acked) VALUES(?1, ?2)
+    ON CONFLICT(endpoint) DO UPDATE SET acked = ?2)sql"));
+  return s->Bind(1, endpoint).Bind(2, static_cast<int64_t>(acked)).Run();
+}
+
+Status StateStore::ResetRestored(const std::string& endpoint, Position resume, int64_t watermark) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached(R"sql(
+    UPDATE progress SET guard_pos = max(guard_pos, capture), guard_ms = max(guard_ms, captured_ms),
+      capture = ?2, resolved = ?2, acked = ?2, watermark = ?3, rescan = 1 WHERE endpoint = ?1)sql"));
+  DUPLEX_RETURN_IF_ERROR(
+      s->Bind(1, endpoint).Bind(2, static_cast<int64_t>(resume)).Bind(3, watermark).Run());
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * o, Cached("DELETE FROM outbox WHERE endpoint = ?"));
+  return o->Bind(1, endpoint).Run();
+}
+
+Status StateStore::SetRescanned(const std::string& endpoint) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          Cached("UPDATE progress SET rescan = 0 WHERE endpoint = ?"));
+  return s->Bind(1, endpoint).Run();
+}
+
+Status StateStore::ClearScanned() {
+  DUPLEX_RETURN_IF_ERROR(
+      db_.Exec("CREATE TEMP TABLE IF NOT EXISTS scanned(collection TEXT NOT "
+               "NULL, key TEXT NOT NULL, PRIMARY KEY(collection, key)) "
+               "WITHOUT ROWID"));
+  return db_.Exec("DELETE FROM temp.scanned");
+}
+
+Status StateStore::AddScanned(const std::string& collection, const std::vector<std::string>& keys) {
+  DUPLEX_ASSIGN_OR_RETURN(
+      sqlite::Stmt * s, Cached("INSERT OR IGNORE INTO temp.scanned(collection, key) VALUES(?, ?)"));
+  for (const std::string& k : keys) {
+    s->Reset();
+    DUPLEX_RETURN_IF_ERROR(s->Bind(1, collection).Bind(2, k).Run());
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> StateStore::Unscanned(const std::string& collection,
+                                                       const std::string& after, size_t limit) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, Cached(R"sql(
+    SELECT r.key FROM records r WHERE r.collection = ?1 AND r.key > ?2 AND NOT EXISTS
+      (SELECT 1 FROM temp.scanned t WHERE t.collection = ?1 AND t.key = r.key)
+    ORDER BY r.key LIMIT ?3)sql"));
+  s->Bind(1, collection).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
+  std::vector<std::string> out;
+  while (true) {
+    DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    out.push_back(s->Text(0));
+  }
+  s->Reset();
+  return out;
 }
 
 Result<std::vector<std::pair<int64_t, std::string>>> StateStore::JournalHeads(size_t max_entries) {

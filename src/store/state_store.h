@@ -21,6 +21,13 @@ struct EndpointProgress {
   std::string last_error;  // empty when the last attempt worked
   Position resolved = 0;   // changes up to here have been merged by the resolver
   bool exists = false;     // false: this state file has never captured from the endpoint
+  Position acked = 0;      // the last position Connector::Ack succeeded for
+  double captured_ms = 0;  // the newest source commit time captured from it
+  // After the endpoint went back in time (a backup restored): a change at or before guard_pos
+  // committed at or before guard_ms was captured before the restore and comes again.
+  Position guard_pos = 0;
+  double guard_ms = 0;
+  bool rescan = false;  // its rows are to be read back and brought to the agreed values
 };
 
 struct JournalEntry {
@@ -98,6 +105,21 @@ class StateStore {
   // Records what the resolver has merged of the endpoint's stream: its watermark and position.
   Status SetResolved(const std::string& endpoint, int64_t watermark, Position resolved);
   Status SetLastError(const std::string& endpoint, const std::string& error);
+  Status SetAcked(const std::string& endpoint, Position acked);
+  // The endpoint went back in time: capture and resolution start again at `resume`, its
+  // watermark is `watermark` (the apply id it holds now), what was captured before becomes the
+  // guard, its rows are to be read back (rescan), and its planned batches are dropped (they
+  // were planned for rows it no longer holds: the rescan plans them again).
+  Status ResetRestored(const std::string& endpoint, Position resume, int64_t watermark);
+  // The rescan is done.
+  Status SetRescanned(const std::string& endpoint);
+
+  // The keys a rescan read, per collection, in a temporary table of this connection.
+  Status ClearScanned();
+  Status AddScanned(const std::string& collection, const std::vector<std::string>& keys);
+  // Keys of records of `collection` above `after` that the rescan did not read, at most `limit`.
+  Result<std::vector<std::string>> Unscanned(const std::string& collection,
+                                             const std::string& after, size_t limit);
 
   // Appends a captured batch and moves the endpoint's capture position to batch.end. Returns
   // the entry's id (0 if the batch had no changes: only the position moved).

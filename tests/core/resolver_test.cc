@@ -571,6 +571,50 @@ TEST_F(ResolverTest, CascadeDeletesEverywhereAndReviveWritesTheRowBack) {
   EXPECT_EQ(back.writes["a"][0].op, Op::kInsert);
 }
 
+// A row read back from an endpoint (a restored one): the truth about what it holds, not an
+// edit. The agreed values stay; only that endpoint gets the writes that bring it back.
+TEST_F(ResolverTest, PresentRowIsWhatTheEndpointHoldsAndOnlyItIsBroughtBack) {
+  Converged();
+  Merge("a",
+        Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 2}, {"w", 1}}, 200));
+  Observe("b");
+  PlanContext ctx{{{"a", 50}, {"b", 51}}, {{"a", 7}, {"b", 8}}, watermark_};
+  Change present;
+  present.op = Op::kPresent;
+  present.collection = "t";
+  present.key = {{"id", 1}};
+  present.after = {{"id", 1}, {"v", 0}, {"w", 1}};  // as it was long before
+  ResolveOutput out;
+  resolver_->Observe(present, "b", ctx, state_, out);
+  EXPECT_EQ(Agreed(), (Row{{"id", 1}, {"v", 2}, {"w", 1}}));
+  ASSERT_EQ(out.writes.size(), 1u);
+  ASSERT_EQ(out.writes["b"].size(), 1u);
+  const RowOp& op = out.writes["b"][0];
+  EXPECT_EQ(op.op, Op::kUpdate);
+  EXPECT_EQ(op.values, (Row{{"v", 2}}));
+  EXPECT_EQ(op.expected, (Row{{"v", 0}}));
+  EXPECT_EQ(op.seen, 8);
+  EXPECT_EQ(state_.pending["b"]["v"], 51);
+
+  // No row there: the record is inserted again; a deleted record's row is deleted there.
+  present.after = Row();
+  out = ResolveOutput{};
+  resolver_->Observe(present, "b", ctx, state_, out);
+  ASSERT_EQ(out.writes["b"].size(), 1u);
+  EXPECT_EQ(out.writes["b"][0].op, Op::kInsert);
+  Merge("a", Delete(300));
+  Observe("a");
+  Observe("b");
+  present.after = {{"id", 1}, {"v", 2}, {"w", 1}};
+  out = ResolveOutput{};
+  resolver_->Observe(present, "b", ctx, state_, out);
+  EXPECT_EQ(Agreed(), Row());
+  ASSERT_EQ(out.writes["b"].size(), 1u);
+  EXPECT_EQ(out.writes["b"][0].op, Op::kDelete);
+  EXPECT_FALSE(Resolver::Unknown(state_));
+  EXPECT_TRUE(Resolver::Unknown(RecordState{}));
+}
+
 TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   RecordState s;
   s.exists = true;

@@ -246,15 +246,24 @@ TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
     auto store = StateStore::Open(dir.File("s.db"), true);
     ASSERT_OK(store);
     ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{1, {}}, "x", 1));
+    ASSERT_OK((*store)->AppendJournal("b", ChangeBatch{{}, 7}));
     // What version 2 wrote: no retry column (nor version 4's waits_for, nor version 5's
-    // index of references).
-    ASSERT_OK(
-        (*store)->db().Exec("ALTER TABLE dead_letters DROP COLUMN retry; "
-                            "ALTER TABLE dead_letters DROP COLUMN waits_for; DROP TABLE refs; "
-                            "UPDATE meta SET v = 2 WHERE k = 'schema_version'"));
+    // index of references, nor version 6's columns of progress).
+    ASSERT_OK((*store)->db().Exec(
+        "ALTER TABLE dead_letters DROP COLUMN retry; "
+        "ALTER TABLE dead_letters DROP COLUMN waits_for; DROP TABLE refs; "
+        "ALTER TABLE progress DROP COLUMN acked; ALTER TABLE progress DROP COLUMN captured_ms; "
+        "ALTER TABLE progress DROP COLUMN guard_pos; ALTER TABLE progress DROP COLUMN guard_ms; "
+        "ALTER TABLE progress DROP COLUMN rescan; "
+        "UPDATE meta SET v = 2 WHERE k = 'schema_version'"));
   }
   auto store = StateStore::Open(dir.File("s.db"), false);
   ASSERT_OK(store);
+  auto progress = (*store)->Progress("b");
+  ASSERT_OK(progress);
+  EXPECT_EQ(progress->capture, 7);
+  EXPECT_EQ(progress->acked, 0);
+  EXPECT_FALSE(progress->rescan);
   auto all = (*store)->ListDeadLetters(false);
   ASSERT_OK(all);
   ASSERT_EQ(all->size(), 1u);
@@ -342,6 +351,50 @@ TEST(StateStoreTest, RetryOfADeadLetterRetriesTheOnesWaitingForIt) {
   auto version = (*store)->DeadLetterVersion("b");
   ASSERT_OK(version);
   EXPECT_EQ(*version, (std::pair<int64_t, int64_t>{4, *other}));
+}
+
+// An endpoint that went back in time: its positions start again, what was captured becomes
+// the guard, its planned batches go, and the keys a rescan read are told from those it did not.
+TEST(StateStoreTest, RestoredEndpointIsResetAndItsRescanFindsTheRecordsItLacks) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  StateStore& s = **store;
+  Change c;
+  c.collection = "item";
+  c.commit_ms = 1000;
+  c.position = 40;
+  ASSERT_OK(s.AppendJournal("b", ChangeBatch{{c}, 40}));
+  ASSERT_OK(s.SetResolved("b", 9, 40));
+  ASSERT_OK(s.SetAcked("b", 40));
+  ASSERT_OK(s.AddOutbox("b", ApplyBatch{12, {RowOp{}}}));
+  ASSERT_OK(s.AddOutbox("a", ApplyBatch{13, {RowOp{}}}));
+
+  ASSERT_OK(s.ResetRestored("b", 25, 4));
+  auto p = s.Progress("b");
+  ASSERT_OK(p);
+  EXPECT_EQ(p->capture, 25);
+  EXPECT_EQ(p->resolved, 25);
+  EXPECT_EQ(p->acked, 25);
+  EXPECT_EQ(p->watermark, 4);
+  EXPECT_EQ(p->guard_pos, 40);
+  EXPECT_EQ(p->guard_ms, 1000);
+  EXPECT_TRUE(p->rescan);
+  EXPECT_EQ(*s.OutboxRows("b"), 0);
+  EXPECT_EQ(*s.OutboxRows("a"), 1);
+  ASSERT_OK(s.SetRescanned("b"));
+  EXPECT_FALSE(s.Progress("b")->rescan);
+
+  RecordState live;
+  live.exists = true;
+  for (const char* key : {"[1]", "[2]", "[3]"}) ASSERT_OK(s.SaveRecord("item", key, live));
+  ASSERT_OK(s.SaveRecord("other", "[9]", live));
+  ASSERT_OK(s.ClearScanned());
+  ASSERT_OK(s.AddScanned("item", {"[2]"}));
+  EXPECT_EQ(*s.Unscanned("item", "", 10), (std::vector<std::string>{"[1]", "[3]"}));
+  EXPECT_EQ(*s.Unscanned("item", "[1]", 10), std::vector<std::string>{"[3]"});
+  ASSERT_OK(s.ClearScanned());
+  EXPECT_EQ(s.Unscanned("item", "", 10)->size(), 3u);
 }
 
 }  // namespace

@@ -526,7 +526,11 @@ Status PostgresConnector::Install() {
         Q(TableName("applied")) +
         " (id int PRIMARY KEY CHECK (id = 1), apply_id bigint NOT NULL, stamped bigint NOT NULL);"
         "INSERT INTO " +
-        Q(TableName("applied")) + " VALUES (1, 0, 0) ON CONFLICT DO NOTHING"));
+        Q(TableName("applied")) +
+        " VALUES (1, 0, 0) ON CONFLICT DO NOTHING;"
+        // The endpoint's own record of what duplex acked (CheckRestored).
+        "CREATE TABLE IF NOT EXISTS " +
+        Q(TableName("acked")) + " (id int PRIMARY KEY CHECK (id = 1), pos bigint NOT NULL)"));
   }
 
   // Per table: register (columns), then the initial load where it was not done yet.
@@ -745,6 +749,7 @@ Status PostgresConnector::Uninstall() {
   objects_exist_ = false;
   records_.clear();  // the key map goes: what it said no longer holds
   records_cached_ = 0;
+  acked_stamp_ = -1;
   DUPLEX_ASSIGN_OR_RETURN(bool exists, ObjectsExist());
   std::vector<std::string> registered;
   if (exists) {
@@ -763,7 +768,8 @@ Status PostgresConnector::Uninstall() {
     sql += "DROP FUNCTION IF EXISTS " + Q(TableName("capture_" + tbl)) + "();";
   }
   sql += "DROP TABLE IF EXISTS " + Q(TableName("log")) + ", " + Q(TableName("applied")) + ", " +
-         Q(TableName("tables")) + ", " + Q(TableName("keymap")) + ";";
+         Q(TableName("acked")) + ", " + Q(TableName("tables")) + ", " + Q(TableName("keymap")) +
+         ";";
   sql += "DROP FUNCTION IF EXISTS " + Q(TableName("native")) + "(text, text, text);";
   sql += "DROP PUBLICATION IF EXISTS " + QuoteIdent(PublicationName()) + ";";
   DUPLEX_RETURN_IF_ERROR(db_.Run(sql).WithContext(Where()));
@@ -1158,9 +1164,20 @@ Status PostgresConnector::Ack(Position upto) {
     DUPLEX_RETURN_IF_ERROR(EnsureDb());
     DUPLEX_ASSIGN_OR_RETURN(bool exists, ObjectsExist());
     if (!exists) return Status::Ok();
-    return db_
-        .Exec("DELETE FROM " + Q(TableName("log")) + " WHERE pos <= $1", {std::to_string(upto)})
-        .status();
+    if (upto == acked_stamp_) {
+      return db_
+          .Exec("DELETE FROM " + Q(TableName("log")) + " WHERE pos <= $1", {std::to_string(upto)})
+          .status();
+    }
+    // With the endpoint's own record of what duplex acked (CheckRestored).
+    DUPLEX_RETURN_IF_ERROR(db_.Exec("WITH d AS (DELETE FROM " + Q(TableName("log")) +
+                                        " WHERE pos <= $1) INSERT INTO " + Q(TableName("acked")) +
+                                        " VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET pos = "
+                                        "excluded.pos",
+                                    {std::to_string(upto)})
+                               .status());
+    acked_stamp_ = upto;
+    return Status::Ok();
   }
   stream_.Confirm(static_cast<uint64_t>(upto));
   acked_ = std::max(acked_, static_cast<uint64_t>(upto));
@@ -1395,6 +1412,122 @@ Result<std::vector<std::vector<std::string>>> PostgresConnector::NativeKeyTexts(
 
 // ---------------------------------------------------------------------------------------------
 // Apply
+
+Result<RestoreCheck> PostgresConnector::CheckRestored(Position captured, Position acked) {
+  DUPLEX_RETURN_IF_ERROR(EnsureDb());
+  RestoreCheck check{"", captured};
+  DUPLEX_ASSIGN_OR_RETURN(bool exists, ObjectsExist());
+  if (!exists) {
+    if (captured > 0) {
+      check.reason =
+          "duplex's tables are gone from it (a dump from before duplex was installed, or a new "
+          "database?)";
+      check.resume = 0;
+    }
+    return check;
+  }
+  auto number = [](const std::optional<std::string>& v) -> std::optional<int64_t> {
+    if (!v) return std::nullopt;
+    return static_cast<int64_t>(std::atoll(v->c_str()));
+  };
+  if (opt_.capture == CaptureMode::kTrigger) {
+    DUPLEX_ASSIGN_OR_RETURN(
+        std::optional<std::string> has,
+        db_.Scalar("SELECT to_regclass($1) IS NOT NULL", {Q(TableName("acked"))}));
+    std::optional<int64_t> stamp;
+    if (has.value_or("f") == "t") {
+      DUPLEX_ASSIGN_OR_RETURN(
+          std::optional<std::string> v,
+          db_.Scalar("SELECT pos FROM " + Q(TableName("acked")) + " WHERE id = 1"));
+      stamp = number(v);
+    }
+    DUPLEX_ASSIGN_OR_RETURN(
+        std::optional<std::string> top,
+        db_.Scalar("SELECT stamped FROM " + Q(TableName("applied")) + " WHERE id = 1"));
+    if (stamp && *stamp < acked) {
+      check.reason = "its changelog records duplex's acknowledgements up to position " +
+                     std::to_string(*stamp) + ", the state file up to " + std::to_string(acked);
+    } else if (number(top).value_or(0) < captured) {
+      check.reason = "its changelog's positions end at " + std::to_string(number(top).value_or(0)) +
+                     ", before position " + std::to_string(captured) + " that duplex captured";
+    }
+    if (!check.reason.empty()) check.resume = stamp.value_or(0);
+    return check;
+  }
+  DUPLEX_ASSIGN_OR_RETURN(std::optional<std::string> slot,
+                          db_.Scalar("SELECT coalesce(confirmed_flush_lsn, restart_lsn)::text FROM "
+                                     "pg_replication_slots WHERE slot_name = $1",
+                                     {SlotName()}));
+  if (!slot) {
+    if (captured > 0) {
+      check.reason = "its replication slot '" + SlotName() +
+                     "' is gone (a dump restored, or the slot dropped): what was written there "
+                     "before the slot is made again cannot be captured";
+      check.resume = 0;
+    }
+    return check;
+  }
+  DUPLEX_ASSIGN_OR_RETURN(std::optional<std::string> now,
+                          db_.Scalar("SELECT pg_current_wal_lsn()::text"));
+  const uint64_t head = now ? ParseLsn(*now) : 0;
+  if (head < static_cast<uint64_t>(captured)) {
+    check.reason = "the server's WAL ends at " + (now ? *now : std::string("?")) +
+                   ", before the position duplex captured (a snapshot of the server restored?)";
+    check.resume = static_cast<Position>(ParseLsn(*slot));
+  }
+  return check;
+}
+
+Status PostgresConnector::Scan(const std::string& collection, size_t max_rows,
+                               const std::function<Status(std::vector<Change>&&)>& visit) {
+  DUPLEX_RETURN_IF_ERROR(EnsureDb());
+  DUPLEX_RETURN_IF_ERROR(LoadTypes());
+  const BoundTable* t = ByCollection(collection);
+  if (t == nullptr) {
+    return Status::InvalidArgument(Where() + ": collection '" + collection + "' is not bound");
+  }
+  DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageSql(*t, "s."));
+  std::vector<std::string> keys, key_texts, params;
+  int i = 1;
+  for (const std::string& c : t->key_columns) {
+    keys.push_back("s." + QuoteIdent(c));
+    key_texts.push_back("(s." + QuoteIdent(c) + ")::text");
+    params.push_back(Placeholder(i++) + "::" + t->type_of_column.at(c));
+  }
+  // In key order, a chunk a query: no transaction held open, no row locked.
+  const std::string base = "SELECT " + image + ", jsonb_build_array(" + Join(key_texts, ", ") +
+                           ") FROM " + Q(t->binding.table) + " s";
+  const std::string after = " WHERE (" + Join(keys, ", ") + ") > (" + Join(params, ", ") + ")";
+  const int64_t limit = static_cast<int64_t>(std::max<size_t>(max_rows, 1));
+  const std::string order = " ORDER BY " + Join(keys, ", ") + " LIMIT " + std::to_string(limit);
+  Value last_key;
+  int64_t txn = -1;
+  while (true) {
+    std::vector<Param> args;
+    if (last_key.is_array()) {
+      for (const Value& v : last_key) args.push_back(v.is_null() ? Param() : v.get<std::string>());
+    }
+    Result<PgResult> rows = db_.Exec(base + (args.empty() ? "" : after) + order, args);
+    if (!rows.ok()) return rows.status().WithContext(Where(t->binding.table));
+    const int n = PQntuples(rows->get());
+    std::vector<Change> chunk;
+    chunk.reserve(static_cast<size_t>(n));
+    for (int r = 0; r < n; ++r) {
+      Change c;
+      c.op = Op::kPresent;
+      c.collection = collection;
+      c.after = ImageToRow(*t, Value::parse(PQgetvalue(rows->get(), r, 0)));
+      c.key = KeyOf(t->binding.key, c.after);
+      c.txn = --txn;  // one unit each (from -2: txn 0 and -1 mean other things)
+      chunk.push_back(std::move(c));
+      if (r == n - 1) last_key = Value::parse(PQgetvalue(rows->get(), r, 1));
+    }
+    DUPLEX_RETURN_IF_ERROR(PresentRecords(&chunk));
+    if (!chunk.empty()) DUPLEX_RETURN_IF_ERROR(visit(std::move(chunk)));
+    if (n < limit) break;
+  }
+  return Status::Ok();
+}
 
 Result<int64_t> PostgresConnector::AppliedId() {
   DUPLEX_RETURN_IF_ERROR(EnsureDb());

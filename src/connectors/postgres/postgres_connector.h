@@ -64,6 +64,13 @@ class PostgresConnector final : public Connector {
   Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
   Result<int64_t> Backlog(Position from) override;
   Status Ack(Position upto) override;
+  // Trigger capture: restored if the `acked` table is behind `acked` or the stamped positions
+  // behind `captured`. Logical: if the slot is gone or the server's WAL ends before
+  // `captured`; capture then resumes from the slot's confirmed position.
+  Result<RestoreCheck> CheckRestored(Position captured, Position acked) override;
+  // In key order, a query per chunk.
+  Status Scan(const std::string& collection, size_t max_rows,
+              const std::function<Status(std::vector<Change>&&)>& visit) override;
   Result<int64_t> AppliedId() override;
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
                             bool isolate_txns = false) override;
@@ -172,6 +179,7 @@ class PostgresConnector final : public Connector {
   std::unordered_map<std::string, size_t> by_collection_;
   bool types_loaded_ = false;
   bool objects_exist_ = false;  // duplex's tables were seen on the server (ObjectsExist)
+  Position acked_stamp_ = -1;   // trigger capture: what the `acked` table holds, as last written
 
   // Logical capture state.
   std::deque<PendingTxn> pending_;

@@ -32,6 +32,8 @@ INSERT OR IGNORE INTO _duplex_apply(id, active) VALUES(1, 0);
 CREATE TABLE IF NOT EXISTS _duplex_applied(id INTEGER PRIMARY KEY CHECK (id = 1),
   apply_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _duplex_captured(tbl TEXT PRIMARY KEY, columns TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _duplex_acked(id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _duplex_keymap(tbl TEXT NOT NULL, record TEXT NOT NULL, native TEXT,
   was TEXT, PRIMARY KEY(tbl, record));
 CREATE UNIQUE INDEX IF NOT EXISTS _duplex_keymap_native ON _duplex_keymap(tbl, native);
@@ -43,6 +45,7 @@ DROP TABLE IF EXISTS _duplex_changelog;
 DROP TABLE IF EXISTS _duplex_apply;
 DROP TABLE IF EXISTS _duplex_applied;
 DROP TABLE IF EXISTS _duplex_captured;
+DROP TABLE IF EXISTS _duplex_acked;
 DROP TABLE IF EXISTS _duplex_keymap;
 )sql";
 
@@ -221,6 +224,8 @@ void SqliteConnector::ClearStatements() {
   capture_stmt_ = Stmt();
   backlog_stmt_ = Stmt();
   ack_stmt_ = Stmt();
+  ack_stamp_stmt_ = Stmt();
+  acked_stamp_ = -1;
   applied_stmt_ = Stmt();
   apply_on_stmt_ = Stmt();
   apply_off_stmt_ = Stmt();
@@ -926,6 +931,96 @@ Status SqliteConnector::Ack(Position upto) {
     if (deleted > 0) own_commit_ = true;
     if (deleted < kAckMaxRows) break;
   }
+  if (upto == acked_stamp_) return Status::Ok();
+  // The endpoint's own record of what duplex acked: a file restored from a backup holds an
+  // older one than the state file (CheckRestored).
+  DUPLEX_ASSIGN_OR_RETURN(Stmt * stamp,
+                          Prepared(ack_stamp_stmt_,
+                                   "INSERT INTO _duplex_acked(id, seq) VALUES(1, ?1) "
+                                   "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq"));
+  stamp->Reset().Bind(1, static_cast<int64_t>(upto));
+  DUPLEX_RETURN_IF_ERROR(stamp->Run().WithContext(Where()));
+  acked_stamp_ = upto;
+  own_commit_ = true;
+  return Status::Ok();
+}
+
+Result<RestoreCheck> SqliteConnector::CheckRestored(Position captured, Position acked) {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  RestoreCheck check{"", captured};
+  DUPLEX_ASSIGN_OR_RETURN(bool exists, BookkeepingExists());
+  if (!exists) {
+    if (captured > 0) {
+      check.reason =
+          "duplex's changelog is gone from it (a copy from before duplex was installed?)";
+      check.resume = 0;
+    }
+    return check;
+  }
+  // Each a single value; a missing table (an older install) reads as none.
+  auto scalar = [&](const char* sql) -> std::optional<int64_t> {
+    Result<Stmt> stmt = db_.Prepare(sql);
+    if (!stmt.ok()) return std::nullopt;
+    Result<bool> row = stmt->Step();
+    if (!row.ok() || !*row || stmt->IsNull(0)) return std::nullopt;
+    return stmt->Int(0);
+  };
+  const std::optional<int64_t> stamp = scalar("SELECT seq FROM _duplex_acked WHERE id = 1");
+  // AUTOINCREMENT's high-water mark: it never goes down while the file lives.
+  const int64_t top =
+      scalar("SELECT seq FROM sqlite_sequence WHERE name = '_duplex_changelog'").value_or(0);
+  if (stamp && *stamp < acked) {
+    check.reason = "its changelog records duplex's acknowledgements up to position " +
+                   std::to_string(*stamp) + ", the state file up to " + std::to_string(acked);
+  } else if (top < captured) {
+    check.reason = "its changelog ends at position " + std::to_string(top) + ", before position " +
+                   std::to_string(captured) + " that duplex captured";
+  }
+  if (!check.reason.empty()) {
+    // The changelog keeps what was not acked when the copy was made: resume right after it.
+    check.resume = stamp.value_or(0);
+  }
+  return check;
+}
+
+Status SqliteConnector::Scan(const std::string& collection, size_t max_rows,
+                             const std::function<Status(std::vector<Change>&&)>& visit) {
+  DUPLEX_RETURN_IF_ERROR(CheckOpen());
+  auto bound = by_collection_.find(collection);
+  if (bound == by_collection_.end()) {
+    return Status::InvalidArgument(Where() + ": collection '" + collection + "' is not bound");
+  }
+  const BoundTable& t = tables_[bound->second];
+  DUPLEX_ASSIGN_OR_RETURN(std::string image, ImageExpr(t, ""));
+  Result<Stmt> stmt = db_.Prepare("SELECT " + image + " FROM " + QuoteIdent(t.binding.table));
+  if (!stmt.ok()) return stmt.status().WithContext(Where(t.binding.table));
+  std::vector<Change> chunk;
+  int64_t txn = -1;
+  while (true) {
+    Result<bool> row = stmt->Step();
+    if (!row.ok()) return row.status().WithContext(Where(t.binding.table));
+    if (!*row) break;
+    Value v = Value::parse(stmt->Text(0), nullptr, false);
+    if (!v.is_object()) {
+      return Status::Corruption(Where(t.binding.table) + ": a row's image is not a JSON object");
+    }
+    Change c;
+    c.op = Op::kPresent;
+    c.collection = collection;
+    c.after = MapImage(t, std::move(v));
+    c.key = Row::object();
+    for (const std::string& k : t.binding.key) {
+      auto it = c.after.find(k);
+      c.key.emplace(k, it == c.after.end() ? Value() : *it);
+    }
+    c.txn = --txn;  // one unit each (from -2: txn 0 and -1 mean other things)
+    chunk.push_back(std::move(c));
+    if (chunk.size() >= std::max<size_t>(max_rows, 1)) {
+      DUPLEX_RETURN_IF_ERROR(visit(std::move(chunk)));
+      chunk.clear();
+    }
+  }
+  if (!chunk.empty()) DUPLEX_RETURN_IF_ERROR(visit(std::move(chunk)));
   return Status::Ok();
 }
 
@@ -1073,6 +1168,7 @@ Result<SqliteConnector::OpStmt*> SqliteConnector::OpStatement(const BoundTable& 
       break;
     case Op::kMarker:
     case Op::kRejected:
+    case Op::kPresent:
       return Status::InvalidArgument(where + ": a marker is not a row write");
   }
   Result<Stmt> stmt = db_.Prepare(sql);

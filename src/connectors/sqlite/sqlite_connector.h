@@ -61,7 +61,14 @@ class SqliteConnector final : public Connector {
   // Prunes the changelog up to `upto`, in transactions of at most kAckMaxRows rows (oldest
   // first), to keep each hold of the write lock short. Unavailable if the database is busy
   // (what was pruned stays pruned; call again).
+  // Also records `upto` in `_duplex_acked` (when it moved).
   Status Ack(Position upto) override;
+  // Restored if `_duplex_acked` is behind `acked`, the changelog's AUTOINCREMENT counter behind
+  // `captured`, or the bookkeeping tables are gone; capture resumes after `_duplex_acked`.
+  Result<RestoreCheck> CheckRestored(Position captured, Position acked) override;
+  // In one read transaction (WAL: the applications keep writing).
+  Status Scan(const std::string& collection, size_t max_rows,
+              const std::function<Status(std::vector<Change>&&)>& visit) override;
   Result<int64_t> AppliedId() override;
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
                             bool isolate_txns = false) override;
@@ -177,6 +184,8 @@ class SqliteConnector final : public Connector {
   Stmt capture_stmt_;
   Stmt backlog_stmt_;
   Stmt ack_stmt_;
+  Stmt ack_stamp_stmt_;
+  Position acked_stamp_ = -1;  // what _duplex_acked holds, as far as this connection wrote it
   Stmt applied_stmt_;
   Stmt apply_on_stmt_;
   Stmt apply_off_stmt_;
