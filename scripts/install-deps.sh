@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config clang-format
   libsqlite3-dev sqlite3 libtomlplusplus-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev
-  postgresql-15 libpq-dev libcpp-httplib-dev chromium fonts-liberation)
+  postgresql-15 libpq-dev libcpp-httplib-dev chromium fonts-liberation python3)
 if [ "${1:-}" = "--pg-bench" ]; then
   packages+=(postgresql-15-pglogical python3-psycopg2)
 fi
