@@ -1,13 +1,20 @@
-// End to end: an endpoint restored from a backup (it goes back in time behind duplex's back),
-// through the real `duplex` binary on real SQLite files and throwaway PostgreSQL clusters. The
-// restored endpoint's own edits made after the restore must reach the others, and the edits it
-// lost must come back to it (issue "Drift repair and data safety", section 2).
+// End to end: what DBAs and applications do to the databases duplex syncs, through the real
+// `duplex` binary on real SQLite files and throwaway PostgreSQL clusters (issue "Drift repair
+// and data safety", section 2).
+// - An endpoint restored from a backup (it goes back in time behind duplex's back): its own
+//   edits made after the restore must reach the others, and what it lost must come back to it.
+// - duplex starting while an application holds a transaction open on a synced table: the
+//   application's other writes must not queue behind duplex.
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <signal.h>
 
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/pg_cluster.h"
@@ -36,6 +43,11 @@ class RestoreTest : public SharedPgCluster<::testing::Test> {
   std::string File(const std::string& name) const { return dir_.File(name); }
   std::string Db(const std::string& endpoint) const { return File(endpoint + ".db"); }
 
+  std::unique_ptr<Process> Background(std::vector<std::string> args) {
+    args.push_back("--config");
+    args.push_back(File("duplex.toml"));
+    return std::make_unique<Process>(args, File("cmd" + std::to_string(++commands_)));
+  }
   Outcome Duplex(std::vector<std::string> args) {
     args.push_back("--config");
     args.push_back(File("duplex.toml"));
