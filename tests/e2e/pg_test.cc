@@ -446,6 +446,81 @@ TEST_F(PgTest, ServerRestartWhileRunningResumesFromTheSlot) {
   EXPECT_EQ(run->Wait(milliseconds(30000)), 0) << run->Err();
 }
 
+// A fast shutdown (pg_ctl's default mode; `systemctl restart`) ends the regular backends at
+// once but keeps a walsender until its client has confirmed all the WAL sent, for up to
+// wal_sender_timeout (60 s). Duplex used to hold it up that long: once its regular connections
+// were cut, its replication connection was neither read nor closed. A restart must take about as
+// long as without duplex (about a second here; 10 s tells it apart from the 60 s stall), with
+// duplex idle and with duplex busy applying to the server (then holding changes it has not
+// confirmed, so that no reply could satisfy the walsender), and sync must resume afterwards.
+TEST_P(PgModesTest, FastRestartOfTheServerIsNotHeldUpAndSyncResumes) {
+  const std::string mode = GetParam();
+  PgCluster server;
+  ASSERT_OK(server.Start());
+  ASSERT_OK(server.CreateDatabase("a"));
+  ASSERT_OK(server.Exec(kCustomers, "a"));
+  const std::string lite = File("edge.db");
+  SqlExec(lite,
+          "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT, email TEXT, tier TEXT, "
+          "balance INTEGER, notes TEXT)");
+  WriteConfig("[endpoints.a]\ntype = \"postgres\"\ndsn = \"" + server.dsn("a") +
+                  "\"\ncapture = \"" + mode +
+                  "\"\n\n[endpoints.edge]\ntype = \"sqlite\"\npath = \"edge.db\"\n\n",
+              {{"a", "customers"}, {"edge", "customers"}});
+  ASSERT_EQ(Duplex({"check", "--install"}).code, 0);
+  auto run = Background({"run"});
+  auto edge_rows = [&] { return SqlQuery(lite, "SELECT id, name FROM customers ORDER BY id"); };
+  auto a_rows = [&] {
+    Result<std::string> r = server.Query("SELECT id, name FROM customers ORDER BY id", "a");
+    return r.ok() ? *r : r.status().ToString();
+  };
+  auto restart = [&](const std::string& what) {
+    const auto started = std::chrono::steady_clock::now();
+    ASSERT_OK(server.Stop());  // fast
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::printf("fast shutdown with duplex %s took %.2f s\n", what.c_str(), secs);
+    const std::string log = ReadFile(server.log_path());
+    EXPECT_LT(secs, 10.0) << "duplex " << what << "; the server's log:\n" << log;
+    EXPECT_EQ(log.find("due to replication timeout"), std::string::npos) << what;
+    ASSERT_OK(server.Start());
+  };
+  ASSERT_OK(server.Exec("INSERT INTO customers VALUES (1,'before','x',NULL,1,NULL)", "a"));
+  ASSERT_TRUE(PollUntil([&] { return edge_rows() == "1|before\n"; }, milliseconds(30000)))
+      << edge_rows();
+  restart("idle");
+
+  // Duplex applies the edge's update to a row an application holds locked: it waits in that
+  // apply, not reading the stream, while the application commits another row.
+  PGconn* app = PQconnectdb(server.dsn("a").c_str());
+  PQclear(PQexec(app, "BEGIN; SELECT 1 FROM customers WHERE id = 1 FOR UPDATE"));
+  ASSERT_EQ(PQtransactionStatus(app), PQTRANS_INTRANS) << PQerrorMessage(app);
+  SqlExec(lite, "UPDATE customers SET name = 'edge' WHERE id = 1");
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        Result<std::string> r = server.Query(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'duplex' AND "
+            "wait_event_type = 'Lock'",
+            "a");
+        return r.ok() && *r == "1\n";
+      },
+      milliseconds(30000)));
+  ASSERT_OK(server.Exec("INSERT INTO customers VALUES (3,'app','z',NULL,3,NULL)", "a"));
+  restart("applying");
+  PQfinish(app);  // the shutdown ended its transaction
+
+  ASSERT_OK(server.Exec("INSERT INTO customers VALUES (2,'after','y',NULL,2,NULL)", "a"));
+  const std::string want = "1|edge\n2|after\n3|app\n";
+  ASSERT_TRUE(
+      PollUntil([&] { return edge_rows() == want && a_rows() == want; }, milliseconds(30000)))
+      << edge_rows() << "\n"
+      << a_rows() << "\n"
+      << run->Err();
+  EXPECT_TRUE(run->Running()) << run->Err();
+  run->Signal(SIGTERM);
+  EXPECT_EQ(run->Wait(milliseconds(30000)), 0) << run->Err();
+}
+
 TEST_F(PgTest, PreflightNamesWhatIsMissingWithTheFix) {
   PgCluster replica_level({"wal_level=replica"});
   ASSERT_OK(replica_level.Start());

@@ -99,6 +99,15 @@ void Conn::Close() {
   conn_ = nullptr;
 }
 
+bool Conn::EndedByServer() {
+  if (!connected()) return false;
+  // An idle connection receives nothing unless the server ends it: its reason first
+  // ("terminating connection due to administrator command"; to the silenced notice processor
+  // once parsed), then the end of the stream, which a second read sees when it came along.
+  if (PQconsumeInput(conn_) != 0) PQconsumeInput(conn_);
+  return PQstatus(conn_) != CONNECTION_OK;
+}
+
 Result<PgResult> Conn::Exec(const std::string& sql, const std::vector<Param>& params) {
   if (conn_ == nullptr) return Status::Unavailable(where_ + ": not connected");
   std::vector<const char*> values;

@@ -62,6 +62,9 @@ class Conn {
 
   // Whether the last failure lost the connection (the caller reconnects next time).
   bool Broken() const { return conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK; }
+  // Whether the server has ended this idle connection (terminated its backend, as a shutdown
+  // does): reads what has arrived, without blocking. False if it is not connected.
+  bool EndedByServer();
 
  private:
   PGconn* conn_ = nullptr;

@@ -78,7 +78,15 @@ std::string PostgresConnector::Q(const std::string& name) const {
 }
 
 Status PostgresConnector::Connect(Conn& conn, bool origin_session) {
-  DUPLEX_RETURN_IF_ERROR(conn.Connect(opt_.dsn, false, Where()));
+  if (Status st = conn.Connect(opt_.dsn, false, Where()); !st.ok()) {
+    // The server refuses connections: most often it is shutting down or restarting. A fast
+    // shutdown ends the regular backends at once but keeps a walsender until its client has
+    // confirmed all the WAL sent (up to wal_sender_timeout, 60 s by default), and the stream is
+    // read only through calls that first need this connection. Let go of it now so that the
+    // shutdown need not wait for it; it starts again from the slot's confirmed position.
+    stream_.Close();
+    return st;
+  }
   if (origin_session && opt_.capture == CaptureMode::kLogical) {
     Status st =
         conn.Exec("SELECT pg_replication_origin_session_setup($1)", {OriginName()}).status();
@@ -1018,6 +1026,10 @@ void PostgresConnector::NoteAppChange(const std::string& table, std::string key,
 }
 
 Status PostgresConnector::DrainStream(int wait_ms) {
+  // A server shutting down ends the regular backends at once but streams on until duplex has
+  // confirmed all it sent, however long its backlog takes: the end of the regular connection is
+  // the sign. Reconnecting then fails, and Connect lets go of the stream.
+  if (db_.EndedByServer()) db_.Close();
   DUPLEX_RETURN_IF_ERROR(EnsureDb());
   DUPLEX_RETURN_IF_ERROR(EnsureStream());
   stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
