@@ -6,6 +6,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -197,7 +198,7 @@ class SqliteHarness final : public Harness {
 };
 
 // ---------------------------------------------------------------------------------------------
-// PostgreSQL: a database of its own on the suite's shared cluster; either capture mode.
+// PostgreSQL: a schema of its own on the suite's shared cluster; either capture mode.
 
 std::string PgLiteral(const Value& v) {
   if (v.is_null()) return "NULL";
@@ -216,29 +217,50 @@ std::string PgLiteral(const Value& v) {
 class PgHarness final : public Harness {
  public:
   PgHarness(testing::PgCluster* cluster, pg::PostgresConnector::CaptureMode mode)
-      : cluster_(cluster), mode_(mode) {}
+      : cluster_(cluster),
+        mode_(mode),
+        db_(mode == pg::PostgresConnector::CaptureMode::kLogical ? "conf_logical"
+                                                                 : "conf_trigger") {}
+  // Drops the case's replication slot: the cluster has 20. (The schema stays.)
+  ~PgHarness() override {
+    if (schema_.empty() || mode_ != pg::PostgresConnector::CaptureMode::kLogical) return;
+    const std::string sql =
+        "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots "
+        "WHERE slot_name = 'duplex_" +
+        Tag() + "'";
+    // The walsender of a connector just closed may still hold its slot for a moment.
+    for (int attempt = 0; attempt < 50 && !cluster_->Exec(sql, db_).ok(); ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
 
+  // A schema of its own in the capture mode's database (made once per cluster: a database per
+  // case would cost a copy of template1 and make the cluster slow to remove).
   void Create() override {
     ASSERT_NE(cluster_, nullptr) << "no PostgreSQL cluster";
-    static int databases = 0;
-    db_ = "conf" + std::to_string(++databases);
-    ASSERT_OK(cluster_->CreateDatabase(db_));
-    ASSERT_OK(cluster_->Exec(
-        "CREATE TABLE items(id bigint PRIMARY KEY, name text, qty bigint, "
-        "price double precision, data bytea);"
-        "CREATE TABLE parts(id bigint PRIMARY KEY, item_id bigint REFERENCES items(id));",
-        db_));
+    static std::set<std::pair<testing::PgCluster*, std::string>> made;
+    if (made.emplace(cluster_, db_).second) ASSERT_OK(cluster_->CreateDatabase(db_));
+    static int schemas = 0;
+    schema_ = "s" + std::to_string(++schemas);
+    ASSERT_OK(cluster_->Exec("CREATE SCHEMA " + schema_ + "; SET search_path TO " + schema_ +
+                                 ";"
+                                 "CREATE TABLE items(id bigint PRIMARY KEY, name text, qty bigint, "
+                                 "price double precision, data bytea);"
+                                 "CREATE TABLE parts(id bigint PRIMARY KEY, "
+                                 "item_id bigint REFERENCES items(id));",
+                             db_));
   }
   std::unique_ptr<Connector> Connect() override {
     pg::PostgresConnector::Options o;
     o.name = "pg";
     o.dsn = cluster_->dsn(db_);
+    o.schema = schema_;
     o.capture = mode_;
-    o.tag = "pg_" + db_;
+    o.tag = Tag();
     return std::make_unique<pg::PostgresConnector>(o);
   }
   void Write(const std::vector<AppWrite>& writes) override {
-    std::string sql = "BEGIN;";
+    std::string sql = "SET search_path TO " + schema_ + "; BEGIN;";
     for (const AppWrite& w : writes) {
       if (w.op == Op::kInsert) {
         std::string cols, vals;
@@ -267,8 +289,10 @@ class PgHarness final : public Harness {
   }
   std::vector<Row> Rows(const std::string& table) override {
     std::vector<Row> out;
-    Result<std::string> text = cluster_->Query(
-        "SELECT coalesce(json_agg(to_jsonb(t) ORDER BY id), '[]')::text FROM " + table + " t", db_);
+    Result<std::string> text =
+        cluster_->Query("SELECT coalesce(json_agg(to_jsonb(t) ORDER BY id), '[]')::text FROM " +
+                            schema_ + "." + table + " t",
+                        db_);
     EXPECT_TRUE(text.ok()) << text.status().ToString();
     if (!text.ok()) return out;
     Value rows = Value::parse(*text);
@@ -284,6 +308,7 @@ class PgHarness final : public Harness {
     }
     return out;
   }
+  // A copy of the whole database (the other cases' schemas in it are done with).
   bool Backup(std::string* why) override {
     if (mode_ == pg::PostgresConnector::CaptureMode::kLogical) {
       *why =
@@ -294,7 +319,7 @@ class PgHarness final : public Harness {
     // The connector's sessions may still be ending: CREATE DATABASE ... TEMPLATE needs none.
     Status st;
     for (int attempt = 0; attempt < 50; ++attempt) {
-      st = cluster_->Exec("CREATE DATABASE " + db_ + "_bak TEMPLATE " + db_);
+      st = cluster_->Exec("CREATE DATABASE " + Copy() + " TEMPLATE " + db_);
       if (st.ok()) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -310,13 +335,17 @@ class PgHarness final : public Harness {
   }
   void Restore() override {
     ASSERT_OK(cluster_->Exec("DROP DATABASE " + db_ + " WITH (FORCE)"));
-    ASSERT_OK(cluster_->Exec("CREATE DATABASE " + db_ + " TEMPLATE " + db_ + "_bak"));
+    ASSERT_OK(cluster_->Exec("CREATE DATABASE " + db_ + " TEMPLATE " + Copy()));
   }
 
  private:
+  std::string Tag() const { return db_ + "_" + schema_; }
+  std::string Copy() const { return db_ + "_" + schema_ + "_bak"; }
+
   testing::PgCluster* cluster_;
   pg::PostgresConnector::CaptureMode mode_;
   std::string db_;
+  std::string schema_;
 };
 
 }  // namespace

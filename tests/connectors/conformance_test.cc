@@ -3,7 +3,7 @@
 // documents it. Each case sets its endpoint up through a harness (conformance_harness.h): a new
 // connector adds a harness and a line in kHarnesses below, and passes this suite before anything
 // else. PostgreSQL instances share one throwaway cluster for the binary; each case gets a
-// database of its own. This file: lifecycle, capture, positions, Scan, CheckRestored, and the
+// schema of its own. This file: lifecycle, capture, positions, Scan, CheckRestored, and the
 // instantiation; conformance_apply_test.cc: Apply.
 #include <gtest/gtest.h>
 
