@@ -3,8 +3,12 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <list>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "admin/assets.h"
 #include "admin/prometheus.h"
@@ -17,6 +21,99 @@ namespace duplex {
 namespace {
 
 using json = nlohmann::json;
+
+// The largest request body read; the API's bodies are small JSON objects.
+constexpr size_t kMaxBodyBytes = 1 << 20;
+// Connections served at once, and accepted ones waiting for a worker (see WorkerPool).
+constexpr size_t kMaxWorkers = 32;
+constexpr size_t kMaxPending = 64;
+
+// The admin server's workers: cpp-httplib hands each accepted connection to enqueue(), and a
+// worker serves it until it closes. A connection holds its worker for as long as its client
+// keeps sending (cpp-httplib 0.11 has no deadline per request, only one per read), so a few
+// slow or idle clients must not take every worker, as they did with a fixed pool of four:
+// threads start on demand up to `max_workers` and end after a second without work. Once
+// `max_pending` connections wait, enqueue() blocks the accept loop: further clients wait in
+// the kernel's listen backlog instead of holding descriptors the engine needs.
+class WorkerPool : public httplib::TaskQueue {
+ public:
+  WorkerPool(size_t max_workers, size_t max_pending)
+      : max_workers_(max_workers), max_pending_(max_pending) {}
+  ~WorkerPool() override { shutdown(); }
+
+  void enqueue(std::function<void()> fn) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    room_.wait(lock, [&] { return pending_.size() < max_pending_ || shutdown_; });
+    pending_.push_back(std::move(fn));
+    ReapLocked();
+    if (pending_.size() > idle_ && running_ < max_workers_) {
+      ++running_;
+      threads_.emplace_back([this] { Work(); });
+    }
+    work_.notify_one();
+  }
+
+  // Serves what is queued, then joins every worker.
+  void shutdown() override {
+    std::list<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      shutdown_ = true;
+      threads.swap(threads_);
+    }
+    work_.notify_all();
+    room_.notify_all();
+    for (std::thread& t : threads) t.join();
+  }
+
+ private:
+  void Work() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        ++idle_;
+        const bool woken = work_.wait_for(lock, std::chrono::seconds(1),
+                                          [&] { return !pending_.empty() || shutdown_; });
+        --idle_;
+        if (pending_.empty()) {
+          if (!woken || shutdown_) {
+            --running_;
+            ended_.push_back(std::this_thread::get_id());
+            return;
+          }
+          continue;
+        }
+        fn = std::move(pending_.front());
+        pending_.pop_front();
+      }
+      room_.notify_one();
+      fn();
+    }
+  }
+
+  // Joins the workers that ended for want of work.
+  void ReapLocked() {
+    for (std::thread::id id : ended_) {
+      for (auto it = threads_.begin(); it != threads_.end(); ++it) {
+        if (it->get_id() != id) continue;
+        it->join();  // It has left Work(): only its return is left.
+        threads_.erase(it);
+        break;
+      }
+    }
+    ended_.clear();
+  }
+
+  const size_t max_workers_, max_pending_;
+  std::mutex mu_;
+  std::condition_variable work_, room_;
+  std::deque<std::function<void()>> pending_;
+  std::list<std::thread> threads_;
+  std::vector<std::thread::id> ended_;
+  size_t running_ = 0, idle_ = 0;
+  bool shutdown_ = false;
+};
 
 void SendJson(httplib::Response& res, int status, const json& body) {
   res.status = status;
@@ -280,10 +377,11 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const Options& o, Teleme
   std::unique_ptr<AdminServer> s(new AdminServer());
   s->handlers_ = std::make_unique<Handlers>(o.token, std::move(store), hub);
   s->server_ = std::make_unique<httplib::Server>();
-  s->server_->new_task_queue = [] { return new httplib::ThreadPool(4); };
-  s->server_->set_payload_max_length(1 << 20);
-  s->server_->set_read_timeout(5);
+  s->server_->new_task_queue = [] { return new WorkerPool(kMaxWorkers, kMaxPending); };
+  s->server_->set_payload_max_length(kMaxBodyBytes);
+  s->server_->set_read_timeout(2);
   s->server_->set_write_timeout(5);
+  s->server_->set_keep_alive_timeout(2);
   s->Routes();
   const int bound = port == 0 ? s->server_->bind_to_any_port(host)
                               : (s->server_->bind_to_port(host, port) ? port : -1);
@@ -300,6 +398,14 @@ void AdminServer::Routes() {
   httplib::Server& srv = *server_;
   Handlers& h = *handlers_;
   srv.set_pre_routing_handler([&h](const httplib::Request& req, httplib::Response& res) {
+    // A chunked body is refused before any of it is read: cpp-httplib 0.11 appends every
+    // chunk to the request in memory, whatever payload_max_length says. (A Content-Length
+    // over it is read and discarded, then answered 413, so that the client sees the answer.)
+    if (req.has_header("Transfer-Encoding")) {
+      SendError(res, 411, "send the body with a Content-Length, not a Transfer-Encoding");
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (h.Authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
     res.set_header("WWW-Authenticate", "Bearer");
     SendError(res, 401, "this admin server needs Authorization: Bearer <token>");
