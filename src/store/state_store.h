@@ -25,8 +25,8 @@ namespace duplex {
 
 // The engine's own SQLite file (the embedded default, DESIGN §6, §7): the state store and the
 // journal over one database handle (WAL mode). One writer (the engine); the CLI and the admin
-// server read it and write operator requests. Every method that writes is one transaction
-// unless a transaction is open (Begin, or Store::Transaction).
+// server read it and write operator requests. Calls join the transaction open on it (Begin,
+// or Store::Transaction), if any.
 //
 // A facade: each table has its own class over the shared StoreDb (schema.h lists the tables),
 // and this class forwards to them. The journal sits behind its own interface (journal.h);

@@ -36,10 +36,10 @@ class StoreTxn {
 // built; it would implement this interface, and the stages would not change.
 //
 // Each arrow of DESIGN §2 is one transaction: the calls between Transaction() and Commit()
-// take effect together or not at all. Outside a transaction, each call that writes is
-// atomic on its own. One writer (the engine); readers (the CLI, the admin server) open their
-// own Store and may write operator requests (conflict resolutions, dead-letter retries).
-// Used by one thread at a time.
+// take effect together or not at all. Outside a transaction each statement commits on its
+// own, so a call that writes several rows (ResetRestored, AddCounters) is not atomic there. One
+// writer (the engine); readers (the CLI, the admin server) open their own Store and may write
+// operator requests (conflict resolutions, dead-letter retries). Used by one thread at a time.
 class Store {
  public:
   virtual ~Store() = default;
