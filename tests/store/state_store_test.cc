@@ -397,5 +397,98 @@ TEST(StateStoreTest, RestoredEndpointIsResetAndItsRescanFindsTheRecordsItLacks) 
   EXPECT_EQ(s.Unscanned("item", "", 10)->size(), 3u);
 }
 
+// The journal behind its own interface (DESIGN §2): entries in append order, each read back
+// whole, deleted once resolved; a batch without changes only moves the capture position.
+TEST(StateStoreTest, JournalInterfaceKeepsEntriesInAppendOrder) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  Journal& journal = (*store)->journal();
+  Change c;
+  c.op = Op::kInsert;
+  c.collection = "t";
+  c.key = {{"id", 1}};
+  c.after = {{"id", 1}};
+  auto first = journal.Append("b", ChangeBatch{{c, c}, 3});
+  ASSERT_OK(first);
+  auto second = journal.Append("a", ChangeBatch{{c}, 9});
+  ASSERT_OK(second);
+  EXPECT_GT(*second, *first);
+  auto heads = journal.Heads(1);
+  ASSERT_OK(heads);
+  EXPECT_EQ(*heads, (std::vector<std::pair<int64_t, std::string>>{{*first, "b"}}));
+  EXPECT_EQ(*journal.Backlog(), 3);
+  EXPECT_EQ(journal.Read(*second)->end, 9);
+  ASSERT_OK(journal.Delete(*first));
+  ASSERT_OK(journal.Delete(*first));  // already gone: nothing changes
+  EXPECT_EQ(journal.Read(*first).status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(*journal.Backlog(), 1);
+  // The journal alone does not move positions; AppendJournal moves them with the entry.
+  EXPECT_FALSE((*store)->Progress("a")->exists);
+  auto none = (*store)->AppendJournal("a", ChangeBatch{{}, 11});
+  ASSERT_OK(none);
+  EXPECT_EQ(*none, 0);
+  EXPECT_EQ((*store)->Progress("a")->capture, 11);
+  EXPECT_EQ(*journal.Backlog(), 1);
+}
+
+// The state store behind its own interface: what a transaction wrote is gone unless it
+// committed (DESIGN §6, each arrow one transaction).
+TEST(StateStoreTest, StoreTransactionRollsBackUnlessCommitted) {
+  TempDir dir;
+  auto opened = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(opened);
+  Store& store = **opened;
+  {
+    auto txn = store.Transaction();
+    ASSERT_OK(txn);
+    ASSERT_OK(store.AddOutbox("e", ApplyBatch{5, {RowOp{}}}));
+    ASSERT_OK(store.SetCaptured("e", 7, 100));
+  }
+  EXPECT_EQ(*store.OutboxRows("e"), 0);
+  EXPECT_FALSE(store.Progress("e")->exists);
+  {
+    auto txn = store.Transaction();
+    ASSERT_OK(txn);
+    ASSERT_OK(store.AddOutbox("e", ApplyBatch{5, {RowOp{}}}));
+    ASSERT_OK(store.SetCaptured("e", 7, 100));
+    ASSERT_OK((*txn)->Commit());
+  }
+  EXPECT_EQ(*store.OutboxRows("e"), 1);
+  EXPECT_EQ(store.Progress("e")->capture, 7);
+  EXPECT_EQ(store.Progress("e")->captured_ms, 100);
+}
+
+TEST(StateStoreTest, CodecRoundTripsApplyBatchesAndRefusesOtherBytes) {
+  RowOp op{Op::kUpdate, "t", {{"id", 1}}, {{"v", "x"}}, {{"v", "w"}}, 17};
+  op.txn = 4;
+  op.source = "a";
+  op.source_commit_ms = 2.5;
+  auto got = DecodeApplyBatch(EncodeApplyBatch(ApplyBatch{9, {op, RowOp{}}}));
+  ASSERT_OK(got);
+  EXPECT_EQ(got->id, 9);
+  ASSERT_EQ(got->ops.size(), 2u);
+  EXPECT_EQ(got->ops[0].op, Op::kUpdate);
+  EXPECT_EQ(got->ops[0].values, op.values);
+  EXPECT_EQ(got->ops[0].expected, op.expected);
+  EXPECT_EQ(got->ops[0].seen, 17);
+  EXPECT_EQ(got->ops[0].txn, 4);
+  EXPECT_EQ(got->ops[0].source, "a");
+  EXPECT_EQ(got->ops[0].source_commit_ms, 2.5);
+  EXPECT_EQ(got->ops[1].source_commit_ms, 0);
+  EXPECT_EQ(DecodeApplyBatch("not msgpack").status().code(), Status::Code::kCorruption);
+  EXPECT_EQ(DecodeChangeBatch("\x01").status().code(), Status::Code::kCorruption);
+}
+
+TEST(StateStoreTest, StateFileOfAnUnknownVersionIsRefused) {
+  TempDir dir;
+  {
+    auto store = StateStore::Open(dir.File("s.db"), true);
+    ASSERT_OK(store);
+    ASSERT_OK((*store)->db().Exec("UPDATE meta SET v = 99 WHERE k = 'schema_version'"));
+  }
+  auto store = StateStore::Open(dir.File("s.db"), false);
+  EXPECT_EQ(store.status().code(), Status::Code::kCorruption);
+}
 }  // namespace
 }  // namespace duplex
