@@ -90,6 +90,13 @@ class ReplicationStream {
   // Whether a transaction is being received (Begin seen, Commit not yet).
   bool in_txn() const { return in_txn_; }
 
+  // Test hook (tests/connectors/pgoutput_test.cc): handles one CopyData message as if the server
+  // had sent it (XLogData 'w' carrying a pgoutput message, or keepalive 'k'), without a
+  // connection. Unavailable for a malformed message, as Pump.
+  Status TestReceive(const std::string& message) {
+    return Handle(message.data(), static_cast<int>(message.size()));
+  }
+
  private:
   Status Fail(const std::string& what);
   Status Handle(const char* buf, int len);
