@@ -14,6 +14,7 @@
 
 #include "admin/server.h"
 #include "config/config.h"
+#include "connectors/settings.h"
 #include "pipeline/engine.h"
 #include "pipeline/operator.h"
 #include "store/state_store.h"
@@ -138,9 +139,8 @@ int Check(const Options& o) {
   if (!engine) return rc;
   std::printf("config %s: OK\n", o.config.c_str());
   for (const EndpointConfig& ep : engine->config().endpoints) {
-    // Never the dsn: it may hold a password.
-    const std::string where =
-        ep.type == "postgres" ? "schema " + ep.schema + ", capture " + ep.capture : ep.path;
+    // The type's summary: a path, a schema; never a dsn, which may hold a password.
+    const std::string where = ep.settings ? ep.settings->Summary() : std::string();
     std::printf("endpoint %s (%s %s): reachable\n", ep.name.c_str(), ep.type.c_str(),
                 where.c_str());
   }

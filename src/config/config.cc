@@ -16,6 +16,9 @@
 #include <string_view>
 #include <utility>
 
+#include "connectors/registry.h"
+#include "connectors/settings.h"
+
 namespace duplex {
 
 namespace {
@@ -294,47 +297,60 @@ class Parser {
     return Join(names);
   }
 
+  // A SettingsReader over one [endpoints.NAME] section: the connector type's parser reads its
+  // keys through it, with the same checks and messages as the rest of the file.
+  class EndpointReader final : public SettingsReader {
+   public:
+    EndpointReader(const Parser& parser, const toml::table& t, const Entry& e)
+        : parser_(parser), t_(t), e_(e), where_(fmt::format("endpoint '{}'", e.name)) {}
+
+    const std::string& where() const override { return where_; }
+    int line() const override { return e_.line; }
+    int KeyLine(std::string_view key) const override {
+      const toml::node* n = t_.get(key);
+      return n ? LineOf(n->source()) : e_.line;
+    }
+    Status CheckKeys(std::initializer_list<std::string_view> known) const override {
+      return parser_.CheckKeys(t_, known, where_);
+    }
+    Status GetString(std::string_view key, std::string_view example, std::string* out,
+                     bool required) const override {
+      return parser_.GetString(t_, key, where_, example, out, required ? &e_ : nullptr);
+    }
+    Status GetInt(std::string_view key, int64_t lo, int64_t hi, int64_t* out) const override {
+      return parser_.GetInt(t_, key, lo, hi, out, where_);
+    }
+    std::string ResolvePath(const std::string& path) const override {
+      return parser_.Resolve(path);
+    }
+    Status Error(int line, std::string_view what, std::string_view fix) const override {
+      return parser_.Error(line, what, fix);
+    }
+
+   private:
+    const Parser& parser_;
+    const toml::table& t_;
+    const Entry& e_;
+    std::string where_;
+  };
+
+  // The keys every endpoint has (type), then the rest by its type's parser (the registry's).
   Status ParseEndpoint(const Entry& e) {
     DUPLEX_ASSIGN_OR_RETURN(
         const toml::table* t,
         Section(e, "endpoint", fmt::format("write it as an [endpoints.{}] section", e.name)));
-    std::string where = fmt::format("endpoint '{}'", e.name);
+    EndpointReader reader(*this, *t, e);
     EndpointConfig ep;
     ep.name = e.name;
     ep.line = e.line;
-    DUPLEX_RETURN_IF_ERROR(GetString(*t, "type", where, "\"sqlite\"", &ep.type, &e));
-    if (ep.type == "sqlite") {
-      DUPLEX_RETURN_IF_ERROR(CheckKeys(*t, {"type", "path"}, where));
-      DUPLEX_RETURN_IF_ERROR(GetString(
-          *t, "path", where, "\"FILE.db\" (relative to the config file's folder)", &ep.path, &e));
-      ep.path = Resolve(ep.path);
-    } else if (ep.type == "postgres") {
-      DUPLEX_RETURN_IF_ERROR(CheckKeys(
-          *t, {"type", "dsn", "dsn_env", "schema", "capture", "max_retained_wal_mb"}, where));
-      const std::string dsn_example = "\"postgresql://USER@HOST:5432/DB\"";
-      DUPLEX_RETURN_IF_ERROR(GetString(*t, "dsn", where, dsn_example, &ep.dsn));
-      DUPLEX_RETURN_IF_ERROR(GetString(*t, "dsn_env", where, "\"CRM_DSN\"", &ep.dsn_env));
-      if (ep.dsn.empty() == ep.dsn_env.empty()) {
-        return Error(e.line, fmt::format("{} needs exactly one of dsn and dsn_env", where),
-                     fmt::format("add dsn = {} (password from PGPASSWORD or ~/.pgpass), or "
-                                 "dsn_env = \"VAR\" naming an environment variable that holds it",
-                                 dsn_example));
-      }
-      DUPLEX_RETURN_IF_ERROR(GetString(*t, "schema", where, "\"public\"", &ep.schema));
-      DUPLEX_RETURN_IF_ERROR(GetString(*t, "capture", where, "\"logical\"", &ep.capture));
-      DUPLEX_RETURN_IF_ERROR(
-          GetInt(*t, "max_retained_wal_mb", 1, int64_t{1} << 30, &ep.max_retained_wal_mb, where));
-      if (ep.capture != "logical" && ep.capture != "trigger") {
-        return Error(LineOf(t->get("capture")->source()),
-                     fmt::format("{}: unknown capture '{}'", where, ep.capture),
-                     "write capture = \"logical\" (a replication slot, the default) or "
-                     "capture = \"trigger\" (for servers without logical decoding)");
-      }
-    } else {
+    DUPLEX_RETURN_IF_ERROR(GetString(*t, "type", reader.where(), "\"sqlite\"", &ep.type, &e));
+    const ConnectorType* type = FindConnectorType(ep.type);
+    if (type == nullptr) {
       return Error(LineOf(t->get("type")->source()),
-                   fmt::format("{}: unknown endpoint type '{}'", where, ep.type),
-                   "known types: sqlite, postgres");
+                   fmt::format("{}: unknown endpoint type '{}'", reader.where(), ep.type),
+                   fmt::format("known types: {}", KnownTypes()));
     }
+    DUPLEX_ASSIGN_OR_RETURN(ep.settings, type->parse(reader));
     config_->endpoints.push_back(std::move(ep));
     return Status::Ok();
   }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -9,6 +10,8 @@
 #include "duplex/result.h"
 
 namespace duplex {
+
+class ConnectorSettings;  // connectors/settings.h
 
 // Per-field conflict policies (DESIGN §4).
 enum class Policy { kLww, kPrefer, kMax, kMin, kManual };
@@ -20,19 +23,20 @@ struct FieldPolicy {
   std::string prefer_endpoint;  // kPrefer only: the endpoint whose value wins
 };
 
+// What every endpoint has; the rest of its section is its type's (src/connectors/registry.h).
 struct EndpointConfig {
   std::string name;
-  std::string type;  // "sqlite" or "postgres"
-  std::string path;  // sqlite: absolute path (resolved against the config file's folder)
-  // postgres: a libpq connection string or URI (`dsn`), or the environment variable holding it
-  // (`dsn_env`); the password comes from there or libpq's usual variables (PGPASSWORD, .pgpass).
-  std::string dsn;
-  std::string dsn_env;
-  std::string schema = "public";    // postgres: the schema of the tables
-  std::string capture = "logical";  // postgres: "logical" (replication slot) or "trigger"
-  // postgres, logical: `duplex status` warns when the slot retains more WAL than this.
-  int64_t max_retained_wal_mb = 1024;
-  int line = 0;  // where it is defined in the config file (for messages), 0 if unknown
+  std::string type;  // a registered type's name or alias ("sqlite", "postgres")
+  int line = 0;      // where it is defined in the config file (for messages), 0 if unknown
+  // The type's own settings (e.g. sqlite::SqliteSettings), as its parser read them.
+  std::shared_ptr<const ConnectorSettings> settings;
+
+  // The settings as type T (e.g. `ep.settings_as<sqlite::SqliteSettings>()->path`); nullptr
+  // if they are of another type.
+  template <typename T>
+  const T* settings_as() const {
+    return dynamic_cast<const T*>(settings.get());
+  }
 };
 
 // A collection's mapping onto one endpoint.

@@ -2,24 +2,39 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
-#include <cstdlib>
 #include <string>
 
-#include "connectors/postgres/postgres_connector.h"
-#include "connectors/sqlite/sqlite_connector.h"
+#include "connectors/postgres/settings.h"
+#include "connectors/sqlite/settings.h"
 
 namespace duplex {
 
-namespace {
-
-std::string Describe(const EndpointConfig& cfg) {
-  std::string out = "endpoint '" + cfg.name + "'";
-  if (cfg.line > 0) out += " (line " + std::to_string(cfg.line) + ")";
-  return out;
+const std::vector<ConnectorType>& ConnectorTypes() {
+  // Adding a type: its folder under src/connectors/ (settings.h: ParseSettings, MakeConnector)
+  // and one line here.
+  static const std::vector<ConnectorType> types = {
+      {"sqlite", {}, sqlite::ParseSettings, sqlite::MakeConnector},
+      {"postgres", {}, pg::ParseSettings, pg::MakeConnector},
+  };
+  return types;
 }
 
-}  // namespace
+const ConnectorType* FindConnectorType(std::string_view name) {
+  for (const ConnectorType& t : ConnectorTypes()) {
+    if (t.name == name || std::find(t.aliases.begin(), t.aliases.end(), name) != t.aliases.end()) {
+      return &t;
+    }
+  }
+  return nullptr;
+}
+
+std::string KnownTypes() {
+  std::string out;
+  for (const ConnectorType& t : ConnectorTypes()) out += (out.empty() ? "" : ", ") + t.name;
+  return out;
+}
 
 // "<engine name>_<endpoint>" in [a-z0-9_], at most 40 characters (a hash keeps long ones
 // distinct), so that every server object name fits PostgreSQL's 63.
@@ -39,34 +54,20 @@ std::string ServerTag(const std::string& engine_name, const std::string& endpoin
 
 Result<std::unique_ptr<Connector>> MakeConnector(const EndpointConfig& cfg,
                                                  const std::string& engine_name) {
-  if (cfg.type == "postgres") {
-    pg::PostgresConnector::Options o;
-    o.name = cfg.name;
-    o.dsn = cfg.dsn;
-    if (!cfg.dsn_env.empty()) {
-      const char* v = std::getenv(cfg.dsn_env.c_str());
-      if (v == nullptr || *v == '\0') {
-        return Status::InvalidArgument(Describe(cfg) + ": dsn_env names " + cfg.dsn_env +
-                                       ", which is not set in the environment; export it");
-      }
-      o.dsn = v;
-    }
-    o.schema = cfg.schema;
-    o.max_retained_wal_bytes = cfg.max_retained_wal_mb << 20;
-    o.capture = cfg.capture == "trigger" ? pg::PostgresConnector::CaptureMode::kTrigger
-                                         : pg::PostgresConnector::CaptureMode::kLogical;
-    o.tag = ServerTag(engine_name.empty() ? "duplex" : engine_name, cfg.name);
-    return std::unique_ptr<Connector>(std::make_unique<pg::PostgresConnector>(std::move(o)));
+  ConnectorContext context;
+  context.name = cfg.name;
+  context.line = cfg.line;
+  context.tag = ServerTag(engine_name.empty() ? "duplex" : engine_name, cfg.name);
+  const ConnectorType* type = FindConnectorType(cfg.type);
+  if (type == nullptr) {
+    return Status::InvalidArgument(context.where() + ": unknown type '" + cfg.type +
+                                   "' (known types: " + KnownTypes() + ")");
   }
-  if (cfg.type == "sqlite") {
-    if (cfg.path.empty()) {
-      return Status::InvalidArgument(Describe(cfg) + ": type \"sqlite\" needs a path");
-    }
-    return std::unique_ptr<Connector>(
-        std::make_unique<sqlite::SqliteConnector>(cfg.name, cfg.path));
+  if (cfg.settings == nullptr) {
+    return Status::InvalidArgument(context.where() + ": type \"" + cfg.type +
+                                   "\" has no settings (parse them with its ConnectorType)");
   }
-  return Status::InvalidArgument(Describe(cfg) + ": unknown type '" + cfg.type +
-                                 "' (known types: sqlite, postgres)");
+  return type->make(context, *cfg.settings);
 }
 
 }  // namespace duplex

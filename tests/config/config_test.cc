@@ -6,12 +6,21 @@
 #include <initializer_list>
 #include <string>
 
+#include "connectors/postgres/settings.h"
+#include "connectors/registry.h"
+#include "connectors/sqlite/settings.h"
 #include "support/test_util.h"
 
 namespace duplex {
 namespace {
 
 namespace fs = std::filesystem;
+
+// A sqlite endpoint's path, as its type parsed it ("" for another type).
+std::string PathOf(const EndpointConfig& ep) {
+  const sqlite::SqliteSettings* s = ep.settings_as<sqlite::SqliteSettings>();
+  return s ? s->path : "";
+}
 
 // The example of the config format, as documented.
 constexpr const char* kExample = R"([engine]
@@ -88,10 +97,10 @@ TEST(ConfigTest, ExampleParsesToExpectedStructures) {
   ASSERT_EQ(config->endpoints.size(), 2u);
   EXPECT_EQ(config->endpoints[0].name, "crm");  // file order, not sorted by name
   EXPECT_EQ(config->endpoints[0].type, "sqlite");
-  EXPECT_EQ(config->endpoints[0].path, "/etc/duplex/crm.db");
+  EXPECT_EQ(PathOf(config->endpoints[0]), "/etc/duplex/crm.db");
   EXPECT_EQ(config->endpoints[0].line, 4);
   EXPECT_EQ(config->endpoints[1].name, "billing");
-  EXPECT_EQ(config->endpoints[1].path, "/etc/duplex/billing.db");
+  EXPECT_EQ(PathOf(config->endpoints[1]), "/etc/duplex/billing.db");
   EXPECT_EQ(config->FindEndpoint("billing"), &config->endpoints[1]);
   EXPECT_EQ(config->FindEndpoint("erp"), nullptr);
 
@@ -148,15 +157,15 @@ TEST(ConfigTest, LoadConfigResolvesPathsAgainstConfigFolder) {
   fs::path root = fs::absolute(dir.path());
   EXPECT_EQ(config->path, (root / "conf/sync.toml").string());
   EXPECT_EQ(config->engine.state_path, (root / "state/s.db").string());
-  EXPECT_EQ(config->endpoints[0].path, (root / "conf/crm.db").string());
-  EXPECT_EQ(config->endpoints[2].path, "/data/abs.db");
+  EXPECT_EQ(PathOf(config->endpoints[0]), (root / "conf/crm.db").string());
+  EXPECT_EQ(PathOf(config->endpoints[2]), "/data/abs.db");
 }
 
 TEST(ConfigTest, RelativeConfigPathIsMadeAbsolute) {
   Result<Config> config = ParseConfig(std::string(kEndpoints) + kCustomer, "conf/sync.toml");
   ASSERT_OK(config);
   EXPECT_EQ(config->path, (fs::current_path() / "conf/sync.toml").string());
-  EXPECT_EQ(config->endpoints[1].path, (fs::current_path() / "conf/billing.db").string());
+  EXPECT_EQ(PathOf(config->endpoints[1]), (fs::current_path() / "conf/billing.db").string());
   EXPECT_EQ(config->engine.state_path, (fs::current_path() / "conf/duplex-state.db").string());
 }
 
@@ -442,6 +451,19 @@ TEST(ConfigErrorTest, UnknownEndpointType) {
               {"endpoint 'crm'", "unknown endpoint type 'mysql'; known types: sqlite"});
 }
 
+// The known types are the registry's, in its order; each parses its own keys.
+TEST(ConfigErrorTest, KnownTypesComeFromTheRegistry) {
+  EXPECT_EQ(KnownTypes(), "sqlite, postgres");
+  ExpectError("[endpoints.crm]\ntype = \"mysql\"\n", "mysql", {"known types: " + KnownTypes()});
+  ASSERT_NE(FindConnectorType("postgres"), nullptr);
+  EXPECT_EQ(FindConnectorType("postgres")->name, "postgres");
+  EXPECT_EQ(FindConnectorType("mysql"), nullptr);
+  ExpectError("[endpoints.crm]\ntype = \"sqlite\"\ndsn = \"x\"\n", "dsn",
+              {"unknown key 'dsn' in endpoint 'crm'", "known keys: type, path"});
+  ExpectError("[endpoints.crm]\ntype = \"sqlite\"\n", "[endpoints.crm]",
+              {"endpoint 'crm' has no path", "add path = \"FILE.db\""});
+}
+
 TEST(ConfigErrorTest, EndpointNeedsTypeAndPath) {
   ExpectError("[endpoints.crm]\ntype = \"sqlite\"\n", "[endpoints.crm]",
               {"endpoint 'crm' has no path"});
@@ -515,17 +537,21 @@ max_retained_wal_mb = 64
 TEST(ConfigTest, PostgresEndpointsAndEngineName) {
   Result<Config> config = ParseConfig(std::string(kPgEndpoints) + kCustomer, "/a/sync.toml");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  const EndpointConfig& crm = config->endpoints[0];
-  EXPECT_EQ(crm.type, "postgres");
-  EXPECT_EQ(crm.dsn, "postgresql://app@db:5432/crm");
-  EXPECT_EQ(crm.schema, "public");
-  EXPECT_EQ(crm.capture, "logical");
-  EXPECT_EQ(crm.max_retained_wal_mb, 1024);
-  const EndpointConfig& billing = config->endpoints[1];
-  EXPECT_EQ(billing.dsn_env, "BILLING_DSN");
-  EXPECT_EQ(billing.schema, "billing");
-  EXPECT_EQ(billing.capture, "trigger");
-  EXPECT_EQ(billing.max_retained_wal_mb, 64);
+  EXPECT_EQ(config->endpoints[0].type, "postgres");
+  const pg::PostgresSettings* crm = config->endpoints[0].settings_as<pg::PostgresSettings>();
+  ASSERT_NE(crm, nullptr);
+  EXPECT_EQ(crm->dsn, "postgresql://app@db:5432/crm");
+  EXPECT_EQ(crm->schema, "public");
+  EXPECT_EQ(crm->capture, "logical");
+  EXPECT_EQ(crm->max_retained_wal_mb, 1024);
+  // What `duplex check` shows: never the dsn, which may hold a password.
+  EXPECT_EQ(crm->Summary(), "schema public, capture logical");
+  const pg::PostgresSettings* billing = config->endpoints[1].settings_as<pg::PostgresSettings>();
+  ASSERT_NE(billing, nullptr);
+  EXPECT_EQ(billing->dsn_env, "BILLING_DSN");
+  EXPECT_EQ(billing->schema, "billing");
+  EXPECT_EQ(billing->capture, "trigger");
+  EXPECT_EQ(billing->max_retained_wal_mb, 64);
   // Derived from the state file's path: stable, and different for another state file.
   const std::string name = config->engine.name;
   EXPECT_EQ(name.rfind("duplex_state_", 0), 0u) << name;

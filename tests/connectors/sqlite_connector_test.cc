@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "connectors/registry.h"
+#include "connectors/sqlite/settings.h"
 #include "support/test_util.h"
 
 namespace duplex::sqlite {
@@ -691,7 +692,9 @@ TEST(RegistryTest, MakesSqliteAndRejectsUnknownTypes) {
   EndpointConfig cfg;
   cfg.name = "crm";
   cfg.type = "sqlite";
-  cfg.path = "/tmp/does-not-matter.db";
+  auto settings = std::make_shared<sqlite::SqliteSettings>();
+  settings->path = "/tmp/does-not-matter.db";
+  cfg.settings = settings;
   Result<std::unique_ptr<Connector>> c = MakeConnector(cfg);
   ASSERT_OK(c);
   EXPECT_EQ((*c)->name(), "crm");

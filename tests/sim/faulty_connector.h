@@ -13,10 +13,14 @@
 #include <utility>
 #include <vector>
 
+#include "connectors/memory/memory_connector.h"
+#include "connectors/wrapper.h"
 #include "duplex/connector.h"
-#include "sim/memory_connector.h"
 
 namespace duplex::sim {
+
+using memory::MemoryConnector;
+using memory::MemoryEndpoint;
 
 // Thrown by FaultyConnector to kill the engine in the middle of a step: the simulation catches
 // it, drops the engine (all its memory) and reopens it on the same state file, so only what
@@ -52,34 +56,31 @@ struct FaultState {
   }
 };
 
-class FaultyConnector final : public Connector {
+// Wraps a MemoryConnector; the calls it does not override are forwarded unchanged.
+class FaultyConnector final : public ConnectorWrapper {
  public:
   FaultyConnector(std::shared_ptr<MemoryEndpoint> ep, FaultState* faults)
-      : ep_(std::move(ep)), inner_(std::make_unique<MemoryConnector>(ep_)), f_(faults) {}
+      : ConnectorWrapper(std::make_unique<MemoryConnector>(ep)), ep_(std::move(ep)), f_(faults) {}
 
-  const std::string& name() const override { return inner_->name(); }
-  Status Open() override { return inner_->Open(); }
-  Result<TableInfo> Describe(const std::string& table) override { return inner_->Describe(table); }
-  Status Bind(std::vector<CollectionBinding> b) override { return inner_->Bind(std::move(b)); }
   Result<bool> IsInstalled() override {
     MaybeCrash("is-installed");
     if (Down()) return Unreachable();
-    return inner_->IsInstalled();
+    return ConnectorWrapper::IsInstalled();
   }
   Status Install() override {
     MaybeCrash("install");
     if (Down()) return Unreachable();
-    return inner_->Install();
+    return ConnectorWrapper::Install();
   }
   Status Uninstall() override {
     MaybeCrash("uninstall");
     if (Down()) return Unreachable();
-    return inner_->Uninstall();
+    return ConnectorWrapper::Uninstall();
   }
   Result<bool> Poll() override {
     MaybeCrash("poll");
     if (Down()) return Unreachable();
-    Result<bool> r = inner_->Poll();
+    Result<bool> r = ConnectorWrapper::Poll();
     if (r.ok() && owe_poll_) {
       owe_poll_ = false;  // a delayed delivery is news until it has been delivered
       return true;
@@ -87,16 +88,15 @@ class FaultyConnector final : public Connector {
     return r;
   }
   Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
-  Result<int64_t> Backlog(Position from) override { return inner_->Backlog(from); }
   Status Ack(Position upto) override {
     MaybeCrash("ack (after capture, resolve and apply committed)");
     if (Down()) return Unreachable();
-    return inner_->Ack(upto);
+    return ConnectorWrapper::Ack(upto);
   }
   Result<int64_t> AppliedId() override {
     MaybeCrash("applied-id");
     if (Down()) return Unreachable();
-    return inner_->AppliedId();
+    return ConnectorWrapper::AppliedId();
   }
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches, bool isolate_txns) override;
 
@@ -120,7 +120,6 @@ class FaultyConnector final : public Connector {
   }
 
   std::shared_ptr<MemoryEndpoint> ep_;
-  std::unique_ptr<MemoryConnector> inner_;
   FaultState* f_;
   bool owe_poll_ = false;
 };
@@ -138,7 +137,7 @@ inline Result<ChangeBatch> FaultyConnector::Capture(Position from, size_t max_ch
     f_->log("   redelivery " + name() + ": capture from " + std::to_string(read_from) +
             " instead of " + std::to_string(from));
   }
-  Result<ChangeBatch> r = inner_->Capture(read_from, max_changes);
+  Result<ChangeBatch> r = ConnectorWrapper::Capture(read_from, max_changes);
   if (!r.ok()) return r;
   if (r->changes.size() > 1 && f_->Draw(f_->delay_per_mille)) {
     // Delay: deliver only the first transactions now, the rest at a later capture. Other
@@ -172,14 +171,14 @@ inline Result<ApplyResult> FaultyConnector::Apply(const std::vector<ApplyBatch>&
   MaybeCrash("apply (resolve committed, before apply)");
   if (Down()) return Unreachable();
   if (f_->Draw(f_->apply_per_mille)) return Fault("apply failed before writing");
-  Result<ApplyResult> r = inner_->Apply(batches, isolate_txns);
+  Result<ApplyResult> r = ConnectorWrapper::Apply(batches, isolate_txns);
   if (!r.ok()) return r;
   if (f_->observe) f_->observe(*ep_);
   if (f_->Draw(f_->apply_twice_per_mille)) {
     ++f_->double_applies;
     f_->log("   apply sent twice to " + name());
     auto before = ep_->rows();
-    Result<ApplyResult> again = inner_->Apply(batches, isolate_txns);
+    Result<ApplyResult> again = ConnectorWrapper::Apply(batches, isolate_txns);
     if (!again.ok() || again->applied != 0 || ep_->rows() != before) {
       f_->violation =
           "P6 (exactly once): applying batches a second time on " + name() + " changed something";

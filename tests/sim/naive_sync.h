@@ -16,9 +16,11 @@
 #include <tuple>
 #include <vector>
 
-#include "sim/memory_connector.h"
+#include "connectors/memory/memory_endpoint.h"
 
 namespace duplex::sim {
+
+using memory::MemoryEndpoint;
 
 class NaiveSync {
  public:

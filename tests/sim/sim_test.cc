@@ -15,10 +15,13 @@
 #include <tuple>
 #include <utility>
 
-#include "sim/memory_connector.h"
+#include "connectors/memory/memory_connector.h"
 #include "sim/simulation.h"
 
 namespace duplex::sim {
+
+using memory::MemoryConnector;
+using memory::MemoryEndpoint;
 namespace {
 
 constexpr int kDefaultSeeds = 25;  // under ASan on 2 cores; CI runs thousands with duplex-sim

@@ -16,14 +16,17 @@
 #include <utility>
 
 #include "config/config.h"
+#include "connectors/memory/memory_connector.h"
 #include "duplex/env.h"
 #include "pipeline/engine.h"
 #include "sim/faulty_connector.h"
-#include "sim/memory_connector.h"
 #include "sim/naive_sync.h"
 #include "util/json_value.h"
 
 namespace duplex::sim {
+
+using memory::AppliedWrite;
+using memory::MemoryEndpoint;
 
 void SimMetrics::Add(const SimMetrics& o) {
   runs += o.runs;

@@ -1,15 +1,12 @@
-// An in-memory endpoint for the deterministic simulation (issue 3). `MemoryEndpoint` is the
-// "external system": tables of rows, a changelog filled by (simulated) triggers, the last applied
-// batch id and its own skewable clock. It survives engine crashes. `MemoryConnector` is a thin
-// handle on one, implementing the Connector contract exactly like the SQLite connector
-// (src/connectors/sqlite): triggers log the application's writes with the row key; duplex's own
-// writes are not logged, except one marker per apply transaction and one 'R' change per rejected
-// write carrying the row as it actually is.
+// The in-memory endpoint (issue 3): the "external system" the simulation runs duplex against,
+// and the Connector contract's reference implementation. `MemoryEndpoint` holds tables of rows,
+// a changelog filled by (simulated) triggers, the last applied batch id and its own skewable
+// clock; it survives engine crashes. `MemoryConnector` (memory_connector.h) is the handle the
+// engine uses on one.
 #pragma once
 
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -17,7 +14,7 @@
 
 #include "duplex/connector.h"
 
-namespace duplex::sim {
+namespace duplex::memory {
 
 // One changelog row (`_duplex_changelog`): images keyed by column name.
 struct LogEntry {
@@ -171,51 +168,4 @@ class MemoryEndpoint {
   int64_t log_version_ = 0;
 };
 
-class MemoryConnector final : public Connector {
- public:
-  explicit MemoryConnector(std::shared_ptr<MemoryEndpoint> endpoint);
-
-  const std::string& name() const override { return ep_->name(); }
-  Status Open() override;
-  Result<TableInfo> Describe(const std::string& table) override;
-  Status Bind(std::vector<CollectionBinding> bindings) override;
-  Result<bool> IsInstalled() override;
-  Status Install() override;
-  Status Uninstall() override;
-  Result<bool> Poll() override;
-  Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
-  Result<int64_t> Backlog(Position from) override;
-  Status Ack(Position upto) override;
-  Result<int64_t> AppliedId() override;
-  // Describe: the table's columns and the foreign keys declared on the endpoint (checked
-  // immediately, so not deferrable). Capture: Change::txn is the application's transaction
-  // (the install's for the initial load, -apply id for duplex's markers and rejections).
-  // Apply with `isolate_txns`: the ops of one batch with one RowOp::txn are one unit, rolled
-  // back whole and reported as one FailedOp if the endpoint refuses any of them.
-  Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
-                            bool isolate_txns = false) override;
-
- private:
-  struct BoundTable {
-    CollectionBinding binding;
-    std::map<std::string, std::string> column_of_field;
-    std::map<std::string, std::string> field_of_column;
-  };
-  Status NotInstalled() const;
-  Row MapImage(const BoundTable& t, const Row& image) const;  // columns -> fields
-  Row ToColumns(const BoundTable& t, const Row& fields) const;
-  // Returns whether the write took effect; InvalidArgument for a malformed op.
-  Result<bool> ApplyOne(const BoundTable& t, const RowOp& op);
-  // ApplyOne after the `seen` check, counting the write (or logging an 'R' change for it).
-  Status ApplyCounted(const RowOp& op, int64_t batch_id, ApplyResult& result);
-  bool ChangedSince(const BoundTable& t, const RowOp& op) const;
-
-  std::shared_ptr<MemoryEndpoint> ep_;
-  std::vector<BoundTable> tables_;
-  std::map<std::string, size_t> by_table_;
-  std::map<std::string, size_t> by_collection_;
-  bool polled_ = false;
-  int64_t polled_version_ = 0;
-};
-
-}  // namespace duplex::sim
+}  // namespace duplex::memory
