@@ -12,7 +12,7 @@
 
 #include "connectors/postgres/postgres_connector.h"
 #include "connectors/sqlite/sqlite_connector.h"
-#include "sim/memory_connector.h"
+#include "connectors/memory/memory_connector.h"
 #include "support/test_util.h"
 #include "util/json_value.h"
 #include "util/sqlite.h"
@@ -39,12 +39,12 @@ void SortById(std::vector<Row>& rows) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// memory: the simulation's endpoint (tests/sim/memory_connector.h).
+// memory: the simulation's endpoint (src/connectors/memory/).
 
 class MemoryHarness final : public Harness {
  public:
   void Create() override {
-    ep_ = std::make_shared<sim::MemoryEndpoint>("mem");
+    ep_ = std::make_shared<memory::MemoryEndpoint>("mem");
     TableInfo items;
     items.name = "items";
     items.columns = {{"id", "INTEGER", false, false, 1, false},
@@ -61,7 +61,7 @@ class MemoryHarness final : public Harness {
     ep_->DeclareForeignKey({"parts", "item_id", "items"});
   }
   std::unique_ptr<Connector> Connect() override {
-    return std::make_unique<sim::MemoryConnector>(ep_);
+    return std::make_unique<memory::MemoryConnector>(ep_);
   }
   void Write(const std::vector<AppWrite>& writes) override {
     ep_->Begin();
@@ -104,7 +104,7 @@ class MemoryHarness final : public Harness {
   }
 
  private:
-  std::shared_ptr<sim::MemoryEndpoint> ep_;
+  std::shared_ptr<memory::MemoryEndpoint> ep_;
 };
 
 // ---------------------------------------------------------------------------------------------
