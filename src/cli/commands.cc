@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +14,7 @@
 #include <optional>
 
 #include "admin/server.h"
+#include "cli/progress.h"
 #include "config/config.h"
 #include "pipeline/engine.h"
 #include "pipeline/operator.h"
@@ -232,7 +234,10 @@ int Run(const Options& o) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   spdlog::info("duplex running: config={} until_idle={}", o.config, o.until_idle);
-  st = engine->Run(g_stop, o.until_idle);
+  // Progress on a terminal only, and only for a run that ends.
+  std::unique_ptr<ProgressPrinter> progress;
+  if (o.until_idle && isatty(STDERR_FILENO)) progress = std::make_unique<ProgressPrinter>(*engine);
+  st = engine->Run(g_stop, o.until_idle, std::chrono::seconds(15), progress.get());
   if (admin) admin->Stop();
   engine->SetTelemetry(nullptr);
   if (!st.ok()) return Fail(st);
