@@ -19,6 +19,7 @@
 #include <functional>
 #include <set>
 
+#include "core/reference_conflict.h"
 #include "pipeline/dead_letters.h"
 #include "util/json_value.h"
 
@@ -30,16 +31,28 @@ bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-// The version a record's reference fields got their values with (the write that made it
-// refer to its parent).
-Version ReferenceVersion(const RecordState& state, const std::vector<std::string>& fields) {
-  Version v;
-  for (const std::string& f : fields) {
-    auto it = state.versions.find(f);
-    if (it != state.versions.end() && it->second.ts >= v.ts) v = it->second;
+// The records as a resolution step sees them (for core/reference_conflict.h): its states,
+// loaded from the state store as needed, and the state store's index of references.
+class StepLookup : public RecordLookup {
+ public:
+  StepLookup(EngineState& es, RecordStates& states) : es_(es), states_(states) {}
+
+  Result<const RecordState*> Find(const std::string& record) override {
+    DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(es_, states_, record));
+    const RecordState* found = s;
+    return found;
   }
-  return v;
-}
+  Result<std::vector<std::string>> ReferringTo(const std::string& record) override {
+    return es_.store->ChildrenOf(record);
+  }
+  std::vector<std::string> ReferredBy(const std::string& collection, const Row& values) override {
+    return ParentRecords(es_, collection, values);
+  }
+
+ private:
+  EngineState& es_;
+  RecordStates& states_;
+};
 
 }  // namespace
 
@@ -218,33 +231,23 @@ Status SettleReference(EngineState& es, const std::string& parent, const std::st
   DUPLEX_ASSIGN_OR_RETURN(RecordState * cs, LoadRecord(es, states, child));
   const auto [pc, pk] = SplitRecord(parent);
   const auto [cc, ck] = SplitRecord(child);
-  const CollectionModel* pm = es.FindModel(pc);
-  const CollectionModel* cm = es.FindModel(cc);
-  const Version deleted = ps->deleted;
-  const Version referred = ReferenceVersion(*cs, ReferenceFields(es, cc, pc));
-  // Delete wins: the conflict is the child's (it goes with the parent). Keep: the parent's (it
-  // comes back).
-  const bool cascade = pm->config->delete_wins;
-  ConflictRecord conflict;
-  conflict.policy = cascade ? "delete" : "keep";
-  conflict.collection = cascade ? cc : pc;
-  conflict.key = cascade ? KeyOf(*cm, cs->values) : KeyOf(*pm, ps->values);
-  conflict.key_text = cascade ? ck : pk;
-  conflict.winner = cascade ? deleter : writer;
-  conflict.values[deleter] = {{"deleted", true}, {"ts", deleted.ts}, {"record", pc + " " + pk}};
-  conflict.values[writer] = {{"value", cs->values}, {"ts", referred.ts}, {"record", cc + " " + ck}};
-  out.conflicts.push_back(std::move(conflict));
-  // The child and every live row that refers to it, or the parent and every deleted record it
-  // refers to, at any depth.
-  DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> settled,
-                          Reach(es, states, cascade ? child : parent, cascade));
-  for (const std::string& r : settled) {
+  // The decision (core/reference_conflict.h): cascade or keep, the conflict entry, and the
+  // records it settles. What follows carries it out.
+  StepLookup lookup(es, states);
+  DUPLEX_ASSIGN_OR_RETURN(
+      ReferenceDecision d,
+      DecideReference(ReferenceConflict{parent, child, es.FindModel(pc), es.FindModel(cc), deleter,
+                                        writer, ReferenceFields(es, cc, pc)},
+                      lookup));
+  const bool cascade = d.cascade;
+  out.conflicts.push_back(std::move(d.conflict));
+  for (const std::string& r : d.settled) {
     DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(es, states, r));
     const auto [collection, key] = SplitRecord(r);
     DUPLEX_RETURN_IF_ERROR(RetractWrites(es, r, *s, states, ctx, out));
     if (cascade) {
       DUPLEX_RETURN_IF_ERROR(UpdateRefIndex(es, r, ParentRecords(es, collection, s->values), {}));
-      es.resolver->Cascade(collection, deleted, ctx, *s, out);
+      es.resolver->Cascade(collection, d.deleted, ctx, *s, out);
       spdlog::info("collection={} key={} deleted with {} {} (deleted on {}, referred to on {})",
                    collection, key, pc, pk, deleter, writer);
     } else {
@@ -261,28 +264,6 @@ Status SettleReference(EngineState& es, const std::string& parent, const std::st
   DUPLEX_RETURN_IF_ERROR(RetractWrites(es, other, *os, states, ctx, out));
   es.resolver->Replan(cascade ? pc : cc, ctx, *os, out);
   return Status::Ok();
-}
-
-Result<std::vector<std::string>> Reach(EngineState& es, RecordStates& states,
-                                       const std::string& start, bool down) {
-  std::vector<std::string> reached{start};
-  for (size_t i = 0; i < reached.size(); ++i) {
-    std::vector<std::string> next;
-    if (down) {
-      DUPLEX_ASSIGN_OR_RETURN(next, es.store->ChildrenOf(reached[i]));
-    } else {
-      DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(es, states, reached[i]));
-      if (s) next = ParentRecords(es, SplitRecord(reached[i]).first, s->values);
-    }
-    for (const std::string& r : next) {
-      if (Contains(reached, r)) continue;
-      DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(es, states, r));
-      if (s && (down ? s->exists : !s->exists && !s->deleted.origin.empty())) {
-        reached.push_back(r);
-      }
-    }
-  }
-  return reached;
 }
 
 Status RetractWrites(EngineState& es, const std::string& record, RecordState& state,

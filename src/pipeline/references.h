@@ -47,15 +47,11 @@ Status ReplanWaiting(EngineState& es, const std::string& parent, const std::stri
                      ResolveOutput& out);
 
 // `parent`, deleted by `deleter`, against `child`, made to refer to it by `writer`: the
-// parent's on_delete_conflict decides (cascade the delete, or bring the parent back).
+// parent's on_delete_conflict decides (DecideReference, core/reference_conflict.h: cascade
+// the delete, or bring the parent back), and this carries the decision out.
 Status SettleReference(EngineState& es, const std::string& parent, const std::string& child,
                        const std::string& deleter, const std::string& writer, RecordStates& states,
                        const PlanContext& ctx, ResolveOutput& out);
-
-// `start` and the records reached from it, breadth first: `down`, the live rows referring to
-// it (the index), at any depth; else the deleted records it refers to, at any depth.
-Result<std::vector<std::string>> Reach(EngineState& es, RecordStates& states,
-                                       const std::string& start, bool down);
 
 // Takes `record`'s writes that have not landed (in `out`, the outbox, dead letters) back
 // from every endpoint (or only from `only`), so that they can be planned again in a new
