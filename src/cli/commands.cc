@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,10 +14,13 @@
 #include <optional>
 
 #include "admin/server.h"
+#include "cli/progress.h"
 #include "config/config.h"
+#include "connectors/registry.h"
 #include "connectors/settings.h"
 #include "pipeline/engine.h"
 #include "pipeline/operator.h"
+#include "pipeline/schema_binding.h"
 #include "store/state_store.h"
 #include "util/json_value.h"
 #include "util/log.h"
@@ -62,6 +66,57 @@ std::unique_ptr<Engine> OpenEngine(const Options& o, bool create_state, int* rc)
     return nullptr;
   }
   return std::move(engine).value();
+}
+
+// What `duplex check` looks at without --install: each endpoint opened, and the config bound to
+// its tables (BindSchema, pipeline/schema_binding.h), as Engine::Open does, without an engine
+// or a state file.
+struct Looked {
+  Config config;
+  std::vector<std::pair<std::string, std::unique_ptr<Connector>>> connectors;  // config order
+
+  SyncModel model;
+
+  // Per endpoint, what it lacks for change capture (Connector::Preflight).
+  Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Preflight() {
+    std::vector<std::pair<std::string, std::vector<std::string>>> out;
+    for (auto& [name, conn] : connectors) {
+      DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> problems, conn->Preflight());
+      out.emplace_back(name, std::move(problems));
+    }
+    return out;
+  }
+  // Whether capture is installed on every endpoint.
+  Result<bool> IsInstalled() {
+    for (auto& [name, conn] : connectors) {
+      DUPLEX_ASSIGN_OR_RETURN(bool installed, conn->IsInstalled());
+      if (!installed) return false;
+    }
+    return true;
+  }
+};
+
+Result<std::unique_ptr<Looked>> Look(const Config& config) {
+  auto looked = std::make_unique<Looked>();
+  looked->config = config;
+  const Config& c = looked->config;  // the model points into it
+  for (const EndpointConfig& ec : c.endpoints) {
+    DUPLEX_ASSIGN_OR_RETURN(std::unique_ptr<Connector> conn, MakeConnector(ec, c.engine.name));
+    looked->connectors.emplace_back(ec.name, std::move(conn));
+  }
+  std::map<std::string, Connector*> by_name;
+  for (auto& [name, conn] : looked->connectors) {
+    DUPLEX_RETURN_IF_ERROR(conn->Open());
+    by_name[name] = conn.get();
+  }
+  DUPLEX_ASSIGN_OR_RETURN(looked->model,
+                          BindSchema(c, [&](const std::string& endpoint, const std::string& table) {
+                            return by_name.at(endpoint)->Describe(table);
+                          }));
+  for (auto& [name, conn] : looked->connectors) {
+    DUPLEX_RETURN_IF_ERROR(conn->Bind(looked->model.bindings[name]));
+  }
+  return looked;
 }
 
 std::unique_ptr<StateStore> OpenStore(const Options& o, int* rc) {
@@ -135,17 +190,31 @@ int Init(const Options& o) {
 
 int Check(const Options& o) {
   int rc = kExitOk;
-  std::unique_ptr<Engine> engine = OpenEngine(o, /*create_state=*/false, &rc);
-  if (!engine) return rc;
+  // With --install, the engine installs capture (and keeps its state file); without, check
+  // only looks, without an engine or a state file.
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Looked> looked;
+  if (o.install) {
+    engine = OpenEngine(o, /*create_state=*/false, &rc);
+    if (!engine) return rc;
+  } else {
+    Result<Config> config = LoadConfig(o.config);
+    if (!config.ok()) return Fail(config.status());
+    Result<std::unique_ptr<Looked>> l = Look(*config);
+    if (!l.ok()) return Fail(l.status());
+    looked = std::move(l).value();
+  }
+  const Config& config = engine ? engine->config() : looked->config;
+  const SchemaReport& schema = engine ? engine->schema() : looked->model.report;
   std::printf("config %s: OK\n", o.config.c_str());
-  for (const EndpointConfig& ep : engine->config().endpoints) {
+  for (const EndpointConfig& ep : config.endpoints) {
     // The type's summary: a path, a schema; never a dsn, which may hold a password.
     const std::string where = ep.settings ? ep.settings->Summary() : std::string();
     std::printf("endpoint %s (%s %s): reachable\n", ep.name.c_str(), ep.type.c_str(),
                 where.c_str());
   }
   Result<std::vector<std::pair<std::string, std::vector<std::string>>>> preflight =
-      engine->Preflight();
+      engine ? engine->Preflight() : looked->Preflight();
   if (!preflight.ok()) return Fail(preflight.status());
   bool missing = false;
   for (const auto& [name, problems] : *preflight) {
@@ -155,7 +224,7 @@ int Check(const Options& o) {
     }
   }
   if (missing) return kExitUsage;
-  for (const SchemaReport::Collection& c : engine->schema().collections) {
+  for (const SchemaReport::Collection& c : schema.collections) {
     const CollectionConfig* cc = c.config;
     std::printf("collection %s: key [%s]\n", c.name.c_str(),
                 fmt::format("{}", fmt::join(c.key, ", ")).c_str());
@@ -189,7 +258,7 @@ int Check(const Options& o) {
     }
     std::printf("change capture installed on every endpoint\n");
   } else {
-    Result<bool> installed = engine->IsInstalled();
+    Result<bool> installed = looked->IsInstalled();
     if (!installed.ok()) return Fail(installed.status());
     std::printf("change capture: %s\n",
                 *installed
@@ -232,7 +301,10 @@ int Run(const Options& o) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   spdlog::info("duplex running: config={} until_idle={}", o.config, o.until_idle);
-  st = engine->Run(g_stop, o.until_idle);
+  // Progress on a terminal only, and only for a run that ends.
+  std::unique_ptr<ProgressPrinter> progress;
+  if (o.until_idle && isatty(STDERR_FILENO)) progress = std::make_unique<ProgressPrinter>(*engine);
+  st = engine->Run(g_stop, o.until_idle, std::chrono::seconds(15), progress.get());
   if (admin) admin->Stop();
   engine->SetTelemetry(nullptr);
   if (!st.ok()) return Fail(st);

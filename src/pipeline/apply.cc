@@ -1,0 +1,154 @@
+#include "pipeline/apply.h"
+
+#include <set>
+
+#include "pipeline/dead_letters.h"
+#include "pipeline/resolve.h"
+#include "util/log.h"
+
+namespace duplex {
+
+Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
+  const auto now = es.env->Now();
+  if (now < ep.refused_retry_at) {
+    es.news_pending = true;  // a refused transaction is retried soon: not idle
+    return false;
+  }
+  DUPLEX_ASSIGN_OR_RETURN(
+      std::vector<ApplyBatch> batches,
+      es.store->ReadOutbox(ep.name, es.config.engine.batch_rows, &es.fresh_outbox[ep.name]));
+  if (batches.empty()) return false;
+  const int64_t last_id = batches.back().id;
+  // Transactions that write a record a parked transaction holds, or refer to a row it would
+  // have inserted, wait for it instead of failing (or overtaking it); the others flow.
+  DUPLEX_RETURN_IF_ERROR(LoadParked(es, ep));
+  std::vector<std::pair<FailedOp, int64_t>> held = HoldDependents(es, ep, batches);
+  Result<ApplyResult> result = ep.connector->Apply(batches);
+  if (!result.ok()) {
+    // Only transactions the target refuses (constraint, type) are parked; anything else
+    // (busy, unreachable, disk) is the endpoint's trouble and is retried.
+    if (!result.status().IsInvalidArgument()) return result.status();
+    // A refusal may pass (a row the application was about to change, a lock timeout the
+    // server reports as a constraint): try the whole apply again a few times first.
+    if (++ep.refusals < kApplyAttempts) {
+      spdlog::warn("endpoint={} apply refused (attempt {} of {}), retrying: {}", ep.name,
+                   ep.refusals, kApplyAttempts, result.status().message());
+      ep.refused_retry_at = now + std::chrono::milliseconds(250) * ep.refusals;
+      es.news_pending = true;
+      return false;
+    }
+    // Write transaction by transaction, park the refused ones with their reason, let the rest
+    // flow.
+    result = ep.connector->Apply(batches, /*isolate_txns=*/true);
+    if (!result.ok()) {
+      if (!result.status().IsInvalidArgument()) return result.status();
+      // Not even one by one: park the batches whole.
+      std::string reason = result.status().message();
+      result = ApplyResult{};
+      for (const ApplyBatch& b : batches) {
+        result->failed.push_back(FailedOp{b.id, kWholeBatch, b.ops, reason});
+      }
+    }
+  }
+  ep.refusals = 0;
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, es.store->Begin());
+  // record -> dead letter, parked by this apply: a refused transaction that writes or refers
+  // to a record an earlier refused one writes (a child of a refused parent) waits for it.
+  std::map<std::string, int64_t> parked_now;
+  // Refused transactions with a write that a later one has overtaken: a parent's delete
+  // refused for a row that refers to it, where the parent was made again since; a child's
+  // insert refused for its absent parent, where the child was deleted since. Planned again
+  // whole from their records' current state instead of parked. (What that plans is an insert
+  // or update of a live record, or a delete of a deleted one: neither can be overtaken in
+  // turn.)
+  std::vector<bool> superseded(result->failed.size());
+  for (size_t i = 0; i < superseded.size(); ++i) {
+    DUPLEX_ASSIGN_OR_RETURN(superseded[i], Superseded(es, ep.name, result->failed[i]));
+  }
+  PlanContext replan_ctx;
+  ResolveOutput replanned;
+  for (size_t i = 0; i < superseded.size(); ++i) {
+    if (!superseded[i]) continue;
+    const FailedOp& f = result->failed[i];
+    if (replan_ctx.apply_ids.empty()) {
+      DUPLEX_ASSIGN_OR_RETURN(replan_ctx, NewPlanContext(es));
+    }
+    spdlog::info(
+        "endpoint={} collection={} key={} refused transaction of {} writes planned "
+        "again (its records were written since): {}",
+        ep.name, f.ops.front().collection, f.ops.front().key.dump(), f.ops.size(), f.reason);
+    DUPLEX_RETURN_IF_ERROR(ReplanRefused(es, ep.name, f.ops, replan_ctx, replanned));
+  }
+  if (!replan_ctx.apply_ids.empty()) DUPLEX_RETURN_IF_ERROR(StoreOutput(es, replanned, replan_ctx));
+  for (size_t i = 0; i < superseded.size(); ++i) {
+    if (superseded[i]) continue;
+    const FailedOp& f = result->failed[i];
+    const int64_t waits_for = ParkedDependency(*es.planner, parked_now, f.ops);
+    const RowOp* first = f.ops.empty() ? nullptr : &f.ops.front();
+    spdlog::error(
+        "endpoint={} collection={} key={} transaction of {} writes parked as dead letter: {}",
+        ep.name, first ? first->collection : "", first ? first->key.dump() : "", f.ops.size(),
+        f.reason);
+    DUPLEX_ASSIGN_OR_RETURN(
+        int64_t id, es.store->AddDeadLetter(ep.name, ApplyBatch{f.batch_id, f.ops}, f.reason,
+                                            es.env->WallMs(), waits_for));
+    for (const RowOp& op : f.ops) parked_now.emplace(Planner::RecordOf(op), id);
+  }
+  for (const auto& [f, waits_for] : held) {
+    const RowOp& first = f.ops.front();
+    spdlog::warn(
+        "endpoint={} collection={} key={} transaction of {} writes waits for dead letter {}",
+        ep.name, first.collection, first.key.dump(), f.ops.size(), waits_for);
+    DUPLEX_RETURN_IF_ERROR(es.store
+                               ->AddDeadLetter(ep.name, ApplyBatch{f.batch_id, f.ops}, f.reason,
+                                               es.env->WallMs(), waits_for)
+                               .status());
+  }
+  DUPLEX_RETURN_IF_ERROR(es.store->DeleteOutbox(ep.name, last_id));
+  Counters counters;
+  counters.applied = static_cast<int64_t>(result->applied);
+  counters.rejected = static_cast<int64_t>(result->rejected);
+  counters.dead_letters = static_cast<int64_t>(result->failed.size() + held.size());
+  DUPLEX_RETURN_IF_ERROR(es.store->AddCounters(ep.name, counters));
+  DUPLEX_RETURN_IF_ERROR(txn.Commit());
+  ObserveApplied(es, ep, batches, *result);
+  return true;
+}
+
+void ObserveApplied(EngineState& es, const EndpointState& ep,
+                    const std::vector<ApplyBatch>& batches, const ApplyResult& result) {
+  // Row writes committed on the target, by collection (refused rows left out), and the time
+  // from each causing change's commit on its source to now, when the target has committed.
+  std::set<std::pair<int64_t, int64_t>> failed;
+  for (const FailedOp& f : result.failed) failed.insert({f.batch_id, f.txn});
+  const double now = es.env->WallMs();
+  size_t rows = 0;
+  std::pair<std::string, std::string> cell{ep.name, ""};
+  int64_t* applied = nullptr;
+  std::pair<std::string, std::string> route{"", ep.name};
+  Histogram* latency = nullptr;
+  for (const ApplyBatch& b : batches) {
+    for (const RowOp& op : b.ops) {
+      ++rows;
+      if (!failed.empty() && (failed.count({b.id, op.txn}) || failed.count({b.id, kWholeBatch}))) {
+        continue;
+      }
+      if (!applied || op.collection != cell.second) {
+        cell.second = op.collection;
+        applied = &es.telemetry.applied[cell];
+      }
+      ++*applied;
+      if (op.source_commit_ms <= 0) continue;
+      if (!latency || op.source != route.first) {
+        route.first = op.source;
+        latency = &es.telemetry.latency.try_emplace(route, LatencyBuckets()).first->second;
+      }
+      latency->Observe(std::max(0.0, now - op.source_commit_ms) / 1000);
+    }
+  }
+  EndpointTelemetry& t = es.telemetry.endpoints[ep.index];
+  t.batch_rows.Observe(static_cast<double>(rows));
+  t.writes_rejected += static_cast<int64_t>(result.rejected);
+}
+
+}  // namespace duplex

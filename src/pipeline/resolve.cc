@@ -1,0 +1,173 @@
+#include "pipeline/resolve.h"
+
+#include <algorithm>
+
+#include "pipeline/dead_letters.h"
+#include "pipeline/references.h"
+#include "util/json_value.h"
+#include "util/log.h"
+
+namespace duplex {
+
+Status StoreOutput(EngineState& es, ResolveOutput& out, const PlanContext& ctx) {
+  const double now = es.env->WallMs();
+  for (const std::string& target : out.observe) out.writes[target];  // even if empty
+  for (auto& [target, ops] : out.writes) {
+    // Writes taken back in this step (engine_refs.cc) are marked, not removed.
+    std::erase_if(ops, [](const RowOp& op) { return op.op == Op::kMarker; });
+    if (ops.empty() && !out.observe.count(target)) continue;
+    es.planner->Order(target, ops);
+    ApplyBatch batch{ctx.apply_ids.at(target), std::move(ops)};
+    DUPLEX_RETURN_IF_ERROR(es.store->AddOutbox(target, batch));
+    // Like fresh journal entries: kept decoded for the applier, a few at most (P9).
+    std::map<int64_t, ApplyBatch>& cache = es.fresh_outbox[target];
+    if (cache.size() < kMaxFreshBatches) cache.emplace(batch.id, std::move(batch));
+  }
+  for (const ConflictRecord& c : out.conflicts) {
+    DUPLEX_ASSIGN_OR_RETURN(int64_t id, es.store->AddConflict(c, now));
+    ++es.telemetry.conflicts[{c.collection, c.field.empty() ? "(row)" : c.field, c.policy}];
+    if (c.open) {
+      spdlog::warn(
+          "conflict id={} collection={} key={} field={} policy=manual: parked until "
+          "`duplex conflicts resolve {}`",
+          id, c.collection, c.key_text, c.field, id);
+    } else {
+      spdlog::info("conflict id={} collection={} key={} field={} policy={} winner={}", id,
+                   c.collection, c.key_text, c.field.empty() ? "(row)" : c.field, c.policy,
+                   c.winner);
+    }
+  }
+  for (const ConflictValueUpdate& u : out.conflict_updates) {
+    DUPLEX_RETURN_IF_ERROR(es.store->UpdateOpenConflict(u));
+  }
+  return Status::Ok();
+}
+
+Status ResolveEntry(EngineState& es, const JournalEntry& entry) {
+  EndpointState* ep = es.Find(entry.endpoint);
+  if (!ep) {
+    // An endpoint removed from the config: its captured changes have nowhere to go.
+    spdlog::warn("journal entry {} from unknown endpoint '{}' dropped", entry.id, entry.endpoint);
+    return es.store->DeleteJournal(entry.id);
+  }
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, es.store->Begin());
+  // Load every record the batch touches at once.
+  std::map<std::string, std::vector<std::string>> keys;
+  std::vector<std::string> key_texts(entry.batch.changes.size());
+  for (size_t i = 0; i < entry.batch.changes.size(); ++i) {
+    const Change& c = entry.batch.changes[i];
+    if (c.op == Op::kMarker) continue;
+    const CollectionModel* model = es.resolver->Find(c.collection);
+    if (!model) continue;  // collection removed from the config
+    key_texts[i] = KeyText(c.key, model->config->key);
+    keys[c.collection].push_back(key_texts[i]);
+  }
+  RecordStates states;
+  for (const auto& [collection, ks] : keys) {
+    DUPLEX_RETURN_IF_ERROR(es.store->LoadRecords(collection, ks, states[collection]));
+  }
+  DUPLEX_ASSIGN_OR_RETURN(PlanContext ctx, NewPlanContext(es));
+  if (!es.planner->references().empty()) {
+    // What each endpoint has parked: a parent's refused delete may wait for a row in this
+    // batch (CheckReferences).
+    for (EndpointState& e : es.endpoints) DUPLEX_RETURN_IF_ERROR(LoadParked(es, e));
+  }
+  ResolveOutput out;
+  std::map<std::string, size_t> traced;  // target -> its writes given a source commit time
+  int64_t watermark = ep->watermark;
+  for (size_t i = 0; i < entry.batch.changes.size(); ++i) {
+    const Change& c = entry.batch.changes[i];
+    // Writes planned from here on have seen the endpoint's stream up to this change.
+    ctx.seen[ep->name] = c.position;
+    if (c.op == Op::kMarker) {
+      watermark = std::max(watermark, c.apply_id);
+      ctx.watermarks[ep->name] = watermark;
+      continue;
+    }
+    if (key_texts[i].empty()) continue;
+    RecordState& state = states[c.collection][key_texts[i]];
+    if (c.op == Op::kRejected) {
+      es.resolver->Correct(c, ep->name, ctx, state, out);
+    } else if (c.op == Op::kPresent) {
+      if (!Resolver::Unknown(state)) {
+        es.resolver->Observe(c, ep->name, ctx, state, out);
+      } else if (c.after.is_object()) {
+        // A row duplex has never seen: copied, like a row of the initial load.
+        Change row = c;
+        row.op = Op::kInsert;
+        row.snapshot = true;
+        es.resolver->Merge(row, ep->name, watermark, ctx, state, out);
+        if (es.planner->Involves(c.collection)) {
+          DUPLEX_RETURN_IF_ERROR(CheckReferences(es, row, ep->name, watermark,
+                                                 c.collection + "\n" + key_texts[i], false, {},
+                                                 traced, states, ctx, out));
+        }
+      }
+    } else if (!es.planner->Involves(c.collection)) {
+      es.resolver->Merge(c, ep->name, watermark, ctx, state, out);
+    } else {
+      const bool was_live = state.exists;
+      const std::vector<std::string> parents_before =
+          was_live ? ParentRecords(es, c.collection, state.values) : std::vector<std::string>();
+      es.resolver->Merge(c, ep->name, watermark, ctx, state, out);
+      DUPLEX_RETURN_IF_ERROR(CheckReferences(es, c, ep->name, watermark,
+                                             c.collection + "\n" + key_texts[i], was_live,
+                                             parents_before, traced, states, ctx, out));
+    }
+    // For the sync latency metric: the writes this change caused carry its commit time (none
+    // for the initial load's snapshot rows and for corrections).
+    for (auto& [target, ops] : out.writes) {
+      size_t& done = traced[target];
+      for (; done < ops.size(); ++done) {
+        ops[done].txn = c.txn;  // one source transaction: one unit on the target (P7)
+        if (c.op == Op::kRejected || c.op == Op::kPresent || c.snapshot || c.commit_ms <= 0)
+          continue;
+        ops[done].source = ep->name;
+        ops[done].source_commit_ms = c.commit_ms;
+      }
+    }
+  }
+  for (const auto& [collection, records] : states) {
+    for (const auto& [key, state] : records) {
+      DUPLEX_RETURN_IF_ERROR(es.store->SaveRecord(collection, key, state));
+    }
+  }
+  const size_t conflicts = out.conflicts.size();
+  DUPLEX_RETURN_IF_ERROR(StoreOutput(es, out, ctx));
+  DUPLEX_RETURN_IF_ERROR(es.store->SetResolved(ep->name, watermark, entry.batch.end));
+  DUPLEX_RETURN_IF_ERROR(es.store->DeleteJournal(entry.id));
+  Counters counters;
+  counters.conflicts = static_cast<int64_t>(conflicts);
+  DUPLEX_RETURN_IF_ERROR(es.store->AddCounters(ep->name, counters));
+  DUPLEX_RETURN_IF_ERROR(txn.Commit());
+  ep->watermark = watermark;
+  ep->resolved = std::max(ep->resolved, entry.batch.end);
+  es.synced_changes += static_cast<int64_t>(out.changes);
+  return Status::Ok();
+}
+
+Result<bool> ResolveJournal(EngineState& es) {
+  DUPLEX_RETURN_IF_ERROR(EnsureRefIndex(es));
+  DUPLEX_ASSIGN_OR_RETURN(auto heads, es.store->JournalHeads(2));
+  for (const auto& [id, endpoint] : heads) {
+    while (!es.fresh.empty() && es.fresh.front().id < id) es.fresh.pop_front();
+    Status st;
+    if (!es.fresh.empty() && es.fresh.front().id == id) {
+      JournalEntry entry = std::move(es.fresh.front());
+      es.fresh.pop_front();
+      st = ResolveEntry(es, entry);
+    } else {
+      DUPLEX_ASSIGN_OR_RETURN(ChangeBatch batch, es.store->ReadJournalBatch(id));
+      st = ResolveEntry(es, JournalEntry{id, endpoint, std::move(batch)});
+    }
+    if (!st.ok()) {
+      // The transaction rolled back, and with it the apply ids of batches already cached:
+      // they would be handed out again for other batches.
+      es.fresh_outbox.clear();
+      return st;
+    }
+  }
+  return !heads.empty();
+}
+
+}  // namespace duplex

@@ -1,0 +1,252 @@
+#include "pipeline/schema_binding.h"
+
+#include <algorithm>
+#include <set>
+
+#include "util/log.h"
+
+namespace duplex {
+
+namespace {
+
+// What can clash between column types, whatever the system: numbers against text. SQLite's
+// affinity rules, plus PostgreSQL's names: numeric travels as exact text (README "PostgreSQL
+// types") and goes with either; dates, times and binary go with anything; arrays, json and
+// uuid are text.
+std::string AffinityClass(std::string type) {
+  std::transform(type.begin(), type.end(), type.begin(), ::toupper);
+  auto has = [&](const char* s) { return type.find(s) != std::string::npos; };
+  if (has("[]") || has("JSON") || has("UUID") || has("INTERVAL") || has("XML")) return "text";
+  if (type.empty() || has("BLOB") || has("BYTEA") || has("TIME") || has("DATE") || has("NUMERIC") ||
+      has("DECIMAL")) {
+    return "any";
+  }
+  if (has("INT")) return "numeric";
+  if (has("CHAR") || has("CLOB") || has("TEXT")) return "text";
+  return "numeric";  // REAL, FLOAT, DOUBLE, BOOLEAN...
+}
+
+std::string Where(const Config& config, int line) {
+  return config.path + (line > 0 ? ":" + std::to_string(line) : std::string());
+}
+
+const CollectionModel* FindModel(const std::vector<CollectionModel>& models,
+                                 const std::string& collection) {
+  for (const CollectionModel& m : models) {
+    if (m.config->name == collection) return &m;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe) {
+  SyncModel sync;
+  std::map<std::string, std::vector<CollectionBinding>>& bindings = sync.bindings;
+  // Foreign keys as the endpoints declare them, in canonical field names of the child.
+  struct DeclaredKey {
+    std::string endpoint, child;
+    std::vector<std::string> fields;
+    ForeignKeyInfo fk;
+  };
+  std::vector<DeclaredKey> declared;
+  for (const CollectionConfig& cc : config.collections) {
+    const std::string where = Where(config, cc.line) + ": collection '" + cc.name + "'";
+    // canonical field -> (endpoint -> column) and affinity per endpoint
+    std::map<std::string, std::map<std::string, std::string>> columns;
+    std::map<std::string, std::map<std::string, std::string>> types;
+    std::map<std::string, std::vector<std::string>> all_columns;
+    for (const CollectionEndpoint& ce : cc.endpoints) {
+      const std::string at = where + ", endpoint '" + ce.endpoint + "', table '" + ce.table + "'";
+      DUPLEX_ASSIGN_OR_RETURN(TableInfo info, describe(ce.endpoint, ce.table));
+      if (!info.exists) {
+        return Status::InvalidArgument(at + ": no such table; create it or fix `table`");
+      }
+      std::map<std::string, std::string> column_to_field;
+      for (const auto& [field, column] : ce.fields) column_to_field[column] = field;
+      std::set<std::string> have;
+      for (const ColumnInfo& col : info.columns) have.insert(col.name);
+      for (const auto& [field, column] : ce.fields) {
+        if (!have.count(column)) {
+          return Status::InvalidArgument(at + ": `fields` maps '" + field + "' to column '" +
+                                         column + "', which the table does not have");
+        }
+      }
+      std::set<std::string> pk;
+      auto field_of = [&](const std::string& column) {
+        auto it = column_to_field.find(column);
+        return it == column_to_field.end() ? column : it->second;
+      };
+      for (const ColumnInfo& col : info.columns) {
+        const std::string field = field_of(col.name);
+        columns[field][ce.endpoint] = col.name;
+        types[field][ce.endpoint] = col.type;
+        all_columns[ce.endpoint].push_back(col.name);
+        if (col.pk > 0) pk.insert(field);
+        if (cc.mapped_key && col.pk > 0 && !col.generated) {
+          return Status::InvalidArgument(
+              at +
+              ": key_mode = \"mapped\" needs a key the endpoint generates (SQLite "
+              "INTEGER PRIMARY KEY, a PostgreSQL identity or serial column), and column '" +
+              col.name + "' is not; use key_mode = \"shared\" or change the column");
+        }
+      }
+      for (const ForeignKeyInfo& fk : info.foreign_keys) {
+        DeclaredKey d{ce.endpoint, cc.name, {}, fk};
+        for (const std::string& c : fk.columns) d.fields.push_back(field_of(c));
+        declared.push_back(std::move(d));
+      }
+      for (const std::string& k : cc.key) {
+        if (!columns.count(k) || !columns[k].count(ce.endpoint)) {
+          return Status::InvalidArgument(at + ": key field '" + k +
+                                         "' has no column; add it or map it with `fields`");
+        }
+      }
+      if (pk != std::set<std::string>(cc.key.begin(), cc.key.end())) {
+        return Status::InvalidArgument(
+            at + ": the key [" + fmt::format("{}", fmt::join(cc.key, ", ")) +
+            "] must be the table's PRIMARY KEY (it is [" + fmt::format("{}", fmt::join(pk, ", ")) +
+            "]); change `key` or the table");
+      }
+    }
+    CollectionModel model;
+    model.config = &cc;
+    SchemaReport::Collection report;
+    report.config = &cc;
+    report.name = cc.name;
+    report.key = cc.key;
+    std::set<std::string> key(cc.key.begin(), cc.key.end());
+    for (const auto& [field, per_endpoint] : columns) {
+      if (per_endpoint.size() != cc.endpoints.size()) continue;  // not on every endpoint
+      std::string first_class, first_endpoint;
+      for (const auto& [endpoint, type] : types[field]) {
+        std::string cls = AffinityClass(type);
+        if (cls == "any") continue;
+        if (first_class.empty()) {
+          first_class = cls;
+          first_endpoint = endpoint;
+        } else if (cls != first_class) {
+          return Status::InvalidArgument(
+              where + ": type clash on field '" + field + "': " + first_endpoint + " has '" +
+              types[field][first_endpoint] + "', " + endpoint + " has '" + type +
+              "'; make the column types compatible or map another column with `fields`");
+        }
+      }
+      if (!key.count(field)) model.fields.push_back(field);
+    }
+    for (const auto& [field, rule] : cc.field_policies) {
+      if (std::find(model.fields.begin(), model.fields.end(), field) == model.fields.end()) {
+        return Status::InvalidArgument(where + ": `fields." + field +
+                                       "` sets a policy, but no column '" + field +
+                                       "' is synced (it must exist on every endpoint, under its "
+                                       "mapped name)");
+      }
+    }
+    report.synced = model.fields;
+    for (const CollectionEndpoint& ce : cc.endpoints) {
+      model.endpoints.push_back(ce.endpoint);
+      CollectionBinding b;
+      b.collection = cc.name;
+      b.table = ce.table;
+      b.key = cc.key;
+      for (const std::string& k : cc.key) b.fields.emplace_back(k, ce.Column(k));
+      for (const std::string& f : model.fields) b.fields.emplace_back(f, ce.Column(f));
+      std::set<std::string> synced_cols;
+      for (const auto& [f, c] : b.fields) synced_cols.insert(c);
+      for (const std::string& c : all_columns[ce.endpoint]) {
+        if (!synced_cols.count(c)) report.left_alone[ce.endpoint].push_back(c);
+      }
+      bindings[ce.endpoint].push_back(std::move(b));
+    }
+    sync.models.push_back(std::move(model));
+    sync.report.collections.push_back(std::move(report));
+  }
+  // The references between collections: declared foreign keys onto a synced table's key, and
+  // the config's `references`. A foreign key onto a table duplex does not sync, or onto
+  // columns other than the key, orders nothing.
+  std::vector<Reference> refs;
+  auto add = [&](Reference r, const std::string& immediate_on) {
+    for (Reference& have : refs) {
+      if (have.child == r.child && have.parent == r.parent && have.fields == r.fields) {
+        if (!immediate_on.empty()) have.immediate_on.insert(immediate_on);
+        return;
+      }
+    }
+    if (!immediate_on.empty()) r.immediate_on.insert(immediate_on);
+    refs.push_back(std::move(r));
+  };
+  for (const DeclaredKey& d : declared) {
+    const CollectionConfig* parent = nullptr;
+    const CollectionEndpoint* parent_at = nullptr;
+    for (const CollectionConfig& cc : config.collections) {
+      for (const CollectionEndpoint& ce : cc.endpoints) {
+        if (ce.endpoint == d.endpoint && ce.table == d.fk.ref_table) {
+          parent = &cc;
+          parent_at = &ce;
+        }
+      }
+    }
+    const CollectionModel* child = FindModel(sync.models, d.child);
+    if (!parent || !child || d.fk.ref_columns.size() != parent->key.size()) continue;
+    Reference r{d.child, {}, parent->name, parent->key, {}};
+    for (const std::string& k : parent->key) {
+      auto it = std::find(d.fk.ref_columns.begin(), d.fk.ref_columns.end(), parent_at->Column(k));
+      if (it == d.fk.ref_columns.end()) break;
+      const std::string& field = d.fields[static_cast<size_t>(it - d.fk.ref_columns.begin())];
+      if (std::find(child->fields.begin(), child->fields.end(), field) == child->fields.end()) {
+        break;  // not synced: duplex never writes it
+      }
+      r.fields.push_back(field);
+    }
+    if (r.fields.size() != parent->key.size()) continue;
+    add(std::move(r), d.fk.deferrable ? "" : d.endpoint);
+  }
+  for (const CollectionConfig& cc : config.collections) {
+    const CollectionModel* child = FindModel(sync.models, cc.name);
+    for (const auto& [field, parent] : cc.references) {
+      if (std::find(child->fields.begin(), child->fields.end(), field) == child->fields.end()) {
+        return Status::InvalidArgument(Where(config, cc.reference_lines.at(field)) +
+                                       ": collection '" + cc.name + "': references." + field +
+                                       " names a field that is not synced (it must be a column " +
+                                       "on every endpoint, under its mapped name)");
+      }
+      add(Reference{cc.name, {field}, parent, FindModel(sync.models, parent)->config->key, {}}, "");
+    }
+  }
+  // A reference to a collection with mapped keys is translated to the parent's key on the
+  // target, which exists only once the parent is written: in a cycle, the row goes in with
+  // the reference empty and an update sets it, whether the target could defer it or not.
+  for (Reference& r : refs) {
+    const CollectionModel* parent = FindModel(sync.models, r.parent);
+    const CollectionModel* child = FindModel(sync.models, r.child);
+    if (!parent || !child || !parent->config->mapped_key) continue;
+    r.immediate_on.insert(child->endpoints.begin(), child->endpoints.end());
+  }
+  const Planner planner(refs);
+  std::vector<std::string> names;
+  for (const CollectionConfig& cc : config.collections) names.push_back(cc.name);
+  const std::vector<std::string> order = planner.DependencyOrder(names);
+  auto rank = [&](const std::string& c) { return std::find(order.begin(), order.end(), c); };
+  for (const EndpointConfig& ep : config.endpoints) {
+    std::vector<CollectionBinding>& bs = bindings[ep.name];
+    // References to a collection with mapped keys travel as record ids, translated by the
+    // endpoint like the keys themselves.
+    for (CollectionBinding& b : bs) {
+      for (const Reference& r : refs) {
+        if (r.child != b.collection || r.fields.size() != 1) continue;
+        const CollectionModel* parent = FindModel(sync.models, r.parent);
+        if (parent && parent->config->mapped_key) b.mapped_refs[r.fields[0]] = r.parent;
+      }
+      const CollectionModel* self = FindModel(sync.models, b.collection);
+      b.mapped_key = self && self->config->mapped_key;
+    }
+    // Parents first: the initial load then loads them first.
+    std::stable_sort(bs.begin(), bs.end(), [&](const auto& x, const auto& y) {
+      return rank(x.collection) < rank(y.collection);
+    });
+  }
+  sync.references = std::move(refs);
+  return sync;
+}
+
+}  // namespace duplex
