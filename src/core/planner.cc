@@ -79,6 +79,8 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
     std::vector<size_t> next;
     std::vector<InRef> parents;   // inserts of the parents this node's new values refer to
     size_t same_next = SIZE_MAX;  // the next write to the same record
+    size_t same_prev = SIZE_MAX;  // the previous write to the same record
+    bool cleared = false;         // a delete whose references were cleared by an update
   };
   std::vector<Node> nodes;
   nodes.reserve(end - begin);
@@ -101,6 +103,7 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
     if (!first) {
       edge(it->second, i);
       nodes[it->second].same_next = i;
+      nodes[i].same_prev = it->second;
       it->second = i;
     }
     if (nodes[i].op.op == Op::kInsert) inserts[record[i]].push_back(i);
@@ -134,6 +137,67 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (nodes[i].waiting == 0) ready.emplace(nodes[i].rank, i);
   }
+  // For a delete `x` in a cycle: an update, ready now, that empties x's references to rows
+  // deleted later in this transaction where `target` checks them per statement. Those deletes
+  // wait for the update instead of x; x follows the update and expects the emptied fields
+  // (RowOp::expected: the delete compares every field). False if nothing is to be cleared, or
+  // an earlier write to x's record is still waiting (the update must follow it).
+  auto clear_before_delete = [&](size_t x) {
+    nodes[x].cleared = true;
+    if (nodes[x].same_prev != SIZE_MAX && !nodes[nodes[x].same_prev].done) return false;
+    auto refs = by_child_.find(nodes[x].op.collection);
+    if (refs == by_child_.end()) return false;
+    // (reference, delete of its parent waiting for x through it)
+    std::vector<std::pair<const Reference*, size_t>> clear;
+    for (size_t r : refs->second) {
+      const Reference& ref = refs_[r];
+      if (!ref.immediate_on.count(target)) continue;
+      const std::string parent = ParentKey(ref, nodes[x].op.expected);
+      // A row referring to itself is deleted in one statement: the check finds it gone.
+      if (parent.empty() || parent == record[x]) continue;
+      std::set<size_t> deletes;
+      for (size_t n : nodes[x].next) {
+        if (!nodes[n].done && nodes[n].op.op == Op::kDelete && RecordOf(nodes[n].op) == parent) {
+          deletes.insert(n);
+        }
+      }
+      for (size_t d : deletes) clear.emplace_back(&ref, d);
+    }
+    if (clear.empty()) return false;
+    Node f;
+    f.op.op = Op::kUpdate;
+    f.op.collection = nodes[x].op.collection;
+    f.op.key = nodes[x].op.key;
+    f.op.values = Row::object();
+    f.op.expected = Row::object();
+    f.op.seen = nodes[x].op.seen;
+    f.op.txn = nodes[x].op.txn;
+    f.rank = nodes[x].rank;
+    f.same_prev = nodes[x].same_prev;
+    f.same_next = x;
+    nodes.push_back(std::move(f));
+    const size_t fix = nodes.size() - 1;
+    for (const auto& [ref, d] : clear) {
+      // One edge per reference: x may refer to the same parent through several.
+      std::vector<size_t>& next = nodes[x].next;
+      auto it = std::find(next.begin(), next.end(), d);
+      if (it == next.end()) continue;
+      next.erase(it);
+      --nodes[d].waiting;
+      edge(fix, d);
+      for (const std::string& field : ref->fields) {
+        Value& v = nodes[x].op.expected[field];
+        if (v.is_null()) continue;
+        nodes[fix].op.values[field] = nullptr;
+        nodes[fix].op.expected[field] = v;
+        v = nullptr;
+      }
+    }
+    nodes[x].same_prev = fix;
+    edge(fix, x);
+    ready.emplace(nodes[fix].rank, fix);
+    return true;
+  };
   size_t written = 0;
   while (written < nodes.size()) {
     if (ready.empty()) {
@@ -141,6 +205,12 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
       size_t x = SIZE_MAX;
       for (size_t i = 0; i < nodes.size(); ++i) {
         if (!nodes[i].done && (x == SIZE_MAX || nodes[i].rank < nodes[x].rank)) x = i;
+      }
+      // Where the target checks a reference per statement, a delete cannot go while a row
+      // still refers to it: clear this row's references to rows deleted later with an update
+      // now, which lets those go first, and delete this row after them.
+      if (nodes[x].op.op == Op::kDelete && !nodes[x].cleared && clear_before_delete(x)) {
+        continue;
       }
       // Where the target checks a reference per statement, write it empty now and set it
       // with a follow-up update once the parent is written.

@@ -37,7 +37,8 @@ class Planner {
   // and stay so. A cycle (rows referencing each other, or a self-referencing row pair) is
   // written in its original order where `target` defers the constraint; where it checks per
   // statement, the row is inserted with the reference empty and an update sets it once the
-  // parent is written.
+  // parent is written; a deleted cycle there gets an update emptying one row's references to
+  // the other deleted rows first, and that row's delete then expects them empty.
   void Order(const std::string& target, std::vector<RowOp>& ops) const;
 
   // `collections` with every referenced collection before those referencing it; otherwise in

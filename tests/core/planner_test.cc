@@ -139,6 +139,70 @@ TEST(PlannerTest, CycleOnADeferredConstraintKeepsTheSourceOrder) {
             (std::vector<std::string>{"I employee 1 manager_id=2", "I employee 2 manager_id=1"}));
 }
 
+// Issue 15: neither row of a deleted cycle can go first where the target checks each
+// statement; one row's reference is cleared first, in the same transaction.
+TEST(PlannerTest, DeletedCycleOnAnImmediateConstraintIsClearedFirst) {
+  Planner p = Make();
+  std::vector<RowOp> ops = {Delete("employee", 1, {{"name", "x"}, {"manager_id", 2}}),
+                            Delete("employee", 2, {{"name", "y"}, {"manager_id", 1}})};
+  ops[0].seen = 41;
+  ops[0].txn = ops[1].txn = 9;
+  p.Order("pg", ops);
+  EXPECT_EQ(Describe(ops), (std::vector<std::string>{"U employee 1 manager_id=null", "D employee 2",
+                                                     "D employee 1"}));
+  // Compare-and-set: the update expects the reference as it was, the delete what the update
+  // left, the other delete the row untouched.
+  EXPECT_EQ(ops[0].values, (Row{{"manager_id", nullptr}}));
+  EXPECT_EQ(ops[0].expected, (Row{{"manager_id", 2}}));
+  EXPECT_EQ(ops[0].seen, 41);
+  EXPECT_EQ(ops[0].txn, 9);
+  EXPECT_EQ(ops[1].expected, (Row{{"name", "y"}, {"manager_id", 1}}));
+  EXPECT_EQ(ops[2].expected, (Row{{"name", "x"}, {"manager_id", nullptr}}));
+  EXPECT_EQ(ops[2].seen, 41);
+}
+
+TEST(PlannerTest, DeletedCycleOfThreeNeedsOneUpdate) {
+  Planner p = Make();
+  std::vector<RowOp> ops = {Delete("employee", 1, {{"manager_id", 2}}),
+                            Delete("employee", 2, {{"manager_id", 3}}),
+                            Delete("employee", 3, {{"manager_id", 1}})};
+  p.Order("pg", ops);
+  EXPECT_EQ(Describe(ops), (std::vector<std::string>{"U employee 1 manager_id=null", "D employee 2",
+                                                     "D employee 3", "D employee 1"}));
+  EXPECT_EQ(ops[1].expected, (Row{{"manager_id", 3}}));
+  EXPECT_EQ(ops[3].expected, (Row{{"manager_id", nullptr}}));
+}
+
+TEST(PlannerTest, DeletedCycleClearsOnlyARowInTheCycle) {
+  Planner p = Make();
+  // 3 reports to 1, outside the cycle 1 <-> 2: deleted first, without an update.
+  std::vector<RowOp> ops = {Delete("employee", 3, {{"manager_id", 1}}),
+                            Delete("employee", 1, {{"manager_id", 2}}),
+                            Delete("employee", 2, {{"manager_id", 1}})};
+  p.Order("pg", ops);
+  EXPECT_EQ(Describe(ops), (std::vector<std::string>{"D employee 3", "U employee 1 manager_id=null",
+                                                     "D employee 2", "D employee 1"}));
+}
+
+TEST(PlannerTest, DeletedSelfReferenceNeedsNoUpdate) {
+  Planner p = Make();
+  // A row referring to itself goes in one statement; 2 reports to it and goes first.
+  std::vector<RowOp> ops = {Delete("employee", 1, {{"manager_id", 1}}),
+                            Delete("employee", 2, {{"manager_id", 1}})};
+  p.Order("pg", ops);
+  EXPECT_EQ(Describe(ops), (std::vector<std::string>{"D employee 2", "D employee 1"}));
+  EXPECT_EQ(ops[1].expected, (Row{{"manager_id", 1}}));
+}
+
+TEST(PlannerTest, DeletedCycleOnADeferredConstraintKeepsTheSourceOrder) {
+  Planner p = Make();
+  std::vector<RowOp> ops = {Delete("employee", 1, {{"manager_id", 2}}),
+                            Delete("employee", 2, {{"manager_id", 1}})};
+  p.Order("lite", ops);
+  EXPECT_EQ(Describe(ops), (std::vector<std::string>{"D employee 1", "D employee 2"}));
+  EXPECT_EQ(ops[0].expected, (Row{{"manager_id", 2}}));
+}
+
 TEST(PlannerTest, UnrelatedCollectionsAreLeftAlone) {
   Planner p = Make();
   std::vector<RowOp> ops = {Insert("note", 2), Delete("note", 1), Insert("note", 1)};

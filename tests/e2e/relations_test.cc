@@ -326,6 +326,52 @@ TEST_P(RelationsTest, MutualReferencesInOneTransaction) {
   EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
 }
 
+// Issue 15: rows referring to each other deleted in one source transaction. PostgreSQL's
+// plain foreign key is NOT DEFERRABLE and checks each statement, so neither row of a cycle can
+// go first: duplex clears the references among the deleted rows, then deletes them, in one
+// transaction. A row referring to itself goes in one statement.
+TEST_P(RelationsTest, MutualReferencesDeletedInOneTransaction) {
+  Make();
+  // Made as an application on PostgreSQL must: references empty first, set afterwards. 7 and 8
+  // manage each other, 1 manages itself, 2 -> 4 -> 3 -> 2; 9 stays.
+  Exec(a_,
+       "BEGIN; INSERT INTO employee VALUES (7, 'x', NULL), (8, 'y', 7), (1, 'self', NULL), "
+       "(2, 'p', NULL), (3, 'q', 2), (4, 'r', 3), (9, 'boss', NULL); "
+       "UPDATE employee SET manager_id = 8 WHERE id = 7; "
+       "UPDATE employee SET manager_id = 1 WHERE id = 1; "
+       "UPDATE employee SET manager_id = 4 WHERE id = 2; COMMIT;");
+  SyncIdle();
+  EXPECT_EQ(Query(b_, "SELECT id, manager_id FROM employee ORDER BY id"),
+            "1|1\n2|4\n3|2\n4|3\n7|8\n8|7\n9|NULL\n");
+  // Deleted one by one in one transaction where the source defers the check (SQLite), in one
+  // statement where it does not (PostgreSQL).
+  auto delete_all = [&](const std::vector<int>& ids) {
+    std::string sql = "BEGIN; ";
+    if (a_.pg()) {
+      std::string list;
+      for (int id : ids) list += (list.empty() ? "" : ", ") + std::to_string(id);
+      sql += "DELETE FROM employee WHERE id IN (" + list + "); ";
+    } else {
+      sql += "PRAGMA defer_foreign_keys = ON; ";
+      for (int id : ids) sql += "DELETE FROM employee WHERE id = " + std::to_string(id) + "; ";
+    }
+    Exec(a_, sql + "COMMIT;");
+  };
+  delete_all({7, 8});
+  SyncIdle();
+  EXPECT_EQ(Query(b_, "SELECT id, manager_id FROM employee ORDER BY id"),
+            "1|1\n2|4\n3|2\n4|3\n9|NULL\n");
+  delete_all({1});
+  SyncIdle();
+  EXPECT_EQ(Query(b_, "SELECT id, manager_id FROM employee ORDER BY id"),
+            "2|4\n3|2\n4|3\n9|NULL\n");
+  delete_all({2, 3, 4});
+  SyncIdle();
+  EXPECT_EQ(Query(b_, "SELECT id, manager_id FROM employee ORDER BY id"), "9|NULL\n");
+  EXPECT_EQ(Graph(a_), Graph(b_)) << FirstDifference(Graph(a_), Graph(b_));
+  EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
+}
+
 TEST_P(RelationsTest, MutualReferencesWithMappedKeys) {
   if (GetParam() == "pg") GTEST_SKIP() << "needs a source that defers the constraint";
   Make(/*mapped=*/true);
@@ -337,6 +383,13 @@ TEST_P(RelationsTest, MutualReferencesWithMappedKeys) {
   SyncIdle();
   EXPECT_EQ(Graph(a_), Graph(b_)) << FirstDifference(Graph(a_), Graph(b_));
   EXPECT_EQ(Query(b_, "SELECT count(*) FROM employee WHERE manager_id IS NULL"), "0\n");
+  EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
+  // Deleted together (issue 15): one reference cleared first, then both rows go.
+  Exec(a_,
+       "BEGIN; PRAGMA defer_foreign_keys = ON; DELETE FROM employee WHERE name = 'x'; "
+       "DELETE FROM employee WHERE name = 'y'; COMMIT;");
+  SyncIdle();
+  EXPECT_EQ(Query(b_, "SELECT count(*) FROM employee"), "0\n");
   EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
 }
 
