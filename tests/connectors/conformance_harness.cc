@@ -10,9 +10,9 @@
 #include <thread>
 #include <utility>
 
+#include "connectors/memory/memory_connector.h"
 #include "connectors/postgres/postgres_connector.h"
 #include "connectors/sqlite/sqlite_connector.h"
-#include "connectors/memory/memory_connector.h"
 #include "support/test_util.h"
 #include "util/json_value.h"
 #include "util/sqlite.h"
