@@ -223,5 +223,76 @@ TEST_F(RestoreTest, PostgresLogicalEndpointRestoredFromADump) {
       false);
 }
 
+// Starting duplex must not make applications wait. An application transaction writes a synced
+// table (its capture trigger writes duplex's changelog) and stays open; `duplex run` starts;
+// another session writes the same table. Before the fix, every start re-ran its install DDL,
+// an ALTER TABLE of the changelog whose ACCESS EXCLUSIVE request queued behind the open
+// transaction, and every later write queued behind it: the second session did not commit
+// within seconds (trigger capture: it hit its 10 s statement timeout), and never if the open
+// transaction waited for it.
+class LockTest : public RestoreTest, public ::testing::WithParamInterface<std::string> {};
+
+INSTANTIATE_TEST_SUITE_P(Capture, LockTest, ::testing::Values("logical", "trigger"),
+                         [](const auto& info) { return info.param; });
+
+TEST_P(LockTest, StartingDuplexDoesNotQueueApplicationWritesBehindItsDdl) {
+  const std::string db = "locks_" + GetParam();
+  NewDatabase(db, kPgItems);
+  SqlExec(Db("a"), kItems);
+  WriteConfig(db, GetParam());
+  SyncIdle();  // installed; nothing needs to change at the next start
+
+  std::unique_ptr<PGconn, decltype(&PQfinish)> open_txn(PQconnectdb(cluster_->dsn(db).c_str()),
+                                                        &PQfinish);
+  ASSERT_EQ(PQstatus(open_txn.get()), CONNECTION_OK);
+  PQclear(PQexec(open_txn.get(), "BEGIN; INSERT INTO items VALUES (1, 'open', 1)"));
+  std::unique_ptr<Process> run = Background({"run"});
+  // Until duplex waits for a lock, or has been connected for 3 s without waiting for one.
+  auto connected = std::chrono::steady_clock::time_point::max();
+  testing::PollUntil(
+      [&] {
+        const std::string waiting =
+            PgQuery(db,
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE "
+                    "a.application_name = 'duplex' AND NOT l.granted");
+        if (waiting != "0\n") return true;
+        const bool on = PgQuery(db,
+                                "SELECT count(*) > 0 FROM pg_stat_activity WHERE "
+                                "application_name = 'duplex'") == "t\n";
+        if (on && connected == std::chrono::steady_clock::time_point::max()) {
+          connected = std::chrono::steady_clock::now();
+        }
+        return on && std::chrono::steady_clock::now() - connected > milliseconds(3000);
+      },
+      milliseconds(60000), milliseconds(50));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<PGconn, decltype(&PQfinish)> other(PQconnectdb(cluster_->dsn(db).c_str()),
+                                                     &PQfinish);
+  ASSERT_EQ(PQstatus(other.get()), CONNECTION_OK);
+  PQclear(PQexec(other.get(), "SET statement_timeout = '10s'"));
+  PGresult* r = PQexec(other.get(), "INSERT INTO items VALUES (2, 'other', 2)");
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  const std::string error = PQresultErrorMessage(r);
+  PQclear(r);
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  PQclear(PQexec(open_txn.get(), "COMMIT"));
+  EXPECT_TRUE(ok) << error;
+  // A write that waits for nothing takes milliseconds; a generous bound for a loaded machine.
+  EXPECT_LT(waited, 3.0) << "the application's INSERT waited " << waited << " s";
+
+  // And duplex syncs both rows once the transaction is over.
+  EXPECT_TRUE(testing::PollUntil(
+      [&] {
+        return Rows("a") == Rows("b", db) && Rows("a").find("2|other|2") != std::string::npos;
+      },
+      milliseconds(30000), milliseconds(100)))
+      << Rows("a") << "\n"
+      << Rows("b", db);
+  run->Signal(SIGTERM);
+  EXPECT_EQ(run->Wait(milliseconds(30000)), 0) << run->Err();
+}
+
 }  // namespace
 }  // namespace duplex

@@ -103,6 +103,19 @@ Result<bool> Installer::IsInstalled() {
 
 Status Installer::Install() {
   DUPLEX_RETURN_IF_ERROR(ep_.EnsureDb());
+  // Nothing to change: no DDL. Its locks would queue behind any application transaction open on
+  // a synced table, and every later write to that table would queue behind them (issue 15).
+  DUPLEX_ASSIGN_OR_RETURN(bool installed, IsInstalled());
+  if (installed) return ep_.LoadTypes();
+  // DDL that is needed waits for its locks at most kLockTimeout, then fails as Unavailable
+  // (55P03): the engine tries again later, and no application write waits behind it longer.
+  DUPLEX_RETURN_IF_ERROR(ep_.db.Run(std::string("SET lock_timeout = '") + kLockTimeout + "'"));
+  Status st = InstallAll();
+  Status reset = ep_.db.Run("RESET lock_timeout");
+  return st.ok() ? reset : st;
+}
+
+Status Installer::InstallAll() {
   DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> problems, Preflight());
   if (!problems.empty()) {
     return Status::InvalidArgument(ep_.Where() + ": cannot install capture:\n  - " +

@@ -23,10 +23,15 @@ class Installer {
   // Connector::Preflight, IsInstalled, Install and Uninstall.
   Result<std::vector<std::string>> Preflight();
   Result<bool> IsInstalled();
+  // No DDL at all when IsInstalled(); otherwise what is needed, each lock waited for at most
+  // kLockTimeout (Unavailable past it: tried again later).
   Status Install();
   Status Uninstall();
 
+  static constexpr const char* kLockTimeout = "500ms";
+
  private:
+  Status InstallAll();
   PgEndpoint& ep_;
   KeyMap& keys_;
   PgCapture& capture_;

@@ -46,6 +46,30 @@ Status TriggerCapture::InstallObjects() {
       ep_.Q(ep_.TableName("acked")) + " (id int PRIMARY KEY CHECK (id = 1), pos bigint NOT NULL)");
 }
 
+Result<bool> TriggerCapture::ObjectsInstalled() {
+  DUPLEX_ASSIGN_OR_RETURN(
+      std::optional<std::string> ok,
+      ep_.db.Scalar("SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND "
+                    "to_regclass($3) IS NOT NULL",
+                    {ep_.Q(ep_.TableName("log")), ep_.Q(ep_.TableName("applied")),
+                     ep_.Q(ep_.TableName("acked"))}));
+  return ok.value_or("f") == "t";
+}
+
+Result<bool> TriggerCapture::TablesInstalled() {
+  for (const BoundTable& t : ep_.tables) {
+    DUPLEX_ASSIGN_OR_RETURN(
+        std::optional<std::string> ok,
+        ep_.db.Scalar("SELECT EXISTS (SELECT 1 FROM pg_trigger g JOIN pg_proc p ON p.oid = "
+                      "g.tgfoid WHERE g.tgrelid = to_regclass($1) AND g.tgname = $2 AND NOT "
+                      "g.tgisinternal AND g.tgenabled <> 'D' AND p.prosrc LIKE '%' || $3 || "
+                      "'%')",
+                      {ep_.Q(t.binding.table), ep_.TableName("capture"), kTriggerVersion}));
+    if (ok.value_or("f") != "t") return false;
+  }
+  return true;
+}
+
 Status TriggerCapture::InstallTable(const BoundTable& t, bool snapshot) {
   const std::string fn = ep_.Q(ep_.TableName("capture_" + t.binding.table));
   DUPLEX_ASSIGN_OR_RETURN(std::string new_image, ep_.ImageSql(t, "NEW."));
@@ -63,6 +87,9 @@ Status TriggerCapture::InstallTable(const BoundTable& t, bool snapshot) {
                     "SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $duplex$\n"
                     "DECLARE o jsonb; n jsonb;\n"
                     "BEGIN\n"
+                    "  -- " +
+                    std::string(kTriggerVersion) +
+                    "\n"
                     "  IF current_setting('duplex.origin', true) = " +
                     QuoteLiteral(ep_.opt.tag) +
                     " THEN\n"

@@ -17,6 +17,10 @@ namespace duplex::pg {
 // `_acked` what duplex acked (CheckRestored).
 class TriggerCapture final : public PgCapture {
  public:
+  // Written into each trigger function's body; bump it when the generated function changes,
+  // so that an install by an older duplex counts as not installed and is replaced.
+  static constexpr const char* kTriggerVersion = "duplex trigger 2";
+
   TriggerCapture(PgEndpoint& ep, KeyMap& keys) : ep_(ep), keys_(keys) {}
 
   Status Preflight(bool, bool, const std::string&, const std::string&,
@@ -25,9 +29,11 @@ class TriggerCapture final : public PgCapture {
   }
   bool NeedsReplicaIdentity() const override { return false; }
   const char* OwnershipNeededFor() const override { return "creating its triggers needs"; }
-  Result<bool> ObjectsInstalled() override { return true; }
+  // The log, `_applied` and `_acked` tables.
+  Result<bool> ObjectsInstalled() override;
   std::string LogTable() const override { return ep_.Q(ep_.TableName("log")); }
-  Result<bool> TablesInstalled() override { return true; }
+  // Every bound table has its trigger, calling a function of this duplex's trigger version.
+  Result<bool> TablesInstalled() override;
   Status InstallObjects() override;
   Status InstallTable(const BoundTable& t, bool snapshot) override;
   Status ForgetTable(const std::string& table) override;
