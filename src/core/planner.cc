@@ -83,6 +83,20 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
     bool cleared = false;         // a delete whose references were cleared by an update
   };
   std::vector<Node> nodes;
+  // An update of the record node `x` writes, in its unit and with its `seen` (values and
+  // expected filled by the caller): what breaks a cycle on a per-statement constraint.
+  auto update_of = [&nodes](size_t x, size_t rank) {
+    Node f;
+    f.op.op = Op::kUpdate;
+    f.op.collection = nodes[x].op.collection;
+    f.op.key = nodes[x].op.key;
+    f.op.values = Row::object();
+    f.op.expected = Row::object();
+    f.op.seen = nodes[x].op.seen;
+    f.op.txn = nodes[x].op.txn;
+    f.rank = rank;
+    return f;
+  };
   nodes.reserve(end - begin);
   for (size_t i = begin; i < end; ++i) {
     Node n;
@@ -164,15 +178,7 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
       for (size_t d : deletes) clear.emplace_back(&ref, d);
     }
     if (clear.empty()) return false;
-    Node f;
-    f.op.op = Op::kUpdate;
-    f.op.collection = nodes[x].op.collection;
-    f.op.key = nodes[x].op.key;
-    f.op.values = Row::object();
-    f.op.expected = Row::object();
-    f.op.seen = nodes[x].op.seen;
-    f.op.txn = nodes[x].op.txn;
-    f.rank = nodes[x].rank;
+    Node f = update_of(x, nodes[x].rank);
     f.same_prev = nodes[x].same_prev;
     f.same_next = x;
     nodes.push_back(std::move(f));
@@ -220,16 +226,7 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
         for (const InRef& in : parents) {
           if (nodes[in.from].done || !in.ref->immediate_on.count(target)) continue;
           if (fix == SIZE_MAX) {
-            Node f;
-            f.op.op = Op::kUpdate;
-            f.op.collection = nodes[x].op.collection;
-            f.op.key = nodes[x].op.key;
-            f.op.values = Row::object();
-            f.op.expected = Row::object();
-            f.op.seen = nodes[x].op.seen;
-            f.op.txn = nodes[x].op.txn;
-            f.rank = nodes[x].rank + 1;
-            nodes.push_back(std::move(f));
+            nodes.push_back(update_of(x, nodes[x].rank + 1));
             fix = nodes.size() - 1;
             edge(x, fix);
             if (nodes[x].same_next != SIZE_MAX) edge(fix, nodes[x].same_next);
