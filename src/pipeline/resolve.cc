@@ -13,7 +13,7 @@ Status StoreOutput(EngineState& es, ResolveOutput& out, const PlanContext& ctx) 
   const double now = es.env->WallMs();
   for (const std::string& target : out.observe) out.writes[target];  // even if empty
   for (auto& [target, ops] : out.writes) {
-    // Writes taken back in this step (engine_refs.cc) are marked, not removed.
+    // Writes taken back in this step (references.cc) are marked, not removed.
     std::erase_if(ops, [](const RowOp& op) { return op.op == Op::kMarker; });
     if (ops.empty() && !out.observe.count(target)) continue;
     es.planner->Order(target, ops);

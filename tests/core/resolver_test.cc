@@ -521,8 +521,8 @@ TEST_F(ResolverTest, RepeatedDeleteIsObservedThroughAnEmptyBatch) {
   EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 5}, {"w", 6}}));
 }
 
-// Writes taken back before they landed (engine_refs.cc): what the endpoint holds is what it
-// held before them, newest undone first, and planning again writes them anew.
+// Writes taken back before they landed (src/pipeline/references.cc): what the endpoint holds is
+// what it held before them, newest undone first, and planning again writes them anew.
 TEST_F(ResolverTest, RetractedWritesAreUndoneAndPlannedAgain) {
   ResolveOutput created =
       Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 1}}, 100));

@@ -75,10 +75,11 @@ TEST(SimTest, Seeds) {
 
 // Seeds that found engine bugs, kept whatever the default seed range becomes (README).
 //   51: (first slice's generator) a capture failing right after a successful Poll lost the
-//       news of the change (Engine::CaptureFrom); kept as a plain seed of today's generator.
+//       news of the change (CaptureFrom, src/pipeline/capture.cc); kept as a plain seed of today's
+//       generator.
 //   6, 32, 33: a connector redelivering changes it had delivered (a capture from an earlier
 //       position) made the engine merge them twice, bringing old values back (P1, P4).
-//       Engine::CaptureFrom now drops changes at or before the capture position.
+//       CaptureFrom now drops changes at or before the capture position.
 TEST(SimTest, RegressionSeeds) {
   spdlog::set_level(spdlog::level::off);
   for (uint64_t seed : {6, 32, 33, 51}) {
@@ -140,7 +141,7 @@ TEST(SimTest, RegressionSeedsKeepDeleteConflict) {
 // A parent deleted on one endpoint while another adds a child to it (`--parent-deletes`):
 // each target refused the other's write by its foreign key, and the endpoints diverged with
 // two dead letters (seed 47, 120 steps, 4 keys). Fixed by the rule of DESIGN §4 for a delete
-// against a new reference (src/pipeline/engine_refs.cc): delete wins takes the child along,
+// against a new reference (src/pipeline/references.cc): delete wins takes the child along,
 // keep brings the parent back. Found on the way: the parent's delete refused for a child the
 // engine had not captured yet, when the parent was made again before that child arrived
 // (1921, and 1745 with keep); refused for a child moved away from it by a concurrent insert
@@ -150,9 +151,10 @@ TEST(SimTest, RegressionSeedsKeepDeleteConflict) {
 // batch (30268); what was left of a dead letter (a child moved away) planned after the
 // parent's delete it had to precede (30482). With 300 steps: a child's insert refused for its
 // deleted parent, after the child had been deleted and made again with another parent
-// (63305): the refused insert is overtaken (Engine::Superseded), not parked; a refused
-// transaction of a cascaded child's delete and its parent's delete, where the parent was made
-// again since (71560, 150 steps, 4 keys): planned again whole, as one write of it was overtaken.
+// (63305): the refused insert is overtaken (Superseded, src/pipeline/dead_letters.cc), not parked;
+// a refused transaction of a cascaded child's delete and its parent's delete, where the parent was
+// made again since (71560, 150 steps, 4 keys): planned again whole, as one write of it was
+// overtaken.
 TEST(SimTest, RegressionSeedsParentDeletedWhileAChildIsAdded) {
   spdlog::set_level(spdlog::level::off);
   for (auto [seed, steps, keys, keep] : {std::tuple{47, 120, 4, 0},
