@@ -67,14 +67,7 @@ Result<std::vector<std::string>> RecordTable::Unscanned(const std::string& colle
       (SELECT 1 FROM temp.scanned t WHERE t.collection = ?1 AND t.key = r.key)
     ORDER BY r.key LIMIT ?3)sql"));
   s->Bind(1, collection).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
-  std::vector<std::string> out;
-  while (true) {
-    DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
-    if (!row) break;
-    out.push_back(s->Text(0));
-  }
-  s->Reset();
-  return out;
+  return StoreDb::Texts(*s);
 }
 
 }  // namespace duplex

@@ -18,14 +18,7 @@ Result<std::vector<std::string>> RefIndex::ChildrenOf(const std::string& parent)
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
                           db_.Cached("SELECT child FROM refs WHERE parent = ? ORDER BY child"));
   s->Bind(1, parent);
-  std::vector<std::string> out;
-  while (true) {
-    DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
-    if (!row) break;
-    out.push_back(s->Text(0));
-  }
-  s->Reset();
-  return out;
+  return StoreDb::Texts(*s);
 }
 
 Status RefIndex::Rebuild(const std::string& signature, const std::vector<std::string>& collections,

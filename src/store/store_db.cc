@@ -19,4 +19,15 @@ Result<int64_t> StoreDb::ScalarInt(sqlite::Stmt& s) {
   return n;
 }
 
+Result<std::vector<std::string>> StoreDb::Texts(sqlite::Stmt& s) {
+  std::vector<std::string> out;
+  while (true) {
+    DUPLEX_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back(s.Text(0));
+  }
+  s.Reset();
+  return out;
+}
+
 }  // namespace duplex

@@ -2,6 +2,8 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "duplex/result.h"
 #include "util/sqlite.h"
@@ -25,6 +27,8 @@ class StoreDb {
   Result<sqlite::Stmt*> Cached(const char* sql);
   // The first column of the first row of `s` (0 if none); resets `s`.
   static Result<int64_t> ScalarInt(sqlite::Stmt& s);
+  // The first column of every row of `s`, as text; resets `s`.
+  static Result<std::vector<std::string>> Texts(sqlite::Stmt& s);
 
  private:
   sqlite::Db db_;
