@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "duplex/ids.h"
+
 namespace duplex {
 
 // A field value as it travels through duplex: JSON null, integer, float, string, or
@@ -13,10 +15,6 @@ using Value = nlohmann::json;
 // A row image: a JSON object from canonical field name (the collection's name for the field,
 // not the endpoint's column name) to Value. Null when there is no image.
 using Row = nlohmann::json;
-
-// A durable position in one endpoint's change stream (SQLite changelog seq, PostgreSQL LSN).
-// Positions only grow; 0 means "from the beginning".
-using Position = int64_t;
 
 enum class Op : char {
   kInsert = 'I',
@@ -35,6 +33,12 @@ enum class Op : char {
   // endpoint's row and plans the writes that bring it to the agreed values; the agreed values
   // do not change. Used to bring back an endpoint restored from a backup (docs/DESIGN.md §6).
   kPresent = 'P',
+  // Made by the engine, never by a connector: an endpoint without markers
+  // (Capabilities::markers) showed values duplex wrote there, as its ledger recorded them
+  // (docs/DESIGN.md §3.4). `after` holds those fields (and the key), or is null when the
+  // write was a delete and the row is gone; `apply_id` is the latest apply they come from.
+  // The endpoint has observed those writes; it is no edit.
+  kEcho = 'E',
 };
 
 // One committed row change captured from an endpoint, in canonical names.
@@ -46,26 +50,33 @@ struct Change {
   Row after;               // after image (null for deletes)
   double commit_ms = 0;    // source commit time, ms since the Unix epoch; 0 when unknown
   bool snapshot = false;   // read by the initial load, not by a trigger
-  Position position = 0;   // this change's position in the source stream
-  int64_t apply_id = 0;    // kMarker, kRejected: id of duplex's apply batch
-  // The source transaction: changes of one batch with the same non-zero `txn` were committed
-  // together (PostgreSQL: the xid). 0 when the source cannot tell: the whole batch is then
+  Position position;       // this change's position in the source stream
+  ApplyId apply_id = 0;    // kMarker, kRejected: id of duplex's apply batch
+  // The source transaction: changes of one batch with the same `txn` were committed together
+  // (PostgreSQL: the xid). kUnknownTxn when the source cannot tell: the whole batch is then
   // treated as one transaction.
-  int64_t txn = 0;
+  TxnId txn = kUnknownTxn;
 };
 
 // Changes in commit order. Whole source transactions, except that a transaction larger than
 // the capture limit (or a backlog whose boundaries the source cannot tell) is cut at the limit.
 struct ChangeBatch {
   std::vector<Change> changes;
-  Position end = 0;  // resume position after this batch (the last change's position)
+  Position end;  // resume position after this batch (the last change's position)
+};
+
+// What a RowOp writes.
+enum class WriteOp : char {
+  kInsert = 'I',  // the row must be absent
+  kUpdate = 'U',  // set `values`; the row must hold `expected`
+  kDelete = 'D',  // the row must hold `expected`
 };
 
 // One conditional row write (compare-and-set). It applies only if the target row is as duplex
 // believes it is; otherwise it is rejected, changes nothing, and the endpoint's own concurrent
 // change, which must then be in its stream, is resolved when it arrives.
 struct RowOp {
-  Op op = Op::kUpdate;     // kInsert: row must be absent; kUpdate/kDelete: `expected` must match
+  WriteOp op = WriteOp::kUpdate;
   std::string collection;  // canonical collection name
   Row key;                 // key field -> value
   Row values;              // kInsert: every synced field; kUpdate: the fields to set
@@ -74,20 +85,20 @@ struct RowOp {
   // when it planned this write. If the application changed the row after it, the write was
   // planned without seeing that change and is rejected (no value comparison can tell an edit
   // that was changed back).
-  Position seen = 0;
+  Position seen;
   // For the sync latency metric only: the endpoint whose change caused this write and that
   // change's commit time (empty and 0 for the initial load and operator decisions).
   std::string source{};
   double source_commit_ms = 0;
   // The unit of atomicity inside a batch (P7): the ops of one ApplyBatch with the same `txn`
   // come from one source transaction and apply together or not at all (Change::txn).
-  int64_t txn = 0;
+  TxnId txn = kUnknownTxn;
 };
 
 // The writes of one planned batch for one endpoint. `id` is the outbox id: it grows, is unique
 // across all endpoints, and is recorded in the target's own transaction.
 struct ApplyBatch {
-  int64_t id = 0;
+  ApplyId id = 0;
   std::vector<RowOp> ops;
 };
 
@@ -100,10 +111,11 @@ inline size_t TxnEnd(const std::vector<RowOp>& ops, size_t begin) {
 }
 
 // A source transaction the target refused (constraint, type), applied with isolate_txns: every
-// op of batch `batch_id` with RowOp::txn == `txn`, none of which was written.
+// op of batch `batch_id` with RowOp::txn == `txn` (kWholeBatch: the whole batch), none of which
+// was written.
 struct FailedOp {
-  int64_t batch_id = 0;
-  int64_t txn = 0;
+  ApplyId batch_id = 0;
+  TxnId txn = kUnknownTxn;
   std::vector<RowOp> ops;
   std::string reason;  // the target's message, naming the table and key at fault
 };

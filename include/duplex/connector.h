@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -67,7 +68,7 @@ struct RestoreCheck {
   // Where capture must resume to see every change made on the endpoint since it was restored
   // (only meaningful with a reason). Changes already captured before may come again; the
   // engine tells those apart (docs/DESIGN.md §6).
-  Position resume = 0;
+  Position resume;
 };
 
 struct TableInfo {
@@ -77,14 +78,134 @@ struct TableInfo {
   std::vector<ForeignKeyInfo> foreign_keys;  // declared by the table
 };
 
-// One endpoint (DESIGN §3): capture of committed changes, conditional apply, durable positions.
-// Used by one engine thread at a time.
-class Connector {
+// What a connector can do, declared once (Connector::capabilities). The engine adapts to it,
+// so that a connector does only what its system can (docs/DESIGN.md §3).
+struct Capabilities {
+  // Sink::Apply writes all its batches in one transaction. Without it each row write stands
+  // alone: a failure may leave earlier writes of the call in place (the engine applies such a
+  // batch again, see atomic_applied_id).
+  bool transactional_apply = true;
+  // The change stream shows each of duplex's apply transactions as one kMarker carrying its
+  // apply id, instead of its rows (an origin, or a marker row written with the rows: P5).
+  // Without it the engine keeps a ledger of the values it wrote to the endpoint, per record
+  // and field, and takes a captured value equal to one it wrote as duplex's own write (an
+  // echo) rather than an edit; any other value is an edit, resolved against duplex's write
+  // by the field's policy (docs/DESIGN.md §3.4).
+  bool markers = true;
+  // Sink::AppliedId is stored by Apply in the same transaction as the rows. Without it the
+  // engine stores the applied id in its state file after Apply returns, and a batch applied
+  // just before a crash is applied again: the writes must then be idempotent (an insert is an
+  // upsert keyed by the record, an update sets values, a delete of a row already gone is no
+  // error).
+  bool atomic_applied_id = true;
+  // Captured updates and deletes carry the row as it was before (Change::before).
+  bool before_images = true;
+  // Apply checks RowOp::expected and RowOp::seen and rejects a write under which the endpoint
+  // changed the row (reported as kRejected in its stream). Without it writes are
+  // unconditional; a concurrent local edit is found by capture and the ledger instead.
+  bool compare_and_set = true;
+  // The most row writes the engine hands one Apply call (0: no limit). Larger batches are
+  // split, only for a sink without transactional_apply.
+  size_t max_apply_rows = 0;
+  // The engine polls the endpoint no more often than this.
+  std::chrono::milliseconds min_poll_interval{0};
+  // The endpoint's request quota: at most `quota_calls` calls per `quota_period` (0: none).
+  // The connector paces itself within it and says so in Warnings when it runs short.
+  int64_t quota_calls = 0;
+  std::chrono::seconds quota_period{0};
+};
+
+// The source side of an endpoint (DESIGN §3): committed changes, in commit order, from a
+// durable position. Used by one engine thread at a time.
+class Source {
  public:
-  virtual ~Connector() = default;
+  virtual ~Source() = default;
+
+  // Cheap check whether anything was committed since the last call (no table scan).
+  virtual Result<bool> Poll() = 0;
+
+  // Committed changes after `from`, in commit order, at most `max_changes`. Changes written
+  // by duplex come as one kMarker per apply transaction instead of their rows (P5), if the
+  // connector has Capabilities::markers.
+  virtual Result<ChangeBatch> Capture(const Position& from, size_t max_changes) = 0;
+
+  // Number of changes after `from` not yet captured (for status); -1 if it cannot tell.
+  virtual Result<int64_t> Backlog(const Position& from) = 0;
+
+  // Changes up to `upto` are durably in the journal; the endpoint may release them. Where it
+  // can, the endpoint records `upto` itself (CheckRestored compares it).
+  virtual Status Ack(const Position& upto) = 0;
+
+  // Called before Install with what the state file recorded for this endpoint: the capture
+  // position and the last position Ack succeeded for. Says whether the endpoint went back in
+  // time since (a backup restored, a snapshot rolled back, a dump reloaded): it then holds an
+  // older record of duplex's progress than `acked`, or its stream is behind `captured`, or
+  // duplex's capture objects are gone. Writes nothing. The default finds nothing.
+  virtual Result<RestoreCheck> CheckRestored(const Position& captured, const Position& acked) {
+    (void)acked;
+    return RestoreCheck{"", captured};
+  }
+
+  // Reads every row of `collection` as it is now, in chunks of at most `max_rows` rows handed
+  // to `visit`: each row a kPresent change (key and `after` in canonical names, record ids for
+  // mapped keys, no position). Writes nothing. Used to bring a restored endpoint back to the
+  // agreed values. The default: not supported (InvalidArgument).
+  virtual Status Scan(const std::string& collection, size_t max_rows,
+                      const std::function<Status(std::vector<Change>&&)>& visit) {
+    (void)max_rows;
+    (void)visit;
+    return Status::InvalidArgument("cannot read the rows of '" + collection + "' back");
+  }
+};
+
+// The sink side of an endpoint: conditional, idempotent writes (DESIGN §3).
+class Sink {
+ public:
+  virtual ~Sink() = default;
+
+  // Id of the last apply batch committed on this endpoint (0 if none). Only asked of a sink
+  // with Capabilities::atomic_applied_id.
+  virtual Result<ApplyId> AppliedId() = 0;
+
+  // Writes `batches` (ids ascending), marked as duplex's own. With
+  // Capabilities::transactional_apply, in one transaction that also records the last id
+  // (atomic_applied_id), and batches with an id <= AppliedId() are skipped, so applying twice
+  // changes nothing (P6). Unavailable if the endpoint is busy or unreachable (nothing written,
+  // or for a non-transactional sink: some writes may be, and the engine applies the batch
+  // again); InvalidArgument means the target refuses a row (nothing written).
+  // Ops are written in the order given (the planner puts parents before children and
+  // children's deletes before their parent's); foreign keys the endpoint can defer are
+  // checked at commit.
+  // With `isolate_txns`, each source transaction (the ops of one batch with one RowOp::txn)
+  // is written inside its own savepoint; one the target refuses is rolled back whole and
+  // listed in ApplyResult::failed, and the others commit (slower: for finding the one at
+  // fault).
+  // Mapped keys (CollectionBinding::mapped_key): an insert leaves the key column out, lets
+  // the endpoint generate it and adds (collection, record id, native key) to the endpoint's
+  // key map in the same transaction. Updates and deletes find the row by the key map (or,
+  // for the endpoint's own records, by OwnNativeKey); a record the endpoint has no row for is
+  // absent (the write is rejected). Values of `mapped_refs` fields are translated the same
+  // way; a reference to a record the endpoint does not hold is InvalidArgument naming it.
+  virtual Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
+                                    bool isolate_txns = false) = 0;
+};
+
+// One endpoint: a source and a sink of one system, with what both share (connection, schema,
+// installed objects). A connector is written against this contract alone; the guide is
+// src/connectors/README.md. Used by one engine thread at a time.
+class Connector : public Source, public Sink {
+ public:
+  ~Connector() override = default;
 
   // The endpoint's name in the config.
   virtual const std::string& name() const = 0;
+
+  // What the connector can do. Constant for its lifetime; may be asked before Open.
+  virtual Capabilities capabilities() const { return Capabilities(); }
+
+  // A position of this endpoint's stream as its operators know it (a PostgreSQL LSN as
+  // "0/16B3748"), for status and logs.
+  virtual std::string DescribePosition(const Position& p) const { return PositionText(p); }
 
   // Connects. Unavailable if the endpoint cannot be reached.
   virtual Status Open() = 0;
@@ -107,65 +228,6 @@ class Connector {
 
   // Removes everything duplex created on the endpoint (triggers, changelog, bookkeeping).
   virtual Status Uninstall() = 0;
-
-  // Cheap check whether anything was committed since the last call (no table scan).
-  virtual Result<bool> Poll() = 0;
-
-  // Committed changes after `from`, in commit order, at most `max_changes`. Changes written
-  // by duplex come as one kMarker per apply transaction instead of their rows (P5).
-  virtual Result<ChangeBatch> Capture(Position from, size_t max_changes) = 0;
-
-  // Number of changes after `from` not yet captured (for status).
-  virtual Result<int64_t> Backlog(Position from) = 0;
-
-  // Changes up to `upto` are durably in the journal; the endpoint may release them. Where it
-  // can, the endpoint records `upto` itself (CheckRestored compares it).
-  virtual Status Ack(Position upto) = 0;
-
-  // Called before Install with what the state file recorded for this endpoint: the capture
-  // position and the last position Ack succeeded for. Says whether the endpoint went back in
-  // time since (a backup restored, a snapshot rolled back, a dump reloaded): it then holds an
-  // older record of duplex's progress than `acked`, or its stream is behind `captured`, or
-  // duplex's capture objects are gone. Writes nothing. The default finds nothing.
-  virtual Result<RestoreCheck> CheckRestored(Position captured, Position acked) {
-    (void)acked;
-    return RestoreCheck{"", captured};
-  }
-
-  // Reads every row of `collection` as it is now, in chunks of at most `max_rows` rows handed
-  // to `visit`: each row a kPresent change (key and `after` in canonical names, record ids for
-  // mapped keys, position 0). Writes nothing. Used to bring a restored endpoint back to the
-  // agreed values. The default: not supported (InvalidArgument).
-  virtual Status Scan(const std::string& collection, size_t max_rows,
-                      const std::function<Status(std::vector<Change>&&)>& visit) {
-    (void)max_rows;
-    (void)visit;
-    return Status::InvalidArgument("endpoint '" + name() + "' cannot read the rows of '" +
-                                   collection + "' back");
-  }
-
-  // Id of the last apply batch committed on this endpoint (0 if none).
-  virtual Result<int64_t> AppliedId() = 0;
-
-  // Writes `batches` (ids ascending) in one transaction, marked as duplex's own, and records
-  // the last id in the same transaction. Batches with an id <= AppliedId() are skipped, so
-  // applying twice changes nothing (P6). Unavailable if the endpoint is busy or unreachable
-  // (nothing written); InvalidArgument means the target refuses a row (nothing written).
-  // Ops are written in the order given (the planner puts parents before children and
-  // children's deletes before their parent's); foreign keys the endpoint can defer are
-  // checked at commit.
-  // With `isolate_txns`, each source transaction (the ops of one batch with one RowOp::txn)
-  // is written inside its own savepoint; one the target refuses is rolled back whole and
-  // listed in ApplyResult::failed, and the others commit (slower: for finding the one at
-  // fault).
-  // Mapped keys (CollectionBinding::mapped_key): an insert leaves the key column out, lets
-  // the endpoint generate it and adds (collection, record id, native key) to the endpoint's
-  // key map in the same transaction. Updates and deletes find the row by the key map (or,
-  // for the endpoint's own records, by OwnNativeKey); a record the endpoint has no row for is
-  // absent (the write is rejected). Values of `mapped_refs` fields are translated the same
-  // way; a reference to a record the endpoint does not hold is InvalidArgument naming it.
-  virtual Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
-                                    bool isolate_txns = false) = 0;
 
   // What the endpoint lacks for Install (settings, privileges, keys), each with the statement
   // that fixes it. Empty when nothing is missing. Writes nothing.

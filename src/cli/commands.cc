@@ -329,12 +329,12 @@ int Status(const Options& o) {
     std::printf("%s\n", s->dump(2).c_str());
     return kExitOk;
   }
-  std::printf("%-12s %10s %10s %10s %10s %10s %8s %6s  %s\n", "ENDPOINT", "POSITION", "TO-CAPTURE",
+  std::printf("%-12s %12s %10s %10s %10s %10s %8s %6s  %s\n", "ENDPOINT", "POSITION", "TO-CAPTURE",
               "TO-APPLY", "CAPTURED", "APPLIED", "REJECTED", "DEAD", "LAST ERROR");
   for (const auto& ep : (*s)["endpoints"]) {
     std::string backlog = ep["capture_backlog"].is_null() ? "?" : ep["capture_backlog"].dump();
-    std::printf("%-12s %10lld %10s %10lld %10lld %10lld %8lld %6lld  %s\n",
-                ep["name"].get<std::string>().c_str(), ep["position"].get<long long>(),
+    std::printf("%-12s %12s %10s %10lld %10lld %10lld %8lld %6lld  %s\n",
+                ep["name"].get<std::string>().c_str(), ep["position"].get<std::string>().c_str(),
                 backlog.c_str(), ep["apply_backlog"].get<long long>(),
                 ep["captured"].get<long long>(), ep["applied"].get<long long>(),
                 ep["rejected_writes"].get<long long>(), ep["dead_letters"].get<long long>(),
@@ -488,16 +488,14 @@ std::string OneLine(const std::string& text, size_t max, bool* cut) {
   return line.substr(0, head) + "..." + line.substr(line.size() - (max - head - 3));
 }
 
-const char* OpName(Op op) {
+const char* OpName(WriteOp op) {
   switch (op) {
-    case Op::kInsert:
+    case WriteOp::kInsert:
       return "insert";
-    case Op::kUpdate:
+    case WriteOp::kUpdate:
       return "update";
-    case Op::kDelete:
+    case WriteOp::kDelete:
       return "delete";
-    default:
-      return "?";
   }
 }
 

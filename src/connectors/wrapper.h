@@ -23,6 +23,10 @@ class ConnectorWrapper : public Connector {
   Connector& target() const { return *target_; }
 
   const std::string& name() const override { return target_->name(); }
+  Capabilities capabilities() const override { return target_->capabilities(); }
+  std::string DescribePosition(const Position& p) const override {
+    return target_->DescribePosition(p);
+  }
   Status Open() override { return target_->Open(); }
   Result<TableInfo> Describe(const std::string& table) override { return target_->Describe(table); }
   Status Bind(std::vector<CollectionBinding> bindings) override {
@@ -32,12 +36,12 @@ class ConnectorWrapper : public Connector {
   Status Install() override { return target_->Install(); }
   Status Uninstall() override { return target_->Uninstall(); }
   Result<bool> Poll() override { return target_->Poll(); }
-  Result<ChangeBatch> Capture(Position from, size_t max_changes) override {
+  Result<ChangeBatch> Capture(const Position& from, size_t max_changes) override {
     return target_->Capture(from, max_changes);
   }
-  Result<int64_t> Backlog(Position from) override { return target_->Backlog(from); }
-  Status Ack(Position upto) override { return target_->Ack(upto); }
-  Result<RestoreCheck> CheckRestored(Position captured, Position acked) override {
+  Result<int64_t> Backlog(const Position& from) override { return target_->Backlog(from); }
+  Status Ack(const Position& upto) override { return target_->Ack(upto); }
+  Result<RestoreCheck> CheckRestored(const Position& captured, const Position& acked) override {
     return target_->CheckRestored(captured, acked);
   }
   Status Scan(const std::string& collection, size_t max_rows,

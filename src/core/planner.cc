@@ -87,7 +87,7 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
   // expected filled by the caller): what breaks a cycle on a per-statement constraint.
   auto update_of = [&nodes](size_t x, size_t rank) {
     Node f;
-    f.op.op = Op::kUpdate;
+    f.op.op = WriteOp::kUpdate;
     f.op.collection = nodes[x].op.collection;
     f.op.key = nodes[x].op.key;
     f.op.values = Row::object();
@@ -120,12 +120,12 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
       nodes[i].same_prev = it->second;
       it->second = i;
     }
-    if (nodes[i].op.op == Op::kInsert) inserts[record[i]].push_back(i);
+    if (nodes[i].op.op == WriteOp::kInsert) inserts[record[i]].push_back(i);
     // A row that referred to a parent before this write and does not after it.
     for (const std::string& p : ParentsOf(nodes[i].op, /*after=*/false)) leaving[p].push_back(i);
   }
   for (size_t i = 0; i < nodes.size(); ++i) {
-    if (nodes[i].op.op == Op::kDelete) {
+    if (nodes[i].op.op == WriteOp::kDelete) {
       auto it = leaving.find(record[i]);
       if (it == leaving.end()) continue;
       for (size_t c : it->second) {
@@ -171,7 +171,8 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
       if (parent.empty() || parent == record[x]) continue;
       std::set<size_t> deletes;
       for (size_t n : nodes[x].next) {
-        if (!nodes[n].done && nodes[n].op.op == Op::kDelete && RecordOf(nodes[n].op) == parent) {
+        if (!nodes[n].done && nodes[n].op.op == WriteOp::kDelete &&
+            RecordOf(nodes[n].op) == parent) {
           deletes.insert(n);
         }
       }
@@ -215,12 +216,12 @@ void Planner::OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_
       // Where the target checks a reference per statement, a delete cannot go while a row
       // still refers to it: clear this row's references to rows deleted later with an update
       // now, which lets those go first, and delete this row after them.
-      if (nodes[x].op.op == Op::kDelete && !nodes[x].cleared && clear_before_delete(x)) {
+      if (nodes[x].op.op == WriteOp::kDelete && !nodes[x].cleared && clear_before_delete(x)) {
         continue;
       }
       // Where the target checks a reference per statement, write it empty now and set it
       // with a follow-up update once the parent is written.
-      if (nodes[x].op.op != Op::kDelete) {
+      if (nodes[x].op.op != WriteOp::kDelete) {
         size_t fix = SIZE_MAX;
         const std::vector<InRef> parents = nodes[x].parents;  // nodes grows below
         for (const InRef& in : parents) {

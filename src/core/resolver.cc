@@ -375,18 +375,18 @@ void Resolver::Retracted(const std::string& endpoint,
       auto f = pending->second.find(field);
       if (f != pending->second.end() && f->second == id) pending->second.erase(f);
     };
-    if (op.op == Op::kInsert) {
+    if (op.op == WriteOp::kInsert) {
       state.known.erase(endpoint);
       forget("");
       continue;
     }
     Row& held = state.known[endpoint];
-    if (!held.is_object() || op.op == Op::kDelete) {
+    if (!held.is_object() || op.op == WriteOp::kDelete) {
       held = Row::object();
       for (const auto& [k, v] : op.key.items()) held[k] = v;
     }
     for (const auto& [f, v] : op.expected.items()) held[f] = v;
-    if (op.op == Op::kDelete) {
+    if (op.op == WriteOp::kDelete) {
       forget("");
       state.prior_row.erase(endpoint);
       continue;
@@ -426,6 +426,47 @@ void Resolver::Observe(const Change& present, const std::string& endpoint, const
   Plan(*model, ctx, state, out, &endpoint);
 }
 
+void Resolver::Echo(const Change& echo, const std::string& endpoint, const PlanContext& ctx,
+                    RecordState& state, ResolveOutput& out) const {
+  assert(echo.op == Op::kEcho);
+  const CollectionModel* model = Find(echo.collection);
+  assert(model);
+  auto pending = state.pending.find(endpoint);
+  // The write of `field` ("" the row) to the endpoint is observed if it is no later than the
+  // echo's.
+  auto observed = [&](const std::string& field) {
+    if (pending == state.pending.end()) return;
+    auto it = pending->second.find(field);
+    if (it == pending->second.end() || it->second > echo.apply_id) return;
+    pending->second.erase(it);
+    if (field.empty()) {
+      state.prior_row.erase(endpoint);
+    } else if (auto p = state.prior.find(endpoint); p != state.prior.end()) {
+      p->second.erase(field);
+      if (p->second.empty()) state.prior.erase(p);
+    }
+  };
+  if (!echo.after.is_object()) {
+    // Its delete landed: the endpoint holds no row.
+    if (!state.exists) observed("");
+    state.known.erase(endpoint);
+  } else {
+    if (state.exists) observed("");  // its insert landed
+    Row& held = state.known[endpoint];
+    if (!held.is_object()) held = KeyOf(*model, state.values);
+    for (const auto& [field, value] : echo.after.items()) {
+      if (std::find(model->config->key.begin(), model->config->key.end(), field) !=
+          model->config->key.end()) {
+        continue;
+      }
+      held[field] = value;
+      observed(field);
+    }
+  }
+  if (pending != state.pending.end() && pending->second.empty()) state.pending.erase(pending);
+  Plan(*model, ctx, state, out, &endpoint);
+}
+
 void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, RecordState& state,
                     ResolveOutput& out, const std::string* only) const {
   const std::string& collection = model.config->name;
@@ -433,11 +474,11 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
     if (only && target != *only) continue;
     const int64_t id = ctx.apply_ids.at(target);
     auto seen_it = ctx.seen.find(target);
-    const Position seen = seen_it == ctx.seen.end() ? 0 : seen_it->second;
+    const Position seen = seen_it == ctx.seen.end() ? Position() : seen_it->second;
     auto known = state.known.find(target);
     if (!state.exists) {
       if (known == state.known.end()) continue;
-      RowOp op{Op::kDelete, collection, KeyOf(model, known->second), {}, Row::object(), seen};
+      RowOp op{WriteOp::kDelete, collection, KeyOf(model, known->second), {}, Row::object(), seen};
       for (const std::string& f : model.fields) op.expected[f] = FieldOf(known->second, f);
       // What the endpoint holds, once duplex's earlier writes land, until the delete does (an
       // update it makes meanwhile, without a before-image, started from it).
@@ -448,14 +489,14 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
       continue;
     }
     if (known == state.known.end()) {
-      RowOp op{Op::kInsert, collection, KeyOf(model, state.values), state.values, {}, seen};
+      RowOp op{WriteOp::kInsert, collection, KeyOf(model, state.values), state.values, {}, seen};
       state.known[target] = state.values;
       state.pending[target][""] = id;
       out.writes[target].push_back(std::move(op));
       continue;
     }
-    RowOp op{Op::kUpdate,   collection,    KeyOf(model, state.values),
-             Row::object(), Row::object(), seen};
+    RowOp op{WriteOp::kUpdate, collection,    KeyOf(model, state.values),
+             Row::object(),    Row::object(), seen};
     for (const std::string& f : model.fields) {
       if (state.diverged.count(f)) continue;
       const Value& agreed = FieldOf(state.values, f);

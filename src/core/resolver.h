@@ -59,6 +59,9 @@ struct PlanContext {
 // What resolving some changes produced.
 struct ResolveOutput {
   std::map<std::string, std::vector<RowOp>> writes;  // target endpoint -> row writes, in order
+  // target endpoint -> indexes into writes[target] of writes taken back later in the same step
+  // (RetractWrites): dropped when the step is stored. (Writes are only ever appended.)
+  std::map<std::string, std::set<size_t>> taken_back;
   // Endpoints that must observe this step's apply id even with no row writes for them (an
   // empty batch: its marker), for a write that is a no-op there (a repeated delete).
   std::set<std::string> observe;
@@ -103,6 +106,13 @@ class Resolver {
   // seen (not Unknown).
   void Observe(const Change& present, const std::string& endpoint, const PlanContext& ctx,
                RecordState& state, ResolveOutput& out) const;
+  // Values duplex wrote to `endpoint`, an endpoint without markers, showing there now
+  // (Op::kEcho, made from the ledger; `echo.after` null: its delete, the row gone): those
+  // writes up to `echo.apply_id` are observed, and what duplex believes the endpoint holds
+  // becomes them. Nothing is edited; if the endpoint now holds other values than agreed (an
+  // edit of its own was merged meanwhile), the writes that bring it back are planned for it.
+  void Echo(const Change& echo, const std::string& endpoint, const PlanContext& ctx,
+            RecordState& state, ResolveOutput& out) const;
   // Whether `state` is a record duplex has never seen (no values, no tombstone, no endpoint).
   static bool Unknown(const RecordState& state) {
     return !state.exists && state.deleted.origin.empty() && state.known.empty() &&

@@ -4,9 +4,27 @@
 
 #include "pipeline/dead_letters.h"
 #include "pipeline/resolve.h"
+#include "util/json_value.h"
 #include "util/log.h"
 
 namespace duplex {
+
+Status RecordLedger(EngineState& es, const EndpointState& ep,
+                    const std::vector<ApplyBatch>& batches) {
+  // Before the writes reach the endpoint: its capture may show them before the apply returns,
+  // or after a crash that lost the apply's reply.
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, es.store->Begin());
+  for (const ApplyBatch& b : batches) {
+    std::vector<std::string> keys;
+    keys.reserve(b.ops.size());
+    for (const RowOp& op : b.ops) {
+      const CollectionModel* model = es.FindModel(op.collection);
+      keys.push_back(model ? KeyText(op.key, model->config->key) : op.key.dump());
+    }
+    DUPLEX_RETURN_IF_ERROR(es.store->RecordLedger(ep.name, b.id, b.ops, keys));
+  }
+  return txn.Commit();
+}
 
 Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
   const auto now = es.env->Now();
@@ -23,6 +41,7 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
   // have inserted, wait for it instead of failing (or overtaking it); the others flow.
   DUPLEX_RETURN_IF_ERROR(LoadParked(es, ep));
   std::vector<std::pair<FailedOp, int64_t>> held = HoldDependents(es, ep, batches);
+  if (!ep.connector->capabilities().markers) DUPLEX_RETURN_IF_ERROR(RecordLedger(es, ep, batches));
   Result<ApplyResult> result = ep.connector->Apply(batches);
   if (!result.ok()) {
     // Only transactions the target refuses (constraint, type) are parked; anything else

@@ -8,6 +8,11 @@
 // target in one of its transactions; refused source transactions are parked as dead letters.
 namespace duplex {
 
+// For an endpoint without markers (Capabilities::markers): records in the ledger what
+// `batches` write there, before they are applied (docs/DESIGN.md §3.4).
+Status RecordLedger(EngineState& es, const EndpointState& ep,
+                    const std::vector<ApplyBatch>& batches);
+
 // Applies `ep`'s outbox batches (up to batch_rows rows). A refused apply is tried again twice,
 // then transaction by transaction: the refused ones are parked (dead_letters.h), or planned
 // again when a later write overtook them. Returns whether anything was applied or parked;

@@ -20,11 +20,13 @@ Status InstallOn(EngineState& es, EndpointState& ep) {
   }
   DUPLEX_RETURN_IF_ERROR(ep.connector->Install());
   // Batches applied under an earlier state file carry ids this one may hand out again;
-  // they would be skipped as replays.
-  DUPLEX_ASSIGN_OR_RETURN(int64_t applied, ep.connector->AppliedId());
-  DUPLEX_RETURN_IF_ERROR(es.store->EnsureApplyIdsAbove(applied));
+  // they would be skipped as replays. (A sink that does not store them skips nothing.)
+  if (ep.connector->capabilities().atomic_applied_id) {
+    DUPLEX_ASSIGN_OR_RETURN(ApplyId applied, ep.connector->AppliedId());
+    DUPLEX_RETURN_IF_ERROR(es.store->EnsureApplyIdsAbove(applied));
+  }
   if (!p.exists) {
-    DUPLEX_RETURN_IF_ERROR(es.store->AppendJournal(ep.name, ChangeBatch{{}, 0}).status());
+    DUPLEX_RETURN_IF_ERROR(es.store->AppendJournal(ep.name, ChangeBatch{}).status());
   }
   ep.installed = true;
   return Status::Ok();
@@ -34,7 +36,10 @@ Status CheckRestored(EngineState& es, EndpointState& ep, const EndpointProgress&
   DUPLEX_ASSIGN_OR_RETURN(RestoreCheck check, ep.connector->CheckRestored(p.capture, p.acked));
   // Every apply records its id on the endpoint, in its own transaction: the endpoint cannot
   // hold an older one than a marker it has shown, unless it went back in time.
-  DUPLEX_ASSIGN_OR_RETURN(int64_t applied, ep.connector->AppliedId());
+  ApplyId applied = p.watermark;
+  if (ep.connector->capabilities().atomic_applied_id) {
+    DUPLEX_ASSIGN_OR_RETURN(applied, ep.connector->AppliedId());
+  }
   std::string reason = check.reason;
   if (applied < p.watermark) {
     reason += (reason.empty() ? "" : "; ") +
@@ -99,7 +104,7 @@ Status Rescan(EngineState& es, EndpointState& ep) {
       if (missing.empty()) break;
       after = missing.back();
       std::vector<Change> changes;
-      int64_t txn = -1;
+      size_t unit = 0;
       for (const std::string& text : missing) {
         Change c;
         c.op = Op::kPresent;
@@ -109,7 +114,7 @@ Status Rescan(EngineState& es, EndpointState& ep) {
         for (size_t i = 0; i < key_fields.size(); ++i) {
           c.key[key_fields[i]] = values.is_array() && i < values.size() ? values[i] : Value();
         }
-        c.txn = --txn;  // one unit each (from -2: txn 0 and -1 mean other things)
+        c.txn = MadeUpTxn(unit++);  // one unit each
         changes.push_back(std::move(c));
       }
       absent += static_cast<int64_t>(changes.size());
@@ -122,6 +127,77 @@ Status Rescan(EngineState& es, EndpointState& ep) {
       "endpoint '{}': read back {} rows and {} records it holds no row of; the writes that bring "
       "it to the agreed values follow",
       ep.name, rows, absent);
+  return Status::Ok();
+}
+
+Status MatchLedger(EngineState& es, const EndpointState& ep, std::vector<Change>& changes) {
+  DUPLEX_ASSIGN_OR_RETURN(bool any, es.store->AnyLedger(ep.name));
+  if (!any) return Status::Ok();
+  std::vector<Change> out;
+  out.reserve(changes.size());
+  for (Change& c : changes) {
+    const CollectionModel* model = c.collection.empty() ? nullptr : es.FindModel(c.collection);
+    if (!model || c.snapshot ||
+        (c.op != Op::kInsert && c.op != Op::kUpdate && c.op != Op::kDelete)) {
+      out.push_back(std::move(c));
+      continue;
+    }
+    const std::string key_text = KeyText(c.key, model->config->key);
+    DUPLEX_ASSIGN_OR_RETURN(auto entries, es.store->LedgerOf(ep.name, c.collection, key_text));
+    if (entries.empty()) {
+      out.push_back(std::move(c));
+      continue;
+    }
+    Change echo;
+    echo.op = Op::kEcho;
+    echo.collection = c.collection;
+    echo.key = c.key;
+    echo.position = c.position;
+    echo.commit_ms = c.commit_ms;
+    echo.txn = c.txn;
+    std::vector<std::string> consumed;
+    auto row = entries.find("");
+    if (c.op == Op::kDelete) {
+      // The row is gone: duplex's delete, if that is what it wrote last.
+      if (row == entries.end() || !row->second.value.is_null()) {
+        out.push_back(std::move(c));
+        continue;
+      }
+      echo.apply_id = row->second.apply_id;
+      for (const auto& [field, entry] : entries) consumed.push_back(field);
+      DUPLEX_RETURN_IF_ERROR(es.store->DropLedger(ep.name, c.collection, key_text, consumed));
+      out.push_back(std::move(echo));
+      continue;
+    }
+    // Field by field: a value duplex wrote is its write showing; any other is an edit made
+    // there (after it, or around it: the resolver's causal check tells). A rule the endpoint
+    // ran in the same transaction (a Salesforce Flow) changes other fields: those are edits.
+    echo.after = c.key.is_object() ? c.key : Row::object();
+    size_t fields = 0, echoed = 0;
+    for (const std::string& f : model->fields) {
+      if (!c.after.is_object() || !c.after.contains(f)) continue;
+      ++fields;
+      auto e = entries.find(f);
+      if (e == entries.end() || !ValuesEqual(e->second.value, c.after[f])) continue;
+      echo.after[f] = c.after[f];
+      echo.apply_id = std::max(echo.apply_id, e->second.apply_id);
+      consumed.push_back(f);
+      ++echoed;
+    }
+    if (row != entries.end() && row->second.value.is_boolean()) {
+      echo.apply_id = std::max(echo.apply_id, row->second.apply_id);
+      consumed.push_back("");
+    }
+    if (consumed.empty()) {
+      out.push_back(std::move(c));
+      continue;
+    }
+    DUPLEX_RETURN_IF_ERROR(es.store->DropLedger(ep.name, c.collection, key_text, consumed));
+    out.push_back(std::move(echo));
+    // Every value of the image is one duplex wrote: nothing was edited there.
+    if (echoed < fields) out.push_back(std::move(c));
+  }
+  changes = std::move(out);
   return Status::Ok();
 }
 
@@ -145,7 +221,7 @@ Result<bool> CaptureFrom(EngineState& es, EndpointState& ep) {
   // position are in the journal already, and merging one twice would bring its old value back
   // over newer ones (found by the simulation, seeds 6, 32 and 33).
   std::erase_if(batch.changes, [&](const Change& c) { return c.position <= ep.capture; });
-  if (ep.guard_pos > 0) {
+  if (!ep.guard_pos.IsStart()) {
     // An endpoint that went back in time delivers again changes captured before it did: the
     // ones at a position and a commit time both at most those captured then. A rejected write
     // of duplex's from then answers a write of the old history.
@@ -160,6 +236,9 @@ Result<bool> CaptureFrom(EngineState& es, EndpointState& ep) {
       if (c.snapshot && c.op == Op::kInsert) c.op = Op::kPresent;
     }
   }
+  if (!ep.connector->capabilities().markers) {
+    DUPLEX_RETURN_IF_ERROR(MatchLedger(es, ep, batch.changes));
+  }
   if (batch.end <= ep.capture) {
     // The endpoint said more is coming (e.g. a PostgreSQL server still decoding a large
     // transaction) but nothing has arrived yet: nothing moved, yet it is not idle.
@@ -171,7 +250,7 @@ Result<bool> CaptureFrom(EngineState& es, EndpointState& ep) {
   std::pair<std::string, std::string> last{ep.name, ""};
   int64_t* captured = nullptr;
   for (const Change& c : batch.changes) {
-    if (c.op == Op::kMarker) {
+    if (c.op == Op::kMarker || c.op == Op::kEcho) {
       ++counters.echoes;
       ++t.echoes_skipped;
     } else if (c.op != Op::kRejected) {

@@ -21,6 +21,12 @@ Status CheckRestored(EngineState& es, EndpointState& ep, const EndpointProgress&
 // for each record it holds none of, so that the resolver brings it to the agreed values.
 Status Rescan(EngineState& es, EndpointState& ep);
 
+// For an endpoint without markers (Capabilities::markers): each captured change of a record
+// duplex wrote there is checked against the ledger (docs/DESIGN.md §3.4). Values duplex wrote
+// become an Op::kEcho before the change; a change that shows nothing but such values is
+// dropped; an edit stays.
+Status MatchLedger(EngineState& es, const EndpointState& ep, std::vector<Change>& changes);
+
 // Polls `ep` and captures one batch after its capture position into the journal, moving the
 // position in the same transaction (P6). Returns whether a batch was journaled.
 Result<bool> CaptureFrom(EngineState& es, EndpointState& ep);

@@ -86,7 +86,7 @@ Status ReplanRefused(EngineState& es, const std::string& endpoint, const std::ve
     truth.op = Op::kRejected;
     truth.collection = op.collection;
     truth.key = op.key;
-    if (op.op != Op::kInsert) {
+    if (op.op != WriteOp::kInsert) {
       auto known = state.known.find(endpoint);
       truth.after = known != state.known.end() ? known->second : Row::object();
       for (const auto& [k, v] : op.key.items()) truth.after[k] = v;
@@ -115,7 +115,7 @@ Result<bool> Superseded(EngineState& es, const std::string& endpoint, const Fail
     // update of a record deleted since (the delete, likewise), or written as a row again in a
     // later batch (deleted and made again). The refused write itself is never the later one:
     // what planning it again plans cannot be overtaken in turn.
-    const bool deleting = op.op == Op::kDelete;
+    const bool deleting = op.op == WriteOp::kDelete;
     if (deleting && !state.exists) continue;
     for (const auto& [field, id] : pending->second) {
       if (deleting ? id >= f.batch_id

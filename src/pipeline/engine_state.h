@@ -28,11 +28,11 @@ using RecordStates = std::map<std::string, std::map<std::string, RecordState>>;
 struct EndpointState {
   std::string name;
   std::unique_ptr<Connector> connector;
-  Position capture = 0;
+  Position capture;
   int64_t watermark = 0;
-  Position acked = 0;
-  Position resolved = 0;  // the resolver has merged the endpoint's changes up to here
-  bool more = true;       // the last capture hit the batch limit (or nothing polled yet)
+  Position acked;
+  Position resolved;  // the resolver has merged the endpoint's changes up to here
+  bool more = true;   // the last capture hit the batch limit (or nothing polled yet)
   std::chrono::steady_clock::time_point retry_at{};
   std::chrono::steady_clock::time_point failing_since{};
   std::chrono::steady_clock::time_point last_ack{};
@@ -42,7 +42,7 @@ struct EndpointState {
   bool installed = false;  // capture installed by this process (Install or Step)
   // After the endpoint went back in time (EndpointProgress): changes captured again, and
   // whether its rows are still to be read back (Rescan).
-  Position guard_pos = 0;
+  Position guard_pos;
   double guard_ms = 0;
   bool rescan = false;
   size_t index = 0;  // in EngineState::endpoints and telemetry.endpoints
@@ -61,8 +61,6 @@ struct EndpointState {
 constexpr size_t kMaxFreshBatches = 4;
 // Tries of an apply the target refuses before its transactions are isolated and parked.
 constexpr int kApplyAttempts = 3;
-// FailedOp::txn of a batch parked whole.
-constexpr int64_t kWholeBatch = -1;
 // Failing shorter than this is not worth a warning, nor "unreachable" on the dashboard.
 constexpr std::chrono::seconds kTransientFailure{2};
 

@@ -103,7 +103,7 @@ Result<nlohmann::json> StatusJson(EngineState& es) {
       for (std::string& text : *w) warnings.push_back(std::move(text));
     }
     eps.push_back({{"name", ep.name},
-                   {"position", p.capture},
+                   {"position", ep.connector->DescribePosition(p.capture)},
                    {"capture_backlog", backlog.ok() ? nlohmann::json(*backlog) : nullptr},
                    {"apply_backlog", outbox},
                    {"captured", c.captured},

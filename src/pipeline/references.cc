@@ -147,12 +147,13 @@ Status CheckReferences(EngineState& es, const Change& c, const std::string& from
     auto first = first_op.find(target);
     for (size_t i = first == first_op.end() ? 0 : first->second; i < ops.size(); ++i) {
       const RowOp& op = ops[i];
-      if (op.op == Op::kMarker || op.op == Op::kInsert || !es.planner->Involves(op.collection)) {
+      if (out.taken_back[target].count(i) || op.op == WriteOp::kInsert ||
+          !es.planner->Involves(op.collection)) {
         continue;
       }
       const std::vector<std::string> now = ParentRecords(es, op.collection, op.values);
       for (const std::string& p : ParentRecords(es, op.collection, op.expected)) {
-        if (op.op == Op::kDelete || !Contains(now, p)) left.emplace_back(target, p);
+        if (op.op == WriteOp::kDelete || !Contains(now, p)) left.emplace_back(target, p);
       }
     }
   }
@@ -169,7 +170,7 @@ Status CheckReferences(EngineState& es, const Change& c, const std::string& from
     for (EndpointState& e : es.endpoints) {
       DUPLEX_ASSIGN_OR_RETURN(bool moot,
                               ParkedWrite(es, e, c.collection, key, [&](const RowOp& op) {
-                                return (op.op == Op::kDelete) == state->exists;
+                                return (op.op == WriteOp::kDelete) == state->exists;
                               }));
       if (!moot) continue;
       DUPLEX_RETURN_IF_ERROR(RetractWrites(es, record, *state, states, ctx, out, e.name));
@@ -216,7 +217,7 @@ Status ReplanWaiting(EngineState& es, const std::string& parent, const std::stri
   if (!waits) {
     DUPLEX_ASSIGN_OR_RETURN(
         waits, ParkedWrite(es, *ep, collection, KeyOf(*es.FindModel(collection), state->values),
-                           [](const RowOp& op) { return op.op == Op::kDelete; }));
+                           [](const RowOp& op) { return op.op == WriteOp::kDelete; }));
   }
   if (!waits) return Status::Ok();
   DUPLEX_RETURN_IF_ERROR(RetractWrites(es, parent, *state, states, ctx, out, target));
@@ -273,8 +274,7 @@ Status RetractWrites(EngineState& es, const std::string& record, RecordState& st
   const CollectionModel* model = es.FindModel(collection);
   const std::string parked_as = collection + "\n" + KeyOf(*model, state.values).dump();
   auto mine = [&](const RowOp& op) {
-    return op.op != Op::kMarker && op.collection == collection &&
-           KeyText(op.key, model->config->key) == key_text;
+    return op.collection == collection && KeyText(op.key, model->config->key) == key_text;
   };
   auto take = [&](std::vector<RowOp>& ops, int64_t id,
                   std::vector<std::pair<int64_t, RowOp>>& taken) {
@@ -328,10 +328,12 @@ Status RetractWrites(EngineState& es, const std::string& record, RecordState& st
     for (int64_t id : ids) {
       if (id == ctx.apply_ids.at(target)) {
         // Already in `out`: marked, and dropped when stored (other writes keep their places).
-        for (RowOp& op : out.writes[target]) {
-          if (!mine(op)) continue;
-          taken.emplace_back(id, op);
-          op.op = Op::kMarker;
+        std::vector<RowOp>& ops = out.writes[target];
+        std::set<size_t>& back = out.taken_back[target];
+        for (size_t i = 0; i < ops.size(); ++i) {
+          if (back.count(i) || !mine(ops[i])) continue;
+          taken.emplace_back(id, ops[i]);
+          back.insert(i);
         }
         continue;
       }

@@ -14,7 +14,14 @@ Status StoreOutput(EngineState& es, ResolveOutput& out, const PlanContext& ctx) 
   for (const std::string& target : out.observe) out.writes[target];  // even if empty
   for (auto& [target, ops] : out.writes) {
     // Writes taken back in this step (references.cc) are marked, not removed.
-    std::erase_if(ops, [](const RowOp& op) { return op.op == Op::kMarker; });
+    if (auto back = out.taken_back.find(target); back != out.taken_back.end()) {
+      std::vector<RowOp> kept;
+      kept.reserve(ops.size());
+      for (size_t i = 0; i < ops.size(); ++i) {
+        if (!back->second.count(i)) kept.push_back(std::move(ops[i]));
+      }
+      ops = std::move(kept);
+    }
     if (ops.empty() && !out.observe.count(target)) continue;
     es.planner->Order(target, ops);
     ApplyBatch batch{ctx.apply_ids.at(target), std::move(ops)};
@@ -88,6 +95,8 @@ Status ResolveEntry(EngineState& es, const JournalEntry& entry) {
     RecordState& state = states[c.collection][key_texts[i]];
     if (c.op == Op::kRejected) {
       es.resolver->Correct(c, ep->name, ctx, state, out);
+    } else if (c.op == Op::kEcho) {
+      if (!Resolver::Unknown(state)) es.resolver->Echo(c, ep->name, ctx, state, out);
     } else if (c.op == Op::kPresent) {
       if (!Resolver::Unknown(state)) {
         es.resolver->Observe(c, ep->name, ctx, state, out);

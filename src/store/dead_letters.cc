@@ -17,10 +17,10 @@ nlohmann::json DeadLetterRow::ToJson() const {
     }
     keys.push_back(op.key);
     const char code[2] = {static_cast<char>(op.op), 0};
-    ops.push_back({{"op", op.op == Op::kInsert   ? "insert"
-                          : op.op == Op::kDelete ? "delete"
-                          : op.op == Op::kUpdate ? "update"
-                                                 : code},
+    ops.push_back({{"op", op.op == WriteOp::kInsert   ? "insert"
+                          : op.op == WriteOp::kDelete ? "delete"
+                          : op.op == WriteOp::kUpdate ? "update"
+                                                      : code},
                    {"collection", op.collection},
                    {"key", op.key},
                    {"values", op.values}});

@@ -12,11 +12,12 @@ Status Outbox::Add(const std::string& endpoint, const ApplyBatch& batch) {
       sqlite::Stmt * s,
       db_.Cached("INSERT INTO outbox(id, endpoint, payload, rows, seen) VALUES(?, ?, ?, ?, ?)"));
   std::string payload = EncodeApplyBatch(batch);
-  // An empty batch (only its marker) holds no changelog back.
-  Position seen = batch.ops.empty() ? std::numeric_limits<Position>::max() : batch.ops.front().seen;
+  // An empty batch (only its marker) holds no changelog back (MinSeen skips it).
+  Position seen = batch.ops.empty() ? Position() : batch.ops.front().seen;
   for (const RowOp& op : batch.ops) seen = std::min(seen, op.seen);
   s->Bind(1, batch.id).Bind(2, endpoint).BindBlob(3, payload.data(), payload.size());
-  s->Bind(4, static_cast<int64_t>(batch.ops.size())).Bind(5, static_cast<int64_t>(seen));
+  s->Bind(4, static_cast<int64_t>(batch.ops.size()));
+  StoreDb::BindPosition(*s, 5, seen);
   return s->Run();
 }
 
@@ -51,12 +52,12 @@ Result<std::vector<ApplyBatch>> Outbox::Read(const std::string& endpoint, size_t
 }
 
 Result<std::optional<Position>> Outbox::MinSeen(const std::string& endpoint) {
-  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
-                          db_.Cached("SELECT min(seen) FROM outbox WHERE endpoint = ?"));
+  DUPLEX_ASSIGN_OR_RETURN(
+      sqlite::Stmt * s, db_.Cached("SELECT min(seen) FROM outbox WHERE endpoint = ? AND rows > 0"));
   s->Bind(1, endpoint);
   DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
   std::optional<Position> out;
-  if (row && !s->IsNull(0)) out = s->Int(0);
+  if (row && !s->IsNull(0)) out = StoreDb::ColumnPosition(*s, 0);
   s->Reset();
   return out;
 }

@@ -11,13 +11,13 @@ Result<EndpointProgress> ProgressTable::Get(const std::string& endpoint) {
   DUPLEX_ASSIGN_OR_RETURN(bool row, s->Step());
   EndpointProgress p;
   if (row) {
-    p.capture = s->Int(0);
+    p.capture = StoreDb::ColumnPosition(*s, 0);
     p.watermark = s->Int(1);
     p.last_error = s->Text(2);
-    p.resolved = s->Int(3);
-    p.acked = s->Int(4);
+    p.resolved = StoreDb::ColumnPosition(*s, 3);
+    p.acked = StoreDb::ColumnPosition(*s, 4);
     p.captured_ms = s->Double(5);
-    p.guard_pos = s->Int(6);
+    p.guard_pos = StoreDb::ColumnPosition(*s, 6);
     p.guard_ms = s->Double(7);
     p.rescan = s->Int(8) != 0;
     p.exists = true;
@@ -26,21 +26,25 @@ Result<EndpointProgress> ProgressTable::Get(const std::string& endpoint) {
   return p;
 }
 
-Status ProgressTable::SetCaptured(const std::string& endpoint, Position capture,
+Status ProgressTable::SetCaptured(const std::string& endpoint, const Position& capture,
                                   double newest_commit_ms) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * p, db_.Cached(R"sql(
     INSERT INTO progress(endpoint, capture, captured_ms) VALUES(?1, ?2, ?3)
     ON CONFLICT(endpoint) DO UPDATE SET capture = ?2, captured_ms = max(captured_ms, ?3))sql"));
-  return p->Bind(1, endpoint).Bind(2, capture).Bind(3, newest_commit_ms).Run();
+  p->Bind(1, endpoint).Bind(3, newest_commit_ms);
+  StoreDb::BindPosition(*p, 2, capture);
+  return p->Run();
 }
 
 Status ProgressTable::SetResolved(const std::string& endpoint, int64_t watermark,
-                                  Position resolved) {
+                                  const Position& resolved) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, db_.Cached(R"sql(
     INSERT INTO progress(endpoint, watermark, resolved) VALUES(?1, ?2, ?3)
     ON CONFLICT(endpoint) DO UPDATE SET watermark = max(watermark, ?2),
                                         resolved = max(resolved, ?3))sql"));
-  return s->Bind(1, endpoint).Bind(2, watermark).Bind(3, static_cast<int64_t>(resolved)).Run();
+  s->Bind(1, endpoint).Bind(2, watermark);
+  StoreDb::BindPosition(*s, 3, resolved);
+  return s->Run();
 }
 
 Status ProgressTable::SetLastError(const std::string& endpoint, const std::string& error) {
@@ -50,19 +54,23 @@ Status ProgressTable::SetLastError(const std::string& endpoint, const std::strin
   return s->Bind(1, endpoint).Bind(2, error).Run();
 }
 
-Status ProgressTable::SetAcked(const std::string& endpoint, Position acked) {
+Status ProgressTable::SetAcked(const std::string& endpoint, const Position& acked) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, db_.Cached(R"sql(
     INSERT INTO progress(endpoint, acked) VALUES(?1, ?2)
     ON CONFLICT(endpoint) DO UPDATE SET acked = ?2)sql"));
-  return s->Bind(1, endpoint).Bind(2, static_cast<int64_t>(acked)).Run();
+  s->Bind(1, endpoint);
+  StoreDb::BindPosition(*s, 2, acked);
+  return s->Run();
 }
 
-Status ProgressTable::ResetRestored(const std::string& endpoint, Position resume,
+Status ProgressTable::ResetRestored(const std::string& endpoint, const Position& resume,
                                     int64_t watermark) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, db_.Cached(R"sql(
     UPDATE progress SET guard_pos = max(guard_pos, capture), guard_ms = max(guard_ms, captured_ms),
       capture = ?2, resolved = ?2, acked = ?2, watermark = ?3, rescan = 1 WHERE endpoint = ?1)sql"));
-  return s->Bind(1, endpoint).Bind(2, static_cast<int64_t>(resume)).Bind(3, watermark).Run();
+  s->Bind(1, endpoint).Bind(3, watermark);
+  StoreDb::BindPosition(*s, 2, resume);
+  return s->Run();
 }
 
 Status ProgressTable::SetRescanned(const std::string& endpoint) {

@@ -11,16 +11,16 @@ namespace duplex {
 
 // Per-endpoint durable progress (DESIGN §6, Positions).
 struct EndpointProgress {
-  Position capture = 0;    // changes up to here are in the journal
+  Position capture;        // changes up to here are in the journal
   int64_t watermark = 0;   // highest apply id whose marker the resolver has seen
   std::string last_error;  // empty when the last attempt worked
-  Position resolved = 0;   // changes up to here have been merged by the resolver
+  Position resolved;       // changes up to here have been merged by the resolver
   bool exists = false;     // false: this state file has never captured from the endpoint
-  Position acked = 0;      // the last position Connector::Ack succeeded for
+  Position acked;          // the last position Connector::Ack succeeded for
   double captured_ms = 0;  // the newest source commit time captured from it
   // After the endpoint went back in time (a backup restored): a change at or before guard_pos
   // committed at or before guard_ms was captured before the restore and comes again.
-  Position guard_pos = 0;
+  Position guard_pos;
   double guard_ms = 0;
   bool rescan = false;  // its rows are to be read back and brought to the agreed values
 };
@@ -38,15 +38,15 @@ class ProgressTable {
   // The endpoint's progress; `exists` false (and all zero) if it has none yet.
   Result<EndpointProgress> Get(const std::string& endpoint);
   // Moves the capture position to `capture` and captured_ms up to `newest_commit_ms`.
-  Status SetCaptured(const std::string& endpoint, Position capture, double newest_commit_ms);
+  Status SetCaptured(const std::string& endpoint, const Position& capture, double newest_commit_ms);
   // Moves the watermark and resolved position up (never down).
-  Status SetResolved(const std::string& endpoint, int64_t watermark, Position resolved);
+  Status SetResolved(const std::string& endpoint, int64_t watermark, const Position& resolved);
   Status SetLastError(const std::string& endpoint, const std::string& error);
-  Status SetAcked(const std::string& endpoint, Position acked);
+  Status SetAcked(const std::string& endpoint, const Position& acked);
   // The endpoint went back in time: capture, resolved and acked positions move to `resume`,
   // the watermark to `watermark`, the old capture position and commit time become the guard,
   // and rescan is set (DESIGN §6, An endpoint that went back in time).
-  Status ResetRestored(const std::string& endpoint, Position resume, int64_t watermark);
+  Status ResetRestored(const std::string& endpoint, const Position& resume, int64_t watermark);
   Status SetRescanned(const std::string& endpoint);
 
  private:

@@ -33,7 +33,10 @@ CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refs(parent TEXT NOT NULL, child TEXT NOT NULL,
   PRIMARY KEY(parent, child)) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(k, v) VALUES('next_apply_id', 1);
-INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 6);
+CREATE TABLE IF NOT EXISTS ledger(endpoint TEXT NOT NULL, collection TEXT NOT NULL,
+  key TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, apply_id INTEGER NOT NULL,
+  PRIMARY KEY(endpoint, collection, key, field)) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 7);
 )sql";
 
 // Version 2 -> 3: dead letters can be retried (an operator's request waits in `retry`).
@@ -68,6 +71,15 @@ ALTER TABLE progress ADD COLUMN rescan INTEGER NOT NULL DEFAULT 0;
 UPDATE meta SET v = 6 WHERE k = 'schema_version';
 )sql";
 
+// Version 6 -> 7: positions are blobs of the connector's bytes (integers of older files read
+// as Position::FromInt's); the ledger of what duplex wrote to endpoints without markers.
+constexpr const char* kUpgradeFrom6 = R"sql(
+CREATE TABLE ledger(endpoint TEXT NOT NULL, collection TEXT NOT NULL,
+  key TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, apply_id INTEGER NOT NULL,
+  PRIMARY KEY(endpoint, collection, key, field)) WITHOUT ROWID;
+UPDATE meta SET v = 7 WHERE k = 'schema_version';
+)sql";
+
 }  // namespace
 
 Status InitSchema(sqlite::Db& db) {
@@ -88,7 +100,8 @@ Status InitSchema(sqlite::Db& db) {
         if (version >= 2 && version < kSchemaVersion) {
           probe->Reset();
           DUPLEX_ASSIGN_OR_RETURN(sqlite::Txn txn, sqlite::Txn::Begin(db));
-          const char* steps[] = {kUpgradeFrom2, kUpgradeFrom3, kUpgradeFrom4, kUpgradeFrom5};
+          const char* steps[] = {kUpgradeFrom2, kUpgradeFrom3, kUpgradeFrom4, kUpgradeFrom5,
+                                 kUpgradeFrom6};
           for (int64_t v = version; v < kSchemaVersion; ++v) {
             DUPLEX_RETURN_IF_ERROR(db.Exec(steps[v - 2]).WithContext("state file upgrade"));
           }

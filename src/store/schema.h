@@ -9,7 +9,7 @@ namespace duplex {
 
 // The state file's schema version (meta.schema_version). A file of an older version from 2 on
 // is upgraded in place when opened; any other version is refused.
-constexpr int64_t kSchemaVersion = 6;
+constexpr int64_t kSchemaVersion = 7;
 
 // Prepares an opened state file (DESIGN §6): sets its page cache and WAL checkpoint size,
 // then creates the tables of a new file, or upgrades an older one in one transaction (never

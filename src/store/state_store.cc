@@ -30,6 +30,7 @@ StateStore::StateStore(sqlite::Db db)
       apply_ids_(db_),
       records_(db_),
       outbox_(db_),
+      ledger_(db_),
       conflicts_(db_),
       dead_letters_(db_),
       refs_(db_) {}
@@ -78,6 +79,7 @@ Status StateStore::SetAcked(const std::string& endpoint, Position acked) {
 }
 Status StateStore::ResetRestored(const std::string& endpoint, Position resume, int64_t watermark) {
   DUPLEX_RETURN_IF_ERROR(progress_.ResetRestored(endpoint, resume, watermark));
+  DUPLEX_RETURN_IF_ERROR(ledger_.DeleteAll(endpoint));
   return outbox_.DeleteAll(endpoint);
 }
 Status StateStore::SetRescanned(const std::string& endpoint) {
@@ -130,6 +132,21 @@ Status StateStore::ReplaceOutbox(const std::string& endpoint, const ApplyBatch& 
 Result<int64_t> StateStore::OutboxRows(const std::string& endpoint) {
   return outbox_.Rows(endpoint);
 }
+Status StateStore::RecordLedger(const std::string& endpoint, ApplyId apply_id,
+                                const std::vector<RowOp>& ops,
+                                const std::vector<std::string>& key_texts) {
+  return ledger_.Record(endpoint, apply_id, ops, key_texts);
+}
+Result<std::map<std::string, LedgerEntry>> StateStore::LedgerOf(const std::string& endpoint,
+                                                                const std::string& collection,
+                                                                const std::string& key_text) {
+  return ledger_.Of(endpoint, collection, key_text);
+}
+Status StateStore::DropLedger(const std::string& endpoint, const std::string& collection,
+                              const std::string& key_text, const std::vector<std::string>& fields) {
+  return ledger_.Drop(endpoint, collection, key_text, fields);
+}
+Result<bool> StateStore::AnyLedger(const std::string& endpoint) { return ledger_.Any(endpoint); }
 Result<std::optional<Position>> StateStore::MinOutboxSeen(const std::string& endpoint) {
   return outbox_.MinSeen(endpoint);
 }

@@ -13,6 +13,7 @@
 #include "store/conflict_log.h"
 #include "store/dead_letters.h"
 #include "store/journal.h"
+#include "store/ledger.h"
 #include "store/outbox.h"
 #include "store/progress.h"
 #include "store/records.h"
@@ -90,6 +91,14 @@ class StateStore final : public Store {
   Status ReplaceOutbox(const std::string& endpoint, const ApplyBatch& batch) override;
   Result<int64_t> OutboxRows(const std::string& endpoint) override;
   Result<std::optional<Position>> MinOutboxSeen(const std::string& endpoint) override;
+  Status RecordLedger(const std::string& endpoint, ApplyId apply_id, const std::vector<RowOp>& ops,
+                      const std::vector<std::string>& key_texts) override;
+  Result<std::map<std::string, LedgerEntry>> LedgerOf(const std::string& endpoint,
+                                                      const std::string& collection,
+                                                      const std::string& key_text) override;
+  Status DropLedger(const std::string& endpoint, const std::string& collection,
+                    const std::string& key_text, const std::vector<std::string>& fields) override;
+  Result<bool> AnyLedger(const std::string& endpoint) override;
 
   Result<int64_t> AddConflict(const ConflictRecord& c, double now_ms) override;
   Status UpdateOpenConflict(const ConflictValueUpdate& u) override;
@@ -132,6 +141,7 @@ class StateStore final : public Store {
   ApplyIds apply_ids_;
   RecordTable records_;
   Outbox outbox_;
+  Ledger ledger_;
   ConflictLog conflicts_;
   DeadLetters dead_letters_;
   RefIndex refs_;

@@ -15,6 +15,7 @@
 #include "duplex/result.h"
 #include "store/conflict_log.h"
 #include "store/dead_letters.h"
+#include "store/ledger.h"
 #include "store/progress.h"
 #include "store/ref_index.h"
 
@@ -105,6 +106,20 @@ class Store {
   // The lowest RowOp::seen of the batches waiting for `endpoint` (nullopt if none): its
   // changelog must be kept after that position for their compare-and-set.
   virtual Result<std::optional<Position>> MinOutboxSeen(const std::string& endpoint) = 0;
+
+  // --- The ledger of endpoints without markers (docs/DESIGN.md §3.4, store/ledger.h) ---
+  // Records the writes of `ops` (key texts `key_texts`, one per op) of apply `apply_id`.
+  virtual Status RecordLedger(const std::string& endpoint, ApplyId apply_id,
+                              const std::vector<RowOp>& ops,
+                              const std::vector<std::string>& key_texts) = 0;
+  // field -> what duplex last wrote there, for one record ("" is the row: true or null).
+  virtual Result<std::map<std::string, LedgerEntry>> LedgerOf(const std::string& endpoint,
+                                                              const std::string& collection,
+                                                              const std::string& key_text) = 0;
+  virtual Status DropLedger(const std::string& endpoint, const std::string& collection,
+                            const std::string& key_text,
+                            const std::vector<std::string>& fields) = 0;
+  virtual Result<bool> AnyLedger(const std::string& endpoint) = 0;
 
   // --- The conflict log (DESIGN §4) ---
   virtual Result<int64_t> AddConflict(const ConflictRecord& c, double now_ms) = 0;

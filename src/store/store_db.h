@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "duplex/ids.h"
 #include "duplex/result.h"
 #include "util/sqlite.h"
 
@@ -29,6 +30,18 @@ class StoreDb {
   static Result<int64_t> ScalarInt(sqlite::Stmt& s);
   // The first column of every row of `s`, as text; resets `s`.
   static Result<std::vector<std::string>> Texts(sqlite::Stmt& s);
+
+  // Positions are stored as blobs of their bytes (SQLite orders blobs bytewise, as Position
+  // does). State files before version 7 hold integers (Position::FromInt's numbers): read
+  // either.
+  static void BindPosition(sqlite::Stmt& s, int i, const Position& p) {
+    s.BindBlob(i, p.bytes().data(), p.bytes().size());
+  }
+  static Position ColumnPosition(const sqlite::Stmt& s, int col) {
+    if (s.IsNull(col)) return Position();
+    if (s.IsInteger(col)) return Position::FromInt(s.Int(col));
+    return Position::FromBytes(s.Blob(col));
+  }
 
  private:
   sqlite::Db db_;

@@ -32,6 +32,21 @@ void MsgpackWriter::ArrayHeader(uint32_t n) {
   }
 }
 
+void MsgpackWriter::Bin(std::string_view bytes) {
+  const size_t n = bytes.size();
+  if (n <= 0xff) {
+    out_.push_back(0xc4);
+    Be(n, 1);
+  } else if (n <= 0xffff) {
+    out_.push_back(0xc5);
+    Be(n, 2);
+  } else {
+    out_.push_back(0xc6);
+    Be(n, 4);
+  }
+  out_.insert(out_.end(), bytes.begin(), bytes.end());
+}
+
 void MsgpackWriter::String(std::string_view s) {
   const size_t n = s.size();
   if (n < 32) {

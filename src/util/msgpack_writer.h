@@ -16,6 +16,7 @@ class MsgpackWriter {
   void MapHeader(uint32_t n);
   void ArrayHeader(uint32_t n);
   void String(std::string_view s);
+  void Bin(std::string_view bytes);  // msgpack bin 8/16/32
   void Int(int64_t v);
   void Double(double v);
   void Bool(bool v) { out_.push_back(v ? 0xc3 : 0xc2); }

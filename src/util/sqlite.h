@@ -50,6 +50,7 @@ class Stmt {
   double Double(int col) const { return sqlite3_column_double(stmt_, col); }
   std::string Text(int col) const;
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  bool IsInteger(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_INTEGER; }
   std::string Blob(int col) const;
   // Reads a column as a duplex Value (blobs become {"$blob": hex}).
   Value ColumnValue(int col) const;

@@ -20,18 +20,19 @@ namespace duplex::conformance {
 TEST_P(ConformanceTest, OwnWritesComeBackAsOneMarkerPerApply) {
   std::unique_ptr<Connector> c = Open();
   h_->Write({AppInsert("items", Item(Good(1, "a")))});
-  Position from = 0;
+  Position from;
   std::vector<Change> got = CaptureRows(*c, &from, 1);  // planned after seeing row 1
-  RowOp update = Write(Op::kUpdate, Key(1), {{"title", "dup"}}, {{"title", "a"}});
+  RowOp update = Write(WriteOp::kUpdate, Key(1), {{"title", "dup"}}, {{"title", "a"}});
   update.seen = from;
   Result<ApplyResult> r =
-      c->Apply({ApplyBatch{1, {Write(Op::kInsert, Key(10), Good(10, "d")), update}},
-                ApplyBatch{2, {Write(Op::kInsert, Key(11), Good(11, "e"))}}});
+      c->Apply({ApplyBatch{1, {Write(WriteOp::kInsert, Key(10), Good(10, "d")), update}},
+                ApplyBatch{2, {Write(WriteOp::kInsert, Key(11), Good(11, "e"))}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 3u);
   EXPECT_EQ(r->rejected, 0u);
   h_->Write({AppInsert("items", Item(Good(2, "b")))});
-  r = c->Apply({ApplyBatch{3, {Write(Op::kDelete, Key(10), Row::object(), {{"title", "d"}})}}});
+  r = c->Apply(
+      {ApplyBatch{3, {Write(WriteOp::kDelete, Key(10), Row::object(), {{"title", "d"}})}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 1u);
   std::vector<Change> more = CaptureToMarker(*c, &from, 3);
@@ -77,11 +78,11 @@ TEST_P(ConformanceTest, OwnWritesComeBackAsOneMarkerPerApply) {
 // second marker comes; also after a restart and with isolate_txns.
 TEST_P(ConformanceTest, ReplayedBatchesAreSkipped) {
   std::unique_ptr<Connector> c = Open();
-  const ApplyBatch b1{1, {Write(Op::kInsert, Key(1), Good(1, "a", 1))}};
+  const ApplyBatch b1{1, {Write(WriteOp::kInsert, Key(1), Good(1, "a", 1))}};
   const ApplyBatch b2{2,
-                      {Write(Op::kInsert, Key(2), Good(2, "b")),
-                       Write(Op::kUpdate, Key(1), {{"count", 2}}, {{"count", 1}})}};
-  const ApplyBatch b3{3, {Write(Op::kInsert, Key(3), Good(3, "c"))}};
+                      {Write(WriteOp::kInsert, Key(2), Good(2, "b")),
+                       Write(WriteOp::kUpdate, Key(1), {{"count", 2}}, {{"count", 1}})}};
+  const ApplyBatch b3{3, {Write(WriteOp::kInsert, Key(3), Good(3, "c"))}};
   Result<ApplyResult> r = c->Apply({b1, b2});
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 3u);
@@ -119,7 +120,7 @@ TEST_P(ConformanceTest, ReplayedBatchesAreSkipped) {
     EXPECT_TRUE(r->failed.empty());
   }
   EXPECT_EQ(h_->Rows("items"), after);
-  Position from = 0;
+  Position from;
   std::vector<Change> got = Settle(*c, &from, 4);
   EXPECT_EQ(MarkersOf(got), (std::vector<int64_t>{2, 3}));
   EXPECT_TRUE(RowsOf(got).empty());
@@ -132,16 +133,16 @@ TEST_P(ConformanceTest, CompareAndSetRejectsWritesThatDoNotMatch) {
   std::unique_ptr<Connector> c = Open();
   h_->Write({AppInsert("items", Item(Good(1, "app", 1))), AppInsert("items", Item(Good(2, "b"))),
              AppInsert("items", Item(Good(4, "d")))});
-  Position from = 0;
+  Position from;
   ASSERT_EQ(RowsOf(CaptureRows(*c, &from, 3)).size(), 3u);
-  Result<ApplyResult> r = c->Apply(
-      {ApplyBatch{1,
-                  {Write(Op::kUpdate, Key(1), {{"title", "duplex"}}, {{"title", "old"}}),
-                   Write(Op::kInsert, Key(2), Good(2, "dup")),
-                   Write(Op::kUpdate, Key(5), {{"title", "ghost"}}, {{"title", "x"}}),
-                   Write(Op::kDelete, Key(1), Row::object(), {{"count", 7}}),
-                   Write(Op::kDelete, Key(4), Row::object(), {{"title", "d"}, {"count", nullptr}}),
-                   Write(Op::kInsert, Key(3), Good(3, "new"))}}});
+  Result<ApplyResult> r = c->Apply({ApplyBatch{
+      1,
+      {Write(WriteOp::kUpdate, Key(1), {{"title", "duplex"}}, {{"title", "old"}}),
+       Write(WriteOp::kInsert, Key(2), Good(2, "dup")),
+       Write(WriteOp::kUpdate, Key(5), {{"title", "ghost"}}, {{"title", "x"}}),
+       Write(WriteOp::kDelete, Key(1), Row::object(), {{"count", 7}}),
+       Write(WriteOp::kDelete, Key(4), Row::object(), {{"title", "d"}, {"count", nullptr}}),
+       Write(WriteOp::kInsert, Key(3), Good(3, "new"))}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 2u);
   EXPECT_EQ(r->rejected, 4u);
@@ -179,7 +180,7 @@ TEST_P(ConformanceTest, CompareAndSetRejectsWritesThatDoNotMatch) {
 TEST_P(ConformanceTest, CompareAndSetRejectsWritesPlannedBeforeAnApplicationChange) {
   std::unique_ptr<Connector> c = Open();
   h_->Write({AppInsert("items", Item(Good(1, "a")))});
-  Position from = 0;
+  Position from;
   ASSERT_EQ(RowsOf(CaptureRows(*c, &from, 1)).size(), 1u);
   const Position planned = from;
   ASSERT_OK(c->Ack(planned));
@@ -187,7 +188,7 @@ TEST_P(ConformanceTest, CompareAndSetRejectsWritesPlannedBeforeAnApplicationChan
   h_->Write({AppUpdate("items", Key(1), {{"name", "a"}})});
   ASSERT_EQ(RowsOf(CaptureRows(*c, &from, 2)).size(), 2u);
 
-  RowOp stale = Write(Op::kUpdate, Key(1), {{"title", "duplex"}}, {{"title", "a"}});
+  RowOp stale = Write(WriteOp::kUpdate, Key(1), {{"title", "duplex"}}, {{"title", "a"}});
   stale.seen = planned;
   Result<ApplyResult> r = c->Apply({ApplyBatch{1, {stale}}});
   ASSERT_OK(r);
@@ -216,10 +217,10 @@ TEST_P(ConformanceTest, RefusedRowWritesNothingAndIsolateParksOnlyItsTransaction
   std::unique_ptr<Connector> c = Open();
   const ApplyBatch batch{
       5,
-      {Write(Op::kInsert, Key(1), Good(1, "one"), Row::object(), 1),
-       Write(Op::kInsert, Key(2), {{"id", 2}, {"good", 99}}, Row::object(), 2, "pieces"),
-       Write(Op::kInsert, Key(3), Good(3, "three"), Row::object(), 3),
-       Write(Op::kInsert, Key(3), {{"id", 3}, {"good", 3}}, Row::object(), 3, "pieces")}};
+      {Write(WriteOp::kInsert, Key(1), Good(1, "one"), Row::object(), 1),
+       Write(WriteOp::kInsert, Key(2), {{"id", 2}, {"good", 99}}, Row::object(), 2, "pieces"),
+       Write(WriteOp::kInsert, Key(3), Good(3, "three"), Row::object(), 3),
+       Write(WriteOp::kInsert, Key(3), {{"id", 3}, {"good", 3}}, Row::object(), 3, "pieces")}};
   Result<ApplyResult> r = c->Apply({batch});
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
@@ -247,7 +248,7 @@ TEST_P(ConformanceTest, RefusedRowWritesNothingAndIsolateParksOnlyItsTransaction
   applied = c->AppliedId();
   ASSERT_OK(applied);
   EXPECT_EQ(*applied, 5);
-  Position from = 0;
+  Position from;
   std::vector<Change> got = CaptureToMarker(*c, &from, 5);
   EXPECT_TRUE(RowsOf(got).empty());
   EXPECT_EQ(MarkersOf(got), std::vector<int64_t>{5});
@@ -270,10 +271,10 @@ TEST_P(ConformanceTest, TypesRoundTrip) {
     writes.push_back(AppInsert("items", Item(g)));
     Row copy = g;
     copy["id"] = g.at("id").get<int64_t>() + 10;
-    ops.push_back(Write(Op::kInsert, Key(copy.at("id").get<int64_t>()), copy));
+    ops.push_back(Write(WriteOp::kInsert, Key(copy.at("id").get<int64_t>()), copy));
   }
   h_->Write(writes);
-  Position from = 0;
+  Position from;
   std::vector<Change> rows = RowsOf(CaptureRows(*c, &from, goods.size()));
   ASSERT_EQ(rows.size(), goods.size());
   for (size_t i = 0; i < goods.size(); ++i) ExpectSameRow(goods[i], rows[i].after, "captured");

@@ -25,7 +25,7 @@ namespace duplex::conformance {
 
 // Writes planned after every application change captured so far: RowOp::seen rejects them only
 // for a change not captured yet (the tests capture before they plan writes to existing rows).
-inline constexpr Position kSeenAll = int64_t{1} << 60;
+inline const Position kSeenAll = Position::FromInt(int64_t{1} << 60);
 inline const std::vector<std::pair<std::string, std::string>> kGoodsFields = {
     {"id", "id"}, {"title", "name"}, {"count", "qty"}, {"cost", "price"}, {"payload", "data"}};
 
@@ -51,7 +51,7 @@ inline Row Item(const Row& good) {
 }
 inline Row Key(int64_t id) { return Row{{"id", id}}; }
 
-inline RowOp Write(Op op, Row key, Row values, Row expected = Row::object(), int64_t txn = 0,
+inline RowOp Write(WriteOp op, Row key, Row values, Row expected = Row::object(), int64_t txn = 0,
                    std::string collection = "goods") {
   RowOp w;
   w.op = op;

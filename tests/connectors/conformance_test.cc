@@ -73,7 +73,7 @@ TEST_P(ConformanceTest, LifecycleDescribeBindInstall) {
 TEST_P(ConformanceTest, InstallSnapshotsExistingRowsOnce) {
   h_->Write({AppInsert("items", Item(Good(1, "a", 1))), AppInsert("items", Item(Good(2, "b")))});
   std::unique_ptr<Connector> c = Open();
-  Position from = 0;
+  Position from;
   std::vector<Change> rows = RowsOf(CaptureRows(*c, &from, 2));
   ASSERT_EQ(rows.size(), 2u);
   for (int i = 0; i < 2; ++i) {
@@ -100,7 +100,7 @@ TEST_P(ConformanceTest, CapturesApplicationWritesInCommitOrder) {
   h_->Write(
       {AppInsert("items", Item(Good(1, "a", 5, 1.5))), AppInsert("items", Item(Good(2, "b", 6)))});
   h_->Write({AppUpdate("items", Key(1), {{"name", "a2"}}), AppDelete("items", Key(2))});
-  Position from = 0;
+  Position from;
   std::vector<Change> rows = RowsOf(CaptureRows(*c, &from, 4));
   ASSERT_EQ(rows.size(), 4u);
   const Op ops[] = {Op::kInsert, Op::kInsert, Op::kUpdate, Op::kDelete};
@@ -126,7 +126,7 @@ TEST_P(ConformanceTest, CapturesApplicationWritesInCommitOrder) {
 TEST_P(ConformanceTest, CaptureAfterAck) {
   std::unique_ptr<Connector> c = Open();
   h_->Write({AppInsert("items", Item(Good(1, "a")))});
-  Position from = 0;
+  Position from;
   ASSERT_EQ(RowsOf(CaptureRows(*c, &from, 1)).size(), 1u);
   ASSERT_OK(c->Ack(from));
   const Position acked = from;
@@ -154,7 +154,7 @@ TEST_P(ConformanceTest, CaptureAfterAck) {
   }
   c.reset();
   c = Open();
-  Position start = 0;
+  Position start;
   rows = RowsOf(Settle(*c, &start, 1));
   EXPECT_TRUE(rows.empty()) << rows.size() << " acked changes came again, first key "
                             << rows[0].key.dump();
@@ -179,10 +179,10 @@ TEST_P(ConformanceTest, TxnIdsAvoidTheEnginesWholeBatchConstant) {
   h_->Write({AppInsert("items", Item(Good(1, "a"))), AppInsert("items", Item(Good(2, "b")))});
   std::unique_ptr<Connector> c = Open();
   h_->Write({AppInsert("items", Item(Good(3, "c")))});
-  Position from = 0;
+  Position from;
   std::vector<Change> got = CaptureRows(*c, &from, 3);
   for (int64_t id = 1; id <= 3; ++id) {
-    ASSERT_OK(c->Apply({ApplyBatch{id, {Write(Op::kInsert, Key(id), Good(id, "taken"))}}}));
+    ASSERT_OK(c->Apply({ApplyBatch{id, {Write(WriteOp::kInsert, Key(id), Good(id, "taken"))}}}));
   }
   std::vector<Change> more = CaptureToMarker(*c, &from, 3);
   got.insert(got.end(), more.begin(), more.end());
@@ -201,7 +201,7 @@ TEST_P(ConformanceTest, PositionsSurviveRestart) {
   std::unique_ptr<Connector> c = Open();
   h_->Write({AppInsert("items", Item(Good(1, "a")))});
   h_->Write({AppInsert("items", Item(Good(2, "b")))});
-  Position from = 0;
+  Position from;
   std::vector<Change> rows = RowsOf(CaptureRows(*c, &from, 2));
   ASSERT_EQ(rows.size(), 2u);
   const Position saved = rows[0].position;  // the state file holds the first transaction only
@@ -234,9 +234,9 @@ TEST_P(ConformanceTest, ScanReadsEveryRow) {
   h_->Write({AppInsert("items", Item(Good(1, "a", 1, 0.5))),
              AppInsert("items", Item(Good(2, "b", nullptr, nullptr, MakeBlob("\x01\x02"))))});
   h_->Write({AppInsert("items", Item(Good(3, "c")))});
-  ASSERT_OK(c->Apply({ApplyBatch{
-      1,
-      {Write(Op::kInsert, Key(4), Good(4, "d")), Write(Op::kInsert, Key(5), Good(5, "e", 5))}}}));
+  ASSERT_OK(c->Apply({ApplyBatch{1,
+                                 {Write(WriteOp::kInsert, Key(4), Good(4, "d")),
+                                  Write(WriteOp::kInsert, Key(5), Good(5, "e", 5))}}}));
   std::vector<Change> all;
   Status st = c->Scan("goods", 2, [&](std::vector<Change>&& chunk) {
     EXPECT_FALSE(chunk.empty());
@@ -256,7 +256,7 @@ TEST_P(ConformanceTest, ScanReadsEveryRow) {
     EXPECT_EQ(all[i].op, Op::kPresent);
     EXPECT_EQ(all[i].collection, "goods");
     EXPECT_EQ(all[i].key, Key(want[i].at("id").get<int64_t>()));
-    EXPECT_EQ(all[i].position, 0);
+    EXPECT_EQ(all[i].position, Position::FromInt(0));
     ExpectSameRow(want[i], all[i].after, "scanned row");
   }
   size_t pieces = 0;
@@ -274,7 +274,7 @@ TEST_P(ConformanceTest, CheckRestoredNoticesMissingObjectsOnly) {
   if (!h_->DefaultCheckRestored().empty()) GTEST_SKIP() << h_->DefaultCheckRestored();
   std::unique_ptr<Connector> c = Open();
   h_->Write({AppInsert("items", Item(Good(1, "a")))});
-  Position from = 0;
+  Position from;
   CaptureRows(*c, &from, 1);
   ASSERT_OK(c->Ack(from));
   c.reset();
@@ -287,7 +287,7 @@ TEST_P(ConformanceTest, CheckRestoredNoticesMissingObjectsOnly) {
   check = c->CheckRestored(from, from);
   ASSERT_OK(check);
   EXPECT_NE(check->reason, "") << "duplex's objects are gone, but CheckRestored found nothing";
-  EXPECT_EQ(check->resume, 0);
+  EXPECT_TRUE(check->resume.IsStart());
 }
 
 // A backup put back: CheckRestored says so and resumes at the acked position the endpoint holds,
@@ -296,7 +296,7 @@ TEST_P(ConformanceTest, CheckRestoredNoticesABackupPutBack) {
   if (!h_->DefaultCheckRestored().empty()) GTEST_SKIP() << h_->DefaultCheckRestored();
   std::unique_ptr<Connector> c = Open();
   h_->Write({AppInsert("items", Item(Good(1, "a")))});
-  Position from = 0;
+  Position from;
   CaptureRows(*c, &from, 1);
   ASSERT_OK(c->Ack(from));
   const Position backed_up = from;

@@ -21,9 +21,9 @@ using ::duplex::testing::SharedPgCluster;
 using Mode = PostgresConnector::CaptureMode;
 
 // Writes planned after every application change so far.
-constexpr Position kSeenAll = int64_t{1} << 60;
+const Position kSeenAll = Position::FromInt(int64_t{1} << 60);
 
-RowOp Write(Op op, const std::string& collection, Row key, Row values, int64_t txn,
+RowOp Write(WriteOp op, const std::string& collection, Row key, Row values, int64_t txn,
             Row expected = Row::object()) {
   RowOp w;
   w.op = op;
@@ -154,16 +154,16 @@ TEST_P(PgConnectorTest, IsolateParksRefusedTransactionsWholeAndCommitsTheOthers)
   batch.id = 7;
   batch.ops = {
       // txn 1: a parent, then a child whose parent is missing (checked at once).
-      Write(Op::kInsert, "parent", {{"id", 1}}, {{"id", 1}, {"name", "one"}}, 1),
-      Write(Op::kInsert, "child", {{"id", 1}}, {{"id", 1}, {"pid", 99}}, 1),
+      Write(WriteOp::kInsert, "parent", {{"id", 1}}, {{"id", 1}, {"name", "one"}}, 1),
+      Write(WriteOp::kInsert, "child", {{"id", 1}}, {{"id", 1}, {"pid", 99}}, 1),
       // txn 2: fine.
-      Write(Op::kInsert, "parent", {{"id", 2}}, {{"id", 2}, {"name", "two"}}, 2),
-      Write(Op::kInsert, "child", {{"id", 2}}, {{"id", 2}, {"pid", 2}}, 2),
+      Write(WriteOp::kInsert, "parent", {{"id", 2}}, {{"id", 2}, {"name", "two"}}, 2),
+      Write(WriteOp::kInsert, "child", {{"id", 2}}, {{"id", 2}, {"pid", 2}}, 2),
       // txn 3: a deferrable reference to a parent that never comes (checked at commit).
-      Write(Op::kInsert, "late", {{"id", 3}}, {{"id", 3}, {"pid", 98}}, 3),
+      Write(WriteOp::kInsert, "late", {{"id", 3}}, {{"id", 3}, {"pid", 98}}, 3),
       // txn 4: a deferrable reference written before its parent: fine.
-      Write(Op::kInsert, "late", {{"id", 4}}, {{"id", 4}, {"pid", 4}}, 4),
-      Write(Op::kInsert, "parent", {{"id", 4}}, {{"id", 4}, {"name", "four"}}, 4),
+      Write(WriteOp::kInsert, "late", {{"id", 4}}, {{"id", 4}, {"pid", 4}}, 4),
+      Write(WriteOp::kInsert, "parent", {{"id", 4}}, {{"id", 4}, {"name", "four"}}, 4),
   };
   Result<ApplyResult> all = c->Apply({batch}, false);
   ASSERT_FALSE(all.ok());
@@ -194,8 +194,8 @@ TEST_P(PgConnectorTest, IsolateParksRefusedTransactionsWholeAndCommitsTheOthers)
   // unit.
   ApplyBatch loose;
   loose.id = 8;
-  loose.ops = {Write(Op::kInsert, "parent", {{"id", 5}}, {{"id", 5}, {"name", "five"}}, 0),
-               Write(Op::kInsert, "child", {{"id", 5}}, {{"id", 5}, {"pid", 97}}, 0)};
+  loose.ops = {Write(WriteOp::kInsert, "parent", {{"id", 5}}, {{"id", 5}, {"name", "five"}}, 0),
+               Write(WriteOp::kInsert, "child", {{"id", 5}}, {{"id", 5}, {"pid", 97}}, 0)};
   r = c->Apply({loose}, true);
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 0u);
@@ -218,8 +218,8 @@ TEST_P(PgConnectorTest, DeferrableCycleApplies) {
     const int id = isolate + 1;
     ApplyBatch batch;
     batch.id = id;
-    batch.ops = {Write(Op::kInsert, "a", {{"id", id}}, {{"id", id}, {"bid", id}}, 5),
-                 Write(Op::kInsert, "b", {{"id", id}}, {{"id", id}, {"aid", id}}, 5)};
+    batch.ops = {Write(WriteOp::kInsert, "a", {{"id", id}}, {{"id", id}, {"bid", id}}, 5),
+                 Write(WriteOp::kInsert, "b", {{"id", id}}, {{"id", id}, {"aid", id}}, 5)};
     Result<ApplyResult> r = c->Apply({batch}, isolate == 1);
     ASSERT_OK(r);
     EXPECT_EQ(r->applied, 2u);
@@ -240,7 +240,7 @@ TEST_P(PgConnectorTest, ChangesCarryTheirSourceTransaction) {
        "BEGIN; INSERT INTO parent VALUES (1, 'one'); INSERT INTO child VALUES (1, 1); "
        "UPDATE parent SET name = 'uno' WHERE id = 1; COMMIT;"
        "INSERT INTO parent VALUES (2, 'two');");
-  Position from = 0;
+  Position from;
   std::vector<Change> rows = CaptureRows(*c, &from, 6);
   ASSERT_EQ(rows.size(), 6u);
   EXPECT_TRUE(rows[0].snapshot);
@@ -268,7 +268,7 @@ TEST_P(PgConnectorTest, EmptyBatchIsObservedAsAMarker) {
   Result<ApplyResult> applied = c->Apply({ApplyBatch{7, {}}});
   ASSERT_OK(applied);
   EXPECT_EQ(applied->skipped_batches, 0u);
-  Position from = 0;
+  Position from;
   int64_t marker = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (marker == 0 && std::chrono::steady_clock::now() < deadline) {
@@ -307,7 +307,8 @@ std::vector<CollectionBinding> ShopBindings() {
 void ApplyCustomerA5(PostgresConnector& c) {
   ApplyBatch first;
   first.id = 1;
-  first.ops = {Write(Op::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "x"}}, 1)};
+  first.ops = {
+      Write(WriteOp::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "x"}}, 1)};
   Result<ApplyResult> r = c.Apply({first}, false);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
 }
@@ -322,7 +323,7 @@ TEST_P(PgConnectorTest, MappedKeysAndReferencesTravelAsRecordIds) {
   auto c = Open(db, "b", GetParam());
   ASSERT_OK(c->Bind(ShopBindings()));
   ASSERT_OK(c->Install());
-  Position from = 0;
+  Position from;
   std::vector<Change> rows = CaptureRows(*c, &from, 1);
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].key, Row({{"id", "b:1"}}));
@@ -333,13 +334,13 @@ TEST_P(PgConnectorTest, MappedKeysAndReferencesTravelAsRecordIds) {
   first.ops = {
       // txn 1: a customer from endpoint a and its order (the order's reference resolves to the
       // key generated one statement earlier).
-      Write(Op::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "x"}}, 1),
-      Write(Op::kInsert, "orders", {{"id", "a:7"}},
+      Write(WriteOp::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "x"}}, 1),
+      Write(WriteOp::kInsert, "orders", {{"id", "a:7"}},
             {{"id", "a:7"}, {"customer", "a:5"}, {"item", "book"}}, 1),
       // txn 2: an order of a customer first seen here, and one without a customer.
-      Write(Op::kInsert, "orders", {{"id", "a:8"}},
+      Write(WriteOp::kInsert, "orders", {{"id", "a:8"}},
             {{"id", "a:8"}, {"customer", "b:1"}, {"item", "pen"}}, 2),
-      Write(Op::kInsert, "orders", {{"id", "a:9"}},
+      Write(WriteOp::kInsert, "orders", {{"id", "a:9"}},
             {{"id", "a:9"}, {"customer", nullptr}, {"item", "gift"}}, 2),
   };
   Result<ApplyResult> r = c->Apply({first}, false);
@@ -378,10 +379,10 @@ TEST_P(PgConnectorTest, MappedKeysAndReferencesTravelAsRecordIds) {
   ApplyBatch second;
   second.id = 11;
   second.ops = {
-      Write(Op::kUpdate, "customers", {{"id", "a:5"}}, {{"name", "z"}}, 3, {{"name", "y"}}),
-      Write(Op::kUpdate, "orders", {{"id", "b:4"}}, {{"customer", "b:1"}}, 3,
+      Write(WriteOp::kUpdate, "customers", {{"id", "a:5"}}, {{"name", "z"}}, 3, {{"name", "y"}}),
+      Write(WriteOp::kUpdate, "orders", {{"id", "b:4"}}, {{"customer", "b:1"}}, 3,
             {{"customer", "a:5"}}),
-      Write(Op::kDelete, "orders", {{"id", "a:9"}}, Row::object(), 4),
+      Write(WriteOp::kDelete, "orders", {{"id", "a:9"}}, Row::object(), 4),
   };
   r = c->Apply({second}, false);
   ASSERT_OK(r);
@@ -396,12 +397,12 @@ TEST_P(PgConnectorTest, MappedKeysAndReferencesTravelAsRecordIds) {
   ApplyBatch third;
   third.id = 12;
   third.ops = {
-      Write(Op::kInsert, "orders", {{"id", "a:20"}},
+      Write(WriteOp::kInsert, "orders", {{"id", "a:20"}},
             {{"id", "a:20"}, {"customer", "a:404"}, {"item", "lost"}}, 5),
-      Write(Op::kInsert, "orders", {{"id", "a:21"}},
+      Write(WriteOp::kInsert, "orders", {{"id", "a:21"}},
             {{"id", "a:21"}, {"customer", "a:5"}, {"item", "kept"}}, 6),
-      Write(Op::kUpdate, "customers", {{"id", "c:1"}}, {{"name", "nobody"}}, 7),
-      Write(Op::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "again"}}, 8),
+      Write(WriteOp::kUpdate, "customers", {{"id", "c:1"}}, {{"name", "nobody"}}, 7),
+      Write(WriteOp::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "again"}}, 8),
   };
   r = c->Apply({third}, false);
   ASSERT_FALSE(r.ok());
@@ -442,14 +443,15 @@ TEST_P(PgConnectorTest, MappedRecordInsertedAgainAfterItsRowWasDeleted) {
   ASSERT_OK(c->Install());
   ASSERT_NO_FATAL_FAILURE(ApplyCustomerA5(*c));
   Exec(db, "DELETE FROM customers");
-  Position from = 0;
+  Position from;
   std::vector<Change> rows = CaptureRows(*c, &from, 1);  // seen: else the insert is stale
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].op, Op::kDelete);
   EXPECT_EQ(rows[0].key, Row({{"id", "a:5"}}));
   ApplyBatch again;
   again.id = 2;
-  again.ops = {Write(Op::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "y"}}, 1)};
+  again.ops = {
+      Write(WriteOp::kInsert, "customers", {{"id", "a:5"}}, {{"id", "a:5"}, {"name", "y"}}, 1)};
   Result<ApplyResult> r = c->Apply({again}, false);
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 1u);
@@ -465,16 +467,17 @@ TEST_P(PgConnectorTest, StaleWriteToAMappedRowIsRejectedWithItsRecordId) {
   ASSERT_OK(c->Bind(ShopBindings()));
   ASSERT_OK(c->Install());
   ASSERT_NO_FATAL_FAILURE(ApplyCustomerA5(*c));
-  Position from = 0;
+  Position from;
   Exec(db, "UPDATE customers SET name = 'app' WHERE name = 'x'");
   std::vector<Change> rows = CaptureRows(*c, &from, 1);
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].key, Row({{"id", "a:5"}}));
   ApplyBatch stale;
   stale.id = 2;
-  RowOp w =
-      Write(Op::kUpdate, "customers", {{"id", "a:5"}}, {{"name", "duplex"}}, 2, {{"name", "app"}});
-  w.seen = 1;  // planned before the application's update (whose value it expects by chance)
+  RowOp w = Write(WriteOp::kUpdate, "customers", {{"id", "a:5"}}, {{"name", "duplex"}}, 2,
+                  {{"name", "app"}});
+  w.seen = Position::FromInt(
+      1);  // planned before the application's update (whose value it expects by chance)
   stale.ops = {w};
   Result<ApplyResult> r = c->Apply({stale}, false);
   ASSERT_OK(r);
@@ -519,7 +522,7 @@ TEST_P(PgConnectorTest, InstallUpgradesAnOlderInstallation) {
   ASSERT_OK(installed);
   EXPECT_TRUE(*installed);
   Exec(db, "INSERT INTO customers(name) VALUES ('new')");
-  Position from = 0;
+  Position from;
   std::vector<Change> rows = CaptureRows(*c, &from, 1);
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].key, Row({{"id", "b:1"}}));

@@ -33,11 +33,11 @@ CollectionBinding Customers() {
 
 // Writes planned after every application change so far (ChangedSince never rejects them);
 // the test of RowOp::seen sets it explicitly.
-constexpr Position kSeenAll = int64_t{1} << 60;
+const Position kSeenAll = Position::FromInt(int64_t{1} << 60);
 
 RowOp Insert(Row key, Row values) {
   RowOp op;
-  op.op = Op::kInsert;
+  op.op = WriteOp::kInsert;
   op.collection = "customers";
   op.seen = kSeenAll;
   op.key = std::move(key);
@@ -47,7 +47,7 @@ RowOp Insert(Row key, Row values) {
 
 RowOp Update(Row key, Row values, Row expected) {
   RowOp op;
-  op.op = Op::kUpdate;
+  op.op = WriteOp::kUpdate;
   op.collection = "customers";
   op.seen = kSeenAll;
   op.key = std::move(key);
@@ -58,7 +58,7 @@ RowOp Update(Row key, Row values, Row expected) {
 
 RowOp Delete(Row key, Row expected) {
   RowOp op;
-  op.op = Op::kDelete;
+  op.op = WriteOp::kDelete;
   op.collection = "customers";
   op.seen = kSeenAll;
   op.key = std::move(key);
@@ -176,7 +176,7 @@ TEST_F(SqliteConnectorTest, InstallSnapshotsExistingRows) {
       path_,
       "INSERT INTO crm_customers VALUES (1, 'Ann', 1.5, NULL, 'x'), (2, 'Bob', NULL, NULL, 'y')");
   auto c = Make();
-  Position pos = 0;
+  Position pos;
   std::vector<Change> changes = CaptureAll(*c, &pos);
   ASSERT_EQ(changes.size(), 2u);
   for (const Change& ch : changes) {
@@ -198,7 +198,7 @@ TEST_F(SqliteConnectorTest, InstallSnapshotsExistingRows) {
 
 TEST_F(SqliteConnectorTest, CapturesApplicationWritesInOrderWithImages) {
   auto c = Make();
-  Position pos = 0;
+  Position pos;
   EXPECT_TRUE(CaptureAll(*c, &pos).empty());
   SqlExec(path_, "INSERT INTO crm_customers VALUES (7, 'Ann', 2.0, NULL, 'n')");
   SqlExec(path_, "UPDATE crm_customers SET full_name = 'Anne' WHERE cust_id = 7");
@@ -236,7 +236,7 @@ TEST_F(SqliteConnectorTest, CapturesApplicationWritesInOrderWithImages) {
 TEST_F(SqliteConnectorTest, UpdateOfUnsyncedColumnIsNotCaptured) {
   SqlExec(path_, "INSERT INTO crm_customers VALUES (1, 'Ann', 1.0, NULL, 'x')");
   auto c = Make();
-  Position pos = 0;
+  Position pos;
   ASSERT_EQ(CaptureAll(*c, &pos).size(), 1u);
   SqlExec(path_, "UPDATE crm_customers SET note = 'changed' WHERE cust_id = 1");
   SqlExec(path_, "UPDATE crm_customers SET full_name = full_name WHERE cust_id = 1");
@@ -251,7 +251,7 @@ TEST_F(SqliteConnectorTest, UpdateOfUnsyncedColumnIsNotCaptured) {
 TEST_F(SqliteConnectorTest, KeyChangeBecomesDeleteThenInsert) {
   SqlExec(path_, "INSERT INTO crm_customers VALUES (1, 'Ann', 1.0, NULL, 'x')");
   auto c = Make();
-  Position pos = 0;
+  Position pos;
   CaptureAll(*c, &pos);
   SqlExec(path_, "UPDATE crm_customers SET cust_id = 2, full_name = 'Two' WHERE cust_id = 1");
   std::vector<Change> changes = CaptureAll(*c, &pos);
@@ -269,7 +269,7 @@ TEST_F(SqliteConnectorTest, KeyChangeBecomesDeleteThenInsert) {
 
 TEST_F(SqliteConnectorTest, BlobRealAndNullRoundTripThroughCapture) {
   auto c = Make();
-  Position pos = 0;
+  Position pos;
   SqlExec(path_, "INSERT INTO crm_customers VALUES (1, NULL, 0.1 + 0.2, x'00FF10', 'n')");
   SqlExec(path_, "INSERT INTO crm_customers VALUES (2, 'big', 1.2345678901234567e300, x'', NULL)");
   SqlExec(path_, "INSERT INTO crm_customers VALUES (3, 'inf', 9e999, NULL, NULL)");
@@ -292,7 +292,7 @@ TEST_F(SqliteConnectorTest, BlobRealAndNullRoundTripThroughCapture) {
 
 TEST_F(SqliteConnectorTest, InvalidUtf8TextDoesNotStopCapture) {
   auto c = Make();
-  Position pos = 0;
+  Position pos;
   SqlExec(path_, "INSERT INTO crm_customers VALUES (1, CAST(x'41FF42' AS TEXT), NULL, NULL, NULL)");
   std::vector<Change> changes = CaptureAll(*c, &pos);
   ASSERT_EQ(changes.size(), 1u);
@@ -331,7 +331,7 @@ TEST_F(SqliteConnectorTest, ApplyRoundTripsBlobRealAndNull) {
 TEST_F(SqliteConnectorTest, P5ApplyIsCapturedAsOneMarkerOnly) {
   SqlExec(path_, "INSERT INTO crm_customers VALUES (5, 'Eve', 1.0, NULL, NULL)");
   auto c = Make();
-  Position pos = 0;
+  Position pos;
   CaptureAll(*c, &pos);
   std::vector<ApplyBatch> batches = {
       {7, {Insert({{"id", 1}}, {{"id", 1}, {"name", "A"}, {"score", 1}, {"data", nullptr}})}},
@@ -417,7 +417,7 @@ TEST_F(SqliteConnectorTest, CompareAndSetRejectsStaleWrites) {
 
 TEST_F(SqliteConnectorTest, ConstraintViolationRollsBackTheWholeApply) {
   auto c = Make();
-  Position pos = 0;
+  Position pos;
   CaptureAll(*c, &pos);
   Result<ApplyResult> r = c->Apply(
       {{1, {Insert({{"id", 1}}, {{"id", 1}, {"name", "ok"}, {"score", 1}, {"data", nullptr}})}},
@@ -464,14 +464,14 @@ TEST_F(SqliteConnectorTest, AckPrunesTheChangelog) {
     SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (" + std::to_string(i) +
                        ", 'n')");
   }
-  Result<ChangeBatch> batch = c->Capture(0, 3);
+  Result<ChangeBatch> batch = c->Capture(Position(), 3);
   ASSERT_OK(batch);
   ASSERT_EQ(batch->changes.size(), 3u);
-  EXPECT_EQ(*c->Backlog(0), 5);
+  EXPECT_EQ(*c->Backlog(Position()), 5);
   EXPECT_EQ(*c->Backlog(batch->end), 2);
   ASSERT_OK(c->Ack(batch->end));
   EXPECT_EQ(CountRows("_duplex_changelog"), 2);
-  EXPECT_EQ(*c->Backlog(0), 2);
+  EXPECT_EQ(*c->Backlog(Position()), 2);
   Result<ChangeBatch> rest = c->Capture(batch->end, 100);
   ASSERT_OK(rest);
   ASSERT_EQ(rest->changes.size(), 2u);
@@ -498,10 +498,10 @@ TEST_F(SqliteConnectorTest, CaptureRespectsTheLimitAndSkipsUnboundTables) {
   SqlExec(path_, "INSERT INTO other VALUES (2, 'b')");
   EXPECT_EQ(SqlQuery(path_, "SELECT count(*) FROM sqlite_master WHERE name LIKE '_duplex_other%'"),
             "0\n");
-  Result<ChangeBatch> b = c->Capture(0, 1);
+  Result<ChangeBatch> b = c->Capture(Position(), 1);
   ASSERT_OK(b);
   ASSERT_EQ(b->changes.size(), 0u);  // only the skipped row was read
-  EXPECT_GT(b->end, 0);
+  EXPECT_GT(b->end, Position());
   Result<ChangeBatch> b2 = c->Capture(b->end, 1);
   ASSERT_OK(b2);
   ASSERT_EQ(b2->changes.size(), 1u);
@@ -516,7 +516,7 @@ TEST_F(SqliteConnectorTest, CaptureRespectsTheLimitAndSkipsUnboundTables) {
 TEST_F(SqliteConnectorTest, KeyChangeIsNotSplitAcrossTheLimit) {
   SqlExec(path_, "INSERT INTO crm_customers(cust_id) VALUES (1), (5)");
   auto c = Make();
-  Position pos = 0;
+  Position pos;
   CaptureAll(*c, &pos);
   SqlExec(path_, "UPDATE crm_customers SET full_name = 'x' WHERE cust_id = 5");
   SqlExec(path_, "UPDATE crm_customers SET cust_id = 2 WHERE cust_id = 1");
@@ -546,9 +546,9 @@ TEST_F(SqliteConnectorTest, PollSeesOtherConnectionsAndOwnCommits) {
   ASSERT_OK(c->Apply({{1, {Insert({{"id", 2}}, {{"id", 2}})}}}));
   EXPECT_TRUE(*c->Poll());
   EXPECT_FALSE(*c->Poll());
-  ASSERT_OK(c->Ack(1000));
+  ASSERT_OK(c->Ack(Position::FromInt(1000)));
   EXPECT_TRUE(*c->Poll());
-  ASSERT_OK(c->Ack(1000));  // nothing left to prune
+  ASSERT_OK(c->Ack(Position::FromInt(1000)));  // nothing left to prune
   EXPECT_FALSE(*c->Poll());
 }
 
@@ -556,7 +556,7 @@ TEST_F(SqliteConnectorTest, IsInstalledAndUninstall) {
   auto c = Make({Customers()}, /*install=*/false);
   EXPECT_FALSE(*c->IsInstalled());
   EXPECT_EQ(*c->AppliedId(), 0);
-  EXPECT_EQ(*c->Backlog(0), 0);
+  EXPECT_EQ(*c->Backlog(Position()), 0);
   ASSERT_OK(c->Uninstall());  // nothing installed: fine
   ASSERT_OK(c->Install());
   EXPECT_TRUE(*c->IsInstalled());
@@ -589,7 +589,7 @@ TEST_F(SqliteConnectorTest, IsInstalledAndUninstall) {
 
   // Installing again starts over with a snapshot.
   ASSERT_OK(c->Install());
-  Position pos = 0;
+  Position pos;
   std::vector<Change> changes = CaptureAll(*c, &pos);
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_TRUE(changes[0].snapshot);
@@ -633,19 +633,19 @@ TEST_F(SqliteConnectorTest, QuotedTableAndColumnNames) {
   auto c = Make({b});
   EXPECT_TRUE(*c->IsInstalled());
   SqlExec(path_, "INSERT INTO \"my \"\"odd\"\" table\" VALUES ('k1', 1.5)");
-  Position pos = 0;
+  Position pos;
   std::vector<Change> changes = CaptureAll(*c, &pos);
   ASSERT_EQ(changes.size(), 2u);
   EXPECT_EQ(changes[1].after, Row({{"id", "k1"}, {"v", 1.5}}));
 
   RowOp ins;
-  ins.op = Op::kInsert;
+  ins.op = WriteOp::kInsert;
   ins.collection = "odd";
   ins.key = {{"id", "k2"}};
   ins.values = {{"id", "k2"}, {"v", 2.5}};
   ins.seen = pos;
   RowOp upd = ins;
-  upd.op = Op::kUpdate;
+  upd.op = WriteOp::kUpdate;
   upd.key = {{"id", "k1"}};
   upd.values = {{"v", 3.5}};
   upd.expected = {{"v", 1.5}};
@@ -677,7 +677,7 @@ TEST_F(SqliteConnectorTest, WideTableBeyondTheFunctionArgumentLimit) {
   auto c = Make({b});
   SqlExec(path_, "INSERT INTO wide(" + insert_cols + ") VALUES(" + insert_vals + ")");
   SqlExec(path_, "UPDATE wide SET \"c.149\" = 0.25");
-  Position pos = 0;
+  Position pos;
   std::vector<Change> changes = CaptureAll(*c, &pos);
   ASSERT_EQ(changes.size(), 2u);
   ASSERT_EQ(changes[0].after.size(), 151u);
@@ -712,7 +712,7 @@ TEST(RegistryTest, MakesSqliteAndRejectsUnknownTypes) {
 TEST_F(SqliteConnectorTest, WriteIsRejectedWhenTheRowChangedAfterWhatTheResolverSaw) {
   SqlExec(path_, "INSERT INTO crm_customers VALUES (5, 'Eve', 1.0, NULL, NULL)");
   auto c = Make();
-  Position pos = 0;
+  Position pos;
   CaptureAll(*c, &pos);
   // The application edits the row and changes it back: no value comparison can tell.
   SqlExec(path_, "UPDATE crm_customers SET full_name = 'Tmp' WHERE cust_id = 5");
@@ -779,7 +779,7 @@ TEST_F(SqliteForeignKeyTest, P7OrphanIsRefusedAndIsolatedToItsTransaction) {
   SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (1, 'Ann')");
   SqlExec(path_, "INSERT INTO orders VALUES (5, 1, 'old')");
   auto c = Make({Customers(), Orders()});
-  Position pos = 0;
+  Position pos;
   CaptureAll(*c, &pos);
   // Child before parent inside one transaction: fine, checked at its end.
   RowOp order10 =
@@ -813,7 +813,7 @@ TEST_F(SqliteForeignKeyTest, P7OrphanIsRefusedAndIsolatedToItsTransaction) {
   EXPECT_EQ(r->failed[0].txn, 2);
   ASSERT_EQ(r->failed[0].ops.size(), 2u);
   EXPECT_EQ(r->failed[0].ops[0].key, Row({{"id", 11}}));
-  EXPECT_EQ(r->failed[0].ops[1].op, Op::kUpdate);
+  EXPECT_EQ(r->failed[0].ops[1].op, WriteOp::kUpdate);
   EXPECT_NE(r->failed[0].reason.find("table 'orders' key [11]"), std::string::npos)
       << r->failed[0].reason;
   EXPECT_EQ(r->failed[1].txn, 3);
@@ -897,7 +897,7 @@ class SqliteMappedKeyTest : public SqliteForeignKeyTest {
   std::unique_ptr<SqliteConnector> MakeMapped() {
     return Make({MappedCustomers(), MappedOrders()});
   }
-  static RowOp Customer(Op op, const std::string& record, Row values, Row expected = {}) {
+  static RowOp Customer(WriteOp op, const std::string& record, Row values, Row expected = {}) {
     RowOp r;
     r.op = op;
     r.collection = "customers";
@@ -907,7 +907,7 @@ class SqliteMappedKeyTest : public SqliteForeignKeyTest {
     r.expected = std::move(expected);
     return r;
   }
-  static RowOp Order(Op op, const std::string& record, Row values, int64_t txn = 0) {
+  static RowOp Order(WriteOp op, const std::string& record, Row values, int64_t txn = 0) {
     RowOp r = Customer(op, record, std::move(values));
     r.collection = "orders";
     r.txn = txn;
@@ -923,14 +923,14 @@ class SqliteMappedKeyTest : public SqliteForeignKeyTest {
 TEST_F(SqliteMappedKeyTest, InsertLetsSqliteGenerateTheKeyAndRecordsItInTheKeyMap) {
   SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (4, 'Old')");
   auto c = MakeMapped();
-  Position pos = 0;
+  Position pos;
   CaptureAll(*c, &pos);
   std::vector<ApplyBatch> batches = {
       {1,
-       {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Ann"}}),
-        Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}, {"item", "pen"}}),
+       {Customer(WriteOp::kInsert, "b:7", {{"id", "b:7"}, {"name", "Ann"}}),
+        Order(WriteOp::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}, {"item", "pen"}}),
         // A reference to a record first seen here: its own key.
-        Order(Op::kInsert, "b:4", {{"id", "b:4"}, {"customer", "crm:4"}, {"item", "ink"}})}}};
+        Order(WriteOp::kInsert, "b:4", {{"id", "b:4"}, {"customer", "crm:4"}, {"item", "ink"}})}}};
   Result<ApplyResult> r = c->Apply(batches);
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 3u);
@@ -950,7 +950,7 @@ TEST_F(SqliteMappedKeyTest, InsertLetsSqliteGenerateTheKeyAndRecordsItInTheKeyMa
   EXPECT_EQ(CountRows("crm_customers"), 2);
   // The same record inserted by a later batch already has its row here: rejected like a key
   // conflict, reported with the row as it is.
-  r = c->Apply({{2, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Dup"}})}}});
+  r = c->Apply({{2, {Customer(WriteOp::kInsert, "b:7", {{"id", "b:7"}, {"name", "Dup"}})}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->rejected, 1u);
   EXPECT_EQ(CountRows("crm_customers"), 2);
@@ -983,7 +983,7 @@ TEST_F(SqliteMappedKeyTest, SnapshotAndCaptureGiveRecordIds) {
           "INSERT INTO crm_customers(cust_id, full_name) VALUES (1, 'Ann'), (2, 'Bob');"
           "INSERT INTO orders VALUES (10, 2, 'pen'), (11, NULL, 'ink')");
   auto c = MakeMapped();
-  Position pos = 0;
+  Position pos;
   std::vector<Change> changes = CaptureAll(*c, &pos);
   ASSERT_EQ(changes.size(), 4u);
   EXPECT_TRUE(changes[0].snapshot);
@@ -1010,14 +1010,14 @@ TEST_F(SqliteMappedKeyTest, TextKeysSpellTheirRecordIdsLikeRecordId) {
   tags.fields = {{"name", "name"}, {"note", "note"}};
   tags.mapped_key = true;
   auto c = Make({tags});
-  Position pos = 0;
+  Position pos;
   const std::string odd = "a\"b\\c\n\x01 é";
   SqlExec(path_, "INSERT INTO tags VALUES (" + QuoteString(odd) + ", 'x')");
   std::vector<Change> changes = CaptureAll(*c, &pos);
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0].key["name"], RecordId("crm", Value(odd)));
   // Found again by OwnNativeKey.
-  RowOp up = Customer(Op::kUpdate, RecordId("crm", Value(odd)), {{"note", "y"}});
+  RowOp up = Customer(WriteOp::kUpdate, RecordId("crm", Value(odd)), {{"note", "y"}});
   up.collection = "tags";
   up.key = {{"name", RecordId("crm", Value(odd))}};
   Result<ApplyResult> r = c->Apply({{1, {up}}});
@@ -1026,7 +1026,7 @@ TEST_F(SqliteMappedKeyTest, TextKeysSpellTheirRecordIdsLikeRecordId) {
   EXPECT_EQ(SqlQuery(path_, "SELECT note FROM tags"), "y\n");
   // A generated text key (DEFAULT) goes into the key map.
   RowOp ins = up;
-  ins.op = Op::kInsert;
+  ins.op = WriteOp::kInsert;
   ins.key = {{"name", "b:1"}};
   ins.values = {{"name", "b:1"}, {"note", "z"}};
   r = c->Apply({{2, {ins}}});
@@ -1041,19 +1041,19 @@ TEST_F(SqliteMappedKeyTest, TextKeysSpellTheirRecordIdsLikeRecordId) {
 TEST_F(SqliteMappedKeyTest, UpdateAndDeleteFindTheRowThroughTheKeyMap) {
   SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (1, 'Ann')");
   auto c = MakeMapped();
-  Position pos = 0;
+  Position pos;
   CaptureAll(*c, &pos);
   ASSERT_OK(c->Apply({{1,
-                       {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Bea"}}),
-                        Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}})}}}));
+                       {Customer(WriteOp::kInsert, "b:7", {{"id", "b:7"}, {"name", "Bea"}}),
+                        Order(WriteOp::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}})}}}));
   CaptureAll(*c, &pos);
   Result<ApplyResult> r =
       c->Apply({{2,
-                 {Customer(Op::kUpdate, "b:7", {{"name", "Beatrix"}}, {{"name", "Bea"}}),
-                  Customer(Op::kUpdate, "crm:1", {{"name", "Anne"}}, {{"name", "Ann"}}),
+                 {Customer(WriteOp::kUpdate, "b:7", {{"name", "Beatrix"}}, {{"name", "Bea"}}),
+                  Customer(WriteOp::kUpdate, "crm:1", {{"name", "Anne"}}, {{"name", "Ann"}}),
                   // The order moves to customer crm:1; expected values are translated too.
-                  Order(Op::kUpdate, "b:3", {{"customer", "crm:1"}}),
-                  Customer(Op::kUpdate, "x:9", {{"name", "nobody"}})}}});
+                  Order(WriteOp::kUpdate, "b:3", {{"customer", "crm:1"}}),
+                  Customer(WriteOp::kUpdate, "x:9", {{"name", "nobody"}})}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 3u);
   EXPECT_EQ(r->rejected, 1u);  // x:9: no row here
@@ -1066,24 +1066,24 @@ TEST_F(SqliteMappedKeyTest, UpdateAndDeleteFindTheRowThroughTheKeyMap) {
   EXPECT_EQ(changes[0].key, Row({{"id", "x:9"}}));
   EXPECT_TRUE(changes[0].after.is_null());
 
-  RowOp cas = Order(Op::kDelete, "b:3", {});
+  RowOp cas = Order(WriteOp::kDelete, "b:3", {});
   cas.expected = {{"customer", "b:7"}};  // stale: it references crm:1 now
   r = c->Apply({{3, {cas}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->rejected, 1u);
   cas.expected = {{"customer", "crm:1"}};
-  r = c->Apply({{4, {cas, Customer(Op::kDelete, "b:7", {})}}});
+  r = c->Apply({{4, {cas, Customer(WriteOp::kDelete, "b:7", {})}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 2u);
   EXPECT_EQ(CountRows("orders"), 0);
   EXPECT_EQ(SqlQuery(path_, "SELECT cust_id FROM crm_customers"), "1\n");
   // Deleted rows keep their record ids in the key map without a key.
   EXPECT_EQ(KeyMap(), "crm_customers|b:7|-\norders|b:3|-\n");
-  r = c->Apply({{5, {Customer(Op::kUpdate, "b:7", {{"name", "again"}})}}});
+  r = c->Apply({{5, {Customer(WriteOp::kUpdate, "b:7", {{"name", "again"}})}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->rejected, 1u);
   // An insert brings the record back with a new key.
-  r = c->Apply({{6, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "Back"}})}}});
+  r = c->Apply({{6, {Customer(WriteOp::kInsert, "b:7", {{"id", "b:7"}, {"name", "Back"}})}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->applied, 1u);
   EXPECT_EQ(KeyMap(), "crm_customers|b:7|2\norders|b:3|-\n");
@@ -1091,7 +1091,7 @@ TEST_F(SqliteMappedKeyTest, UpdateAndDeleteFindTheRowThroughTheKeyMap) {
 
 TEST_F(SqliteMappedKeyTest, ReusedRowidIsANewRecord) {
   auto c = MakeMapped();
-  Position pos = 0;
+  Position pos;
   SqlExec(path_, "INSERT INTO crm_customers(full_name) VALUES ('one'), ('two')");
   SqlExec(path_, "INSERT INTO orders(cust, item) VALUES (2, 'pen')");
   SqlExec(path_, "DELETE FROM orders; DELETE FROM crm_customers WHERE cust_id = 2");
@@ -1119,8 +1119,8 @@ TEST_F(SqliteMappedKeyTest, ReusedRowidIsANewRecord) {
   // Writes for the deleted record do not touch the new row; writes for the new one do.
   Result<ApplyResult> r =
       c->Apply({{1,
-                 {Customer(Op::kUpdate, "crm:2", {{"name", "old"}}),
-                  Customer(Op::kUpdate, fresh.get<std::string>(), {{"name", "new"}})}}});
+                 {Customer(WriteOp::kUpdate, "crm:2", {{"name", "old"}}),
+                  Customer(WriteOp::kUpdate, fresh.get<std::string>(), {{"name", "new"}})}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->rejected, 1u);
   EXPECT_EQ(r->applied, 1u);
@@ -1129,9 +1129,9 @@ TEST_F(SqliteMappedKeyTest, ReusedRowidIsANewRecord) {
 
 TEST_F(SqliteMappedKeyTest, KeyChangedByTheApplicationEndsTheOldRecord) {
   auto c = MakeMapped();
-  ASSERT_OK(c->Apply({{1, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}})}}}));
+  ASSERT_OK(c->Apply({{1, {Customer(WriteOp::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}})}}}));
   SqlExec(path_, "INSERT INTO crm_customers(cust_id, full_name) VALUES (2, 'B')");
-  Position pos = 0;
+  Position pos;
   CaptureAll(*c, &pos);
   SqlExec(path_, "UPDATE crm_customers SET cust_id = 50 WHERE cust_id = 1");
   // crm:2 moves away; its old key then goes to another row, which must not be crm:2 again.
@@ -1150,7 +1150,7 @@ TEST_F(SqliteMappedKeyTest, KeyChangedByTheApplicationEndsTheOldRecord) {
   EXPECT_NE(changes[5].key["id"], "crm:2");
   EXPECT_EQ(changes[5].key["id"].get<std::string>().rfind("crm:2#", 0), 0u);
   // The record b:7 has no row here any more.
-  Result<ApplyResult> r = c->Apply({{2, {Customer(Op::kUpdate, "b:7", {{"name", "x"}})}}});
+  Result<ApplyResult> r = c->Apply({{2, {Customer(WriteOp::kUpdate, "b:7", {{"name", "x"}})}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->rejected, 1u);
 }
@@ -1158,9 +1158,9 @@ TEST_F(SqliteMappedKeyTest, KeyChangedByTheApplicationEndsTheOldRecord) {
 TEST_F(SqliteMappedKeyTest, RowsLoggedAfterTheirParentWasDeletedStillNameItsRecord) {
   auto c = MakeMapped();
   ASSERT_OK(c->Apply({{1,
-                       {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}}),
-                        Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}})}}}));
-  Position pos = 0;
+                       {Customer(WriteOp::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}}),
+                        Order(WriteOp::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:7"}})}}}));
+  Position pos;
   CaptureAll(*c, &pos);
   // Parent first (the application checks foreign keys at commit, or not at all).
   SqlExec(path_, "DELETE FROM crm_customers; DELETE FROM orders");
@@ -1175,8 +1175,8 @@ TEST_F(SqliteMappedKeyTest, RowsLoggedAfterTheirParentWasDeletedStillNameItsReco
   EXPECT_EQ(changes[2].key, Row({{"id", "crm:1"}}));
   EXPECT_EQ(SqlQuery(path_, "SELECT cust_id FROM crm_customers"), "1\n");
   Result<ApplyResult> r = c->Apply({{2,
-                                     {Customer(Op::kUpdate, "b:7", {{"name", "x"}}),
-                                      Customer(Op::kUpdate, "crm:1", {{"name", "y"}})}}});
+                                     {Customer(WriteOp::kUpdate, "b:7", {{"name", "x"}}),
+                                      Customer(WriteOp::kUpdate, "crm:1", {{"name", "y"}})}}});
   ASSERT_OK(r);
   EXPECT_EQ(r->rejected, 1u);
   EXPECT_EQ(r->applied, 1u);
@@ -1185,11 +1185,11 @@ TEST_F(SqliteMappedKeyTest, RowsLoggedAfterTheirParentWasDeletedStillNameItsReco
 
 TEST_F(SqliteMappedKeyTest, WriteIsRejectedWhenTheApplicationChangedTheRecordSinceSeen) {
   auto c = MakeMapped();
-  ASSERT_OK(c->Apply({{1, {Customer(Op::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}})}}}));
-  Position pos = 0;
+  ASSERT_OK(c->Apply({{1, {Customer(WriteOp::kInsert, "b:7", {{"id", "b:7"}, {"name", "A"}})}}}));
+  Position pos;
   CaptureAll(*c, &pos);
   SqlExec(path_, "UPDATE crm_customers SET full_name = 'app'");
-  RowOp stale = Customer(Op::kUpdate, "b:7", {{"name", "duplex"}});
+  RowOp stale = Customer(WriteOp::kUpdate, "b:7", {{"name", "duplex"}});
   stale.seen = pos;
   Result<ApplyResult> r = c->Apply({{2, {stale}}});
   ASSERT_OK(r);
@@ -1201,8 +1201,8 @@ TEST_F(SqliteMappedKeyTest, ReferenceToARecordNotHeldParksItsTransaction) {
   auto c = MakeMapped();
   std::vector<ApplyBatch> batches = {
       {1,
-       {Order(Op::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:99"}, {"item", "x"}}, 1),
-        Order(Op::kInsert, "b:4", {{"id", "b:4"}, {"customer", nullptr}, {"item", "y"}}, 2)}}};
+       {Order(WriteOp::kInsert, "b:3", {{"id", "b:3"}, {"customer", "b:99"}, {"item", "x"}}, 1),
+        Order(WriteOp::kInsert, "b:4", {{"id", "b:4"}, {"customer", nullptr}, {"item", "y"}}, 2)}}};
   Result<ApplyResult> r = c->Apply(batches);
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsInvalidArgument());

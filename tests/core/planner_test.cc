@@ -15,7 +15,7 @@ Planner Make() {
 
 RowOp Insert(const std::string& collection, int id, Row values = Row::object(), int64_t txn = 0) {
   RowOp op;
-  op.op = Op::kInsert;
+  op.op = WriteOp::kInsert;
   op.collection = collection;
   op.key = {{"id", id}};
   op.values = std::move(values);
@@ -25,7 +25,7 @@ RowOp Insert(const std::string& collection, int id, Row values = Row::object(), 
 
 RowOp Delete(const std::string& collection, int id, Row expected = Row::object()) {
   RowOp op;
-  op.op = Op::kDelete;
+  op.op = WriteOp::kDelete;
   op.collection = collection;
   op.key = {{"id", id}};
   op.expected = std::move(expected);
@@ -34,7 +34,7 @@ RowOp Delete(const std::string& collection, int id, Row expected = Row::object()
 
 RowOp Update(const std::string& collection, int id, Row values, Row expected) {
   RowOp op;
-  op.op = Op::kUpdate;
+  op.op = WriteOp::kUpdate;
   op.collection = collection;
   op.key = {{"id", id}};
   op.values = std::move(values);
@@ -48,7 +48,7 @@ std::vector<std::string> Describe(const std::vector<RowOp>& ops) {
   for (const RowOp& op : ops) {
     std::string s =
         std::string(1, static_cast<char>(op.op)) + " " + op.collection + " " + op.key["id"].dump();
-    if (op.op != Op::kDelete && op.values.is_object()) {
+    if (op.op != WriteOp::kDelete && op.values.is_object()) {
       for (const auto& [f, v] : op.values.items()) {
         if (f.find("_id") != std::string::npos) s += " " + f + "=" + v.dump();
       }
@@ -145,7 +145,7 @@ TEST(PlannerTest, DeletedCycleOnAnImmediateConstraintIsClearedFirst) {
   Planner p = Make();
   std::vector<RowOp> ops = {Delete("employee", 1, {{"name", "x"}, {"manager_id", 2}}),
                             Delete("employee", 2, {{"name", "y"}, {"manager_id", 1}})};
-  ops[0].seen = 41;
+  ops[0].seen = Position::FromInt(41);
   ops[0].txn = ops[1].txn = 9;
   p.Order("pg", ops);
   EXPECT_EQ(Describe(ops), (std::vector<std::string>{"U employee 1 manager_id=null", "D employee 2",
@@ -154,11 +154,11 @@ TEST(PlannerTest, DeletedCycleOnAnImmediateConstraintIsClearedFirst) {
   // left, the other delete the row untouched.
   EXPECT_EQ(ops[0].values, (Row{{"manager_id", nullptr}}));
   EXPECT_EQ(ops[0].expected, (Row{{"manager_id", 2}}));
-  EXPECT_EQ(ops[0].seen, 41);
+  EXPECT_EQ(ops[0].seen, Position::FromInt(41));
   EXPECT_EQ(ops[0].txn, 9);
   EXPECT_EQ(ops[1].expected, (Row{{"name", "y"}, {"manager_id", 1}}));
   EXPECT_EQ(ops[2].expected, (Row{{"name", "x"}, {"manager_id", nullptr}}));
-  EXPECT_EQ(ops[2].seen, 41);
+  EXPECT_EQ(ops[2].seen, Position::FromInt(41));
 }
 
 TEST(PlannerTest, DeletedCycleOfThreeNeedsOneUpdate) {

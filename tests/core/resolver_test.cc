@@ -83,7 +83,7 @@ class ResolverTest : public ::testing::Test {
 TEST_F(ResolverTest, InsertIsPlannedForTheOtherEndpoint) {
   ResolveOutput out = Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 1}, {"w", 2}}, 1));
   ASSERT_EQ(out.writes["b"].size(), 1u);
-  EXPECT_EQ(out.writes["b"][0].op, Op::kInsert);
+  EXPECT_EQ(out.writes["b"][0].op, WriteOp::kInsert);
   EXPECT_EQ(out.writes["b"][0].values["w"], 2);
   EXPECT_TRUE(out.writes["a"].empty());
   EXPECT_TRUE(out.conflicts.empty());
@@ -95,7 +95,7 @@ TEST_F(ResolverTest, UpdateIsCompareAndSetOnTheTargetsValue) {
                                         {{"id", 1}, {"v", 5}, {"w", 1}}, 200));
   ASSERT_EQ(out.writes["b"].size(), 1u);
   const RowOp& op = out.writes["b"][0];
-  EXPECT_EQ(op.op, Op::kUpdate);
+  EXPECT_EQ(op.op, WriteOp::kUpdate);
   EXPECT_EQ(op.values, Row({{"v", 5}}));
   EXPECT_EQ(op.expected, Row({{"v", 1}}));
 }
@@ -209,13 +209,15 @@ TEST_F(ResolverTest, P2EndpointsOwnLaterEditIsSequentialEvenUnderMax) {
 
 TEST_F(ResolverTest, WritesCarryTheTargetsSeenPosition) {
   Converged();
-  PlanContext ctx{{{"a", 50}, {"b", 51}}, {{"a", 7}, {"b", 9}}, {}};
+  PlanContext ctx{
+      {{"a", 50}, {"b", 51}}, {{"a", Position::FromInt(7)}, {"b", Position::FromInt(9)}}, {}};
   Change c =
       Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 2}, {"w", 1}}, 400);
   ResolveOutput out;
   resolver_->Merge(c, "a", watermark_["a"], ctx, state_, out);
   ASSERT_EQ(out.writes["b"].size(), 1u);
-  EXPECT_EQ(out.writes["b"][0].seen, 9);  // b's stream merged up to 9 when this was planned
+  EXPECT_EQ(out.writes["b"][0].seen,
+            Position::FromInt(9));  // b's stream merged up to 9 when this was planned
   EXPECT_EQ(state_.pending["b"]["v"], 51);
 }
 
@@ -282,7 +284,7 @@ TEST_F(ResolverTest, DeleteConcurrentWithUpdateDeleteWinsAndIsLogged) {
   EXPECT_EQ(out.conflicts[0].policy, "delete");
   EXPECT_FALSE(state_.exists);
   ASSERT_EQ(out.writes["a"].size(), 1u);
-  EXPECT_EQ(out.writes["a"][0].op, Op::kDelete);
+  EXPECT_EQ(out.writes["a"][0].op, WriteOp::kDelete);
 }
 
 TEST_F(ResolverTest, DeleteConcurrentWithUpdateKeepRestoresTheRecord) {
@@ -300,7 +302,7 @@ TEST_F(ResolverTest, DeleteConcurrentWithUpdateKeepRestoresTheRecord) {
   EXPECT_EQ(out.conflicts[0].policy, "keep");
   EXPECT_TRUE(state_.exists);
   ASSERT_EQ(out.writes["b"].size(), 1u);
-  EXPECT_EQ(out.writes["b"][0].op, Op::kInsert);
+  EXPECT_EQ(out.writes["b"][0].op, WriteOp::kInsert);
   EXPECT_EQ(out.writes["b"][0].values["v"], 9);
 }
 
@@ -321,7 +323,7 @@ TEST_F(ResolverTest, SequentialDeleteLeavesTombstoneAndLateInsertAfterItIsNew) {
   ASSERT_EQ(late.conflicts.size(), 1u);
   EXPECT_FALSE(state_.exists);
   ASSERT_EQ(late.writes["b"].size(), 1u);
-  EXPECT_EQ(late.writes["b"][0].op, Op::kDelete);
+  EXPECT_EQ(late.writes["b"][0].op, WriteOp::kDelete);
 }
 
 TEST_F(ResolverTest, ConcurrentInsertsOfOneKeyMergeFieldByField) {
@@ -547,7 +549,7 @@ TEST_F(ResolverTest, RetractedWritesAreUndoneAndPlannedAgain) {
   ResolveOutput again;
   resolver_->Replan("t", ctx, state_, again);
   ASSERT_EQ(again.writes["b"].size(), 1u);
-  EXPECT_EQ(again.writes["b"][0].op, Op::kInsert);
+  EXPECT_EQ(again.writes["b"][0].op, WriteOp::kInsert);
   EXPECT_EQ(again.writes["b"][0].values["v"], 2);
   EXPECT_TRUE(Resolver::Unobserved(state_, "b", {}, 0));
 }
@@ -562,13 +564,13 @@ TEST_F(ResolverTest, CascadeDeletesEverywhereAndReviveWritesTheRowBack) {
   EXPECT_EQ(Agreed(), Row());
   EXPECT_EQ(state_.deleted.origin, "b");
   ASSERT_EQ(gone.writes["a"].size(), 1u);
-  EXPECT_EQ(gone.writes["a"][0].op, Op::kDelete);
+  EXPECT_EQ(gone.writes["a"][0].op, WriteOp::kDelete);
   ASSERT_EQ(gone.writes["b"].size(), 1u);
   ResolveOutput back;
   resolver_->Revive("t", ctx, state_, back);
   EXPECT_EQ(Agreed(), Row({{"id", 1}, {"v", 1}, {"w", 1}}));
   ASSERT_EQ(back.writes["a"].size(), 1u);
-  EXPECT_EQ(back.writes["a"][0].op, Op::kInsert);
+  EXPECT_EQ(back.writes["a"][0].op, WriteOp::kInsert);
 }
 
 // A row read back from an endpoint (a restored one): the truth about what it holds, not an
@@ -578,7 +580,9 @@ TEST_F(ResolverTest, PresentRowIsWhatTheEndpointHoldsAndOnlyItIsBroughtBack) {
   Merge("a",
         Upsert(Op::kUpdate, {{"id", 1}, {"v", 1}, {"w", 1}}, {{"id", 1}, {"v", 2}, {"w", 1}}, 200));
   Observe("b");
-  PlanContext ctx{{{"a", 50}, {"b", 51}}, {{"a", 7}, {"b", 8}}, watermark_};
+  PlanContext ctx{{{"a", 50}, {"b", 51}},
+                  {{"a", Position::FromInt(7)}, {"b", Position::FromInt(8)}},
+                  watermark_};
   Change present;
   present.op = Op::kPresent;
   present.collection = "t";
@@ -590,10 +594,10 @@ TEST_F(ResolverTest, PresentRowIsWhatTheEndpointHoldsAndOnlyItIsBroughtBack) {
   ASSERT_EQ(out.writes.size(), 1u);
   ASSERT_EQ(out.writes["b"].size(), 1u);
   const RowOp& op = out.writes["b"][0];
-  EXPECT_EQ(op.op, Op::kUpdate);
+  EXPECT_EQ(op.op, WriteOp::kUpdate);
   EXPECT_EQ(op.values, (Row{{"v", 2}}));
   EXPECT_EQ(op.expected, (Row{{"v", 0}}));
-  EXPECT_EQ(op.seen, 8);
+  EXPECT_EQ(op.seen, Position::FromInt(8));
   EXPECT_EQ(state_.pending["b"]["v"], 51);
 
   // No row there: the record is inserted again; a deleted record's row is deleted there.
@@ -601,7 +605,7 @@ TEST_F(ResolverTest, PresentRowIsWhatTheEndpointHoldsAndOnlyItIsBroughtBack) {
   out = ResolveOutput{};
   resolver_->Observe(present, "b", ctx, state_, out);
   ASSERT_EQ(out.writes["b"].size(), 1u);
-  EXPECT_EQ(out.writes["b"][0].op, Op::kInsert);
+  EXPECT_EQ(out.writes["b"][0].op, WriteOp::kInsert);
   Merge("a", Delete(300));
   Observe("a");
   Observe("b");
@@ -610,7 +614,7 @@ TEST_F(ResolverTest, PresentRowIsWhatTheEndpointHoldsAndOnlyItIsBroughtBack) {
   resolver_->Observe(present, "b", ctx, state_, out);
   EXPECT_EQ(Agreed(), Row());
   ASSERT_EQ(out.writes["b"].size(), 1u);
-  EXPECT_EQ(out.writes["b"][0].op, Op::kDelete);
+  EXPECT_EQ(out.writes["b"][0].op, WriteOp::kDelete);
   EXPECT_FALSE(Resolver::Unknown(state_));
   EXPECT_TRUE(Resolver::Unknown(RecordState{}));
 }

@@ -1066,7 +1066,7 @@ TEST_F(CliTest, StatusBeforeFirstRunShowsNothingInstalledAndCreatesNoState) {
   ASSERT_TRUE(status.contains("endpoints")) << status.dump(2);
   ASSERT_EQ(status["endpoints"].size(), 2u);
   for (const json& ep : status["endpoints"]) {
-    EXPECT_EQ(ep["position"], 0) << ep.dump();
+    EXPECT_EQ(ep["position"], "0") << ep.dump();
     EXPECT_EQ(ep["apply_backlog"], 0) << ep.dump();
     EXPECT_EQ(ep["captured"], 0) << ep.dump();
     EXPECT_EQ(ep["applied"], 0) << ep.dump();

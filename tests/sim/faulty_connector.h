@@ -87,8 +87,8 @@ class FaultyConnector final : public ConnectorWrapper {
     }
     return r;
   }
-  Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
-  Status Ack(Position upto) override {
+  Result<ChangeBatch> Capture(const Position& from, size_t max_changes) override;
+  Status Ack(const Position& upto) override {
     MaybeCrash("ack (after capture, resolve and apply committed)");
     if (Down()) return Unreachable();
     return ConnectorWrapper::Ack(upto);
@@ -124,18 +124,21 @@ class FaultyConnector final : public ConnectorWrapper {
   bool owe_poll_ = false;
 };
 
-inline Result<ChangeBatch> FaultyConnector::Capture(Position from, size_t max_changes) {
+inline Result<ChangeBatch> FaultyConnector::Capture(const Position& from, size_t max_changes) {
   MaybeCrash("capture (before journal)");
   if (Down()) return Unreachable();
   if (f_->Draw(f_->capture_per_mille)) return Fault("capture failed");
   Position read_from = from;
-  if (from > 0 && f_->Draw(f_->duplicate_per_mille)) {
+  if (!from.IsStart() && f_->Draw(f_->duplicate_per_mille)) {
     // Redelivery: the stream resent from an earlier point (a reconnect, a poll with an
-    // overlap window). What is still in the changelog there comes again.
-    read_from = std::max<Position>(0, from - 1 - static_cast<Position>(f_->rng() % 8));
+    // overlap window). What is still in the changelog there comes again. (The memory
+    // endpoint's positions are FromInt numbers.)
+    const int64_t back =
+        std::max<int64_t>(0, from.ToInt() - 1 - static_cast<int64_t>(f_->rng() % 8));
+    read_from = Position::FromInt(back);
     ++f_->duplicates;
-    f_->log("   redelivery " + name() + ": capture from " + std::to_string(read_from) +
-            " instead of " + std::to_string(from));
+    f_->log("   redelivery " + name() + ": capture from " + std::to_string(back) + " instead of " +
+            std::to_string(from.ToInt()));
   }
   Result<ChangeBatch> r = ConnectorWrapper::Capture(read_from, max_changes);
   if (!r.ok()) return r;
@@ -159,7 +162,7 @@ inline Result<ChangeBatch> FaultyConnector::Capture(Position from, size_t max_ch
   if (!r->changes.empty() && f_->Draw(f_->sabotage_drop_per_mille)) {
     size_t i = f_->rng() % r->changes.size();
     f_->log("   SABOTAGE " + name() + ": capture loses the change at " +
-            std::to_string(r->changes[i].position));
+            std::to_string(r->changes[i].position.ToInt()));
     r->changes.erase(r->changes.begin() + static_cast<std::ptrdiff_t>(i));
   }
   MaybeCrash("capture read, before journal commit");

@@ -252,7 +252,7 @@ TEST(MemoryConnectorTest, ForeignKeysTransactionsAndIsolatedApply) {
   ASSERT_TRUE(ep->Insert("child", {{"id", 1}, {"parent_id", 1}}));
   ep->Commit();
   ASSERT_TRUE(ep->Insert("parent", {{"id", 2}, {"name", "q"}}));
-  Result<ChangeBatch> cap = conn.Capture(0, 100);
+  Result<ChangeBatch> cap = conn.Capture(Position(), 100);
   ASSERT_TRUE(cap.ok());
   ASSERT_EQ(cap->changes.size(), 3u);
   EXPECT_NE(cap->changes[0].txn, 0);
@@ -261,11 +261,11 @@ TEST(MemoryConnectorTest, ForeignKeysTransactionsAndIsolatedApply) {
 
   auto insert = [](const char* collection, Row values, int64_t txn) {
     RowOp op;
-    op.op = Op::kInsert;
+    op.op = WriteOp::kInsert;
     op.collection = collection;
     op.key = {{"id", values["id"]}};
     op.values = std::move(values);
-    op.seen = 1000;
+    op.seen = Position::FromInt(1000);
     op.txn = txn;
     return op;
   };

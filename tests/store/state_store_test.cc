@@ -22,21 +22,21 @@ TEST(StateStoreTest, JournalKeepsBatchesInOrderWithCapturePosition) {
   c.before = {{"id", 1}, {"v", "a"}};
   c.after = {{"id", 1}, {"v", MakeBlob(std::string("\0\xff", 2))}};
   c.commit_ms = 12.5;
-  c.position = 7;
+  c.position = Position::FromInt(7);
   c.txn = 991;
   b.changes.push_back(c);
   Change m;
   m.op = Op::kMarker;
   m.apply_id = 42;
-  m.position = 8;
+  m.position = Position::FromInt(8);
   b.changes.push_back(m);
-  b.end = 8;
+  b.end = Position::FromInt(8);
   auto id = (*store)->AppendJournal("a", b);
   ASSERT_OK(id);
   EXPECT_GT(*id, 0);
   auto p = (*store)->Progress("a");
   ASSERT_OK(p);
-  EXPECT_EQ(p->capture, 8);
+  EXPECT_EQ(p->capture, Position::FromInt(8));
   auto heads = (*store)->JournalHeads(10);
   ASSERT_OK(heads);
   ASSERT_EQ(heads->size(), 1u);
@@ -65,7 +65,7 @@ TEST(StateStoreTest, OutboxReadsWholeBatchesUpToTheRowLimit) {
   for (int i = 0; i < 3; ++i) {
     ApplyBatch b{*first + i, {}};
     for (int r = 0; r < 4; ++r) {
-      b.ops.push_back(RowOp{Op::kUpdate, "t", {{"id", r}}, {{"v", i}}, {{"v", nullptr}}});
+      b.ops.push_back(RowOp{WriteOp::kUpdate, "t", {{"id", r}}, {{"v", i}}, {{"v", nullptr}}, {}});
     }
     ASSERT_OK((*store)->AddOutbox("b", b));
   }
@@ -87,9 +87,9 @@ TEST(StateStoreTest, OutboxKeepsEachWritesSourceTransaction) {
   TempDir dir;
   auto store = StateStore::Open(dir.File("s.db"), true);
   ASSERT_OK(store);
-  RowOp a{Op::kInsert, "t", {{"id", 1}}, {{"v", 1}}, {}, 3};
+  RowOp a{WriteOp::kInsert, "t", {{"id", 1}}, {{"v", 1}}, {}, Position::FromInt(3)};
   a.txn = 77;
-  RowOp b{Op::kInsert, "t", {{"id", 2}}, {{"v", 2}}, {}, 3};
+  RowOp b{WriteOp::kInsert, "t", {{"id", 2}}, {{"v", 2}}, {}, Position::FromInt(3)};
   ASSERT_OK((*store)->AddOutbox("b", ApplyBatch{5, {a, b}}));
   auto read = (*store)->ReadOutbox("b", 100);
   ASSERT_OK(read);
@@ -164,7 +164,8 @@ TEST(StateStoreTest, DeadLettersAreListedRetriedAndDeleted) {
   TempDir dir;
   auto store = StateStore::Open(dir.File("s.db"), true);
   ASSERT_OK(store);
-  RowOp op{Op::kInsert, "t", {{"id", 1}}, {{"id", 1}, {"v", 5}}, Row::object(), 3};
+  RowOp op{WriteOp::kInsert,      "t",           {{"id", 1}},
+           {{"id", 1}, {"v", 5}}, Row::object(), Position::FromInt(3)};
   op.source = "a";
   op.source_commit_ms = 1000.5;
   ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{9, {op}}, "CHECK constraint failed", 42));
@@ -176,7 +177,7 @@ TEST(StateStoreTest, DeadLettersAreListedRetriedAndDeleted) {
   EXPECT_EQ(d.batch.id, 9);
   ASSERT_EQ(d.batch.ops.size(), 1u);
   EXPECT_EQ(d.batch.ops[0].values, op.values);
-  EXPECT_EQ(d.batch.ops[0].seen, 3);
+  EXPECT_EQ(d.batch.ops[0].seen, Position::FromInt(3));
   EXPECT_EQ(d.batch.ops[0].source, "a");
   EXPECT_EQ(d.batch.ops[0].source_commit_ms, 1000.5);
   EXPECT_EQ(d.reason, "CHECK constraint failed");
@@ -201,9 +202,13 @@ TEST(StateStoreTest, DeadLetterJsonSummarisesCollectionsAndKeysOfItsWrites) {
   TempDir dir;
   auto store = StateStore::Open(dir.File("s.db"), true);
   ASSERT_OK(store);
-  RowOp order{Op::kInsert, "order", {{"id", 5}}, {{"id", 5}, {"customer", 1}}, Row::object(), 0};
-  RowOp customer{Op::kUpdate, "customer", {{"id", 1}}, {{"tier", "gold"}}, Row::object(), 0};
-  RowOp line{Op::kDelete, "order", {{"id", 6}}, Row::object(), Row::object(), 0};
+  RowOp order{WriteOp::kInsert, "order",
+              {{"id", 5}},      {{"id", 5}, {"customer", 1}},
+              Row::object(),    Position::FromInt(0)};
+  RowOp customer{WriteOp::kUpdate,   "customer",    {{"id", 1}},
+                 {{"tier", "gold"}}, Row::object(), Position::FromInt(0)};
+  RowOp line{WriteOp::kDelete, "order",       {{"id", 6}},
+             Row::object(),    Row::object(), Position::FromInt(0)};
   ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{4, {order, customer, line}}, "FK", 42));
   ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{5, {}}, "whole batch", 43));
   auto all = (*store)->ListDeadLetters(false);
@@ -246,7 +251,7 @@ TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
     auto store = StateStore::Open(dir.File("s.db"), true);
     ASSERT_OK(store);
     ASSERT_OK((*store)->AddDeadLetter("b", ApplyBatch{1, {}}, "x", 1));
-    ASSERT_OK((*store)->AppendJournal("b", ChangeBatch{{}, 7}));
+    ASSERT_OK((*store)->AppendJournal("b", ChangeBatch{{}, Position::FromInt(7)}));
     // What version 2 wrote: no retry column (nor version 4's waits_for, nor version 5's
     // index of references, nor version 6's columns of progress).
     ASSERT_OK((*store)->db().Exec(
@@ -261,8 +266,8 @@ TEST(StateStoreTest, SchemaVersion2FileIsUpgradedInPlace) {
   ASSERT_OK(store);
   auto progress = (*store)->Progress("b");
   ASSERT_OK(progress);
-  EXPECT_EQ(progress->capture, 7);
-  EXPECT_EQ(progress->acked, 0);
+  EXPECT_EQ(progress->capture, Position::FromInt(7));
+  EXPECT_TRUE(progress->acked.IsStart());
   EXPECT_FALSE(progress->rescan);
   auto all = (*store)->ListDeadLetters(false);
   ASSERT_OK(all);
@@ -306,8 +311,8 @@ TEST(StateStoreTest, OutboxBatchesAndDeadLettersAreRewritten) {
   TempDir dir;
   auto store = StateStore::Open(dir.File("s.db"), true);
   ASSERT_OK(store);
-  RowOp a{Op::kInsert, "t", {{"id", 1}}, {{"id", 1}}, {}, 0};
-  RowOp b{Op::kInsert, "t", {{"id", 2}}, {{"id", 2}}, {}, 0};
+  RowOp a{WriteOp::kInsert, "t", {{"id", 1}}, {{"id", 1}}, {}, Position::FromInt(0)};
+  RowOp b{WriteOp::kInsert, "t", {{"id", 2}}, {{"id", 2}}, {}, Position::FromInt(0)};
   ASSERT_OK((*store)->AddOutbox("e", ApplyBatch{5, {a, b}}));
   auto batch = (*store)->ReadOutboxBatch("e", 5);
   ASSERT_OK(batch);
@@ -363,21 +368,21 @@ TEST(StateStoreTest, RestoredEndpointIsResetAndItsRescanFindsTheRecordsItLacks) 
   Change c;
   c.collection = "item";
   c.commit_ms = 1000;
-  c.position = 40;
-  ASSERT_OK(s.AppendJournal("b", ChangeBatch{{c}, 40}));
-  ASSERT_OK(s.SetResolved("b", 9, 40));
-  ASSERT_OK(s.SetAcked("b", 40));
+  c.position = Position::FromInt(40);
+  ASSERT_OK(s.AppendJournal("b", ChangeBatch{{c}, Position::FromInt(40)}));
+  ASSERT_OK(s.SetResolved("b", 9, Position::FromInt(40)));
+  ASSERT_OK(s.SetAcked("b", Position::FromInt(40)));
   ASSERT_OK(s.AddOutbox("b", ApplyBatch{12, {RowOp{}}}));
   ASSERT_OK(s.AddOutbox("a", ApplyBatch{13, {RowOp{}}}));
 
-  ASSERT_OK(s.ResetRestored("b", 25, 4));
+  ASSERT_OK(s.ResetRestored("b", Position::FromInt(25), 4));
   auto p = s.Progress("b");
   ASSERT_OK(p);
-  EXPECT_EQ(p->capture, 25);
-  EXPECT_EQ(p->resolved, 25);
-  EXPECT_EQ(p->acked, 25);
+  EXPECT_EQ(p->capture, Position::FromInt(25));
+  EXPECT_EQ(p->resolved, Position::FromInt(25));
+  EXPECT_EQ(p->acked, Position::FromInt(25));
   EXPECT_EQ(p->watermark, 4);
-  EXPECT_EQ(p->guard_pos, 40);
+  EXPECT_EQ(p->guard_pos, Position::FromInt(40));
   EXPECT_EQ(p->guard_ms, 1000);
   EXPECT_TRUE(p->rescan);
   EXPECT_EQ(*s.OutboxRows("b"), 0);
@@ -409,26 +414,26 @@ TEST(StateStoreTest, JournalInterfaceKeepsEntriesInAppendOrder) {
   c.collection = "t";
   c.key = {{"id", 1}};
   c.after = {{"id", 1}};
-  auto first = journal.Append("b", ChangeBatch{{c, c}, 3});
+  auto first = journal.Append("b", ChangeBatch{{c, c}, Position::FromInt(3)});
   ASSERT_OK(first);
-  auto second = journal.Append("a", ChangeBatch{{c}, 9});
+  auto second = journal.Append("a", ChangeBatch{{c}, Position::FromInt(9)});
   ASSERT_OK(second);
   EXPECT_GT(*second, *first);
   auto heads = journal.Heads(1);
   ASSERT_OK(heads);
   EXPECT_EQ(*heads, (std::vector<std::pair<int64_t, std::string>>{{*first, "b"}}));
   EXPECT_EQ(*journal.Backlog(), 3);
-  EXPECT_EQ(journal.Read(*second)->end, 9);
+  EXPECT_EQ(journal.Read(*second)->end, Position::FromInt(9));
   ASSERT_OK(journal.Delete(*first));
   ASSERT_OK(journal.Delete(*first));  // already gone: nothing changes
   EXPECT_EQ(journal.Read(*first).status().code(), Status::Code::kNotFound);
   EXPECT_EQ(*journal.Backlog(), 1);
   // The journal alone does not move positions; AppendJournal moves them with the entry.
   EXPECT_FALSE((*store)->Progress("a")->exists);
-  auto none = (*store)->AppendJournal("a", ChangeBatch{{}, 11});
+  auto none = (*store)->AppendJournal("a", ChangeBatch{{}, Position::FromInt(11)});
   ASSERT_OK(none);
   EXPECT_EQ(*none, 0);
-  EXPECT_EQ((*store)->Progress("a")->capture, 11);
+  EXPECT_EQ((*store)->Progress("a")->capture, Position::FromInt(11));
   EXPECT_EQ(*journal.Backlog(), 1);
 }
 
@@ -443,7 +448,7 @@ TEST(StateStoreTest, StoreTransactionRollsBackUnlessCommitted) {
     auto txn = store.Transaction();
     ASSERT_OK(txn);
     ASSERT_OK(store.AddOutbox("e", ApplyBatch{5, {RowOp{}}}));
-    ASSERT_OK(store.SetCaptured("e", 7, 100));
+    ASSERT_OK(store.SetCaptured("e", Position::FromInt(7), 100));
   }
   EXPECT_EQ(*store.OutboxRows("e"), 0);
   EXPECT_FALSE(store.Progress("e")->exists);
@@ -451,16 +456,16 @@ TEST(StateStoreTest, StoreTransactionRollsBackUnlessCommitted) {
     auto txn = store.Transaction();
     ASSERT_OK(txn);
     ASSERT_OK(store.AddOutbox("e", ApplyBatch{5, {RowOp{}}}));
-    ASSERT_OK(store.SetCaptured("e", 7, 100));
+    ASSERT_OK(store.SetCaptured("e", Position::FromInt(7), 100));
     ASSERT_OK((*txn)->Commit());
   }
   EXPECT_EQ(*store.OutboxRows("e"), 1);
-  EXPECT_EQ(store.Progress("e")->capture, 7);
+  EXPECT_EQ(store.Progress("e")->capture, Position::FromInt(7));
   EXPECT_EQ(store.Progress("e")->captured_ms, 100);
 }
 
 TEST(StateStoreTest, CodecRoundTripsApplyBatchesAndRefusesOtherBytes) {
-  RowOp op{Op::kUpdate, "t", {{"id", 1}}, {{"v", "x"}}, {{"v", "w"}}, 17};
+  RowOp op{WriteOp::kUpdate, "t", {{"id", 1}}, {{"v", "x"}}, {{"v", "w"}}, Position::FromInt(17)};
   op.txn = 4;
   op.source = "a";
   op.source_commit_ms = 2.5;
@@ -468,10 +473,10 @@ TEST(StateStoreTest, CodecRoundTripsApplyBatchesAndRefusesOtherBytes) {
   ASSERT_OK(got);
   EXPECT_EQ(got->id, 9);
   ASSERT_EQ(got->ops.size(), 2u);
-  EXPECT_EQ(got->ops[0].op, Op::kUpdate);
+  EXPECT_EQ(got->ops[0].op, WriteOp::kUpdate);
   EXPECT_EQ(got->ops[0].values, op.values);
   EXPECT_EQ(got->ops[0].expected, op.expected);
-  EXPECT_EQ(got->ops[0].seen, 17);
+  EXPECT_EQ(got->ops[0].seen, Position::FromInt(17));
   EXPECT_EQ(got->ops[0].txn, 4);
   EXPECT_EQ(got->ops[0].source, "a");
   EXPECT_EQ(got->ops[0].source_commit_ms, 2.5);

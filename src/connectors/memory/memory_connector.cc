@@ -162,13 +162,14 @@ Row MemoryConnector::ToColumns(const BoundTable& t, const Row& fields) const {
   return out;
 }
 
-Result<ChangeBatch> MemoryConnector::Capture(Position from, size_t max_changes) {
+Result<ChangeBatch> MemoryConnector::Capture(const Position& from_pos, size_t max_changes) {
+  const int64_t from = from_pos.ToInt();
   ChangeBatch batch;
-  batch.end = from;
+  batch.end = Position::FromInt(from);
   if (max_changes == 0) return batch;
   if (!ep_->installed_) return NotInstalled();
   auto it = std::upper_bound(ep_->changelog_.begin(), ep_->changelog_.end(), from,
-                             [](Position p, const LogEntry& e) { return p < e.seq; });
+                             [](int64_t p, const LogEntry& e) { return p < e.seq; });
   size_t read = 0;  // changelog rows read (the SQL LIMIT)
   for (; it != ep_->changelog_.end() && read < max_changes; ++it, ++read) {
     const LogEntry& e = *it;
@@ -177,21 +178,21 @@ Result<ChangeBatch> MemoryConnector::Capture(Position from, size_t max_changes) 
       c.op = Op::kMarker;
       c.txn = e.txn;
       c.apply_id = e.apply_id;
-      c.position = e.seq;
+      c.position = Position::FromInt(e.seq);
       c.commit_ms = e.at;
       batch.changes.push_back(std::move(c));
-      batch.end = e.seq;
+      batch.end = Position::FromInt(e.seq);
       continue;
     }
     auto bound = by_table_.find(e.table);
     if (bound == by_table_.end()) {
-      batch.end = e.seq;  // a table no longer bound
+      batch.end = Position::FromInt(e.seq);  // a table no longer bound
       continue;
     }
     const BoundTable& t = tables_[bound->second];
     Change c;
     c.collection = t.binding.collection;
-    c.position = e.seq;
+    c.position = Position::FromInt(e.seq);
     c.commit_ms = e.at;
     c.txn = e.txn;
     if (e.op == 'R') {
@@ -200,12 +201,12 @@ Result<ChangeBatch> MemoryConnector::Capture(Position from, size_t max_changes) 
       c.key = MapImage(t, e.old_image);
       if (!e.new_image.is_null()) c.after = MapImage(t, e.new_image);
       batch.changes.push_back(std::move(c));
-      batch.end = e.seq;
+      batch.end = Position::FromInt(e.seq);
       continue;
     }
     c.op = static_cast<Op>(e.op);
     c.snapshot = e.snapshot;
-    if (e.op == 'D' || (e.op == 'U' && ep_->update_before_images)) {
+    if (e.op == 'D' || (e.op == 'U' && ep_->update_before_images && !ep_->rest_like)) {
       c.before = MapImage(t, e.old_image);
     }
     if (e.op != 'D') c.after = MapImage(t, e.new_image);
@@ -217,18 +218,20 @@ Result<ChangeBatch> MemoryConnector::Capture(Position from, size_t max_changes) 
     }
     // (The simulation never changes a key, so no update becomes delete + insert here.)
     batch.changes.push_back(std::move(c));
-    batch.end = e.seq;
+    batch.end = Position::FromInt(e.seq);
   }
   return batch;
 }
 
-Result<int64_t> MemoryConnector::Backlog(Position from) {
+Result<int64_t> MemoryConnector::Backlog(const Position& from_pos) {
+  const int64_t from = from_pos.ToInt();
   int64_t n = 0;
   for (const LogEntry& e : ep_->changelog_) n += e.seq > from ? 1 : 0;
   return n;
 }
 
-Status MemoryConnector::Ack(Position upto) {
+Status MemoryConnector::Ack(const Position& upto_pos) {
+  const int64_t upto = upto_pos.ToInt();
   auto& log = ep_->changelog_;
   size_t n = 0;
   while (n < log.size() && log[n].seq <= upto) ++n;
@@ -240,8 +243,8 @@ Result<int64_t> MemoryConnector::AppliedId() { return ep_->applied_id_; }
 
 bool MemoryConnector::ChangedSince(const BoundTable& t, const RowOp& op) const {
   std::string pk = ep_->KeyText(t.binding.table, ToColumns(t, op.key));
-  for (auto it = ep_->changelog_.rbegin(); it != ep_->changelog_.rend() && it->seq > op.seen;
-       ++it) {
+  for (auto it = ep_->changelog_.rbegin();
+       it != ep_->changelog_.rend() && it->seq > op.seen.ToInt(); ++it) {
     if (it->table == t.binding.table && it->pk == pk &&
         (it->op == 'I' || it->op == 'U' || it->op == 'D')) {
       return true;
@@ -281,7 +284,7 @@ Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
   std::string key = ep_->KeyText(table, key_cols);
   auto& rows = ep_->rows_[table];
   auto it = rows.find(key);
-  if (op.op == Op::kInsert) {
+  if (op.op == WriteOp::kInsert) {
     if (it != rows.end()) return false;  // ON CONFLICT(key) DO NOTHING
     Row full = Row::object();
     for (const ColumnInfo& c : ep_->Table(table)->columns) full[c.name] = Value();
@@ -300,9 +303,6 @@ Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
     ++ep_->sync_writes_;
     return true;
   }
-  if (op.op != Op::kUpdate && op.op != Op::kDelete) {
-    return Status::InvalidArgument(where + ": a marker is not a row write");
-  }
   if (it == rows.end()) return false;
   if (op.expected.is_object()) {
     for (const auto& item : op.expected.items()) {
@@ -312,7 +312,7 @@ Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
     }
   }
   ++ep_->sync_writes_;
-  if (op.op == Op::kDelete) {
+  if (op.op == WriteOp::kDelete) {
     if (std::string why = ep_->CheckForeignKeys(table, key, std::nullopt); !why.empty()) {
       return Status::InvalidArgument(where + ": " + why);
     }
@@ -373,12 +373,101 @@ Status MemoryConnector::ApplyCounted(const RowOp& op, int64_t batch_id, ApplyRes
   return Status::Ok();
 }
 
+Capabilities MemoryConnector::capabilities() const {
+  Capabilities caps;
+  if (ep_->rest_like) {
+    caps.transactional_apply = false;
+    caps.markers = false;
+    caps.atomic_applied_id = false;
+    caps.before_images = false;
+    caps.compare_and_set = false;
+  } else {
+    caps.before_images = ep_->update_before_images;
+  }
+  return caps;
+}
+
+Result<ApplyResult> MemoryConnector::ApplyUnconditionally(const std::vector<ApplyBatch>& batches) {
+  ApplyResult result;
+  for (const ApplyBatch& batch : batches) {
+    for (const RowOp& op : batch.ops) {
+      auto bound = by_collection_.find(op.collection);
+      if (bound == by_collection_.end()) {
+        return Status::InvalidArgument("endpoint '" + ep_->name() + "': collection '" +
+                                       op.collection + "' is not bound to this endpoint");
+      }
+      const BoundTable& t = tables_[bound->second];
+      const std::string& table = t.binding.table;
+      Row key_cols = ToColumns(t, op.key);
+      const std::string key = ep_->KeyText(table, key_cols);
+      auto& rows = ep_->rows_[table];
+      auto it = rows.find(key);
+      std::optional<Row> before;
+      if (it != rows.end()) before = it->second;
+      std::optional<Row> after;
+      if (op.op == WriteOp::kDelete) {
+        if (!before) continue;  // already gone
+      } else {
+        if (!before && op.op == WriteOp::kUpdate) continue;  // gone: nothing to update
+        Row row = before.value_or(Row::object());
+        if (!before) {
+          for (const ColumnInfo& c : ep_->Table(table)->columns) row[c.name] = Value();
+          for (const auto& item : key_cols.items()) row[item.key()] = item.value();
+        }
+        if (op.values.is_object()) {
+          for (const auto& item : op.values.items()) {
+            auto col = t.column_of_field.find(item.key());
+            if (col == t.column_of_field.end() || key_cols.contains(col->second)) continue;
+            row[col->second] = item.value();
+          }
+        }
+        after = std::move(row);
+      }
+      if (std::string why = ep_->CheckForeignKeys(table, key, after); !why.empty()) {
+        // Refused alone: the writes before it stay, the ones after it go on.
+        result.failed.push_back(FailedOp{batch.id,
+                                         op.txn,
+                                         {op},
+                                         "endpoint '" + ep_->name() + "', table '" + table +
+                                             "', key " + op.key.dump() + ": " + why});
+        continue;
+      }
+      ++ep_->sync_writes_;
+      ++result.applied;
+      if (after) {
+        rows[key] = *after;
+        ep_->mtime_[table][key] = ep_->now_ms();
+      } else {
+        rows.erase(key);
+        ep_->mtime_[table].erase(key);
+      }
+      ep_->last_apply_.push_back(AppliedWrite{table, key, op.source, op.source_commit_ms, op.txn});
+      // Its trigger logs it like any write: there is no marker.
+      if (!ep_->captured_.count(table)) continue;
+      LogEntry e;
+      e.table = table;
+      e.op = !before ? 'I' : after ? 'U' : 'D';
+      if (before) e.old_image = ep_->Image(table, *before);
+      if (after) e.new_image = ep_->Image(table, *after);
+      if (e.op == 'U' && e.old_image == e.new_image) continue;
+      e.seq = ++ep_->next_seq_;
+      e.at = ep_->now_ms();
+      e.pk = key;
+      e.txn = ++ep_->next_txn_;  // its own commit
+      ep_->changelog_.push_back(std::move(e));
+      ++ep_->log_version_;
+    }
+  }
+  return result;
+}
+
 Result<ApplyResult> MemoryConnector::Apply(const std::vector<ApplyBatch>& batches,
                                            bool isolate_txns) {
   ApplyResult result;
   ep_->last_apply_.clear();
   if (batches.empty()) return result;
   if (!ep_->installed_) return NotInstalled();
+  if (ep_->rest_like) return ApplyUnconditionally(batches);
   // What a rollback (of the whole call, or of one source transaction in it) puts back.
   struct Saved {
     std::map<std::string, std::map<std::string, Row>> rows;

@@ -22,6 +22,9 @@ class MemoryConnector final : public Connector {
   explicit MemoryConnector(std::shared_ptr<MemoryEndpoint> endpoint);
 
   const std::string& name() const override { return ep_->name(); }
+  // All capabilities, or none of markers, transactions, compare-and-set, applied id and
+  // before-images for a MemoryEndpoint::rest_like one.
+  Capabilities capabilities() const override;
   Status Open() override;
   Result<TableInfo> Describe(const std::string& table) override;
   Status Bind(std::vector<CollectionBinding> bindings) override;
@@ -29,9 +32,9 @@ class MemoryConnector final : public Connector {
   Status Install() override;
   Status Uninstall() override;
   Result<bool> Poll() override;
-  Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
-  Result<int64_t> Backlog(Position from) override;
-  Status Ack(Position upto) override;
+  Result<ChangeBatch> Capture(const Position& from, size_t max_changes) override;
+  Result<int64_t> Backlog(const Position& from) override;
+  Status Ack(const Position& upto) override;
   Result<int64_t> AppliedId() override;
   // Describe: the table's columns and the foreign keys declared on the endpoint (checked
   // immediately, so not deferrable). Capture: Change::txn is the application's transaction
@@ -55,6 +58,8 @@ class MemoryConnector final : public Connector {
   // ApplyOne after the `seen` check, counting the write (or logging an 'R' change for it).
   Status ApplyCounted(const RowOp& op, int64_t batch_id, ApplyResult& result);
   bool ChangedSince(const BoundTable& t, const RowOp& op) const;
+  // Apply on a rest_like endpoint: each write on its own, logged like the application's.
+  Result<ApplyResult> ApplyUnconditionally(const std::vector<ApplyBatch>& batches);
 
   std::shared_ptr<MemoryEndpoint> ep_;
   std::vector<BoundTable> tables_;

@@ -61,6 +61,12 @@ class MemoryEndpoint {
   // False: captured updates carry no before-image, like PostgreSQL's logical decoding with the
   // default replica identity (the resolver then compares with what the endpoint held).
   bool update_before_images = true;
+  // True: the endpoint behaves like a REST API such as Salesforce's (docs/DESIGN.md §3.4):
+  // no transactions (each of duplex's row writes commits on its own, in order), no marker
+  // (its writes show in the changelog like the application's, as later changes), no
+  // compare-and-set (writes are unconditional: an insert of a present row updates it, an
+  // update or delete of an absent row does nothing), no applied id, no before-images.
+  bool rest_like = false;
 
   // Schema: declares a table (columns with their pk positions). Rows start empty.
   void DeclareTable(const TableInfo& info);

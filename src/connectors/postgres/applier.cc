@@ -51,7 +51,7 @@ Result<Applier::OpStmt*> Applier::Statement(const BoundTable& t, const RowOp& op
   };
   auto column = [&](const std::string& field) { return QuoteIdent(t.column_of_field.at(field)); };
   std::vector<std::string> cond;
-  if (op.op != Op::kInsert) {
+  if (op.op != WriteOp::kInsert) {
     for (const std::string& k : t.binding.key) {
       DUPLEX_ASSIGN_OR_RETURN(std::string p, param(Source::kKey, k));
       cond.push_back(column(k) + " = " + p);
@@ -86,7 +86,7 @@ Result<Applier::OpStmt*> Applier::Statement(const BoundTable& t, const RowOp& op
   std::string sql;
   const std::string table = ep_.Q(t.binding.table);
   switch (op.op) {
-    case Op::kInsert: {
+    case WriteOp::kInsert: {
       std::vector<std::string> cols, vals, keys;
       // Every synced non-key field, after the key's parameters.
       auto add_values = [&]() -> Status {
@@ -136,7 +136,7 @@ Result<Applier::OpStmt*> Applier::Statement(const BoundTable& t, const RowOp& op
             ") DO NOTHING";
       break;
     }
-    case Op::kUpdate: {
+    case WriteOp::kUpdate: {
       std::vector<std::string> set;
       if (op.values.is_object()) {
         for (const auto& item : op.values.items()) {
@@ -151,12 +151,10 @@ Result<Applier::OpStmt*> Applier::Statement(const BoundTable& t, const RowOp& op
       sql = "UPDATE " + table + " SET " + Join(set, ", ") + " WHERE " + Join(cond, " AND ");
       break;
     }
-    case Op::kDelete:
+    case WriteOp::kDelete:
       if (!unseen.empty()) cond.push_back(unseen);
       sql = "DELETE FROM " + table + " WHERE " + Join(cond, " AND ");
       break;
-    default:
-      return Status::InvalidArgument(where + ": a marker is not a row write");
   }
   out.name = "duplex_op_" + std::to_string(++stmt_counter_);
   PgResult res(PQprepare(ep_.apply.get(), out.name.c_str(), sql.c_str(), 0, nullptr));
@@ -267,7 +265,7 @@ Result<ApplyResult> Applier::ApplyOnce(const std::vector<const ApplyBatch*>& tod
     vals.clear();
     for (const auto& [source, field] : p.stmt->params) {
       if (source == OpStmt::Source::kSeen) {
-        vals.push_back(std::to_string(p.op->seen));
+        vals.push_back(std::to_string(p.op->seen.ToInt()));
         continue;
       }
       const Row& obj = source == OpStmt::Source::kKey      ? p.op->key

@@ -47,11 +47,11 @@ class PgCapture {
 
   // --- Capture (Connector's calls) -----------------------------------------------------------
   virtual Result<bool> Poll() = 0;
-  virtual Result<ChangeBatch> Capture(Position from, size_t max_changes) = 0;
-  virtual Result<int64_t> Backlog(Position from) = 0;
-  virtual Status Ack(Position upto) = 0;
+  virtual Result<ChangeBatch> Capture(const Position& from, size_t max_changes) = 0;
+  virtual Result<int64_t> Backlog(const Position& from) = 0;
+  virtual Status Ack(const Position& upto) = 0;
   // The mode's part of CheckRestored, once duplex's tables were found on the server.
-  virtual Result<RestoreCheck> CheckRestored(Position captured, Position acked) = 0;
+  virtual Result<RestoreCheck> CheckRestored(const Position& captured, const Position& acked) = 0;
   // After db is connected.
   virtual Result<int64_t> AppliedId() = 0;
   // Whether a connection of the capture's own is dead (Reconnecting retries then).
@@ -75,7 +75,7 @@ class PgCapture {
   // Whether the stream showed an application change to the row with native key `key_text` of
   // `table` after position `seen` (always false if SeenInStatement()).
   virtual bool ChangedAfter(const std::string& table, const std::string& key_text,
-                            Position seen) const = 0;
+                            const Position& seen) const = 0;
   // Records a rejected write of batch `batch_id` (`image`: the row as it is now, null if none),
   // inside the apply transaction.
   virtual Status Reject(Conn& apply, const BoundTable& t, const RowOp& op, const Value& image,

@@ -240,10 +240,11 @@ Result<bool> LogicalCapture::Poll() {
   return !reached || !pending_.empty() || stream_.in_txn();
 }
 
-Result<ChangeBatch> LogicalCapture::Capture(Position from, size_t max_changes) {
+Result<ChangeBatch> LogicalCapture::Capture(const Position& from_pos, size_t max_changes) {
+  const int64_t from = from_pos.ToInt();
   DUPLEX_RETURN_IF_ERROR(DrainStream(0));
   ChangeBatch batch;
-  batch.end = from;
+  batch.end = Position::FromInt(from);
   while (!pending_.empty()) {
     PendingTxn& txn = pending_.front();
     if (txn.end_lsn <= static_cast<uint64_t>(from)) {  // journaled before a restart
@@ -254,7 +255,7 @@ Result<ChangeBatch> LogicalCapture::Capture(Position from, size_t max_changes) {
     // Whole transactions only: one may exceed max_changes (README "limits").
     if (!batch.changes.empty() && batch.changes.size() + txn.changes.size() > max_changes) break;
     for (Change& c : txn.changes) batch.changes.push_back(std::move(c));
-    batch.end = static_cast<Position>(txn.end_lsn);
+    batch.end = Position::FromInt(static_cast<int64_t>(txn.end_lsn));
     pending_changes_ -= txn.changes.size();
     pending_.pop_front();
   }
@@ -266,12 +267,15 @@ Result<ChangeBatch> LogicalCapture::Capture(Position from, size_t max_changes) {
     pending_changes_ = 0;
     return presented;
   }
-  if (batch.end > static_cast<Position>(delivered_)) delivered_ = static_cast<uint64_t>(batch.end);
+  if (batch.end.ToInt() > static_cast<int64_t>(delivered_)) {
+    delivered_ = static_cast<uint64_t>(batch.end.ToInt());
+  }
   stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
   return batch;
 }
 
-Result<int64_t> LogicalCapture::Backlog(Position from) {
+Result<int64_t> LogicalCapture::Backlog(const Position& from_pos) {
+  const int64_t from = from_pos.ToInt();
   // Outside `run` nothing is streamed: the slot's retained WAL is in Warnings().
   if (!stream_.running()) return Status::Unavailable(ep_.Where() + ": not streaming");
   int64_t n = 0;
@@ -281,7 +285,8 @@ Result<int64_t> LogicalCapture::Backlog(Position from) {
   return n;
 }
 
-Status LogicalCapture::Ack(Position upto) {
+Status LogicalCapture::Ack(const Position& upto_pos) {
+  const int64_t upto = upto_pos.ToInt();
   stream_.Confirm(static_cast<uint64_t>(upto));
   acked_ = std::max(acked_, static_cast<uint64_t>(upto));
   stream_.SetCallerIdle(pending_.empty() && delivered_ <= acked_);
@@ -298,19 +303,21 @@ Status LogicalCapture::Ack(Position upto) {
   return Status::Ok();
 }
 
-Result<RestoreCheck> LogicalCapture::CheckRestored(Position captured, Position /*acked*/) {
-  RestoreCheck check{"", captured};
+Result<RestoreCheck> LogicalCapture::CheckRestored(const Position& captured_pos,
+                                                   const Position& /*acked*/) {
+  const int64_t captured = captured_pos.ToInt();
+  RestoreCheck check{"", captured_pos};
   DUPLEX_ASSIGN_OR_RETURN(
       std::optional<std::string> slot,
       ep_.db.Scalar("SELECT coalesce(confirmed_flush_lsn, restart_lsn)::text FROM "
                     "pg_replication_slots WHERE slot_name = $1",
                     {ep_.SlotName()}));
   if (!slot) {
-    if (captured > 0) {
+    if (!captured_pos.IsStart()) {
       check.reason = "its replication slot '" + ep_.SlotName() +
                      "' is gone (a dump restored, or the slot dropped): what was written there "
                      "before the slot is made again cannot be captured";
-      check.resume = 0;
+      check.resume = Position::FromInt(0);
     }
     return check;
   }
@@ -320,7 +327,7 @@ Result<RestoreCheck> LogicalCapture::CheckRestored(Position captured, Position /
   if (head < static_cast<uint64_t>(captured)) {
     check.reason = "the server's WAL ends at " + (now ? *now : std::string("?")) +
                    ", before the position duplex captured (a snapshot of the server restored?)";
-    check.resume = static_cast<Position>(ParseLsn(*slot));
+    check.resume = Position::FromInt(static_cast<int64_t>(ParseLsn(*slot)));
   }
   return check;
 }

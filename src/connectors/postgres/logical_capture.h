@@ -46,10 +46,10 @@ class LogicalCapture final : public PgCapture {
   Result<std::vector<std::string>> Warnings() override;
 
   Result<bool> Poll() override;
-  Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
-  Result<int64_t> Backlog(Position from) override;
-  Status Ack(Position upto) override;
-  Result<RestoreCheck> CheckRestored(Position captured, Position acked) override;
+  Result<ChangeBatch> Capture(const Position& from, size_t max_changes) override;
+  Result<int64_t> Backlog(const Position& from) override;
+  Status Ack(const Position& upto) override;
+  Result<RestoreCheck> CheckRestored(const Position& captured, const Position& acked) override;
   Result<int64_t> AppliedId() override;
   bool Dead() const override { return !stream_.running(); }
 
@@ -61,7 +61,7 @@ class LogicalCapture final : public PgCapture {
   }
   Status CatchUp(Conn& apply) override;
   bool ChangedAfter(const std::string& table, const std::string& key_text,
-                    Position seen) const override;
+                    const Position& seen) const override;
   Status Reject(Conn& apply, const BoundTable& t, const RowOp& op, const Value& image,
                 int64_t batch_id) override;
   Status Mark(Conn& apply, int64_t top, bool writes) override;
@@ -103,7 +103,7 @@ class LogicalCapture final : public PgCapture {
   std::deque<std::tuple<uint64_t, std::string, std::string>> app_changed_order_;
   bool first_poll_ = true;
   uint64_t previous_flush_ = 0;  // the server's flushed WAL end at the previous idle poll
-  int64_t snapshot_txn_ = -1;    // the last Change::txn given to an initial-load row
+  size_t snapshot_units_ = 0;    // initial-load rows given a Change::txn of their own (MadeUpTxn)
   // The rejected writes of the apply transaction being built, sent by Mark.
   Value rejected_ = Value::array();
 };

@@ -73,8 +73,8 @@ Status LogicalCapture::ReadSnapshotMessage(const std::string& content, uint64_t 
     c.snapshot = true;
     // No source transaction groups the rows of an initial load: each row is a unit of its
     // own, so that a row the target refuses parks only itself.
-    c.txn = --snapshot_txn_;  // from -2: the engine's kWholeBatch is -1
-    c.position = static_cast<Position>(end_lsn);
+    c.txn = MadeUpTxn(snapshot_units_++);
+    c.position = Position::FromInt(static_cast<int64_t>(end_lsn));
     c.commit_ms = static_cast<double>(commit_ms);
     out->push_back(std::move(c));
   }
@@ -85,7 +85,7 @@ Status LogicalCapture::Convert(StreamTxn&& txn) {
   PendingTxn out;
   out.end_lsn = txn.end_lsn;
   const int64_t commit_ms = txn.commit_us / 1000 + kPgEpochMs;
-  const Position pos = static_cast<Position>(txn.end_lsn);
+  const int64_t pos = static_cast<int64_t>(txn.end_lsn);
   if (txn.origin == ep_.OriginName()) {
     // duplex's own transaction: its rows are echoes (P5); it is the causal marker.
     for (const StreamEvent& e : txn.events) {
@@ -101,7 +101,7 @@ Status LogicalCapture::Convert(StreamTxn&& txn) {
         c.key = r.value("k", Value::object());
         c.after = ep_.ImageToRow(*t, r.value("row", Value()));
         c.apply_id = static_cast<int64_t>(txn.origin_lsn);
-        c.position = pos;
+        c.position = Position::FromInt(pos);
         c.txn = txn.xid;
         c.commit_ms = static_cast<double>(commit_ms);
         out.changes.push_back(std::move(c));
@@ -110,7 +110,7 @@ Status LogicalCapture::Convert(StreamTxn&& txn) {
     Change m;
     m.op = Op::kMarker;
     m.apply_id = static_cast<int64_t>(txn.origin_lsn);
-    m.position = pos;
+    m.position = Position::FromInt(pos);
     m.txn = txn.xid;
     m.commit_ms = static_cast<double>(commit_ms);
     out.changes.push_back(std::move(m));
@@ -134,7 +134,7 @@ Status LogicalCapture::Convert(StreamTxn&& txn) {
       const BoundTable& t = ep_.tables[bound->second];
       Change c;
       c.collection = t.binding.collection;
-      c.position = pos;
+      c.position = Position::FromInt(pos);
       c.commit_ms = static_cast<double>(commit_ms);
       c.txn = txn.xid;  // the Begin message's xid: the same for every change of the transaction
       // The old key ('K', the default identity when the key changed) or the old row ('O',
@@ -239,11 +239,11 @@ Status LogicalCapture::CatchUp(Conn& apply) {
 }
 
 bool LogicalCapture::ChangedAfter(const std::string& table, const std::string& key_text,
-                                  Position seen) const {
+                                  const Position& seen) const {
   auto tbl = app_changed_.find(table);
   if (tbl == app_changed_.end()) return false;
   auto it = tbl->second.find(key_text);
-  return it != tbl->second.end() && it->second > static_cast<uint64_t>(seen);
+  return it != tbl->second.end() && it->second > static_cast<uint64_t>(seen.ToInt());
 }
 
 }  // namespace duplex::pg

@@ -4,6 +4,7 @@
 
 #include "connectors/binding.h"
 #include "connectors/postgres/logical_capture.h"
+#include "connectors/postgres/pg_types.h"
 #include "connectors/postgres/trigger_capture.h"
 #include "util/json_value.h"
 
@@ -152,7 +153,7 @@ Result<bool> PostgresConnector::Poll() {
   return Reconnecting([&] { return capture_->Poll(); });
 }
 
-Result<ChangeBatch> PostgresConnector::Capture(Position from, size_t max_changes) {
+Result<ChangeBatch> PostgresConnector::Capture(const Position& from, size_t max_changes) {
   return Reconnecting([&] { return capture_->Capture(from, max_changes); });
 }
 
@@ -161,24 +162,30 @@ Result<ApplyResult> PostgresConnector::Apply(const std::vector<ApplyBatch>& batc
   return Reconnecting([&] { return applier_.Apply(batches, isolate_txns); });
 }
 
-Result<int64_t> PostgresConnector::Backlog(Position from) { return capture_->Backlog(from); }
+Result<int64_t> PostgresConnector::Backlog(const Position& from) { return capture_->Backlog(from); }
 
-Status PostgresConnector::Ack(Position upto) { return capture_->Ack(upto); }
+Status PostgresConnector::Ack(const Position& upto) { return capture_->Ack(upto); }
 
-Result<RestoreCheck> PostgresConnector::CheckRestored(Position captured, Position acked) {
+std::string PostgresConnector::DescribePosition(const Position& p) const {
+  if (ep_.opt.capture != CaptureMode::kLogical) return PositionText(p);
+  return FormatLsn(static_cast<uint64_t>(p.ToInt()));
+}
+
+Result<RestoreCheck> PostgresConnector::CheckRestored(const Position& captured_pos,
+                                                      const Position& acked) {
   DUPLEX_RETURN_IF_ERROR(ep_.EnsureDb());
   DUPLEX_ASSIGN_OR_RETURN(bool exists, ep_.ObjectsExist());
   if (!exists) {
-    RestoreCheck check{"", captured};
-    if (captured > 0) {
+    RestoreCheck check{"", captured_pos};
+    if (!captured_pos.IsStart()) {
       check.reason =
           "duplex's tables are gone from it (a dump from before duplex was installed, or a new "
           "database?)";
-      check.resume = 0;
+      check.resume = Position::FromInt(0);
     }
     return check;
   }
-  return capture_->CheckRestored(captured, acked);
+  return capture_->CheckRestored(captured_pos, acked);
 }
 
 Status PostgresConnector::Scan(const std::string& collection, size_t max_rows,
@@ -204,7 +211,7 @@ Status PostgresConnector::Scan(const std::string& collection, size_t max_rows,
   const int64_t limit = static_cast<int64_t>(std::max<size_t>(max_rows, 1));
   const std::string order = " ORDER BY " + Join(keys, ", ") + " LIMIT " + std::to_string(limit);
   Value last_key;
-  int64_t txn = -1;
+  size_t unit = 0;
   while (true) {
     std::vector<Param> args;
     if (last_key.is_array()) {
@@ -221,7 +228,7 @@ Status PostgresConnector::Scan(const std::string& collection, size_t max_rows,
       c.collection = collection;
       c.after = ep_.ImageToRow(*t, Value::parse(PQgetvalue(rows->get(), r, 0)));
       c.key = KeyOf(t->binding.key, c.after);
-      c.txn = --txn;  // one unit each (from -2: txn 0 and -1 mean other things)
+      c.txn = MadeUpTxn(unit++);  // one unit each
       chunk.push_back(std::move(c));
       if (r == n - 1) last_key = Value::parse(PQgetvalue(rows->get(), r, 1));
     }

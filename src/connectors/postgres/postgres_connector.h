@@ -45,13 +45,13 @@ class PostgresConnector final : public Connector {
   Status Install() override;
   Status Uninstall() override;
   Result<bool> Poll() override;
-  Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
-  Result<int64_t> Backlog(Position from) override;
-  Status Ack(Position upto) override;
+  Result<ChangeBatch> Capture(const Position& from, size_t max_changes) override;
+  Result<int64_t> Backlog(const Position& from) override;
+  Status Ack(const Position& upto) override;
   // Trigger capture: restored if the `acked` table is behind `acked` or the stamped positions
   // behind `captured`. Logical: if the slot is gone or the server's WAL ends before
   // `captured`; capture then resumes from the slot's confirmed position.
-  Result<RestoreCheck> CheckRestored(Position captured, Position acked) override;
+  Result<RestoreCheck> CheckRestored(const Position& captured, const Position& acked) override;
   // In key order, a query per chunk.
   Status Scan(const std::string& collection, size_t max_rows,
               const std::function<Status(std::vector<Change>&&)>& visit) override;
@@ -60,6 +60,8 @@ class PostgresConnector final : public Connector {
                             bool isolate_txns = false) override;
   Result<std::vector<std::string>> Preflight() override;
   Result<std::vector<std::string>> Warnings() override;
+  // Logical capture: an LSN ("0/16B3748"); trigger capture: the changelog's position.
+  std::string DescribePosition(const Position& p) const override;
 
   // Names of the server objects (for tests and `duplex check`).
   std::string SlotName() const { return ep_.SlotName(); }

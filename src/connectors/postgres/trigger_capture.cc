@@ -209,11 +209,12 @@ Status TriggerCapture::StampLog() {
   return Status::Ok();
 }
 
-Result<ChangeBatch> TriggerCapture::Capture(Position from, size_t max_changes) {
+Result<ChangeBatch> TriggerCapture::Capture(const Position& from_pos, size_t max_changes) {
+  const int64_t from = from_pos.ToInt();
   DUPLEX_RETURN_IF_ERROR(ep_.EnsureDb());
   DUPLEX_RETURN_IF_ERROR(ep_.LoadTypes());
   ChangeBatch batch;
-  batch.end = from;
+  batch.end = Position::FromInt(from);
   DUPLEX_ASSIGN_OR_RETURN(bool exists, ep_.ObjectsExist());
   if (!exists)
     return Status::InvalidArgument(ep_.Where() +
@@ -226,7 +227,7 @@ Result<ChangeBatch> TriggerCapture::Capture(Position from, size_t max_changes) {
                       ep_.Q(ep_.TableName("log")) + " WHERE pos > $1 ORDER BY pos LIMIT $2",
                   {std::to_string(from), std::to_string(std::max<size_t>(max_changes, 1))}));
   for (int r = 0; r < PQntuples(res.get()); ++r) {
-    const Position pos = std::atoll(PQgetvalue(res.get(), r, 0));
+    const int64_t pos = std::atoll(PQgetvalue(res.get(), r, 0));
     const std::string tbl = PQgetvalue(res.get(), r, 1);
     const char op = PQgetvalue(res.get(), r, 2)[0];
     const double at = std::atof(PQgetvalue(res.get(), r, 7));
@@ -235,12 +236,12 @@ Result<ChangeBatch> TriggerCapture::Capture(Position from, size_t max_changes) {
     const int64_t txn = PQgetvalue(res.get(), r, 6)[0] == 't' ? -pos - 1
                         : PQgetisnull(res.get(), r, 9)        ? 0
                                                        : std::atoll(PQgetvalue(res.get(), r, 9));
-    batch.end = pos;
+    batch.end = Position::FromInt(pos);
     if (op == 'M') {
       Change m;
       m.op = Op::kMarker;
       m.apply_id = std::atoll(PQgetvalue(res.get(), r, 5));
-      m.position = pos;
+      m.position = Position::FromInt(pos);
       m.commit_ms = at;
       m.txn = txn;
       batch.changes.push_back(std::move(m));
@@ -251,7 +252,7 @@ Result<ChangeBatch> TriggerCapture::Capture(Position from, size_t max_changes) {
     const BoundTable& t = ep_.tables[bound->second];
     Change c;
     c.collection = t.binding.collection;
-    c.position = pos;
+    c.position = Position::FromInt(pos);
     c.commit_ms = at;
     c.txn = txn;
     c.snapshot = PQgetvalue(res.get(), r, 6)[0] == 't';
@@ -278,7 +279,8 @@ Result<ChangeBatch> TriggerCapture::Capture(Position from, size_t max_changes) {
   return batch;
 }
 
-Result<int64_t> TriggerCapture::Backlog(Position from) {
+Result<int64_t> TriggerCapture::Backlog(const Position& from_pos) {
+  const int64_t from = from_pos.ToInt();
   DUPLEX_RETURN_IF_ERROR(ep_.EnsureDb());
   DUPLEX_ASSIGN_OR_RETURN(bool exists, ep_.ObjectsExist());
   if (!exists) return int64_t{0};
@@ -289,7 +291,8 @@ Result<int64_t> TriggerCapture::Backlog(Position from) {
   return static_cast<int64_t>(std::atoll(n.value_or("0").c_str()));
 }
 
-Status TriggerCapture::Ack(Position upto) {
+Status TriggerCapture::Ack(const Position& upto_pos) {
+  const int64_t upto = upto_pos.ToInt();
   DUPLEX_RETURN_IF_ERROR(ep_.EnsureDb());
   DUPLEX_ASSIGN_OR_RETURN(bool exists, ep_.ObjectsExist());
   if (!exists) return Status::Ok();
@@ -310,8 +313,11 @@ Status TriggerCapture::Ack(Position upto) {
   return Status::Ok();
 }
 
-Result<RestoreCheck> TriggerCapture::CheckRestored(Position captured, Position acked) {
-  RestoreCheck check{"", captured};
+Result<RestoreCheck> TriggerCapture::CheckRestored(const Position& captured_pos,
+                                                   const Position& acked_pos) {
+  const int64_t captured = captured_pos.ToInt();
+  const int64_t acked = acked_pos.ToInt();
+  RestoreCheck check{"", captured_pos};
   auto number = [](const std::optional<std::string>& v) -> std::optional<int64_t> {
     if (!v) return std::nullopt;
     return static_cast<int64_t>(std::atoll(v->c_str()));
@@ -337,7 +343,7 @@ Result<RestoreCheck> TriggerCapture::CheckRestored(Position captured, Position a
     check.reason = "its changelog's positions end at " + std::to_string(number(top).value_or(0)) +
                    ", before position " + std::to_string(captured) + " that duplex captured";
   }
-  if (!check.reason.empty()) check.resume = stamp.value_or(0);
+  if (!check.reason.empty()) check.resume = Position::FromInt(stamp.value_or(0));
   return check;
 }
 

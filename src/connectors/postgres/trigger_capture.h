@@ -41,10 +41,10 @@ class TriggerCapture final : public PgCapture {
   Result<std::vector<std::string>> Warnings() override { return std::vector<std::string>(); }
 
   Result<bool> Poll() override;
-  Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
-  Result<int64_t> Backlog(Position from) override;
-  Status Ack(Position upto) override;
-  Result<RestoreCheck> CheckRestored(Position captured, Position acked) override;
+  Result<ChangeBatch> Capture(const Position& from, size_t max_changes) override;
+  Result<int64_t> Backlog(const Position& from) override;
+  Status Ack(const Position& upto) override;
+  Result<RestoreCheck> CheckRestored(const Position& captured, const Position& acked) override;
   Result<int64_t> AppliedId() override;
   bool Dead() const override { return false; }
 
@@ -54,7 +54,7 @@ class TriggerCapture final : public PgCapture {
   std::string UnseenSql(const BoundTable& t, const std::string& key_sql,
                         const std::string& seen_ph) const override;
   Status CatchUp(Conn&) override { return Status::Ok(); }
-  bool ChangedAfter(const std::string&, const std::string&, Position) const override {
+  bool ChangedAfter(const std::string&, const std::string&, const Position&) const override {
     return false;
   }
   Status Reject(Conn& apply, const BoundTable& t, const RowOp& op, const Value& image,
@@ -68,8 +68,8 @@ class TriggerCapture final : public PgCapture {
   PgEndpoint& ep_;
   KeyMap& keys_;
   bool first_poll_ = true;
-  int64_t last_stamped_ = 0;   // highest stamped position seen
-  Position acked_stamp_ = -1;  // what the `acked` table holds, as last written
+  int64_t last_stamped_ = 0;  // highest stamped position seen
+  int64_t acked_stamp_ = -1;  // what the `acked` table holds, as last written
 };
 
 }  // namespace duplex::pg

@@ -86,7 +86,7 @@ Result<bool> Applier::ChangedSince(const BoundTable& t, const RowOp& op) {
     DUPLEX_ASSIGN_OR_RETURN(stmt, ep_.db().Prepare(sql));
   }
   stmt.Reset();
-  stmt.Bind(1, static_cast<int64_t>(op.seen));
+  stmt.Bind(1, op.seen.ToInt());
   int i = 2;
   for (const std::string& k : t.binding.key) {
     auto it = op.key.find(k);
@@ -183,7 +183,7 @@ Result<bool> Applier::ApplyRow(const BoundTable& t, const RowOp& op) {
                                    "' must hold a record id (key_mode = \"mapped\")");
   }
   DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, key_map_.HeldKey(t, *record));
-  if (op.op == Op::kInsert) {
+  if (op.op == WriteOp::kInsert) {
     if (held) return false;  // the record has a row here already: like a key conflict
     std::string generated;
     DUPLEX_ASSIGN_OR_RETURN(bool done, ApplyOne(t, native, &generated));

@@ -98,10 +98,11 @@ Result<Value> ChangelogCapture::ParseImage(const BoundTable& t, int64_t seq, int
   return v;
 }
 
-Result<ChangeBatch> ChangelogCapture::Capture(Position from, size_t max_changes) {
+Result<ChangeBatch> ChangelogCapture::Capture(const Position& from_pos, size_t max_changes) {
+  const int64_t from = from_pos.ToInt();
   DUPLEX_RETURN_IF_ERROR(ep_.CheckOpen());
   ChangeBatch batch;
-  batch.end = from;
+  batch.end = Position::FromInt(from);
   if (max_changes == 0) return batch;
   if (!capture_stmt_.valid()) {
     Result<Stmt*> s = ep_.Prepared(capture_stmt_,
@@ -132,17 +133,17 @@ Result<ChangeBatch> ChangelogCapture::Capture(Position from, size_t max_changes)
       Change c;
       c.op = Op::kMarker;
       c.apply_id = stmt.Int(5);
-      c.position = seq;
+      c.position = Position::FromInt(seq);
       c.commit_ms = stmt.Double(7);
       batch.changes.push_back(std::move(c));
-      batch.end = seq;
+      batch.end = Position::FromInt(seq);
       continue;
     }
     tbl.assign(reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 1)),
                static_cast<size_t>(sqlite3_column_bytes(stmt.get(), 1)));
     const BoundTable* bound = ep_.ByTable(tbl);
     if (bound == nullptr || (op != 'I' && op != 'U' && op != 'D' && op != 'R')) {
-      batch.end = seq;  // a table no longer bound
+      batch.end = Position::FromInt(seq);  // a table no longer bound
       continue;
     }
     const BoundTable& t = *bound;
@@ -150,7 +151,7 @@ Result<ChangeBatch> ChangelogCapture::Capture(Position from, size_t max_changes)
       Change c;
       c.op = Op::kRejected;
       c.collection = t.binding.collection;
-      c.position = seq;
+      c.position = Position::FromInt(seq);
       c.commit_ms = stmt.Double(7);
       c.apply_id = stmt.Int(5);
       DUPLEX_ASSIGN_OR_RETURN(Value key_image, ParseImage(t, seq, 3));
@@ -160,13 +161,13 @@ Result<ChangeBatch> ChangelogCapture::Capture(Position from, size_t max_changes)
         c.after = MapImage(t, std::move(actual));
       }
       batch.changes.push_back(std::move(c));
-      batch.end = seq;
+      batch.end = Position::FromInt(seq);
       continue;
     }
 
     Change c;
     c.collection = t.binding.collection;
-    c.position = seq;
+    c.position = Position::FromInt(seq);
     c.commit_ms = stmt.Double(7);
     c.snapshot = stmt.Int(6) != 0;
     if (op != 'I') {
@@ -200,7 +201,7 @@ Result<ChangeBatch> ChangelogCapture::Capture(Position from, size_t max_changes)
       Change del;
       del.op = Op::kDelete;
       del.collection = c.collection;
-      del.position = seq;
+      del.position = Position::FromInt(seq);
       del.commit_ms = c.commit_ms;
       del.key = Row::object();
       for (const std::string& k : t.binding.key) {
@@ -215,12 +216,13 @@ Result<ChangeBatch> ChangelogCapture::Capture(Position from, size_t max_changes)
       c.op = static_cast<Op>(op);
     }
     batch.changes.push_back(std::move(c));
-    batch.end = seq;
+    batch.end = Position::FromInt(seq);
   }
   return batch;
 }
 
-Result<int64_t> ChangelogCapture::Backlog(Position from) {
+Result<int64_t> ChangelogCapture::Backlog(const Position& from_pos) {
+  const int64_t from = from_pos.ToInt();
   DUPLEX_RETURN_IF_ERROR(ep_.CheckOpen());
   if (!backlog_stmt_.valid()) {
     DUPLEX_ASSIGN_OR_RETURN(bool exists, ep_.BookkeepingExists());
@@ -236,7 +238,8 @@ Result<int64_t> ChangelogCapture::Backlog(Position from) {
   return *row ? stmt->Int(0) : int64_t{0};
 }
 
-Status ChangelogCapture::Ack(Position upto) {
+Status ChangelogCapture::Ack(const Position& upto_pos) {
+  const int64_t upto = upto_pos.ToInt();
   DUPLEX_RETURN_IF_ERROR(ep_.CheckOpen());
   if (!ack_stmt_.valid()) {
     DUPLEX_ASSIGN_OR_RETURN(bool exists, ep_.BookkeepingExists());
@@ -274,15 +277,18 @@ Status ChangelogCapture::Ack(Position upto) {
   return Status::Ok();
 }
 
-Result<RestoreCheck> ChangelogCapture::CheckRestored(Position captured, Position acked) {
+Result<RestoreCheck> ChangelogCapture::CheckRestored(const Position& captured_pos,
+                                                     const Position& acked_pos) {
+  const int64_t captured = captured_pos.ToInt();
+  const int64_t acked = acked_pos.ToInt();
   DUPLEX_RETURN_IF_ERROR(ep_.CheckOpen());
-  RestoreCheck check{"", captured};
+  RestoreCheck check{"", captured_pos};
   DUPLEX_ASSIGN_OR_RETURN(bool exists, ep_.BookkeepingExists());
   if (!exists) {
-    if (captured > 0) {
+    if (!captured_pos.IsStart()) {
       check.reason =
           "duplex's changelog is gone from it (a copy from before duplex was installed?)";
-      check.resume = 0;
+      check.resume = Position::FromInt(0);
     }
     return check;
   }
@@ -307,7 +313,7 @@ Result<RestoreCheck> ChangelogCapture::CheckRestored(Position captured, Position
   }
   if (!check.reason.empty()) {
     // The changelog keeps what was not acked when the copy was made: resume right after it.
-    check.resume = stamp.value_or(0);
+    check.resume = Position::FromInt(stamp.value_or(0));
   }
   return check;
 }
@@ -324,7 +330,7 @@ Status ChangelogCapture::Scan(const std::string& collection, size_t max_rows,
   Result<Stmt> stmt = ep_.db().Prepare("SELECT " + image + " FROM " + QuoteIdent(t.binding.table));
   if (!stmt.ok()) return stmt.status().WithContext(ep_.Where(t.binding.table));
   std::vector<Change> chunk;
-  int64_t txn = -1;
+  size_t unit = 0;
   while (true) {
     Result<bool> row = stmt->Step();
     if (!row.ok()) return row.status().WithContext(ep_.Where(t.binding.table));
@@ -343,7 +349,7 @@ Status ChangelogCapture::Scan(const std::string& collection, size_t max_rows,
       auto it = c.after.find(k);
       c.key.emplace(k, it == c.after.end() ? Value() : *it);
     }
-    c.txn = --txn;  // one unit each (from -2: txn 0 and -1 mean other things)
+    c.txn = MadeUpTxn(unit++);  // one unit each
     chunk.push_back(std::move(c));
     if (chunk.size() >= std::max<size_t>(max_rows, 1)) {
       DUPLEX_RETURN_IF_ERROR(visit(std::move(chunk)));

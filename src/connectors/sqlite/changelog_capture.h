@@ -33,16 +33,16 @@ class ChangelogCapture {
   // Changelog rows after `from`, at most `max_changes` changes. A changelog transaction larger
   // than `max_changes` is cut (the changelog does not record transaction boundaries). A
   // key-changing UPDATE becomes a kDelete and a kInsert at the same position, never split.
-  Result<ChangeBatch> Capture(Position from, size_t max_changes);
+  Result<ChangeBatch> Capture(const Position& from, size_t max_changes);
   // How many changelog rows lie after `from` (0 if capture is not installed).
-  Result<int64_t> Backlog(Position from);
+  Result<int64_t> Backlog(const Position& from);
   // Prunes the changelog up to `upto`, in transactions of at most kAckMaxRows rows (oldest
   // first), and records `upto` in `_duplex_acked` (when it moved). Unavailable if the database
   // is busy (what was pruned stays pruned; call again).
-  Status Ack(Position upto);
+  Status Ack(const Position& upto);
   // Restored if `_duplex_acked` is behind `acked`, the changelog's AUTOINCREMENT counter behind
   // `captured`, or the bookkeeping tables are gone; capture resumes after `_duplex_acked`.
-  Result<RestoreCheck> CheckRestored(Position captured, Position acked);
+  Result<RestoreCheck> CheckRestored(const Position& captured, const Position& acked);
   // Every row of `collection` as a kPresent change, in chunks of `max_rows`, in one read
   // statement (WAL: the applications keep writing).
   Status Scan(const std::string& collection, size_t max_rows,
@@ -63,7 +63,7 @@ class ChangelogCapture {
   Stmt backlog_stmt_;
   Stmt ack_stmt_;
   Stmt ack_stamp_stmt_;
-  Position acked_stamp_ = -1;  // what _duplex_acked holds, as far as this connection wrote it
+  int64_t acked_stamp_ = -1;  // what _duplex_acked holds, as far as this connection wrote it
 };
 
 }  // namespace duplex::sqlite

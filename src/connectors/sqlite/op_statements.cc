@@ -48,7 +48,7 @@ Result<OpStmt*> OpStatements::For(const BoundTable& t, const RowOp& op) {
   using Source = OpStmt::Source;
   std::string table = QuoteIdent(t.binding.table);
   std::string cond;  // WHERE for update/delete: the key, then the expected values
-  if (op.op != Op::kInsert) {
+  if (op.op != WriteOp::kInsert) {
     for (const std::string& k : t.binding.key) {
       DUPLEX_ASSIGN_OR_RETURN(std::string c, column(k));
       cond += (cond.empty() ? " WHERE " : " AND ") + c + " IS ?";
@@ -64,7 +64,7 @@ Result<OpStmt*> OpStatements::For(const BoundTable& t, const RowOp& op) {
   }
   std::string sql;
   switch (op.op) {
-    case Op::kInsert: {
+    case WriteOp::kInsert: {
       if (t.binding.mapped_key) {
         // The endpoint generates the key (never written by duplex); RETURNING hands it back as
         // the key map spells it.
@@ -106,7 +106,7 @@ Result<OpStmt*> OpStatements::For(const BoundTable& t, const RowOp& op) {
             ") DO NOTHING";
       break;
     }
-    case Op::kUpdate: {
+    case WriteOp::kUpdate: {
       std::string set;
       std::vector<std::pair<Source, std::string>> set_params;
       if (op.values.is_object()) {
@@ -127,13 +127,9 @@ Result<OpStmt*> OpStatements::For(const BoundTable& t, const RowOp& op) {
       out.params = std::move(set_params);
       break;
     }
-    case Op::kDelete:
+    case WriteOp::kDelete:
       sql = "DELETE FROM " + table + cond;
       break;
-    case Op::kMarker:
-    case Op::kRejected:
-    case Op::kPresent:
-      return Status::InvalidArgument(where + ": a marker is not a row write");
   }
   Result<Stmt> stmt = ep_.db().Prepare(sql);
   if (!stmt.ok()) return stmt.status().WithContext(where);

@@ -47,15 +47,16 @@ void SqliteConnector::ClearStatements() {
 
 Result<bool> SqliteConnector::Poll() { return capture_.Poll(); }
 
-Result<ChangeBatch> SqliteConnector::Capture(Position from, size_t max_changes) {
+Result<ChangeBatch> SqliteConnector::Capture(const Position& from, size_t max_changes) {
   return capture_.Capture(from, max_changes);
 }
 
-Result<int64_t> SqliteConnector::Backlog(Position from) { return capture_.Backlog(from); }
+Result<int64_t> SqliteConnector::Backlog(const Position& from) { return capture_.Backlog(from); }
 
-Status SqliteConnector::Ack(Position upto) { return capture_.Ack(upto); }
+Status SqliteConnector::Ack(const Position& upto) { return capture_.Ack(upto); }
 
-Result<RestoreCheck> SqliteConnector::CheckRestored(Position captured, Position acked) {
+Result<RestoreCheck> SqliteConnector::CheckRestored(const Position& captured,
+                                                    const Position& acked) {
   return capture_.CheckRestored(captured, acked);
 }
 

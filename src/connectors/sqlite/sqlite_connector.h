@@ -71,16 +71,16 @@ class SqliteConnector final : public Connector {
   // Positions are changelog seqs. A changelog transaction larger than `max_changes` is cut (the
   // changelog does not record transaction boundaries). A key-changing UPDATE becomes a kDelete
   // and a kInsert at the same position.
-  Result<ChangeBatch> Capture(Position from, size_t max_changes) override;
-  Result<int64_t> Backlog(Position from) override;
+  Result<ChangeBatch> Capture(const Position& from, size_t max_changes) override;
+  Result<int64_t> Backlog(const Position& from) override;
   // Prunes the changelog up to `upto`, in transactions of at most kAckMaxRows rows (oldest
   // first), to keep each hold of the write lock short. Unavailable if the database is busy
   // (what was pruned stays pruned; call again).
   // Also records `upto` in `_duplex_acked` (when it moved).
-  Status Ack(Position upto) override;
+  Status Ack(const Position& upto) override;
   // Restored if `_duplex_acked` is behind `acked`, the changelog's AUTOINCREMENT counter behind
   // `captured`, or the bookkeeping tables are gone; capture resumes after `_duplex_acked`.
-  Result<RestoreCheck> CheckRestored(Position captured, Position acked) override;
+  Result<RestoreCheck> CheckRestored(const Position& captured, const Position& acked) override;
   // In one read transaction (WAL: the applications keep writing).
   Status Scan(const std::string& collection, size_t max_rows,
               const std::function<Status(std::vector<Change>&&)>& visit) override;
