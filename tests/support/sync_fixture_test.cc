@@ -123,5 +123,24 @@ TEST_F(SyncFixtureTest, SyncIdleMakesTwoFilesConverge) {
   EXPECT_TRUE(NoBacklog(StatusJson()));
 }
 
+// The example of tests/support/README.md, kept compiling and passing here.
+TEST_F(SyncFixtureTest, ReadmeExampleRenamedColumnSyncs) {
+  SqlExec(File("crm.db"), "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT)");
+  SqlExec(File("erp.db"), "CREATE TABLE clients(id INTEGER PRIMARY KEY, full_name TEXT)");
+  testing::ConfigBuilder config;
+  config.Sqlite("crm", "crm.db").Sqlite("erp", "erp.db").Engine("batch_rows", 500);
+  config.Collection("customer")
+      .On("crm", "customers")
+      .On("erp", "clients", {{"name", "full_name"}})
+      .Policy("name", "prefer", "crm");
+  WriteConfig(config);
+  SqlExec(File("crm.db"), "INSERT INTO customers VALUES (1, 'ann')");
+  SyncIdle();
+  EXPECT_CONVERGED(*this, "customer");
+  testing::Outcome o = Duplex({"status", "--json"});
+  EXPECT_EQ(o.code, 0) << o;
+  EXPECT_EQ(SqlQuery(File("erp.db"), "SELECT id, full_name FROM clients"), "1|ann\n");
+}
+
 }  // namespace
 }  // namespace duplex::testing
