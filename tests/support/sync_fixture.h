@@ -23,9 +23,10 @@ namespace duplex::testing {
 // the order in the file, which a test may want to differ from the foreign keys' order).
 //
 //   ConfigBuilder c;
-//   c.Sqlite("crm", "crm.db").Postgres("erp", cluster.dsn("erp"), "trigger").Engine("batch_rows",
-//   300); c.Collection("customer").On("crm", "customers").On("erp", "clients", {{"name",
-//   "full_name"}})
+//   c.Sqlite("crm", "crm.db").Postgres("erp", dsn, "trigger").Engine("batch_rows", 300);
+//   c.Collection("customer")
+//       .On("crm", "customers")
+//       .On("erp", "clients", {{"name", "full_name"}})
 //       .Policy("balance", "max");
 //
 // Values are written as TOML strings with their quotes and backslashes escaped, so that any text
