@@ -29,17 +29,18 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/sync_fixture.h"
 #include "support/test_util.h"
 
 namespace duplex {
 namespace {
 
+using testing::ConfigBuilder;
 using testing::PollUntil;
 using testing::Process;
 using testing::SqlExec;
 using testing::SqlQuery;
-using testing::TempDir;
-using testing::WriteFile;
+using testing::SyncFixture;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -254,26 +255,24 @@ Attack NextAttack(std::mt19937& rng, const std::string& token) {
   }
 }
 
-class AdminHostileTest : public ::testing::TestWithParam<bool> {
+class AdminHostileTest : public ::testing::TestWithParam<bool>, protected SyncFixture {
  protected:
   void SetUp() override {
     SqlExec(Db("crm"), "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT);");
     SqlExec(Db("billing"), "CREATE TABLE clients(id INTEGER PRIMARY KEY, name TEXT);");
   }
 
-  std::string Db(const std::string& ep) const { return dir_.File(ep + ".db"); }
+  std::string Db(const std::string& ep) const { return File(ep + ".db"); }
 
   std::string token() const { return GetParam() ? kToken : ""; }
 
   void Start() {
-    const std::string config = dir_.File("duplex.toml");
-    WriteFile(config, std::string("[engine]\nstate = \"state.db\"\nhttp = \"127.0.0.1:0\"\n") +
-                          (GetParam() ? "http_token_env = \"DUPLEX_HOSTILE_TEST_TOKEN\"\n" : "") +
-                          "[endpoints.crm]\ntype = \"sqlite\"\npath = \"crm.db\"\n"
-                          "[endpoints.billing]\ntype = \"sqlite\"\npath = \"billing.db\"\n"
-                          "[collections.customer]\nkey = [\"id\"]\n"
-                          "endpoints.crm = { table = \"customers\" }\n"
-                          "endpoints.billing = { table = \"clients\" }\n");
+    ConfigBuilder config;
+    config.Engine("http", "127.0.0.1:0");
+    if (GetParam()) config.Engine("http_token_env", "DUPLEX_HOSTILE_TEST_TOKEN");
+    config.Sqlite("crm", "crm.db").Sqlite("billing", "billing.db");
+    config.Collection("customer").On("crm", "customers").On("billing", "clients");
+    WriteConfig(config);
     if (GetParam()) setenv("DUPLEX_HOSTILE_TEST_TOKEN", kToken, 1);
     // In a sanitized build ASan keeps up to 256 MiB of freed memory in quarantine (measured:
     // +220 MiB of RSS after the burst, +9 MiB without it); 16 MiB keeps the RSS bound about
@@ -282,8 +281,7 @@ class AdminHostileTest : public ::testing::TestWithParam<bool> {
     const std::string saved = asan ? asan : "";
     setenv("ASAN_OPTIONS",
            (saved.empty() ? "" : saved + ":").append("quarantine_size_mb=16").c_str(), 1);
-    run_ = std::make_unique<Process>(std::vector<std::string>{"run", "--config", config},
-                                     dir_.File("run"));
+    run_ = Background({"run"});
     if (asan) {
       setenv("ASAN_OPTIONS", saved.c_str(), 1);
     } else {
@@ -315,7 +313,6 @@ class AdminHostileTest : public ::testing::TestWithParam<bool> {
     return std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
-  TempDir dir_;
   std::unique_ptr<Process> run_;
   int port_ = 0;
 };

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/sync_fixture.h"
 #include "support/test_util.h"
 #include "util/sqlite.h"
 
@@ -25,13 +26,13 @@ namespace duplex {
 namespace {
 
 using json = nlohmann::json;
+using testing::ConfigBuilder;
 using testing::PollUntil;
 using testing::Process;
 using testing::ReadFile;
 using testing::SqlExec;
 using testing::SqlQuery;
-using testing::TempDir;
-using testing::WriteFile;
+using testing::SyncFixture;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -51,7 +52,7 @@ double Sample(const std::string& metrics, const std::string& series) {
   return -1;
 }
 
-class AdminTest : public ::testing::Test {
+class AdminTest : public ::testing::Test, protected SyncFixture {
  protected:
   void SetUp() override {
     SqlExec(Db("crm"), kCrmSchema);
@@ -59,29 +60,22 @@ class AdminTest : public ::testing::Test {
   }
   void TearDown() override { Stop(); }
 
-  std::string Db(const std::string& ep) const { return dir_.File(ep + ".db"); }
-  std::string ConfigPath() const { return dir_.File("duplex.toml"); }
+  std::string Db(const std::string& ep) const { return File(ep + ".db"); }
 
-  void WriteConfig(const std::string& engine_extra, const std::string& http = "127.0.0.1:0") {
-    WriteFile(ConfigPath(), "[engine]\nstate = \"state.db\"\nhttp = \"" + http + "\"\n" +
-                                engine_extra +
-                                "\n[endpoints.crm]\ntype = \"sqlite\"\npath = \"crm.db\"\n"
-                                "[endpoints.billing]\ntype = \"sqlite\"\npath = \"billing.db\"\n"
-                                "[collections.customer]\nkey = [\"id\"]\n"
-                                "endpoints.crm = { table = \"customers\" }\n"
-                                "endpoints.billing = { table = \"clients\" }\n"
-                                "fields.notes = { policy = \"manual\" }\n");
-  }
-
-  std::unique_ptr<Process> Spawn(std::vector<std::string> args) {
-    args.push_back("--config");
-    args.push_back(ConfigPath());
-    return std::make_unique<Process>(args, dir_.File("cmd" + std::to_string(++commands_)));
+  // crm's customers and billing's clients, notes resolved by hand; the admin server on `http`.
+  static ConfigBuilder Config(const std::string& http = "127.0.0.1:0") {
+    ConfigBuilder config;
+    config.Engine("http", http).Sqlite("crm", "crm.db").Sqlite("billing", "billing.db");
+    config.Collection("customer")
+        .On("crm", "customers")
+        .On("billing", "clients")
+        .Policy("notes", "manual");
+    return config;
   }
 
   // Starts `duplex run` and waits for its admin server's port (logged at start).
   void Start(std::vector<std::string> args = {"run"}) {
-    run_ = Spawn(std::move(args));
+    run_ = Background(std::move(args));
     static const std::regex kListening(R"(admin server listening on http://[^:]+:(\d+)/)");
     std::smatch m;
     ASSERT_TRUE(PollUntil(
@@ -146,15 +140,13 @@ class AdminTest : public ::testing::Test {
         milliseconds(15000));
   }
 
-  TempDir dir_;
-  int commands_ = 0;
   std::unique_ptr<Process> run_;
   std::unique_ptr<httplib::Client> client_;
   int port_ = 0;
 };
 
 TEST_F(AdminTest, HealthMetricsAndStatusMoveAsRowsSync) {
-  WriteConfig("");
+  WriteConfig(Config());
   Start();
   Reply health = Get("/healthz");
   EXPECT_EQ(health.status, 200);
@@ -208,8 +200,7 @@ TEST_F(AdminTest, HealthMetricsAndStatusMoveAsRowsSync) {
   EXPECT_TRUE(PollUntil(
       [&] {
         Reply api = Get("/api/v1/status");
-        Process cli({"status", "--json", "--config", ConfigPath()},
-                    dir_.File("status" + std::to_string(++commands_)));
+        Process cli({"status", "--json", "--config", ConfigPath()}, NextLog());
         if (cli.Wait(milliseconds(20000)) != 0) return false;
         json a = api.Json(), b = json::parse(cli.Out(), nullptr, false);
         last = api.body + "\nvs\n" + cli.Out();
@@ -235,7 +226,7 @@ TEST_F(AdminTest, HealthMetricsAndStatusMoveAsRowsSync) {
 }
 
 TEST_F(AdminTest, MalformedRequestsAndUnknownIdsGetJsonErrors) {
-  WriteConfig("");
+  WriteConfig(Config());
   Start();
   ExpectJsonError(Get("/api/v1/conflicts/999"), 404);
   ExpectJsonError(Get("/api/v1/conflicts/abc"), 400);
@@ -269,9 +260,9 @@ TEST_F(AdminTest, MalformedRequestsAndUnknownIdsGetJsonErrors) {
 }
 
 TEST_F(AdminTest, ManualConflictResolvedThroughTheApiReachesBothDatabases) {
-  WriteConfig("");
+  WriteConfig(Config());
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (1, 'Ada', 'base', 1)");
-  Process sync({"run", "--until-idle", "--config", ConfigPath()}, dir_.File("sync"));
+  Process sync({"run", "--until-idle", "--config", ConfigPath()}, File("sync"));
   ASSERT_EQ(sync.Wait(milliseconds(30000)), 0) << sync.Err();
   // Concurrent edits of a manual field while duplex is stopped.
   SqlExec(Db("crm"), "UPDATE customers SET notes = 'crm says' WHERE id = 1");
@@ -319,7 +310,7 @@ TEST_F(AdminTest, ManualConflictResolvedThroughTheApiReachesBothDatabases) {
 }
 
 TEST_F(AdminTest, DeadLetterRetriedThroughTheApiIsPlannedAgainAndApplied) {
-  WriteConfig("");
+  WriteConfig(Config());
   // billing refuses new rows until its operator drops this trigger.
   SqlExec(Db("billing"),
           "CREATE TRIGGER closed BEFORE INSERT ON clients BEGIN "
@@ -368,7 +359,7 @@ TEST_F(AdminTest, DeadLetterRetriedThroughTheApiIsPlannedAgainAndApplied) {
   // One JSON object per line; the events name their endpoint, collection and key as fields.
   Stop();
   bool parked = false, retried = false;
-  std::istringstream log(ReadFile(dir_.File("cmd1.err")));
+  std::istringstream log(ReadFile(File("cmd1.err")));
   for (std::string line; std::getline(log, line);) {
     json j = json::parse(line, nullptr, false);
     ASSERT_TRUE(j.is_object()) << line;
@@ -381,14 +372,14 @@ TEST_F(AdminTest, DeadLetterRetriedThroughTheApiIsPlannedAgainAndApplied) {
     retried |=
         j.value("id", "") == id && j["msg"].get<std::string>().find("retried") != std::string::npos;
   }
-  EXPECT_TRUE(parked) << ReadFile(dir_.File("cmd1.err"));
-  EXPECT_TRUE(retried) << ReadFile(dir_.File("cmd1.err"));
+  EXPECT_TRUE(parked) << ReadFile(File("cmd1.err"));
+  EXPECT_TRUE(retried) << ReadFile(File("cmd1.err"));
 }
 
 // Show, drop and retry-all through the API while the engine runs: the dropped dead letter's
 // row never reaches billing, the retried one does.
 TEST_F(AdminTest, DeadLettersShownDroppedAndAllRetriedThroughTheApi) {
-  WriteConfig("");
+  WriteConfig(Config());
   SqlExec(Db("billing"),
           "CREATE TRIGGER closed BEFORE INSERT ON clients BEGIN "
           "SELECT RAISE(ABORT, 'billing is closed for new clients'); END;");
@@ -429,29 +420,28 @@ TEST_F(AdminTest, DeadLettersShownDroppedAndAllRetriedThroughTheApi) {
                         milliseconds(15000)))
       << Get("/api/v1/dead-letters").body;
   Stop();
-  EXPECT_NE(ReadFile(dir_.File("cmd1.err")).find("dead letter id=" + drop_id + " writes=1 dropped"),
+  EXPECT_NE(ReadFile(File("cmd1.err")).find("dead letter id=" + drop_id + " writes=1 dropped"),
             std::string::npos)
-      << ReadFile(dir_.File("cmd1.err"));
+      << ReadFile(File("cmd1.err"));
 }
 
 // The same operation from the CLI, engine stopped: `dead-letters retry`, then the next run
 // applies it (and `run --until-idle` exits 0 instead of 3).
 TEST_F(AdminTest, DeadLetterRetriedFromTheCliIsAppliedByTheNextRun) {
-  WriteConfig("");
+  WriteConfig(Config());
   SqlExec(Db("billing"),
           "CREATE TRIGGER closed BEFORE INSERT ON clients BEGIN "
           "SELECT RAISE(ABORT, 'billing is closed for new clients'); END;");
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (7, 'Grace', 'n', 3)");
   auto sync = [&] {
-    Process p({"run", "--until-idle", "--config", ConfigPath()},
-              dir_.File("sync" + std::to_string(++commands_)));
+    Process p({"run", "--until-idle", "--config", ConfigPath()}, NextLog());
     return p.Wait(milliseconds(30000));
   };
   EXPECT_EQ(sync(), 3);
   auto cli = [&](std::vector<std::string> args, std::string* out) {
     args.push_back("--config");
     args.push_back(ConfigPath());
-    Process p(args, dir_.File("cli" + std::to_string(++commands_)));
+    Process p(args, NextLog());
     int code = p.Wait(milliseconds(30000));
     *out = p.Out() + p.Err();
     return code;
@@ -477,14 +467,14 @@ TEST_F(AdminTest, DeadLetterRetriedFromTheCliIsAppliedByTheNextRun) {
 
 TEST_F(AdminTest, OffLoopbackNeedsATokenAndEnforcesIt) {
   // Without a token configured, duplex refuses to serve off loopback.
-  WriteConfig("", "0.0.0.0:0");
-  auto refused = Spawn({"run"});
+  WriteConfig(Config("0.0.0.0:0"));
+  auto refused = Background({"run"});
   EXPECT_EQ(refused->Wait(milliseconds(20000)), 2) << refused->Err();
   EXPECT_NE(refused->Err().find("not loopback"), std::string::npos) << refused->Err();
   // The variable named but not set: refused too.
-  WriteConfig("http_token_env = \"DUPLEX_ADMIN_TEST_TOKEN\"", "0.0.0.0:0");
+  WriteConfig(Config("0.0.0.0:0").Engine("http_token_env", "DUPLEX_ADMIN_TEST_TOKEN"));
   unsetenv("DUPLEX_ADMIN_TEST_TOKEN");
-  auto unset = Spawn({"run"});
+  auto unset = Background({"run"});
   EXPECT_EQ(unset->Wait(milliseconds(20000)), 2) << unset->Err();
   EXPECT_NE(unset->Err().find("DUPLEX_ADMIN_TEST_TOKEN"), std::string::npos) << unset->Err();
 
@@ -511,16 +501,18 @@ TEST_F(AdminTest, OffLoopbackNeedsATokenAndEnforcesIt) {
   // The dashboard's files hold no data: the page loads and asks for the token.
   EXPECT_EQ(Get("/").status, 200);
   Stop();
-  EXPECT_EQ(ReadFile(dir_.File("cmd3.err")).find(token), std::string::npos)
+  EXPECT_EQ(ReadFile(File("cmd3.err")).find(token), std::string::npos)
       << "the token appears in the log";
 }
 
 TEST_F(AdminTest, AlertFiresOnceWhileAnEndpointIsUnreachableAndClearsAfter) {
-  const std::string alerts = dir_.File("alerts.txt");
+  const std::string alerts = File("alerts.txt");
   WriteConfig(
-      "alert_after = \"1s\"\nalert_command = \"echo \\\"$DUPLEX_ALERT_STATE "
-      "$DUPLEX_ALERT_ENDPOINT $DUPLEX_ALERT_REASON\\\" >> '" +
-      alerts + "'\"");
+      Config()
+          .Engine("alert_after", "1s")
+          .Engine("alert_command",
+                  "echo \"$DUPLEX_ALERT_STATE $DUPLEX_ALERT_ENDPOINT $DUPLEX_ALERT_REASON\" >> '" +
+                      alerts + "'"));
   Start();
   ASSERT_TRUE(PollUntil([&] { return Get("/readyz").status == 200; }, milliseconds(10000)));
   // billing's application holds its write lock for a while: duplex cannot apply there.

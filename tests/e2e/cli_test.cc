@@ -19,7 +19,6 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -28,6 +27,7 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/sync_fixture.h"
 #include "support/test_util.h"
 #include "util/sqlite.h"
 
@@ -37,6 +37,7 @@ namespace duplex {
 namespace {
 
 using json = nlohmann::json;
+using testing::ConfigBuilder;
 using testing::DuplexBin;
 using testing::FirstDifference;
 using testing::Outcome;
@@ -45,7 +46,7 @@ using testing::Process;
 using testing::ReadFile;
 using testing::SqlExec;
 using testing::SqlQuery;
-using testing::TempDir;
+using testing::SyncFixture;
 using testing::WriteFile;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -70,72 +71,40 @@ int LineOf(const std::string& text, const std::string& needle) {
   return 0;
 }
 
-// One endpoint of a generated config: its name, its table, and the inline `fields` mapping.
+// One endpoint of a generated config: its name, its table, and its field -> column renames.
 struct Ep {
-  std::string name, table, fields;
+  std::string name, table;
+  std::vector<std::pair<std::string, std::string>> fields;
 };
 
-const Ep kCrm{"crm", "customers", ""};
-const Ep kBilling{"billing", "clients", "{ name = \"full_name\" }"};
-const Ep kErp{"erp", "accounts", ""};
+const Ep kCrm{"crm", "customers", {}};
+const Ep kBilling{"billing", "clients", {{"name", "full_name"}}};
+const Ep kErp{"erp", "accounts", {}};
+
+// Policies and other settings of the `customer` collection.
+using Policies = std::function<void(ConfigBuilder::CollectionSpec&)>;
 
 // A config syncing collection `customer` over `eps`, in that order (which is capture order).
-std::string MakeConfig(const std::vector<Ep>& eps, const std::string& collection_extra = "",
-                       const std::string& engine_extra = "") {
-  std::string toml = "[engine]\nstate = \"state.db\"\n" + engine_extra + "\n";
-  for (const Ep& e : eps) {
-    toml += "[endpoints." + e.name + "]\ntype = \"sqlite\"\npath = \"" + e.name + ".db\"\n\n";
-  }
-  toml += "[collections.customer]\nkey = [\"id\"]\n" + collection_extra + "\n";
-  for (const Ep& e : eps) {
-    toml += "endpoints." + e.name + " = { table = \"" + e.table + "\"" +
-            (e.fields.empty() ? "" : ", fields = " + e.fields) + " }\n";
-  }
-  return toml;
+ConfigBuilder MakeConfig(const std::vector<Ep>& eps, const Policies& policies = {},
+                         int64_t batch_rows = 0) {
+  ConfigBuilder config;
+  if (batch_rows) config.Engine("batch_rows", batch_rows);
+  for (const Ep& e : eps) config.Sqlite(e.name, e.name + ".db");
+  ConfigBuilder::CollectionSpec& customer = config.Collection("customer");
+  if (policies) policies(customer);
+  for (const Ep& e : eps) customer.On(e.name, e.table, e.fields);
+  return config;
 }
 
-class CliTest : public ::testing::Test {
+class CliTest : public ::testing::Test, protected SyncFixture {
  protected:
-  std::string File(const std::string& name) const { return dir_.File(name); }
   std::string Db(const std::string& endpoint) const { return File(endpoint + ".db"); }
-  std::string ConfigPath() const { return File("duplex.toml"); }
-
-  // Runs `duplex args...` to completion (killed after `timeout`).
-  Outcome Duplex(const std::vector<std::string>& args,
-                 milliseconds timeout = milliseconds(120000)) {
-    Process p(args, NextLog());
-    Outcome o;
-    o.code = p.Wait(timeout);
-    o.out = p.Out();
-    o.err = p.Err();
-    return o;
-  }
-  // Runs `duplex args... --config duplex.toml`.
-  Outcome DuplexC(std::vector<std::string> args, milliseconds timeout = milliseconds(120000)) {
-    args.push_back("--config");
-    args.push_back(ConfigPath());
-    return Duplex(args, timeout);
-  }
-  std::unique_ptr<Process> Background(std::vector<std::string> args) {
-    args.push_back("--config");
-    args.push_back(ConfigPath());
-    return std::make_unique<Process>(args, NextLog());
-  }
-  std::string NextLog() { return File("cmd" + std::to_string(++commands_)); }
 
   // Creates the endpoint files crm.db, billing.db (and erp.db) with their tables.
   void CreateTables(bool erp = false) {
     SqlExec(Db("crm"), kCrmSchema);
     SqlExec(Db("billing"), kBillingSchema);
     if (erp) SqlExec(Db("erp"), kErpSchema);
-  }
-
-  void WriteConfig(const std::string& toml) { WriteFile(ConfigPath(), toml); }
-
-  // `run --until-idle`, expecting exit 0.
-  void SyncIdle() {
-    Outcome o = DuplexC({"run", "--until-idle"});
-    ASSERT_EQ(o.code, 0) << o;
   }
 
   // The synced columns of an endpoint's table, one row per line, ordered by id.
@@ -148,13 +117,6 @@ class CliTest : public ::testing::Test {
                                       table + " ORDER BY id");
   }
 
-  json StatusJson() {
-    Outcome o = DuplexC({"status", "--json"});
-    EXPECT_EQ(o.code, 0) << o;
-    json j = json::parse(o.out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << o;
-    return j.is_discarded() ? json::object() : j;
-  }
   static const json& EndpointStatus(const json& status, const std::string& name) {
     static const json kNone = json::object();
     if (!status.contains("endpoints")) return kNone;
@@ -162,14 +124,6 @@ class CliTest : public ::testing::Test {
       if (ep.value("name", "") == name) return ep;
     }
     return kNone;
-  }
-  // Whether nothing is waiting anywhere: capture, journal, apply.
-  static bool NoBacklog(const json& status) {
-    if (!status.contains("endpoints") || status.value("journal_backlog", -1) != 0) return false;
-    for (const json& ep : status["endpoints"]) {
-      if (ep["capture_backlog"] != 0 || ep["apply_backlog"] != 0) return false;
-    }
-    return true;
   }
   // endpoint -> `applied` counter.
   std::map<std::string, int64_t> Applied() {
@@ -179,77 +133,20 @@ class CliTest : public ::testing::Test {
     for (const json& ep : s["endpoints"]) out[ep["name"]] = ep["applied"].get<int64_t>();
     return out;
   }
-
-  // Polls until every endpoint in `eps` holds the same rows and nothing waits anywhere
-  // (capture, journal, apply). Gives up after `timeout`, or once nothing has waited for 3s
-  // while the rows still differ: duplex has nothing left to do, so they will not converge.
-  // On failure, *why says where they differ.
-  bool WaitConverged(const std::vector<std::string>& eps, milliseconds timeout, std::string* why) {
-    auto deadline = Clock::now() + timeout;
-    std::optional<Clock::time_point> idle_since;
-    auto last_status = Clock::now() - milliseconds(1000);
-    json status;
-    while (true) {
-      std::string first = Rows(eps[0]), differ;
-      for (size_t i = 1; i < eps.size() && differ.empty(); ++i) {
-        std::string other = Rows(eps[i]);
-        if (other != first) differ = eps[0] + "/" + eps[i] + ": " + FirstDifference(first, other);
-      }
-      auto now = Clock::now();
-      if (differ.empty() || now - last_status > milliseconds(250)) {
-        last_status = now;
-        status = StatusJson();
-        bool idle = NoBacklog(status);
-        if (differ.empty() && idle) {
-          // Re-read: the rows may have moved between the two looks.
-          bool same = true;
-          for (size_t i = 1; i < eps.size(); ++i) same = same && Rows(eps[i]) == Rows(eps[0]);
-          if (same) return true;
-        }
-        if (!idle) idle_since.reset();
-        if (idle && !differ.empty()) {
-          if (!idle_since) idle_since = now;
-          if (now - *idle_since > milliseconds(3000)) {
-            *why = "diverged: nothing left to sync for 3s, yet " + differ +
-                   "\nstatus: " + status.dump();
-            return false;
-          }
-        }
-      }
-      if (now > deadline) {
-        *why = "not converged in time: " + differ + "\nstatus: " + status.dump();
-        return false;
-      }
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-  }
-
-  json ConflictsJson(bool all) {
-    std::vector<std::string> args = {"conflicts", "list", "--json"};
-    if (all) args.push_back("--all");
-    Outcome o = DuplexC(args);
-    EXPECT_EQ(o.code, 0) << o;
-    json j = json::parse(o.out, nullptr, false);
-    EXPECT_TRUE(j.is_array()) << o;
-    return j.is_array() ? j : json::array();
-  }
-
-  TempDir dir_;
-  int commands_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
 // 1. init and check
 
 TEST_F(CliTest, InitWritesAConfigThatCheckAcceptsOnceTheTablesExist) {
-  Outcome init = DuplexC({"init"});
+  Outcome init = Duplex({"init"});
   ASSERT_EQ(init.code, 0) << init;
   std::string written = ReadFile(ConfigPath());
   EXPECT_NE(written.find("crm.db"), std::string::npos);
   EXPECT_NE(written.find("billing.db"), std::string::npos);
 
   // The endpoint files do not exist yet: unreachable, a runtime failure.
-  Outcome missing = DuplexC({"check"});
+  Outcome missing = Duplex({"check"});
   EXPECT_EQ(missing.code, 1) << missing;
   EXPECT_NE(missing.err.find("crm.db"), std::string::npos) << missing;
 
@@ -258,7 +155,7 @@ TEST_F(CliTest, InitWritesAConfigThatCheckAcceptsOnceTheTablesExist) {
           "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT, email TEXT, tier TEXT, "
           "balance INTEGER, notes TEXT, last_login TEXT);");
   SqlExec(Db("billing"), kBillingSchema);
-  Outcome check = DuplexC({"check"});
+  Outcome check = Duplex({"check"});
   ASSERT_EQ(check.code, 0) << check;
   for (const char* field : {"name", "email", "tier", "balance", "notes"}) {
     EXPECT_NE(check.out.find(std::string("synced      ") + field), std::string::npos)
@@ -277,11 +174,11 @@ TEST_F(CliTest, InitWritesAConfigThatCheckAcceptsOnceTheTablesExist) {
 
   // init never overwrites silently.
   WriteFile(ConfigPath(), written + "# my edits\n");
-  Outcome again = DuplexC({"init"});
+  Outcome again = Duplex({"init"});
   EXPECT_EQ(again.code, 2) << again;
   EXPECT_NE(again.err.find("--force"), std::string::npos) << again;
   EXPECT_EQ(ReadFile(ConfigPath()), written + "# my edits\n");
-  Outcome forced = DuplexC({"init", "--force"});
+  Outcome forced = Duplex({"init", "--force"});
   EXPECT_EQ(forced.code, 0) << forced;
   EXPECT_EQ(ReadFile(ConfigPath()), written);
 }
@@ -291,9 +188,9 @@ TEST_F(CliTest, InitWritesAConfigThatCheckAcceptsOnceTheTablesExist) {
 
 TEST_F(CliTest, BadConfigsExitTwoNamingFileLineOrTableAndColumn) {
   CreateTables();
-  const std::string good = MakeConfig({kCrm, kBilling}, "fields.balance = { policy = \"max\" }");
-  WriteConfig(good);
-  ASSERT_EQ(DuplexC({"check"}).code, 0);
+  WriteConfig(MakeConfig({kCrm, kBilling}, [](auto& c) { c.Policy("balance", "max"); }));
+  const std::string good = config().Toml();
+  ASSERT_EQ(Duplex({"check"}).code, 0);
 
   struct Case {
     std::string what, toml, needle;   // the line holding `needle` must be named
@@ -306,15 +203,15 @@ TEST_F(CliTest, BadConfigsExitTwoNamingFileLineOrTableAndColumn) {
        "colour",
        {"unknown key 'colour'", "endpoint 'crm'"}},
       {"unknown policy",
-       MakeConfig({kCrm, kBilling}, "fields.balance = { policy = \"biggest\" }"),
+       MakeConfig({kCrm, kBilling}, [](auto& c) { c.Policy("balance", "biggest"); }).Toml(),
        "biggest",
        {"unknown policy 'biggest'", "lww, prefer, max, min, manual"}},
       {"prefer an unknown endpoint",
-       MakeConfig({kCrm, kBilling}, "fields.tier = { policy = \"prefer\", endpoint = \"erp\" }"),
+       MakeConfig({kCrm, kBilling}, [](auto& c) { c.Policy("tier", "prefer", "erp"); }).Toml(),
        "erp",
        {"unknown endpoint 'erp'", "crm, billing"}},
       {"collection on an unknown endpoint",
-       MakeConfig({kCrm, kBilling}) + "endpoints.erp = { table = \"accounts\" }\n",
+       MakeConfig({kCrm, kBilling}).Toml() + "endpoints.erp = { table = \"accounts\" }\n",
        "endpoints.erp",
        {"unknown endpoint 'erp'"}},
   };
@@ -323,7 +220,7 @@ TEST_F(CliTest, BadConfigsExitTwoNamingFileLineOrTableAndColumn) {
     SCOPED_TRACE(c.what);
     WriteFile(File("bad.toml"), c.toml);
     for (const char* cmd : {"check", "run", "status"}) {
-      Outcome o = Duplex({cmd, "--config", File("bad.toml")});
+      Outcome o = DuplexRaw({cmd, "--config", File("bad.toml")});
       EXPECT_EQ(o.code, 2) << cmd << "\n" << c.toml << o;
       int line = LineOf(c.toml, c.needle);
       EXPECT_NE(o.err.find("bad.toml:" + std::to_string(line) + ":"), std::string::npos)
@@ -363,7 +260,7 @@ TEST_F(CliTest, BadConfigsExitTwoNamingFileLineOrTableAndColumn) {
     std::filesystem::remove(Db("billing"));
     SqlExec(Db("billing"), c.billing_schema);
     for (const char* cmd : {"check", "run"}) {
-      Outcome o = DuplexC({cmd});
+      Outcome o = Duplex({cmd});
       EXPECT_EQ(o.code, 2) << cmd << "\n" << o;
       EXPECT_NE(o.err.find("duplex.toml:"), std::string::npos) << cmd << "\n" << o;
       for (const std::string& e : c.expect) {
@@ -380,42 +277,42 @@ TEST_F(CliTest, BadConfigsExitTwoNamingFileLineOrTableAndColumn) {
 
 TEST_F(CliTest, MissingConfigExitsTwoMissingEndpointFileExitsOne) {
   for (const char* cmd : {"check", "run", "status", "uninstall"}) {
-    Outcome o = Duplex({cmd, "--config", File("nope.toml")});
+    Outcome o = DuplexRaw({cmd, "--config", File("nope.toml")});
     EXPECT_EQ(o.code, 2) << cmd << "\n" << o;
     EXPECT_NE(o.err.find("nope.toml"), std::string::npos) << cmd << "\n" << o;
   }
-  Outcome list = Duplex({"conflicts", "list", "--config", File("nope.toml")});
+  Outcome list = DuplexRaw({"conflicts", "list", "--config", File("nope.toml")});
   EXPECT_EQ(list.code, 2) << list;
 
   // A well-formed config whose endpoint file is gone: the endpoint is unreachable (runtime).
   SqlExec(Db("crm"), kCrmSchema);
   WriteConfig(MakeConfig({kCrm, kBilling}));
   for (const char* cmd : {"check", "run"}) {
-    Outcome o = DuplexC({cmd});
+    Outcome o = Duplex({cmd});
     EXPECT_EQ(o.code, 1) << cmd << "\n" << o;
     EXPECT_NE(o.err.find("billing.db"), std::string::npos) << cmd << "\n" << o;
   }
-  Outcome idle = DuplexC({"run", "--until-idle"});
+  Outcome idle = Duplex({"run", "--until-idle"});
   EXPECT_EQ(idle.code, 1) << idle;
   EXPECT_FALSE(std::filesystem::exists(Db("billing"))) << "duplex created an endpoint file";
 }
 
 TEST_F(CliTest, UsageErrorsExitTwoAndEveryHelpHasAnExample) {
-  EXPECT_EQ(Duplex({}).code, 2);
-  EXPECT_EQ(Duplex({"--bogus"}).code, 2);
-  EXPECT_EQ(Duplex({"frobnicate"}).code, 2);
-  EXPECT_EQ(Duplex({"run", "--bogus"}).code, 2);
-  EXPECT_EQ(Duplex({"conflicts"}).code, 2);
-  EXPECT_EQ(Duplex({"conflicts", "show"}).code, 2);  // id required
-  EXPECT_EQ(Duplex({"--log-level", "loud", "status"}).code, 2);
-  Outcome both = Duplex({"conflicts", "resolve", "1", "--take", "crm", "--value", "1"});
+  EXPECT_EQ(DuplexRaw({}).code, 2);
+  EXPECT_EQ(DuplexRaw({"--bogus"}).code, 2);
+  EXPECT_EQ(DuplexRaw({"frobnicate"}).code, 2);
+  EXPECT_EQ(DuplexRaw({"run", "--bogus"}).code, 2);
+  EXPECT_EQ(DuplexRaw({"conflicts"}).code, 2);
+  EXPECT_EQ(DuplexRaw({"conflicts", "show"}).code, 2);  // id required
+  EXPECT_EQ(DuplexRaw({"--log-level", "loud", "status"}).code, 2);
+  Outcome both = DuplexRaw({"conflicts", "resolve", "1", "--take", "crm", "--value", "1"});
   EXPECT_EQ(both.code, 2) << both;
-  Outcome neither = Duplex({"conflicts", "resolve", "1"});
+  Outcome neither = DuplexRaw({"conflicts", "resolve", "1"});
   EXPECT_EQ(neither.code, 2) << neither;
-  Outcome bad_id = Duplex({"conflicts", "show", "abc"});
+  Outcome bad_id = DuplexRaw({"conflicts", "show", "abc"});
   EXPECT_EQ(bad_id.code, 2) << bad_id;
 
-  Outcome top = Duplex({"--help"});
+  Outcome top = DuplexRaw({"--help"});
   EXPECT_EQ(top.code, 0) << top;
   EXPECT_NE(top.All().find("Exit codes"), std::string::npos) << top;
   std::vector<std::vector<std::string>> subs = {{"init"},
@@ -434,11 +331,11 @@ TEST_F(CliTest, UsageErrorsExitTwoAndEveryHelpHasAnExample) {
                                                 {"dead-letters", "drop"}};
   for (std::vector<std::string> sub : subs) {
     sub.push_back("--help");
-    Outcome o = Duplex(sub);
+    Outcome o = DuplexRaw(sub);
     EXPECT_EQ(o.code, 0) << sub[0] << "\n" << o;
     EXPECT_NE(o.All().find("Example"), std::string::npos) << sub[0] << " " << sub[1] << "\n" << o;
   }
-  Outcome version = Duplex({"--version"});
+  Outcome version = DuplexRaw({"--version"});
   EXPECT_EQ(version.code, 0) << version;
   EXPECT_NE(version.All().find("duplex"), std::string::npos);
 }
@@ -587,10 +484,9 @@ TEST_F(CliTest, P2P5ConcurrentWritersOnBothSidesConvergeWithoutEchoWrites) {
   SCOPED_TRACE("seed " + std::to_string(seed) +
                " (rerun with DUPLEX_E2E_SEED=" + std::to_string(seed) + ")");
   CreateTables();
-  WriteConfig(MakeConfig({kCrm, kBilling},
-                         "fields.balance = { policy = \"max\" }\n"
-                         "fields.tier = { policy = \"prefer\", endpoint = \"billing\" }\n"
-                         "fields.notes = { policy = \"min\" }"));
+  WriteConfig(MakeConfig({kCrm, kBilling}, [](auto& c) {
+    c.Policy("balance", "max").Policy("tier", "prefer", "billing").Policy("notes", "min");
+  }));
   // Rows from before duplex ran, overlapping on 15..20 with different values.
   SqlExec(Db("crm"),
           "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20) "
@@ -615,9 +511,7 @@ TEST_F(CliTest, P2P5ConcurrentWritersOnBothSidesConvergeWithoutEchoWrites) {
   EXPECT_EQ(errors[1], "");
 
   // Converged: same rows on both sides, and nothing waiting.
-  std::string why;
-  EXPECT_TRUE(WaitConverged({"crm", "billing"}, milliseconds(30000), &why))
-      << why << "\n"
+  EXPECT_TRUE(WaitConverged("customer", milliseconds(30000), /*idle=*/true))
       << run->Err().substr(0, 4000);
   ASSERT_TRUE(run->Running()) << run->Err();
   run->Signal(SIGTERM);
@@ -695,11 +589,12 @@ TEST_F(CliTest, P2ConcurrentInsertThenDeleteDoesNotResurrectTheRow) {
 // 5. same-field conflicts by policy, independent of capture order (P4)
 
 TEST_F(CliTest, P4SameFieldConflictsResolveTheSameInEitherEndpointOrder) {
-  const std::string policies =
-      "policy = \"lww\"\n"
-      "fields.tier = { policy = \"prefer\", endpoint = \"billing\" }\n"
-      "fields.balance = { policy = \"max\" }\n"
-      "fields.email = { policy = \"min\" }";
+  const Policies policies = [](ConfigBuilder::CollectionSpec& c) {
+    c.DefaultPolicy("lww")
+        .Policy("tier", "prefer", "billing")
+        .Policy("balance", "max")
+        .Policy("email", "min");
+  };
   std::string rows[2];
   std::string conflicts[2];
   for (int order = 0; order < 2; ++order) {
@@ -764,7 +659,7 @@ TEST_F(CliTest, P4SameFieldConflictsResolveTheSameInEitherEndpointOrder) {
 
 TEST_F(CliTest, ManualConflictParksUntilResolvedThroughTheCli) {
   CreateTables();
-  WriteConfig(MakeConfig({kCrm, kBilling}, "fields.notes = { policy = \"manual\" }"));
+  WriteConfig(MakeConfig({kCrm, kBilling}, [](auto& c) { c.Policy("notes", "manual"); }));
   SqlExec(Db("crm"),
           "INSERT INTO customers VALUES (1, 'Ada', 'ada@x', 'gold', 10, 'base'), "
           "(2, 'Bob', 'bob@x', 'gold', 10, 'base2')");
@@ -795,36 +690,36 @@ TEST_F(CliTest, ManualConflictParksUntilResolvedThroughTheCli) {
   json status = StatusJson();
   EXPECT_EQ(status["collections"][0]["open_conflicts"], 1) << status.dump(2);
 
-  Outcome list = DuplexC({"conflicts", "list"});
+  Outcome list = Duplex({"conflicts", "list"});
   EXPECT_EQ(list.code, 0) << list;
   EXPECT_NE(list.out.find("billing says"), std::string::npos) << list;
   EXPECT_NE(list.out.find("crm says"), std::string::npos) << list;
   EXPECT_NE(list.out.find("open"), std::string::npos) << list;
-  Outcome show = DuplexC({"conflicts", "show", id});
+  Outcome show = Duplex({"conflicts", "show", id});
   ASSERT_EQ(show.code, 0) << show;
   EXPECT_NE(show.out.find("conflict " + id), std::string::npos) << show;
   EXPECT_NE(show.out.find("crm says"), std::string::npos) << show;
   EXPECT_NE(show.out.find("billing says"), std::string::npos) << show;
   EXPECT_NE(show.out.find("open"), std::string::npos) << show;
-  Outcome show_json = DuplexC({"conflicts", "show", id, "--json"});
+  Outcome show_json = Duplex({"conflicts", "show", id, "--json"});
   EXPECT_EQ(show_json.code, 0) << show_json;
   EXPECT_EQ(json::parse(show_json.out, nullptr, false)["id"], c["id"]) << show_json;
 
-  Outcome unknown = DuplexC({"conflicts", "resolve", "999", "--take", "billing"});
+  Outcome unknown = Duplex({"conflicts", "resolve", "999", "--take", "billing"});
   EXPECT_EQ(unknown.code, 2) << unknown;
-  Outcome show_unknown = DuplexC({"conflicts", "show", "999"});
+  Outcome show_unknown = Duplex({"conflicts", "show", "999"});
   EXPECT_EQ(show_unknown.code, 2) << show_unknown;
-  Outcome bad_side = DuplexC({"conflicts", "resolve", id, "--take", "erp"});
+  Outcome bad_side = Duplex({"conflicts", "resolve", id, "--take", "erp"});
   EXPECT_EQ(bad_side.code, 2) << bad_side;
   EXPECT_NE(bad_side.err.find("crm"), std::string::npos) << bad_side;
 
-  Outcome take = DuplexC({"conflicts", "resolve", id, "--take", "billing"});
+  Outcome take = Duplex({"conflicts", "resolve", id, "--take", "billing"});
   ASSERT_EQ(take.code, 0) << take;
   SyncIdle();
   EXPECT_EQ(Rows("crm"), "1|Ada|ada@billing|gold|11|billing says\n2|Bob|bob@x|gold|10|base2\n");
   EXPECT_EQ(Rows("billing"), Rows("crm"));
   EXPECT_EQ(ConflictsJson(/*all=*/false), json::array());
-  Outcome closed = DuplexC({"conflicts", "resolve", id, "--take", "crm"});
+  Outcome closed = Duplex({"conflicts", "resolve", id, "--take", "crm"});
   EXPECT_EQ(closed.code, 2) << closed;
   EXPECT_NE(closed.err.find("not open"), std::string::npos) << closed;
 
@@ -836,11 +731,11 @@ TEST_F(CliTest, ManualConflictParksUntilResolvedThroughTheCli) {
   ASSERT_EQ(open.size(), 1u) << open.dump(2);
   const std::string id2 = std::to_string(open[0]["id"].get<int64_t>());
   EXPECT_NE(id2, id);
-  Outcome notjson = DuplexC({"conflicts", "resolve", id2, "--value", "notjson"});
+  Outcome notjson = Duplex({"conflicts", "resolve", id2, "--value", "notjson"});
   EXPECT_EQ(notjson.code, 2) << notjson;
   EXPECT_NE(notjson.err.find("JSON"), std::string::npos) << notjson;
   EXPECT_EQ(ConflictsJson(/*all=*/false).size(), 1u) << "a refused resolve changed the conflict";
-  Outcome value = DuplexC({"conflicts", "resolve", id2, "--value", "\"agreed\""});
+  Outcome value = Duplex({"conflicts", "resolve", id2, "--value", "\"agreed\""});
   ASSERT_EQ(value.code, 0) << value;
   SyncIdle();
   EXPECT_EQ(SqlQuery(Db("crm"), "SELECT notes FROM customers WHERE id = 2"), "agreed\n");
@@ -865,7 +760,7 @@ TEST_F(CliTest, P6KillDuringLargeBacklogLosesNothing) {
   std::mt19937 rng(seed);
   CreateTables();
   // Smaller batches than the default: more commits to be killed between.
-  WriteConfig(MakeConfig({kCrm, kBilling}, "", "batch_rows = 2000"));
+  WriteConfig(MakeConfig({kCrm, kBilling}, {}, /*batch_rows=*/2000));
   SqlExec(Db("billing"),
           "INSERT INTO clients VALUES (1000000, 'billing-only', NULL, NULL, 1, "
           "NULL)");
@@ -951,7 +846,7 @@ TEST_F(CliTest, P6KillDuringLargeBacklogLosesNothing) {
               << billing_count() << " rows\n";
   }
   SCOPED_TRACE("kills after " + kills);
-  Outcome last = DuplexC({"run", "--until-idle"}, milliseconds(150000));
+  Outcome last = Duplex({"run", "--until-idle"}, milliseconds(150000));
   ASSERT_EQ(last.code, 0) << last;
 
   const std::string checksum = "SELECT count(*), sum(id), sum(balance) FROM ";
@@ -1002,7 +897,7 @@ TEST_F(CliTest, DeletesPropagateBothWays) {
 
 TEST_F(CliTest, ThreeEndpointsConvergeAfterWritesOnAllThree) {
   CreateTables(/*erp=*/true);
-  WriteConfig(MakeConfig({kCrm, kBilling, kErp}, "fields.balance = { policy = \"max\" }"));
+  WriteConfig(MakeConfig({kCrm, kBilling, kErp}, [](auto& c) { c.Policy("balance", "max"); }));
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (1, 'a', NULL, NULL, 1, NULL)");
   SqlExec(Db("billing"), "INSERT INTO clients VALUES (2, 'b', NULL, NULL, 2, NULL)");
   SqlExec(Db("erp"), "INSERT INTO accounts VALUES (3, 'c', NULL, NULL, 3, NULL)");
@@ -1027,7 +922,7 @@ TEST_F(CliTest, ThreeEndpointsConvergeAfterWritesOnAllThree) {
 
 TEST_F(CliTest, P2ConcurrentWritersOnThreeEndpointsConverge) {
   CreateTables(/*erp=*/true);
-  WriteConfig(MakeConfig({kCrm, kBilling, kErp}, "fields.balance = { policy = \"max\" }"));
+  WriteConfig(MakeConfig({kCrm, kBilling, kErp}, [](auto& c) { c.Policy("balance", "max"); }));
   SqlExec(Db("crm"),
           "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 30) "
           "INSERT INTO customers SELECT i, 'crm-' || i, NULL, 'gold', i, NULL FROM c");
@@ -1046,8 +941,7 @@ TEST_F(CliTest, P2ConcurrentWritersOnThreeEndpointsConverge) {
     for (std::thread& t : writers) t.join();
   }
   for (const std::string& e : errors) EXPECT_EQ(e, "");
-  std::string why;
-  EXPECT_TRUE(WaitConverged({"crm", "billing", "erp"}, milliseconds(30000), &why)) << why;
+  EXPECT_TRUE(WaitConverged("customer", milliseconds(30000), /*idle=*/true));
   run->Signal(SIGTERM);
   EXPECT_EQ(run->Wait(milliseconds(20000)), 0) << run->Err();
   SyncIdle();
@@ -1075,11 +969,11 @@ TEST_F(CliTest, StatusBeforeFirstRunShowsNothingInstalledAndCreatesNoState) {
   }
   EXPECT_EQ(status["journal_backlog"], 0);
   EXPECT_EQ(status["collections"][0]["records"], 0);
-  Outcome text = DuplexC({"status"});
+  Outcome text = Duplex({"status"});
   EXPECT_EQ(text.code, 0) << text;
   EXPECT_NE(text.out.find("crm"), std::string::npos) << text;
   EXPECT_NE(text.out.find("journal backlog: 0"), std::string::npos) << text;
-  Outcome check = DuplexC({"check"});
+  Outcome check = Duplex({"check"});
   EXPECT_EQ(check.code, 0) << check;
   EXPECT_NE(check.out.find("change capture: not installed"), std::string::npos) << check;
   EXPECT_FALSE(std::filesystem::exists(File("state.db"))) << "status created the state file";
@@ -1105,23 +999,23 @@ TEST_F(CliTest, UninstallRemovesTriggersAndTablesAndTheApplicationStillWrites) {
     EXPECT_NE(o.find("trigger|"), std::string::npos) << ep << ": " << o;
     EXPECT_NE(o.find("table|_duplex_changelog"), std::string::npos) << ep << ": " << o;
   }
-  Outcome installed = DuplexC({"check"});
+  Outcome installed = Duplex({"check"});
   EXPECT_NE(installed.out.find("change capture: installed"), std::string::npos) << installed;
 
   // One endpoint only.
-  Outcome one = DuplexC({"uninstall", "--endpoint", "crm"});
+  Outcome one = Duplex({"uninstall", "--endpoint", "crm"});
   ASSERT_EQ(one.code, 0) << one;
   EXPECT_EQ(SqlQuery(Db("crm"), objects), "");
   EXPECT_NE(SqlQuery(Db("billing"), objects), "");
 
-  Outcome all = DuplexC({"uninstall"});
+  Outcome all = Duplex({"uninstall"});
   ASSERT_EQ(all.code, 0) << all;
   for (const char* ep : {"crm", "billing"}) EXPECT_EQ(SqlQuery(Db(ep), objects), "") << ep;
-  Outcome check = DuplexC({"check"});
+  Outcome check = Duplex({"check"});
   EXPECT_EQ(check.code, 0) << check;
   EXPECT_NE(check.out.find("not installed"), std::string::npos) << check;
   // Again: nothing left to remove is not an error.
-  EXPECT_EQ(DuplexC({"uninstall"}).code, 0);
+  EXPECT_EQ(Duplex({"uninstall"}).code, 0);
 
   // The applications write as before.
   SqlExec(Db("crm"),
@@ -1148,7 +1042,7 @@ TEST_F(CliTest, RejectedRowIsADeadLetterAndUntilIdleExitsThree) {
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (1, 'ok', NULL, NULL, 5, NULL)");
   SyncIdle();
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (2, 'too rich', NULL, NULL, 5000, NULL)");
-  Outcome o = DuplexC({"run", "--until-idle"});
+  Outcome o = Duplex({"run", "--until-idle"});
   EXPECT_EQ(o.code, 3) << o;
   EXPECT_NE(o.err.find("CHECK constraint"), std::string::npos) << o;
   json status = StatusJson();
@@ -1158,10 +1052,10 @@ TEST_F(CliTest, RejectedRowIsADeadLetterAndUntilIdleExitsThree) {
 
   // Later rows still flow, both ways; the parked one stays parked (exit 3 every time).
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (3, 'later', NULL, NULL, 7, NULL)");
-  o = DuplexC({"run", "--until-idle"});
+  o = Duplex({"run", "--until-idle"});
   EXPECT_EQ(o.code, 3) << o;
   SqlExec(Db("billing"), "UPDATE clients SET email = 'b@' WHERE id = 1");
-  o = DuplexC({"run", "--until-idle"});
+  o = Duplex({"run", "--until-idle"});
   EXPECT_EQ(o.code, 3) << o;
   EXPECT_EQ(Rows("billing"), "1|ok|b@|NULL|5|NULL\n3|later|NULL|NULL|7|NULL\n");
   EXPECT_EQ(SqlQuery(Db("crm"), "SELECT email FROM customers WHERE id = 1"), "b@\n");
@@ -1183,21 +1077,21 @@ TEST_F(CliTest, RejectedRowParksWhatWasCapturedWithItAndNothingElse) {
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (1, 'before', NULL, NULL, 5, NULL)");
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (2, 'too rich', NULL, NULL, 5000, NULL)");
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (3, 'after', NULL, NULL, 7, NULL)");
-  Outcome o = DuplexC({"run", "--until-idle"});
+  Outcome o = Duplex({"run", "--until-idle"});
   EXPECT_EQ(o.code, 3) << o;
   json status = StatusJson();
   EXPECT_EQ(EndpointStatus(status, "billing")["dead_letters"], 1) << status.dump(2);
   EXPECT_EQ(Rows("billing"), "") << "part of a unit was applied";
   // Captured apart: flows.
   SqlExec(Db("crm"), "INSERT INTO customers VALUES (4, 'later', NULL, NULL, 8, NULL)");
-  o = DuplexC({"run", "--until-idle"});
+  o = Duplex({"run", "--until-idle"});
   EXPECT_EQ(o.code, 3) << o;
   EXPECT_EQ(Rows("billing"), "4|later|NULL|NULL|8|NULL\n");
   // A change to a parked record waits for it.
   SqlExec(Db("crm"), "UPDATE customers SET name = 'before2' WHERE id = 1");
-  o = DuplexC({"run", "--until-idle"});
+  o = Duplex({"run", "--until-idle"});
   EXPECT_EQ(o.code, 3) << o;
-  o = DuplexC({"dead-letters", "list", "--json"});
+  o = Duplex({"dead-letters", "list", "--json"});
   json list = json::parse(o.out, nullptr, false);
   ASSERT_TRUE(list.is_array() && list.size() == 2) << o;
   EXPECT_EQ(list[0]["keys"].size(), 3u) << o;
@@ -1223,12 +1117,12 @@ TEST_F(CliTest, DeadLettersAreShownDroppedAndRetriedFromTheCli) {
        {"(2, 'rich', 'r@', NULL, 5000, NULL)", "(3, 'richer', NULL, NULL, 6000, NULL)",
         "(4, 'richest', NULL, NULL, 7000, NULL)", "(5, 'fine', NULL, NULL, 9, NULL)"}) {
     SqlExec(Db("crm"), std::string("INSERT INTO customers VALUES ") + row);
-    o = DuplexC({"run", "--until-idle"});
+    o = Duplex({"run", "--until-idle"});
   }
   ASSERT_EQ(o.code, 3) << o;
   EXPECT_EQ(EndpointStatus(StatusJson(), "billing")["dead_letters"], 3);
 
-  o = DuplexC({"dead-letters", "list", "--json"});
+  o = Duplex({"dead-letters", "list", "--json"});
   ASSERT_EQ(o.code, 0) << o;
   json list = json::parse(o.out, nullptr, false);
   ASSERT_TRUE(list.is_array() && list.size() == 3) << o;
@@ -1250,7 +1144,7 @@ TEST_F(CliTest, DeadLettersAreShownDroppedAndRetriedFromTheCli) {
   ASSERT_EQ(id_of.size(), 3u) << list.dump(2);
   ASSERT_TRUE(id_of.count(2) && id_of.count(3) && id_of.count(4)) << list.dump(2);
 
-  o = DuplexC({"dead-letters", "list"});
+  o = Duplex({"dead-letters", "list"});
   ASSERT_EQ(o.code, 0) << o;
   EXPECT_EQ(LineOf(o.out, "ID"), 1) << o;
   // One line per dead letter: its id first, then endpoint, collection, writes, first key.
@@ -1264,61 +1158,61 @@ TEST_F(CliTest, DeadLettersAreShownDroppedAndRetriedFromTheCli) {
   }
 
   // show: the whole entry, readable; --json: the list's object.
-  o = DuplexC({"dead-letters", "show", id_of[2]});
+  o = Duplex({"dead-letters", "show", id_of[2]});
   ASSERT_EQ(o.code, 0) << o;
   for (const char* part : {"dead letter ", "billing", "refuses balances", "insert customer",
                            R"({"id":2})", "'rich'", "5000", "'r@'", "parked:", "20"}) {
     EXPECT_NE(o.out.find(part), std::string::npos) << part << "\n" << o;
   }
-  o = DuplexC({"dead-letters", "show", id_of[2], "--json"});
+  o = Duplex({"dead-letters", "show", id_of[2], "--json"});
   ASSERT_EQ(o.code, 0) << o;
   json one = json::parse(o.out, nullptr, false);
   ASSERT_TRUE(one.is_object()) << o;
   EXPECT_EQ(one["id"].get<int64_t>(), std::stoll(id_of[2]));
   EXPECT_EQ(one["ops"][0]["op"], "insert") << one.dump();
   EXPECT_EQ(one["ops"][0]["values"]["balance"], 5000) << one.dump();
-  o = DuplexC({"dead-letters", "show", "999"});
+  o = Duplex({"dead-letters", "show", "999"});
   EXPECT_EQ(o.code, 2) << o;
   EXPECT_NE(o.err.find("no dead letter with id 999"), std::string::npos) << o;
-  EXPECT_EQ(DuplexC({"dead-letters", "show", "abc"}).code, 2);
+  EXPECT_EQ(Duplex({"dead-letters", "show", "abc"}).code, 2);
 
   // Usage: retry needs exactly one of ID and --all; drop needs an existing id.
-  o = DuplexC({"dead-letters", "retry"});
+  o = Duplex({"dead-letters", "retry"});
   EXPECT_EQ(o.code, 2) << o;
   EXPECT_NE(o.err.find("--all"), std::string::npos) << o;
-  EXPECT_EQ(DuplexC({"dead-letters", "retry", id_of[3], "--all"}).code, 2);
-  EXPECT_EQ(DuplexC({"dead-letters", "drop"}).code, 2);
-  EXPECT_EQ(DuplexC({"dead-letters", "drop", "x"}).code, 2);
-  o = DuplexC({"dead-letters", "drop", "999"});
+  EXPECT_EQ(Duplex({"dead-letters", "retry", id_of[3], "--all"}).code, 2);
+  EXPECT_EQ(Duplex({"dead-letters", "drop"}).code, 2);
+  EXPECT_EQ(Duplex({"dead-letters", "drop", "x"}).code, 2);
+  o = Duplex({"dead-letters", "drop", "999"});
   EXPECT_EQ(o.code, 2) << o;
   EXPECT_NE(o.err.find("no dead letter with id 999"), std::string::npos) << o;
 
   // drop: gone, the count goes down, and its write is never applied.
-  o = DuplexC({"dead-letters", "drop", id_of[2]});
+  o = Duplex({"dead-letters", "drop", id_of[2]});
   ASSERT_EQ(o.code, 0) << o;
   EXPECT_NE(o.out.find("will not be applied"), std::string::npos) << o;
   EXPECT_NE(o.err.find("dropped"), std::string::npos) << o;
   EXPECT_EQ(EndpointStatus(StatusJson(), "billing")["dead_letters"], 2);
-  EXPECT_EQ(DuplexC({"dead-letters", "show", id_of[2]}).code, 2);
-  EXPECT_EQ(DuplexC({"dead-letters", "drop", id_of[2]}).code, 2);
+  EXPECT_EQ(Duplex({"dead-letters", "show", id_of[2]}).code, 2);
+  EXPECT_EQ(Duplex({"dead-letters", "drop", id_of[2]}).code, 2);
 
   // Fix the cause, retry the rest.
   SqlExec(Db("billing"), "DROP TRIGGER too_rich");
-  o = DuplexC({"dead-letters", "retry", "--all"});
+  o = Duplex({"dead-letters", "retry", "--all"});
   ASSERT_EQ(o.code, 0) << o;
   EXPECT_NE(o.out.find("retry requested for 2 dead letters"), std::string::npos) << o;
-  o = DuplexC({"dead-letters", "list", "--json"});
+  o = Duplex({"dead-letters", "list", "--json"});
   list = json::parse(o.out, nullptr, false);
   ASSERT_TRUE(list.is_array() && list.size() == 2) << o;
   for (const json& d : list) EXPECT_EQ(d["retry_requested"], true) << d.dump();
   SyncIdle();
   EXPECT_EQ(EndpointStatus(StatusJson(), "billing")["dead_letters"], 0);
-  o = DuplexC({"dead-letters", "list"});
+  o = Duplex({"dead-letters", "list"});
   EXPECT_EQ(o.out, "no dead letters\n") << o;
   EXPECT_EQ(Rows("billing"),
             "1|ok|NULL|NULL|5|NULL\n3|richer|NULL|NULL|6000|NULL\n"
             "4|richest|NULL|NULL|7000|NULL\n5|fine|NULL|NULL|9|NULL\n");
-  o = DuplexC({"dead-letters", "retry", "--all"});
+  o = Duplex({"dead-letters", "retry", "--all"});
   EXPECT_EQ(o.code, 0) << o;
   EXPECT_NE(o.out.find("retry requested for 0 dead letters"), std::string::npos) << o;
 }
@@ -1352,8 +1246,7 @@ TEST_F(CliTest, P8LockedEndpointStopsOnlyItselfAndCatchesUp) {
   EXPECT_TRUE(locked.load());
   EXPECT_EQ(SqlQuery(Db("billing"), "SELECT count(*) FROM clients"), "0\n");
   locker.join();
-  std::string why;
-  EXPECT_TRUE(WaitConverged({"crm", "billing", "erp"}, milliseconds(30000), &why)) << why;
+  EXPECT_TRUE(WaitConverged("customer", milliseconds(30000), /*idle=*/true));
   run->Signal(SIGTERM);
   EXPECT_EQ(run->Wait(milliseconds(10000)), 0) << run->Err();
 }

@@ -19,65 +19,41 @@
 
 #include "support/pg_cluster.h"
 #include "support/process.h"
+#include "support/sync_fixture.h"
 #include "support/test_util.h"
 
 namespace duplex {
 namespace {
 
 using std::chrono::milliseconds;
+using testing::ConfigBuilder;
 using testing::Outcome;
 using testing::Process;
 using testing::RunCommand;
 using testing::SharedPgCluster;
 using testing::SqlExec;
 using testing::SqlQuery;
-using testing::TempDir;
-using testing::WriteFile;
+using testing::SyncFixture;
 
 constexpr const char* kItems =
     "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);";
 constexpr const char* kPgItems = "CREATE TABLE items(id int PRIMARY KEY, name text, qty int);";
 
-class RestoreTest : public SharedPgCluster<::testing::Test> {
+class RestoreTest : public SharedPgCluster<::testing::Test>, public SyncFixture {
  public:
-  std::string File(const std::string& name) const { return dir_.File(name); }
   std::string Db(const std::string& endpoint) const { return File(endpoint + ".db"); }
 
-  std::unique_ptr<Process> Background(std::vector<std::string> args) {
-    args.push_back("--config");
-    args.push_back(File("duplex.toml"));
-    return std::make_unique<Process>(args, File("cmd" + std::to_string(++commands_)));
-  }
-  Outcome Duplex(std::vector<std::string> args) {
-    args.push_back("--config");
-    args.push_back(File("duplex.toml"));
-    Process p(args, File("cmd" + std::to_string(++commands_)));
-    Outcome o;
-    o.code = p.Wait(milliseconds(120000));
-    o.out = p.Out();
-    o.err = p.Err();
-    return o;
-  }
-  void SyncIdle() {
-    Outcome o = Duplex({"run", "--until-idle"});
-    ASSERT_EQ(o.code, 0) << o;
-  }
-
   // Endpoint `a` (SQLite) and `b` (SQLite, or PostgreSQL database `pg_db` with `capture`).
-  void WriteConfig(const std::string& pg_db = "", const std::string& capture = "") {
-    std::string toml =
-        "[engine]\nstate = \"state.db\"\n\n[endpoints.a]\ntype = \"sqlite\"\n"
-        "path = \"a.db\"\n\n[endpoints.b]\n";
+  void Configure(const std::string& pg_db = "", const std::string& capture = "") {
+    ConfigBuilder config;
+    config.Sqlite("a", "a.db");
     if (pg_db.empty()) {
-      toml += "type = \"sqlite\"\npath = \"b.db\"\n";
+      config.Sqlite("b", "b.db");
     } else {
-      toml += "type = \"postgres\"\ndsn = \"" + cluster_->dsn(pg_db) + "\"\ncapture = \"" +
-              capture + "\"\n";
+      config.Postgres("b", cluster_->dsn(pg_db), capture);
     }
-    toml +=
-        "\n[collections.item]\nkey = [\"id\"]\nendpoints.a = { table = \"items\" }\n"
-        "endpoints.b = { table = \"items\" }\n";
-    WriteFile(File("duplex.toml"), toml);
+    config.Collection("item").On("a", "items").On("b", "items");
+    WriteConfig(config);
   }
 
   std::string Rows(const std::string& endpoint, const std::string& pg_db = "") {
@@ -111,9 +87,6 @@ class RestoreTest : public SharedPgCluster<::testing::Test> {
                ? "/usr/lib/postgresql/15/bin/"
                : "";
   }
-
-  TempDir dir_;
-  int commands_ = 0;
 };
 
 // The scenario of the issue: `a` (SQLite) and `b` synced; a backup of b taken; 20 more edits
@@ -180,7 +153,7 @@ void RestoreScenario(RestoreTest& t, const std::function<void(const std::string&
 
 TEST_F(RestoreTest, SqliteEndpointRestoredFromACopy) {
   SqlExec(Db("b"), kItems);
-  WriteConfig();
+  Configure();
   RestoreScenario(
       *this, [&](const std::string& sql) { SqlExec(Db("b"), sql); }, [&] { return Rows("b"); },
       [&] { SqlExec(Db("b"), "VACUUM INTO '" + File("b-backup.db") + "'"); },
@@ -198,7 +171,7 @@ TEST_F(RestoreTest, SqliteEndpointRestoredFromACopy) {
 TEST_F(RestoreTest, PostgresTriggerEndpointRestoredFromADump) {
   const std::string db = "restore_trigger";
   NewDatabase(db, kPgItems);
-  WriteConfig(db, "trigger");
+  Configure(db, "trigger");
   RestoreScenario(
       *this, [&](const std::string& sql) { PgExec(db, sql); }, [&] { return Rows("b", db); },
       [&] { Dump(db); }, [&] { Reload(db); }, true);
@@ -210,7 +183,7 @@ TEST_F(RestoreTest, PostgresTriggerEndpointRestoredFromADump) {
 TEST_F(RestoreTest, PostgresLogicalEndpointRestoredFromADump) {
   const std::string db = "restore_logical";
   NewDatabase(db, kPgItems);
-  WriteConfig(db, "logical");
+  Configure(db, "logical");
   RestoreScenario(
       *this, [&](const std::string& sql) { PgExec(db, sql); }, [&] { return Rows("b", db); },
       [&] { Dump(db); },
@@ -239,7 +212,7 @@ TEST_P(LockTest, StartingDuplexDoesNotQueueApplicationWritesBehindItsDdl) {
   const std::string db = "locks_" + GetParam();
   NewDatabase(db, kPgItems);
   SqlExec(Db("a"), kItems);
-  WriteConfig(db, GetParam());
+  Configure(db, GetParam());
   SyncIdle();  // installed; nothing needs to change at the next start
 
   std::unique_ptr<PGconn, decltype(&PQfinish)> open_txn(PQconnectdb(cluster_->dsn(db).c_str()),

@@ -20,12 +20,14 @@
 
 #include "support/pg_cluster.h"
 #include "support/process.h"
+#include "support/sync_fixture.h"
 #include "support/test_util.h"
 
 namespace duplex {
 namespace {
 
 using std::chrono::milliseconds;
+using testing::ConfigBuilder;
 using testing::FirstDifference;
 using testing::Outcome;
 using testing::PgCluster;
@@ -35,7 +37,7 @@ using testing::ReadFile;
 using testing::SharedPgCluster;
 using testing::SqlExec;
 using testing::SqlQuery;
-using testing::TempDir;
+using testing::SyncFixture;
 using testing::WriteFile;
 
 uint32_t Seed() {
@@ -51,7 +53,7 @@ constexpr const char* kCustomers =
     "balance bigint, notes text);";
 
 // One cluster for the whole binary (starting one takes seconds); a database per test.
-class PgTest : public SharedPgCluster<::testing::Test> {
+class PgTest : public SharedPgCluster<::testing::Test>, protected SyncFixture {
  protected:
   void SetUp() override {
     ASSERT_NE(cluster_, nullptr);
@@ -64,65 +66,21 @@ class PgTest : public SharedPgCluster<::testing::Test> {
     NewDatabase(db, schema);
     return db;
   }
+  std::string Dsn(const std::string& db) const { return cluster_->dsn(db); }
   void Exec(const std::string& db, const std::string& sql) { PgExec(db, sql); }
   std::string Query(const std::string& db, const std::string& sql) { return PgQuery(db, sql); }
   std::string Rows(const std::string& db, const std::string& table = "customers") {
     return Query(db, "SELECT id, name, email, tier, balance, notes FROM " + table + " ORDER BY id");
   }
 
-  std::string File(const std::string& name) const { return dir_.File(name); }
-  std::string ConfigPath() const { return File("duplex.toml"); }
-  std::string PgEndpoint(const std::string& name, const std::string& db,
-                         const std::string& capture) const {
-    return "[endpoints." + name + "]\ntype = \"postgres\"\ndsn = \"" + cluster_->dsn(db) +
-           "\"\ncapture = \"" + capture + "\"\n\n";
-  }
-  // A config syncing `customers` over (endpoint, table) pairs.
-  void WriteConfig(const std::string& endpoints,
-                   const std::vector<std::pair<std::string, std::string>>& members,
-                   const std::string& extra = "") {
-    std::string toml = "[engine]\nstate = \"state.db\"\n\n" + endpoints +
-                       "[collections.customers]\nkey = [\"id\"]\n" + extra + "\n";
-    for (const auto& [ep, table] : members) {
-      toml += "endpoints." + ep + " = { table = \"" + table + "\" }\n";
-    }
-    WriteFile(ConfigPath(), toml);
-  }
-  Outcome Duplex(std::vector<std::string> args, milliseconds timeout = milliseconds(180000)) {
-    args.push_back("--config");
-    args.push_back(ConfigPath());
-    Process p(args, File("cmd" + std::to_string(++commands_)));
-    Outcome o;
-    o.code = p.Wait(timeout);
-    o.out = p.Out();
-    o.err = p.Err();
-    return o;
-  }
-  std::unique_ptr<Process> Background(std::vector<std::string> args) {
-    args.push_back("--config");
-    args.push_back(ConfigPath());
-    return std::make_unique<Process>(args, File("cmd" + std::to_string(++commands_)));
-  }
-  void SyncIdle() {
-    Outcome o = Duplex({"run", "--until-idle"});
-    ASSERT_EQ(o.code, 0) << o;
-  }
-  // Waits until every database of `dbs` holds the same rows; returns whether they did.
-  bool Converged(const std::vector<std::string>& dbs, milliseconds timeout = milliseconds(60000)) {
-    return PollUntil(
-        [&] {
-          std::string first = Rows(dbs[0]);
-          for (size_t i = 1; i < dbs.size(); ++i) {
-            if (Rows(dbs[i]) != first) return false;
-          }
-          return true;
-        },
-        timeout, milliseconds(100));
+  // Collection `customers`: table customers on every endpoint of `config` (add them first).
+  static ConfigBuilder::CollectionSpec& Customers(ConfigBuilder& config) {
+    ConfigBuilder::CollectionSpec& c = config.Collection("customers");
+    for (const ConfigBuilder::Endpoint& e : config.endpoints()) c.On(e.name, "customers");
+    return c;
   }
 
   std::string prefix_;
-  TempDir dir_;
-  int commands_ = 0;
 };
 
 // Both capture modes run every PG<->PG test.
@@ -141,9 +99,10 @@ TEST_P(PgModesTest, InitialLoadMatchesByKeyThenLiveChangesFlowBothWays) {
   Exec(b,
        "INSERT INTO customers VALUES (1,'ann','a@x','gold',10,NULL), "
        "(2,'bob','b@x','bronze',20,'from a'), (4,'dee','d@x',NULL,40,NULL)");
-  WriteConfig(PgEndpoint("a", a, mode) + PgEndpoint("b", b, mode),
-              {{"a", "customers"}, {"b", "customers"}},
-              "fields.tier = { policy = \"prefer\", endpoint = \"b\" }");
+  ConfigBuilder config;
+  config.Postgres("a", Dsn(a), mode).Postgres("b", Dsn(b), mode);
+  Customers(config).Policy("tier", "prefer", "b");
+  WriteConfig(config);
   Outcome check = Duplex({"check", "--install"});
   ASSERT_EQ(check.code, 0) << check;
   SyncIdle();
@@ -163,10 +122,10 @@ TEST_P(PgModesTest, InitialLoadMatchesByKeyThenLiveChangesFlowBothWays) {
   Exec(a,
        "BEGIN; INSERT INTO customers VALUES (6,'fay','f@x',NULL,60,NULL); "
        "UPDATE customers SET notes = 'tx' WHERE id = 4; COMMIT");
-  ASSERT_TRUE(Converged({a, b})) << FirstDifference(Rows(a), Rows(b));
+  ASSERT_TRUE(WaitConverged("customers", milliseconds(60000)));
   // A key change is a delete and an insert: the row moves, its other fields with it.
   Exec(b, "UPDATE customers SET id = 40 WHERE id = 4");
-  ASSERT_TRUE(Converged({a, b})) << FirstDifference(Rows(a), Rows(b));
+  ASSERT_TRUE(WaitConverged("customers", milliseconds(60000)));
   EXPECT_NE(Rows(b).find("1|ann|ann@new|gold|11|NULL"), std::string::npos) << Rows(b);
   EXPECT_EQ(Rows(b).find("3|cy"), std::string::npos) << Rows(b);
   EXPECT_NE(Rows(a).find("6|fay"), std::string::npos) << Rows(a);
@@ -190,8 +149,10 @@ TEST_P(PgModesTest, ConcurrentWritersOnBothSidesConverge) {
                  std::to_string(i) + "','e',NULL,0,NULL)";
   }
   Exec(a, "INSERT INTO customers VALUES " + seed_rows);
-  WriteConfig(PgEndpoint("a", a, mode) + PgEndpoint("b", b, mode),
-              {{"a", "customers"}, {"b", "customers"}});
+  ConfigBuilder config;
+  config.Postgres("a", Dsn(a), mode).Postgres("b", Dsn(b), mode);
+  Customers(config);
+  WriteConfig(config);
   ASSERT_EQ(Duplex({"check", "--install"}).code, 0);
   SyncIdle();
   auto run = Background({"run"});
@@ -229,8 +190,7 @@ TEST_P(PgModesTest, ConcurrentWritersOnBothSidesConverge) {
   wa.join();
   wb.join();
   EXPECT_EQ(errors.load(), 0);
-  ASSERT_TRUE(Converged({a, b}, milliseconds(90000)))
-      << "seed " << seed << ": " << FirstDifference(Rows(a), Rows(b));
+  ASSERT_TRUE(WaitConverged("customers", milliseconds(90000))) << "seed " << seed;
   run->Signal(SIGTERM);
   EXPECT_EQ(run->Wait(milliseconds(30000)), 0) << run->Err();
 }
@@ -243,8 +203,10 @@ TEST_P(PgModesTest, WritesDuringTheInitialLoadAreNeitherLostNorOverwritten) {
   Exec(a,
        "INSERT INTO customers SELECT g, 'n' || g, 'e', NULL, 0, NULL FROM "
        "generate_series(1, 12000) g");
-  WriteConfig(PgEndpoint("a", a, mode) + PgEndpoint("b", b, mode),
-              {{"a", "customers"}, {"b", "customers"}});
+  ConfigBuilder config;
+  config.Postgres("a", Dsn(a), mode).Postgres("b", Dsn(b), mode);
+  Customers(config);
+  WriteConfig(config);
   const uint32_t seed = Seed();
   std::atomic<bool> stop{false};
   std::atomic<int> writes{0};
@@ -271,8 +233,7 @@ TEST_P(PgModesTest, WritesDuringTheInitialLoadAreNeitherLostNorOverwritten) {
   stop = true;
   writer.join();
   EXPECT_GT(writes.load(), 0);
-  ASSERT_TRUE(Converged({a, b}, milliseconds(120000)))
-      << "seed " << seed << ": " << FirstDifference(Rows(a), Rows(b));
+  ASSERT_TRUE(WaitConverged("customers", milliseconds(120000))) << "seed " << seed;
   run->Signal(SIGTERM);
   EXPECT_EQ(run->Wait(milliseconds(30000)), 0) << run->Err();
 }
@@ -285,9 +246,12 @@ TEST_F(PgTest, ThreeEndpointsPgLogicalPgTriggerSqlite) {
           "balance INTEGER, notes TEXT)");
   Exec(a, "INSERT INTO customers VALUES (1,'ann','a@x','gold',10,NULL)");
   SqlExec(lite, "INSERT INTO customers VALUES (2,'bob','b@x',NULL,20,'edge')");
-  WriteConfig(PgEndpoint("a", a, "logical") + PgEndpoint("b", b, "trigger") +
-                  "[endpoints.edge]\ntype = \"sqlite\"\npath = \"edge.db\"\n\n",
-              {{"a", "customers"}, {"b", "customers"}, {"edge", "customers"}});
+  ConfigBuilder config;
+  config.Postgres("a", Dsn(a), "logical")
+      .Postgres("b", Dsn(b), "trigger")
+      .Sqlite("edge", "edge.db");
+  Customers(config);
+  WriteConfig(config);
   ASSERT_EQ(Duplex({"check", "--install"}).code, 0);
   auto run = Background({"run"});
   auto lite_rows = [&] {
@@ -295,7 +259,7 @@ TEST_F(PgTest, ThreeEndpointsPgLogicalPgTriggerSqlite) {
                     "SELECT id, name, email, ifnull(tier,'NULL'), balance, "
                     "ifnull(notes,'NULL') FROM customers ORDER BY id");
   };
-  ASSERT_TRUE(Converged({a, b}));
+  ASSERT_TRUE(WaitConverged("customers", milliseconds(60000)));
   ASSERT_TRUE(PollUntil([&] { return lite_rows() == Rows(a); }, milliseconds(30000)))
       << lite_rows() << " vs " << Rows(a);
   SqlExec(lite, "UPDATE customers SET tier = 'edge-tier' WHERE id = 1");
@@ -336,13 +300,11 @@ TEST_F(PgTest, TypesRoundTripPgToPgAndThroughSqlite) {
           "f REAL, t TEXT, b INTEGER, ts TEXT, d TEXT, u TEXT, j TEXT, jb TEXT, by BLOB, "
           "arr TEXT, tarr TEXT)");
   // a -> b directly, a -> edge -> c through SQLite (two configs share nothing).
-  std::string toml =
-      "[engine]\nstate = \"s1.db\"\n\n" + PgEndpoint("a", a, "logical") +
-      PgEndpoint("b", b, "trigger") +
-      "[endpoints.edge]\ntype = \"sqlite\"\npath = \"edge.db\"\n\n"
-      "[collections.items]\nkey = [\"id\"]\nendpoints.a = { table = \"items\" }\n"
-      "endpoints.b = { table = \"items\" }\nendpoints.edge = { table = \"items\" }\n";
-  WriteFile(ConfigPath(), toml);
+  ConfigBuilder config;
+  config.State("s1.db").Postgres("a", Dsn(a), "logical").Postgres("b", Dsn(b), "trigger");
+  config.Sqlite("edge", "edge.db");
+  config.Collection("items").On("a", "items").On("b", "items").On("edge", "items");
+  WriteConfig(config);
   SyncIdle();
   const std::string all = "SELECT * FROM items ORDER BY id";
   EXPECT_EQ(Query(a, all), Query(b, all)) << FirstDifference(Query(a, all), Query(b, all));
@@ -350,13 +312,10 @@ TEST_F(PgTest, TypesRoundTripPgToPgAndThroughSqlite) {
   EXPECT_EQ(SqlQuery(lite, "SELECT n, typeof(by), hex(by), b, ts FROM items WHERE id = 1"),
             "12345678901234567890.123456789012|blob|00FF10|1|2026-11-26T13:14:06.123456Z\n");
   // A second config: edge -> c only.
-  std::string toml2 =
-      "[engine]\nstate = \"s2.db\"\n\n[endpoints.edge]\ntype = \"sqlite\"\n"
-      "path = \"edge.db\"\n\n" +
-      PgEndpoint("c", c, "logical") +
-      "[collections.items]\nkey = [\"id\"]\nendpoints.edge = { table = \"items\" }\n"
-      "endpoints.c = { table = \"items\" }\n";
-  WriteFile(File("second.toml"), toml2);
+  ConfigBuilder second;
+  second.State("s2.db").Sqlite("edge", "edge.db").Postgres("c", Dsn(c), "logical");
+  second.Collection("items").On("edge", "items").On("c", "items");
+  WriteFile(File("second.toml"), second.Toml());
   Process p({"run", "--until-idle", "--config", File("second.toml")}, File("second"));
   ASSERT_EQ(p.Wait(milliseconds(120000)), 0) << p.Err();
   EXPECT_EQ(Query(a, all), Query(c, all)) << FirstDifference(Query(a, all), Query(c, all));
@@ -373,8 +332,10 @@ TEST_F(PgTest, ValueTheTargetRefusesBecomesADeadLetterAndTheRestFlows) {
   const std::string a = NewDb("a");
   const std::string b =
       NewDb("b", std::string(kCustomers) + "ALTER TABLE customers ADD CHECK (balance >= 0);");
-  WriteConfig(PgEndpoint("a", a, "logical") + PgEndpoint("b", b, "logical"),
-              {{"a", "customers"}, {"b", "customers"}});
+  ConfigBuilder config;
+  config.Postgres("a", Dsn(a), "logical").Postgres("b", Dsn(b), "logical");
+  Customers(config);
+  WriteConfig(config);
   ASSERT_EQ(Duplex({"check", "--install"}).code, 0);
   // Three source transactions: the one refused is parked whole (P7), the others flow.
   Exec(a, "INSERT INTO customers VALUES (1,'ok','x',NULL,1,NULL)");
@@ -390,8 +351,10 @@ TEST_F(PgTest, ValueTheTargetRefusesBecomesADeadLetterAndTheRestFlows) {
 
 TEST_F(PgTest, KillNineDuringABacklogNeitherLosesNorDoubles) {
   const std::string a = NewDb("a"), b = NewDb("b");
-  WriteConfig(PgEndpoint("a", a, "logical") + PgEndpoint("b", b, "trigger"),
-              {{"a", "customers"}, {"b", "customers"}}, "fields.balance = { policy = \"max\" }");
+  ConfigBuilder config;
+  config.Postgres("a", Dsn(a), "logical").Postgres("b", Dsn(b), "trigger");
+  Customers(config).Policy("balance", "max");
+  WriteConfig(config);
   ASSERT_EQ(Duplex({"check", "--install"}).code, 0);
   Exec(a,
        "INSERT INTO customers SELECT g, 'n' || g, 'e', NULL, g, NULL FROM "
@@ -419,9 +382,10 @@ TEST_F(PgTest, ServerRestartWhileRunningResumesFromTheSlot) {
   ASSERT_OK(other.CreateDatabase("b"));
   ASSERT_OK(other.Exec(kCustomers, "b"));
   const std::string a = NewDb("a");
-  WriteConfig(PgEndpoint("a", a, "logical") + "[endpoints.b]\ntype = \"postgres\"\ndsn = \"" +
-                  other.dsn("b") + "\"\n\n",
-              {{"a", "customers"}, {"b", "customers"}});
+  ConfigBuilder config;
+  config.Postgres("a", Dsn(a), "logical").Postgres("b", other.dsn("b"));
+  Customers(config);
+  WriteConfig(config);
   ASSERT_EQ(Duplex({"check", "--install"}).code, 0);
   auto run = Background({"run"});
   Exec(a, "INSERT INTO customers VALUES (1,'before','x',NULL,1,NULL)");
@@ -463,10 +427,10 @@ TEST_P(PgModesTest, FastRestartOfTheServerIsNotHeldUpAndSyncResumes) {
   SqlExec(lite,
           "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT, email TEXT, tier TEXT, "
           "balance INTEGER, notes TEXT)");
-  WriteConfig("[endpoints.a]\ntype = \"postgres\"\ndsn = \"" + server.dsn("a") +
-                  "\"\ncapture = \"" + mode +
-                  "\"\n\n[endpoints.edge]\ntype = \"sqlite\"\npath = \"edge.db\"\n\n",
-              {{"a", "customers"}, {"edge", "customers"}});
+  ConfigBuilder config;
+  config.Postgres("a", server.dsn("a"), mode).Sqlite("edge", "edge.db");
+  Customers(config);
+  WriteConfig(config);
   ASSERT_EQ(Duplex({"check", "--install"}).code, 0);
   auto run = Background({"run"});
   auto edge_rows = [&] { return SqlQuery(lite, "SELECT id, name FROM customers ORDER BY id"); };
@@ -529,9 +493,10 @@ TEST_F(PgTest, PreflightNamesWhatIsMissingWithTheFix) {
                                                          "CREATE ROLE weak LOGIN;",
                                "b"));
   const std::string a = NewDb("a");
-  WriteConfig(PgEndpoint("a", a, "logical") + "[endpoints.b]\ntype = \"postgres\"\ndsn = \"" +
-                  replica_level.dsn("b") + "\"\n\n",
-              {{"a", "customers"}, {"b", "customers"}});
+  ConfigBuilder config;
+  config.Postgres("a", Dsn(a), "logical").Postgres("b", replica_level.dsn("b"));
+  Customers(config);
+  WriteConfig(config);
   // check alone writes nothing and names what is missing, with the statement that fixes it.
   Outcome look = Duplex({"check"});
   EXPECT_EQ(look.code, 2) << look;
@@ -542,9 +507,10 @@ TEST_F(PgTest, PreflightNamesWhatIsMissingWithTheFix) {
   EXPECT_NE(o.err.find("ALTER SYSTEM SET wal_level = logical"), std::string::npos) << o;
   EXPECT_NE(o.err.find("endpoint 'b'"), std::string::npos) << o;
   // Trigger capture needs no logical decoding: the same server works.
-  WriteConfig(PgEndpoint("a", a, "logical") + "[endpoints.b]\ntype = \"postgres\"\ndsn = \"" +
-                  replica_level.dsn("b") + "\"\ncapture = \"trigger\"\n\n",
-              {{"a", "customers"}, {"b", "customers"}});
+  ConfigBuilder trigger;
+  trigger.Postgres("a", Dsn(a), "logical").Postgres("b", replica_level.dsn("b"), "trigger");
+  Customers(trigger);
+  WriteConfig(trigger);
   Outcome ok = Duplex({"check", "--install"});
   EXPECT_EQ(ok.code, 0) << ok;
   // A role without privileges: every missing one is named with its GRANT.
@@ -554,9 +520,10 @@ TEST_F(PgTest, PreflightNamesWhatIsMissingWithTheFix) {
   Exec(w,
        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'weak') THEN "
        "CREATE ROLE weak LOGIN; END IF; END $$");
-  WriteConfig("[endpoints.w]\ntype = \"postgres\"\ndsn = \"" + weak + "\"\n\n" +
-                  PgEndpoint("c", NewDb("c"), "logical"),
-              {{"w", "customers"}, {"c", "customers"}});
+  ConfigBuilder weak_config;
+  weak_config.Postgres("w", weak).Postgres("c", Dsn(NewDb("c")), "logical");
+  Customers(weak_config);
+  WriteConfig(weak_config);
   Outcome priv = Duplex({"check", "--install"});
   EXPECT_NE(priv.code, 0) << priv;
   EXPECT_NE(priv.err.find("ALTER ROLE \"weak\" REPLICATION"), std::string::npos) << priv;
@@ -565,8 +532,10 @@ TEST_F(PgTest, PreflightNamesWhatIsMissingWithTheFix) {
 
 TEST_F(PgTest, UninstallRemovesSlotPublicationOriginTriggersAndTables) {
   const std::string a = NewDb("a"), b = NewDb("b");
-  WriteConfig(PgEndpoint("a", a, "logical") + PgEndpoint("b", b, "trigger"),
-              {{"a", "customers"}, {"b", "customers"}});
+  ConfigBuilder config;
+  config.Postgres("a", Dsn(a), "logical").Postgres("b", Dsn(b), "trigger");
+  Customers(config);
+  WriteConfig(config);
   ASSERT_EQ(Duplex({"check", "--install"}).code, 0);
   SyncIdle();
   EXPECT_EQ(

@@ -10,39 +10,34 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/sync_fixture.h"
 #include "support/test_util.h"
 
 namespace duplex {
 namespace {
 
+using testing::ConfigBuilder;
 using testing::DuplexBin;
 using testing::Process;
 using testing::SqlExec;
 using testing::SqlQuery;
-using testing::TempDir;
-using testing::WriteFile;
+using testing::SyncFixture;
 
 constexpr int kRows = 40000;
 
-class ProgressTest : public ::testing::Test {
+class ProgressTest : public ::testing::Test, protected SyncFixture {
  protected:
   void SetUp() override {
-    WriteFile(Config(),
-              "[engine]\nstate = \"state.db\"\n"
-              "[endpoints.crm]\ntype = \"sqlite\"\npath = \"crm.db\"\n"
-              "[endpoints.billing]\ntype = \"sqlite\"\npath = \"billing.db\"\n"
-              "[collections.customer]\nkey = [\"id\"]\n"
-              "endpoints.crm = { table = \"customers\" }\n"
-              "endpoints.billing = { table = \"clients\" }\n");
-    SqlExec(dir_.File("crm.db"),
+    ConfigBuilder config;
+    config.Sqlite("crm", "crm.db").Sqlite("billing", "billing.db");
+    config.Collection("customer").On("crm", "customers").On("billing", "clients");
+    WriteConfig(config);
+    SqlExec(File("crm.db"),
             "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT);"
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
                 std::to_string(kRows) + ") INSERT INTO customers SELECT i, 'n' || i FROM n;");
-    SqlExec(dir_.File("billing.db"), "CREATE TABLE clients(id INTEGER PRIMARY KEY, name TEXT);");
+    SqlExec(File("billing.db"), "CREATE TABLE clients(id INTEGER PRIMARY KEY, name TEXT);");
   }
-  std::string Config() const { return dir_.File("duplex.toml"); }
-
-  TempDir dir_;
 };
 
 TEST_F(ProgressTest, TerminalShowsChangesRateLeftAndEta) {
@@ -50,7 +45,7 @@ TEST_F(ProgressTest, TerminalShowsChangesRateLeftAndEta) {
   pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    std::string bin = DuplexBin(), config = Config();
+    std::string bin = DuplexBin(), config = ConfigPath();
     execl(bin.c_str(), bin.c_str(), "run", "--until-idle", "--config", config.c_str(),
           "--log-level", "warn", static_cast<char*>(nullptr));
     _exit(127);
@@ -69,7 +64,7 @@ TEST_F(ProgressTest, TerminalShowsChangesRateLeftAndEta) {
   ASSERT_EQ(waitpid(pid, &st, 0), pid);
   ASSERT_TRUE(WIFEXITED(st)) << out;
   EXPECT_EQ(WEXITSTATUS(st), 0) << out;
-  EXPECT_EQ(SqlQuery(dir_.File("billing.db"), "SELECT count(*) FROM clients"),
+  EXPECT_EQ(SqlQuery(File("billing.db"), "SELECT count(*) FROM clients"),
             std::to_string(kRows) + "\n");
   // At least one redrawn line with every part, then the final count.
   EXPECT_NE(out.find("\rsynced "), std::string::npos) << out;
@@ -80,10 +75,10 @@ TEST_F(ProgressTest, TerminalShowsChangesRateLeftAndEta) {
 }
 
 TEST_F(ProgressTest, QuietWhenNotATerminal) {
-  Process run({"run", "--until-idle", "--config", Config(), "--log-level", "warn"},
-              dir_.File("run"));
+  Process run({"run", "--until-idle", "--config", ConfigPath(), "--log-level", "warn"},
+              File("run"));
   ASSERT_EQ(run.Wait(std::chrono::milliseconds(120000)), 0) << run.Err();
-  EXPECT_EQ(SqlQuery(dir_.File("billing.db"), "SELECT count(*) FROM clients"),
+  EXPECT_EQ(SqlQuery(File("billing.db"), "SELECT count(*) FROM clients"),
             std::to_string(kRows) + "\n");
   // Log lines (a lag alert, say) may come; no progress lines.
   EXPECT_EQ(run.Err().find('\r'), std::string::npos) << run.Err();

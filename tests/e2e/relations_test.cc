@@ -19,20 +19,21 @@
 
 #include "support/pg_cluster.h"
 #include "support/process.h"
+#include "support/sync_fixture.h"
 #include "support/test_util.h"
 
 namespace duplex {
 namespace {
 
 using std::chrono::milliseconds;
+using testing::ConfigBuilder;
 using testing::FirstDifference;
 using testing::Outcome;
 using testing::Process;
 using testing::SharedPgCluster;
 using testing::SqlExec;
 using testing::SqlQuery;
-using testing::TempDir;
-using testing::WriteFile;
+using testing::SyncFixture;
 
 // One endpoint: a SQLite file, or a PostgreSQL database with its capture mode.
 struct Side {
@@ -63,13 +64,15 @@ std::string Schema(const Side& s, bool mapped) {
          id + ", name text, manager_id int REFERENCES employee(id));";
 }
 
-class RelationsTest : public SharedPgCluster<::testing::TestWithParam<std::string>> {
+class RelationsTest : public SharedPgCluster<::testing::TestWithParam<std::string>>,
+                      protected SyncFixture {
  protected:
   // Two sides of the parameter's kind: "sqlite" (two files), "pg" (logical and trigger
   // capture), "mixed" (SQLite and PostgreSQL logical).
-  // `customer` is added to the customer collection's config.
-  void Make(bool mapped = false, const std::string& extra_b = "", const std::string& engine = "",
-            const std::string& customer = "") {
+  // `batch_rows` (if not 0) and the customer collection's `on_delete_conflict` (if not empty)
+  // go into the config.
+  void Make(bool mapped = false, const std::string& extra_b = "", int64_t batch_rows = 0,
+            const std::string& on_delete_conflict = "") {
     const std::string p = GetParam();
     const std::string prefix = "r" + std::to_string(++databases_);
     auto side = [&](const std::string& name, const std::string& kind) {
@@ -78,7 +81,7 @@ class RelationsTest : public SharedPgCluster<::testing::TestWithParam<std::strin
         s.where = prefix + "_" + name;
         NewDatabase(s.where, "");
       } else {
-        s.where = dir_.File(name + ".db");
+        s.where = File(name + ".db");
       }
       return s;
     };
@@ -86,21 +89,24 @@ class RelationsTest : public SharedPgCluster<::testing::TestWithParam<std::strin
     b_ = side("b", p == "sqlite" ? "sqlite" : p == "pg" ? "trigger" : "logical");
     Exec(a_, Schema(a_, mapped));
     Exec(b_, Schema(b_, mapped) + extra_b);
-    std::string toml = "[engine]\nstate = \"state.db\"\n" + engine + "\n";
+    ConfigBuilder config;
+    if (batch_rows) config.Engine("batch_rows", batch_rows);
     for (const Side* s : {&a_, &b_}) {
-      toml += "[endpoints." + s->name + "]\n";
-      toml += s->pg() ? "type = \"postgres\"\ndsn = \"" + cluster_->dsn(s->where) +
-                            "\"\ncapture = \"" + s->kind + "\"\n\n"
-                      : "type = \"sqlite\"\npath = \"" + s->where + "\"\n\n";
+      if (s->pg()) {
+        config.Postgres(s->name, cluster_->dsn(s->where), s->kind);
+      } else {
+        config.Sqlite(s->name, s->where);
+      }
     }
     // Children before parents in the file: the order must come from the foreign keys.
-    const std::string mode = mapped ? "key_mode = \"mapped\"\n" : "";
     for (const char* c : {"orders", "employee", "customer"}) {
-      toml += std::string("[collections.") + c + "]\nkey = [\"id\"]\n" + mode +
-              (std::string(c) == "customer" ? customer : "") + "endpoints.a = { table = \"" + c +
-              "\" }\nendpoints.b = { table = \"" + c + "\" }\n\n";
+      ConfigBuilder::CollectionSpec& collection = config.Collection(c).On("a", c).On("b", c);
+      if (mapped) collection.KeyMode("mapped");
+      if (std::string(c) == "customer" && !on_delete_conflict.empty()) {
+        collection.OnDeleteConflict(on_delete_conflict);
+      }
     }
-    WriteFile(dir_.File("duplex.toml"), toml);
+    WriteConfig(config);
     Outcome o = Duplex({"check", "--install"});
     ASSERT_EQ(o.code, 0) << o;
     // The initial load (of empty tables) is done: what follows is captured live, with its
@@ -149,33 +155,7 @@ class RelationsTest : public SharedPgCluster<::testing::TestWithParam<std::strin
                  "(SELECT 1 FROM customer c WHERE c.id = o.customer_id)");
   }
 
-  Outcome Duplex(std::vector<std::string> args, milliseconds timeout = milliseconds(180000)) {
-    args.push_back("--config");
-    args.push_back(dir_.File("duplex.toml"));
-    Process p(args, dir_.File("cmd" + std::to_string(++commands_)));
-    Outcome o;
-    o.code = p.Wait(timeout);
-    o.out = p.Out();
-    o.err = p.Err();
-    return o;
-  }
-  // `duplex conflicts list --all --json`: every logged conflict (an empty array if the command
-  // fails, with the failure recorded).
-  nlohmann::json ConflictLog() {
-    Outcome o = Duplex({"conflicts", "list", "--all", "--json"});
-    EXPECT_EQ(o.code, 0) << o;
-    nlohmann::json log = nlohmann::json::parse(o.out, nullptr, false);
-    EXPECT_TRUE(log.is_array()) << o;
-    return log.is_array() ? log : nlohmann::json::array();
-  }
-  void SyncIdle() {
-    Outcome o = Duplex({"run", "--until-idle"});
-    ASSERT_EQ(o.code, 0) << o;
-  }
-
-  TempDir dir_;
   Side a_, b_;
-  int commands_ = 0;
 };
 
 INSTANTIATE_TEST_SUITE_P(Endpoints, RelationsTest, ::testing::Values("sqlite", "pg", "mixed"),
@@ -232,7 +212,7 @@ TEST_P(RelationsTest, CustomerDeletedWhileAnOrderIsAddedElsewhereTakesTheOrderAl
   EXPECT_EQ(Orphans(a_), "0\n");
   EXPECT_EQ(Orphans(b_), "0\n");
   EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
-  const nlohmann::json log = ConflictLog();
+  const nlohmann::json log = ConflictsJson(/*all=*/true);
   ASSERT_EQ(log.size(), 1u) << log.dump();
   EXPECT_EQ(log[0]["collection"], "orders");
   EXPECT_EQ(log[0]["key"], nlohmann::json({{"id", 11}}));
@@ -244,7 +224,7 @@ TEST_P(RelationsTest, CustomerDeletedWhileAnOrderIsAddedElsewhereTakesTheOrderAl
 // The same with `on_delete_conflict = "keep"` on the customers: the customer comes back where it
 // was deleted, and the new order follows it there.
 TEST_P(RelationsTest, CustomerDeletedWhileAnOrderIsAddedElsewhereIsKeptWhenAsked) {
-  Make(false, "", "", "on_delete_conflict = \"keep\"\n");
+  Make(false, "", 0, "keep");
   Exec(a_, "INSERT INTO customer VALUES (1, 'ann')");
   SyncIdle();
   Exec(a_, "DELETE FROM customer WHERE id = 1");
@@ -254,7 +234,7 @@ TEST_P(RelationsTest, CustomerDeletedWhileAnOrderIsAddedElsewhereIsKeptWhenAsked
   EXPECT_EQ(Query(a_, "SELECT id, name FROM customer"), "1|ann\n");
   EXPECT_EQ(Query(a_, "SELECT id, customer_id FROM orders"), "11|1\n");
   EXPECT_EQ(Duplex({"dead-letters", "list", "--json"}).out, "[]\n");
-  const nlohmann::json log = ConflictLog();
+  const nlohmann::json log = ConflictsJson(/*all=*/true);
   ASSERT_EQ(log.size(), 1u) << log.dump();
   EXPECT_EQ(log[0]["collection"], "customer");
   EXPECT_EQ(log[0]["policy"], "keep");
@@ -467,7 +447,7 @@ TEST_P(RelationsTest, RefusedTransactionIsParkedWholeAndRetriedAfterTheFix) {
 
 TEST_P(RelationsTest, KillNineWhileAGraphIsHalfAppliedNeitherDuplicatesNorOrphans) {
   // Small batches: many apply transactions, so that a kill lands between two of them.
-  Make(/*mapped=*/true, "", "batch_rows = 300\n");
+  Make(/*mapped=*/true, "", 300);
   // 150 transactions of a customer with 40 orders each, on both sides.
   for (const Side* s : {&a_, &b_}) {
     std::string sql;
@@ -484,8 +464,7 @@ TEST_P(RelationsTest, KillNineWhileAGraphIsHalfAppliedNeitherDuplicatesNorOrphan
   }
   auto orders_on_b = [&] { return std::stoi(Query(b_, "SELECT count(*) FROM orders")); };
   for (int round = 0; round < 3 && orders_on_b() < 12000; ++round) {
-    Process run({"run", "--config", dir_.File("duplex.toml")},
-                dir_.File("kill" + std::to_string(round)));
+    Process run({"run", "--config", ConfigPath()}, File("kill" + std::to_string(round)));
     // Killed as soon as b has more of a's rows than before: in the middle of the graph.
     const int before = orders_on_b();
     testing::PollUntil([&] { return orders_on_b() > before; }, milliseconds(60000),

@@ -5,42 +5,49 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
+#include <set>
 
+#include "support/sync_fixture.h"
 #include "support/test_util.h"
 
 namespace duplex {
 namespace {
 
+using testing::ConfigBuilder;
 using testing::SqlExec;
 using testing::SqlQuery;
-using testing::TempDir;
+using testing::SyncFixture;
 
 constexpr const char* kSchema =
     "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, note TEXT);";
 
-class EngineTest : public ::testing::Test {
+class EngineTest : public ::testing::Test, protected SyncFixture {
  protected:
-  // Writes a config syncing table t on `endpoints` (in that order) and creates the files.
-  void Setup(std::vector<std::string> endpoints, const std::string& collection_extra = "") {
-    endpoints_ = endpoints;
-    std::string toml = "[engine]\nstate = \"state.db\"\n";
+  using Collection = std::function<void(ConfigBuilder::CollectionSpec&)>;
+
+  // Writes a config syncing table t on `endpoints` (in that order), with the collection's
+  // settings from `collection`, and creates the files.
+  void Setup(std::vector<std::string> endpoints, const Collection& collection = {}) {
+    ConfigBuilder config;
+    ConfigBuilder::CollectionSpec& t = config.Collection("t");
+    if (collection) collection(t);
     for (const std::string& e : endpoints) {
-      toml += "[endpoints." + e + "]\ntype = \"sqlite\"\npath = \"" + e + ".db\"\n";
+      config.Sqlite(e, e + ".db");
+      t.On(e, "t");
       if (!created_.count(e)) {
         SqlExec(Db(e), kSchema);
         created_.insert(e);
       }
     }
-    toml += "[collections.t]\nkey = [\"id\"]\n" + collection_extra + "\n";
-    for (const std::string& e : endpoints) toml += "endpoints." + e + " = { table = \"t\" }\n";
-    testing::WriteFile(dir_.File("duplex.toml"), toml);
+    WriteConfig(config);
   }
 
-  std::string Db(const std::string& endpoint) { return dir_.File(endpoint + ".db"); }
+  std::string Db(const std::string& endpoint) { return File(endpoint + ".db"); }
 
   // Opens the engine, installs capture, syncs until idle, closes it.
   void Sync() {
-    auto config = LoadConfig(dir_.File("duplex.toml"));
+    auto config = LoadConfig(ConfigPath());
     ASSERT_OK(config);
     auto engine = Engine::Open(*config, true);
     ASSERT_OK(engine);
@@ -53,17 +60,11 @@ class EngineTest : public ::testing::Test {
     return SqlQuery(Db(endpoint), "SELECT id, name, qty, note FROM t ORDER BY id");
   }
 
-  void ExpectConverged() {
-    for (const std::string& e : endpoints_) EXPECT_EQ(Rows(e), Rows(endpoints_[0])) << e;
-  }
-
   std::string Conflicts() {
-    return SqlQuery(dir_.File("state.db"),
+    return SqlQuery(File("state.db"),
                     "SELECT field, policy, winner, status FROM conflicts ORDER BY id");
   }
 
-  TempDir dir_;
-  std::vector<std::string> endpoints_;
   std::set<std::string> created_;
 };
 
@@ -72,7 +73,7 @@ TEST_F(EngineTest, InitialLoadCopiesAndMergesExistingRows) {
   SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, NULL), (2, 'y', 2, NULL)");
   SqlExec(Db("b"), "INSERT INTO t VALUES (2, 'y', 5, NULL), (3, 'z', 3, NULL)");
   Sync();
-  ExpectConverged();
+  EXPECT_CONVERGED(*this, "t");
   EXPECT_EQ(Rows("a"), "1|x|1|NULL\n2|y|2|NULL\n3|z|3|NULL\n");  // tie at load: "a" < "b"
 }
 
@@ -87,7 +88,7 @@ TEST_F(EngineTest, SequentialEditsFlowBothWays) {
   EXPECT_EQ(Rows("a"), "1|x|2|n\n");
   SqlExec(Db("a"), "UPDATE t SET qty = 3 WHERE id = 1");
   Sync();
-  ExpectConverged();
+  EXPECT_CONVERGED(*this, "t");
   EXPECT_EQ(Rows("b"), "1|x|3|n\n");
   EXPECT_EQ(Conflicts(), "");
 }
@@ -99,7 +100,7 @@ TEST_F(EngineTest, P3ConcurrentDifferentFieldsBothKept) {
   SqlExec(Db("a"), "UPDATE t SET name = 'from-a' WHERE id = 1");
   SqlExec(Db("b"), "UPDATE t SET qty = 42 WHERE id = 1");
   Sync();
-  ExpectConverged();
+  EXPECT_CONVERGED(*this, "t");
   EXPECT_EQ(Rows("a"), "1|from-a|42|n\n");
   EXPECT_EQ(Conflicts(), "");
 }
@@ -107,8 +108,7 @@ TEST_F(EngineTest, P3ConcurrentDifferentFieldsBothKept) {
 TEST_F(EngineTest, P4SameFieldLwwSameOutcomeInEitherCaptureOrder) {
   std::string outcomes[2];
   for (int order = 0; order < 2; ++order) {
-    TempDir dir;
-    std::swap(dir_, dir);  // fresh files for each order
+    FreshDir();  // fresh files for each order
     created_.clear();
     Setup(order == 0 ? std::vector<std::string>{"a", "b"} : std::vector<std::string>{"b", "a"});
     SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
@@ -116,9 +116,8 @@ TEST_F(EngineTest, P4SameFieldLwwSameOutcomeInEitherCaptureOrder) {
     SqlExec(Db("b"), "UPDATE t SET note = 'b-early' WHERE id = 1");
     SqlExec(Db("a"), "UPDATE t SET note = 'a-late' WHERE id = 1");
     Sync();
-    ExpectConverged();
+    EXPECT_CONVERGED(*this, "t");
     outcomes[order] = Rows("a") + Conflicts();
-    std::swap(dir_, dir);
   }
   EXPECT_EQ(outcomes[0], outcomes[1]);
   EXPECT_EQ(outcomes[0], "1|x|1|a-late\nnote|lww|a|resolved:lww\n");
@@ -132,12 +131,12 @@ TEST_F(EngineTest, P5NoEchoOnlyOneMarkerPerApplyAndNoFurtherWrites) {
   // b's changelog holds the marker of duplex's one apply transaction and no row change.
   std::string log = SqlQuery(Db("b"), "SELECT op, count(*) FROM _duplex_changelog GROUP BY op");
   EXPECT_TRUE(log == "" || log == "M|1\n") << log;
-  std::string applied_before = SqlQuery(dir_.File("state.db"),
+  std::string applied_before = SqlQuery(File("state.db"),
                                         "SELECT endpoint, value FROM counters WHERE name = "
                                         "'applied' ORDER BY endpoint");
   Sync();
   Sync();
-  EXPECT_EQ(SqlQuery(dir_.File("state.db"),
+  EXPECT_EQ(SqlQuery(File("state.db"),
                      "SELECT endpoint, value FROM counters WHERE name = 'applied' ORDER BY "
                      "endpoint"),
             applied_before);
@@ -150,9 +149,9 @@ TEST_F(EngineTest, DeleteReachesOtherSideAndTombstoneStays) {
   Sync();
   SqlExec(Db("b"), "DELETE FROM t WHERE id = 1");
   Sync();
-  ExpectConverged();
+  EXPECT_CONVERGED(*this, "t");
   EXPECT_EQ(Rows("a"), "2|y|2|m\n");
-  EXPECT_EQ(SqlQuery(dir_.File("state.db"), "SELECT key, live FROM records ORDER BY key"),
+  EXPECT_EQ(SqlQuery(File("state.db"), "SELECT key, live FROM records ORDER BY key"),
             "[1]|0\n[2]|1\n");
 }
 
@@ -163,24 +162,24 @@ TEST_F(EngineTest, DeleteConcurrentWithUpdateDeleteWinsAndIsLogged) {
   SqlExec(Db("a"), "UPDATE t SET qty = 9 WHERE id = 1");
   SqlExec(Db("b"), "DELETE FROM t WHERE id = 1");
   Sync();
-  ExpectConverged();
+  EXPECT_CONVERGED(*this, "t");
   EXPECT_EQ(Rows("a"), "");
   EXPECT_EQ(Conflicts(), "|delete|b|resolved:delete\n");
 }
 
 TEST_F(EngineTest, DeleteConcurrentWithUpdateKeepWhenConfigured) {
-  Setup({"a", "b"}, "on_delete_conflict = \"keep\"");
+  Setup({"a", "b"}, [](auto& t) { t.OnDeleteConflict("keep"); });
   SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
   Sync();
   SqlExec(Db("a"), "UPDATE t SET qty = 9 WHERE id = 1");
   SqlExec(Db("b"), "DELETE FROM t WHERE id = 1");
   Sync();
-  ExpectConverged();
+  EXPECT_CONVERGED(*this, "t");
   EXPECT_EQ(Rows("b"), "1|x|9|n\n");
 }
 
 TEST_F(EngineTest, ThreeEndpointsConverge) {
-  Setup({"a", "b", "c"}, "fields.qty = { policy = \"max\" }");
+  Setup({"a", "b", "c"}, [](auto& t) { t.Policy("qty", "max"); });
   SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
   SqlExec(Db("c"), "INSERT INTO t VALUES (2, 'c', 2, 'm')");
   Sync();
@@ -189,12 +188,12 @@ TEST_F(EngineTest, ThreeEndpointsConverge) {
   SqlExec(Db("c"), "UPDATE t SET qty = 6, name = 'cc' WHERE id = 1");
   SqlExec(Db("b"), "DELETE FROM t WHERE id = 2");
   Sync();
-  ExpectConverged();
+  EXPECT_CONVERGED(*this, "t");
   EXPECT_EQ(Rows("c"), "1|cc|7|n\n");
 }
 
 TEST_F(EngineTest, ManualConflictKeepsBothSidesUntilResolved) {
-  Setup({"a", "b"}, "fields.note = { policy = \"manual\" }");
+  Setup({"a", "b"}, [](auto& t) { t.Policy("note", "manual"); });
   SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'base')");
   Sync();
   SqlExec(Db("a"), "UPDATE t SET note = 'mine-a' WHERE id = 1");
@@ -204,12 +203,12 @@ TEST_F(EngineTest, ManualConflictKeepsBothSidesUntilResolved) {
   EXPECT_EQ(Rows("b"), "1|x|3|mine-b\n");
   EXPECT_EQ(Conflicts(), "note|manual||open\n");
   {
-    auto store = StateStore::Open(dir_.File("state.db"), false);
+    auto store = StateStore::Open(File("state.db"), false);
     ASSERT_OK(store);
     ASSERT_OK((*store)->ResolveConflict(1, "resolved:take:b", "mine-b", 1));
   }
   Sync();
-  ExpectConverged();
+  EXPECT_CONVERGED(*this, "t");
   EXPECT_EQ(Rows("a"), "1|x|3|mine-b\n");
 }
 
@@ -224,7 +223,7 @@ TEST_F(EngineTest, RowRejectedByTargetBecomesDeadLetterOthersFlow) {
   SqlExec(Db("a"), "INSERT INTO t VALUES (2, 'y', 5, 'm')");
   Sync();
   EXPECT_EQ(Rows("b"), "2|y|5|m\n");
-  EXPECT_EQ(SqlQuery(dir_.File("state.db"),
+  EXPECT_EQ(SqlQuery(File("state.db"),
                      "SELECT endpoint, reason LIKE '%CHECK%' FROM "
                      "dead_letters"),
             "b|1\n");
@@ -239,11 +238,11 @@ TEST_F(EngineTest, DeadLetterWaitingForAnotherIsRetriedWithIt) {
   Sync();
   SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 5, 'n')");
   Sync();
-  const std::string state = dir_.File("state.db");
+  const std::string state = File("state.db");
   EXPECT_EQ(SqlQuery(state, "SELECT id, waits_for FROM dead_letters"), "1|0\n");
   SqlExec(Db("a"), "UPDATE t SET note = 'newer' WHERE id = 1");
   {
-    auto config = LoadConfig(dir_.File("duplex.toml"));
+    auto config = LoadConfig(ConfigPath());
     ASSERT_OK(config);
     auto engine = Engine::Open(*config, true);
     ASSERT_OK(engine);
@@ -262,14 +261,14 @@ TEST_F(EngineTest, DeletedStateFileStartsOverWithAFreshInitialLoad) {
   Setup({"a", "b"});
   SqlExec(Db("a"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
   Sync();
-  std::filesystem::remove(dir_.File("state.db"));
-  std::filesystem::remove(dir_.File("state.db-wal"));
-  std::filesystem::remove(dir_.File("state.db-shm"));
+  std::filesystem::remove(File("state.db"));
+  std::filesystem::remove(File("state.db-wal"));
+  std::filesystem::remove(File("state.db-shm"));
   SqlExec(Db("a"), "INSERT INTO t VALUES (2, 'y', 2, 'm')");
   SqlExec(Db("b"), "UPDATE t SET qty = 5 WHERE id = 1");
   Sync();
   // The new state's apply ids are not mistaken for batches already applied under the old one.
-  ExpectConverged();
+  EXPECT_CONVERGED(*this, "t");
   EXPECT_EQ(Rows("a"), "1|x|1|n\n2|y|2|m\n");  // initial load: tie on the field, "a" first
   SqlExec(Db("b"), "UPDATE t SET qty = 6 WHERE id = 2");
   Sync();
@@ -277,8 +276,8 @@ TEST_F(EngineTest, DeletedStateFileStartsOverWithAFreshInitialLoad) {
 }
 
 TEST_F(EngineTest, SchemaErrorsNameTheTableAndColumn) {
-  Setup({"a", "b"}, "fields.missing = { policy = \"max\" }");
-  auto config = LoadConfig(dir_.File("duplex.toml"));
+  Setup({"a", "b"}, [](auto& t) { t.Policy("missing", "max"); });
+  auto config = LoadConfig(ConfigPath());
   ASSERT_OK(config);
   auto engine = Engine::Open(*config, true);
   ASSERT_FALSE(engine.ok());
@@ -292,7 +291,7 @@ TEST_F(EngineTest, TypeClashIsAConfigError) {
   SqlExec(Db("b"),
           "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, "
           "qty TEXT, note TEXT);");
-  auto config = LoadConfig(dir_.File("duplex.toml"));
+  auto config = LoadConfig(ConfigPath());
   ASSERT_OK(config);
   auto engine = Engine::Open(*config, true);
   ASSERT_FALSE(engine.ok());
