@@ -729,7 +729,7 @@ endpoints.crm     = { table = "customers" }
 endpoints.billing = { table = "clients", fields = { name = "full_name" } }
 # Per-field policies, overriding the collection's policy (key fields are never resolved by
 # policy: they identify the record).
-fields.balance = { policy = "max" }
+fields.balance = { policy = "sum" }   # a balance: deposits on both sides both count
 fields.tier    = { policy = "prefer", endpoint = "crm" }
 fields.notes   = { policy = "manual" }
 )";

@@ -308,7 +308,7 @@ TEST_F(CliTest, BadConfigsExitTwoNamingFileLineOrTableAndColumn) {
       {"unknown policy",
        MakeConfig({kCrm, kBilling}, "fields.balance = { policy = \"biggest\" }"),
        "biggest",
-       {"unknown policy 'biggest'", "lww, prefer, max, min, manual"}},
+       {"unknown policy 'biggest'", "lww, prefer, max, min, sum, manual"}},
       {"prefer an unknown endpoint",
        MakeConfig({kCrm, kBilling}, "fields.tier = { policy = \"prefer\", endpoint = \"erp\" }"),
        "erp",
