@@ -48,12 +48,10 @@ std::string DefaultName(const std::string& state_path) {
   return fmt::format("{}_{:08x}", stem, Fnv1a(state_path) & 0xffffffffu);
 }
 
-constexpr const char* kPolicyList = "lww, prefer, max, min, manual";
-constexpr std::pair<Policy, const char*> kPolicyNames[] = {{Policy::kLww, "lww"},
-                                                           {Policy::kPrefer, "prefer"},
-                                                           {Policy::kMax, "max"},
-                                                           {Policy::kMin, "min"},
-                                                           {Policy::kManual, "manual"}};
+constexpr const char* kPolicyList = "lww, prefer, max, min, sum, manual";
+constexpr std::pair<Policy, const char*> kPolicyNames[] = {
+    {Policy::kLww, "lww"}, {Policy::kPrefer, "prefer"}, {Policy::kMax, "max"},
+    {Policy::kMin, "min"}, {Policy::kSum, "sum"},       {Policy::kManual, "manual"}};
 
 int LineOf(const toml::source_region& s) { return static_cast<int>(s.begin.line); }
 
@@ -706,6 +704,9 @@ key = ["id"]
 #   "prefer"  one endpoint's value always wins; name it with endpoint = "NAME"
 #   "max"     the larger value wins (NULL < numbers < text < binary)
 #   "min"     the smaller value wins
+#   "sum"     a counter or balance: concurrent changes are added up as deltas from the value
+#             both sides started from (100 -> 110 here, 100 -> 95 there: 105); integers and
+#             exact decimals (PostgreSQL numeric, decimal text), never rounded
 #   "manual"  nothing is overwritten: each endpoint keeps its value, and the conflict waits
 #             for an operator (`duplex conflicts resolve`)
 policy = "lww"
@@ -728,7 +729,7 @@ endpoints.crm     = { table = "customers" }
 endpoints.billing = { table = "clients", fields = { name = "full_name" } }
 # Per-field policies, overriding the collection's policy (key fields are never resolved by
 # policy: they identify the record).
-fields.balance = { policy = "max" }
+fields.balance = { policy = "sum" }   # a balance: deposits on both sides both count
 fields.tier    = { policy = "prefer", endpoint = "crm" }
 fields.notes   = { policy = "manual" }
 )";

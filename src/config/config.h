@@ -14,7 +14,7 @@ namespace duplex {
 class ConnectorSettings;  // connectors/settings.h
 
 // Per-field conflict policies (DESIGN §4).
-enum class Policy { kLww, kPrefer, kMax, kMin, kManual };
+enum class Policy { kLww, kPrefer, kMax, kMin, kManual, kSum };
 
 const char* PolicyName(Policy p);
 

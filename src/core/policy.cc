@@ -18,6 +18,10 @@ bool LwwIncomingWins(const Version& current, const Version& incoming) {
 bool IncomingWins(const FieldPolicy& rule, const Candidate& current, const Candidate& incoming) {
   switch (rule.policy) {
     case Policy::kLww:
+    // sum adds deltas (AddDelta); it comes here only where there is no delta to add: values
+    // that are not numbers, or two values with no common base (concurrent inserts of one key,
+    // initial-load copies that differ).
+    case Policy::kSum:
       return LwwIncomingWins(current.version, incoming.version);
     case Policy::kPrefer:
       if (incoming.version.origin == rule.prefer_endpoint &&

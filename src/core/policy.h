@@ -19,6 +19,8 @@ struct Candidate {
 //  - lww: later commit time wins; equal times: the smaller endpoint name wins.
 //  - prefer: the preferred endpoint's value wins; between two others, lww.
 //  - max / min: the larger / smaller value (CompareValues order); equal values: lww.
+//  - sum: lww. The resolver merges sum fields by adding deltas (AddDelta, core/decimal.h) and
+//    asks here only when it cannot: a value that is not a number, or no common base.
 // Not defined for kManual (the caller parks the conflict instead).
 bool IncomingWins(const FieldPolicy& rule, const Candidate& current, const Candidate& incoming);
 

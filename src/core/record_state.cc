@@ -7,12 +7,13 @@ namespace duplex {
 // Format (MessagePack): {"e": exists, "v": values, "t": {field: [ts, origin]}, "d": [ts, origin],
 // "k": {endpoint: row, or true when the row equals "v"}, "p": {endpoint: {field: id}},
 // "x": [diverged fields], "b": {endpoint: {field: value before duplex's unobserved write}},
-// "r": {endpoint: row held before duplex's unobserved delete}} ("r" only when not empty).
+// "r": {endpoint: row held before duplex's unobserved delete}, "w": {endpoint: {field:
+// [[apply id, value], ...]}}} ("r" and "w" only when not empty).
 // Written field by field, without building one JSON tree first: this runs for every record a batch
 // touches.
 std::string RecordState::Encode() const {
   MsgpackWriter w;
-  w.MapHeader(prior_row.empty() ? 8 : 9);
+  w.MapHeader(8 + (prior_row.empty() ? 0 : 1) + (inflight.empty() ? 0 : 1));
   w.String("e");
   w.Bool(exists);
   w.String("v");
@@ -70,6 +71,14 @@ std::string RecordState::Encode() const {
       w.Json(row);
     }
   }
+  if (!inflight.empty()) {
+    w.String("w");
+    w.MapHeader(static_cast<uint32_t>(inflight.size()));
+    for (const auto& [ep, fields] : inflight) {
+      w.String(ep);
+      w.Json(fields);
+    }
+  }
   return w.Take();
 }
 
@@ -103,6 +112,9 @@ Result<RecordState> RecordState::Decode(std::string_view bytes) {
   }
   if (auto r = j.find("r"); r != j.end() && r->is_object()) {
     for (auto& [ep, row] : r->items()) s.prior_row[ep] = std::move(row);
+  }
+  if (auto w = j.find("w"); w != j.end() && w->is_object()) {
+    for (auto& [ep, fields] : w->items()) s.inflight[ep] = std::move(fields);
   }
   return s;
 }

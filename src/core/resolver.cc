@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cassert>
+#include <optional>
 
+#include "core/decimal.h"
 #include "core/policy.h"
 #include "util/json_value.h"
 
@@ -44,6 +46,28 @@ void PruneObserved(RecordState& s, const std::string& endpoint, int64_t watermar
   }
   std::erase_if(ep->second, [&](const auto& kv) { return kv.second <= watermark; });
   if (!ep->second.count("")) s.prior_row.erase(endpoint);
+  // A merging field's writes up to the watermark have landed: the endpoint holds the last of
+  // them until the next one lands.
+  auto inflight = s.inflight.find(endpoint);
+  if (inflight != s.inflight.end()) {
+    for (auto it = inflight->second.begin(); it != inflight->second.end();) {
+      Row& writes = it.value();
+      Value landed;
+      bool any = false;
+      while (!writes.empty() && writes.front().at(0).get<int64_t>() <= watermark) {
+        landed = std::move(writes.front().at(1));
+        any = true;
+        writes.erase(writes.begin());
+      }
+      if (writes.empty()) {
+        it = inflight->second.erase(it);
+        continue;
+      }
+      if (any) s.prior[endpoint][it.key()] = std::move(landed);
+      ++it;
+    }
+    if (inflight->second.empty()) s.inflight.erase(inflight);
+  }
   auto prior = s.prior.find(endpoint);
   if (prior != s.prior.end()) {
     for (auto it = prior->second.begin(); it != prior->second.end();) {
@@ -135,6 +159,7 @@ void Resolver::Merge(const Change& change, const std::string& endpoint, int64_t 
   state.pending.erase(endpoint);
   state.prior.erase(endpoint);
   state.prior_row.erase(endpoint);
+  state.inflight.erase(endpoint);
   if (unseen_delete != 0) state.pending[endpoint][""] = unseen_delete;
   // Likewise a field the change left at the value duplex's unobserved write carries (the same
   // edit, made concurrently): the write is moot, but the endpoint has not seen the other
@@ -261,6 +286,35 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
       continue;
     }
     const Value& current = FieldOf(state.values, f);
+    const FieldPolicy& rule = model.config->PolicyFor(f);
+    if (rule.policy == Policy::kSum && change.op == Op::kUpdate && !change.snapshot) {
+      // A counter: the edit is a delta from what the endpoint started from, added to the
+      // agreed value. A sequential edit started from the agreed value, so it simply sets it
+      // (P2); concurrent ones add up whatever order they arrive in (P4). Not a number (or a
+      // sum beyond 64-bit integers): decided like lww below.
+      if (std::optional<Value> sum = AddDelta(current, started_from, nv)) {
+        if (!ValuesEqual(current, started_from)) {
+          ConflictRecord c;
+          c.collection = collection;
+          c.key = KeyOf(model, state.values);
+          c.key_text = KeyText(c.key, model.config->key);
+          c.field = f;
+          c.policy = PolicyName(rule.policy);
+          c.base = started_from;
+          const Version& cv = state.versions[f];
+          std::string cur_name =
+              cv.origin == endpoint || cv.origin.empty() ? std::string("agreed") : cv.origin;
+          c.values[cur_name] = Side(current, cv.ts);
+          c.values[endpoint] = Side(nv, ts);
+          c.merged = true;
+          c.result = *sum;
+          out.conflicts.push_back(std::move(c));
+        }
+        state.values[f] = std::move(*sum);
+        state.versions[f] = Version{ts, endpoint};
+        continue;
+      }
+    }
     if (ValuesEqual(current, nv)) continue;  // Both sides made the same change.
     // Concurrent: made without having seen duplex's write of the field (or row) to this
     // endpoint, unless the agreed value is this endpoint's own earlier write, which its stream
@@ -277,7 +331,6 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
       state.versions[f] = Version{ts, endpoint};
       continue;
     }
-    const FieldPolicy& rule = model.config->PolicyFor(f);
     Candidate cur{current, state.versions[f]};
     Candidate inc{nv, Version{ts, endpoint}};
     ConflictRecord c;
@@ -395,6 +448,17 @@ void Resolver::Retracted(const std::string& endpoint,
       forget(f);
       auto prior = state.prior.find(endpoint);
       if (prior != state.prior.end()) prior->second.erase(f);
+      auto inflight = state.inflight.find(endpoint);
+      if (inflight != state.inflight.end() && inflight->second.contains(f)) {
+        Row& writes = inflight->second[f];
+        Row kept = Row::array();
+        for (const Value& w : writes) {
+          if (w.at(0).get<int64_t>() != id) kept.push_back(w);
+        }
+        writes = std::move(kept);
+        if (writes.empty()) inflight->second.erase(f);
+        if (inflight->second.empty()) state.inflight.erase(inflight);
+      }
     }
   }
   auto pending = state.pending.find(endpoint);
@@ -418,6 +482,7 @@ void Resolver::Observe(const Change& present, const std::string& endpoint, const
   state.pending.erase(endpoint);
   state.prior.erase(endpoint);
   state.prior_row.erase(endpoint);
+  state.inflight.erase(endpoint);
   if (present.after.is_object()) {
     state.known[endpoint] = present.after;
   } else {
@@ -511,6 +576,22 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
       auto wm = ctx.watermarks.find(target);
       const int64_t observed = wm == ctx.watermarks.end() ? 0 : wm->second;
       if (!prior.contains(f) || !IsPending(state, target, f, observed)) prior[f] = held;
+      if (model.config->PolicyFor(f).policy == Policy::kSum) {
+        // Which of these writes had landed when the endpoint's application next changes f
+        // tells exactly what it started from (PruneObserved). Those it has observed have.
+        Row& writes = state.inflight[target][f];
+        if (!writes.is_array()) writes = Row::array();
+        while (!writes.empty() && writes.front().at(0).get<int64_t>() <= observed) {
+          prior[f] = writes.front().at(1);
+          writes.erase(writes.begin());
+        }
+        if (writes.empty()) prior[f] = held;
+        // Two writes in one step: the endpoint gets only the last.
+        if (!writes.empty() && writes.back().at(0).get<int64_t>() == id) {
+          writes.erase(writes.end() - 1);
+        }
+        writes.push_back(Row::array({id, agreed}));
+      }
       held = agreed;
       state.pending[target][f] = id;
     }

@@ -27,12 +27,17 @@ struct ConflictRecord {
   Row key;
   std::string key_text;
   std::string field;   // "" for a delete-vs-update conflict on the whole row
-  std::string policy;  // lww, prefer, max, min, manual; "delete" / "keep" for row conflicts
+  std::string policy;  // lww, prefer, max, min, sum, manual; "delete" / "keep" for row conflicts
   Value base;          // the value both sides started from (null if unknown)
   // endpoint -> {"value": v, "ts": commit ms}; a row conflict's deleted side has "deleted": true
   nlohmann::json values = nlohmann::json::object();
-  std::string winner;  // the endpoint whose value won; "" while a manual conflict is open
+  std::string winner;  // the endpoint whose value won; "" while a manual conflict is open or
+                       // when the values were merged
   bool open = false;   // manual: parked until an operator resolves it
+  // sum: both edits kept, nobody won: the merged value (base + each side's delta). Logged with
+  // status "merged", not as a conflict one side lost.
+  bool merged = false;
+  Value result;
 };
 
 // A later change to a field whose manual conflict is still open: the conflict's entry for

@@ -33,7 +33,12 @@ Status StoreOutput(EngineState& es, ResolveOutput& out, const PlanContext& ctx) 
   for (const ConflictRecord& c : out.conflicts) {
     DUPLEX_ASSIGN_OR_RETURN(int64_t id, es.store->AddConflict(c, now));
     ++es.telemetry.conflicts[{c.collection, c.field.empty() ? "(row)" : c.field, c.policy}];
-    if (c.open) {
+    if (c.merged) {
+      // Both edits kept: nothing was lost, so not worth a line each (a busy counter merges
+      // thousands a minute); `duplex conflicts list --all` has them.
+      spdlog::debug("merged id={} collection={} key={} field={} policy={} value={}", id,
+                    c.collection, c.key_text, c.field, c.policy, c.result.dump());
+    } else if (c.open) {
       spdlog::warn(
           "conflict id={} collection={} key={} field={} policy=manual: parked until "
           "`duplex conflicts resolve {}`",

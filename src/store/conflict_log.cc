@@ -68,15 +68,24 @@ nlohmann::json ConflictRow::ToJson() const {
 Result<int64_t> ConflictLog::Add(const ConflictRecord& c, double now_ms) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, db_.Cached(R"sql(
     INSERT INTO conflicts(collection, key, key_text, field, policy, base, vals, winner, status,
-                          created_at, resolved_at)
-    VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql"));
+                          created_at, resolved_at, resolution)
+    VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql"));
   s->Bind(1, c.collection).Bind(2, c.key.dump()).Bind(3, c.key_text).Bind(4, c.field);
   s->Bind(5, c.policy).Bind(6, c.base.dump()).Bind(7, c.values.dump()).Bind(8, c.winner);
-  s->Bind(9, c.open ? std::string("open") : "resolved:" + c.policy).Bind(10, now_ms);
+  s->Bind(9, c.open     ? std::string("open")
+             : c.merged ? std::string("merged")
+                        : "resolved:" + c.policy);
+  s->Bind(10, now_ms);
   if (c.open) {
     s->BindNull(11);
   } else {
     s->Bind(11, now_ms);
+  }
+  // A merged value is what both edits made together: kept as the entry's resolution.
+  if (c.merged) {
+    s->Bind(12, c.result.dump());
+  } else {
+    s->BindNull(12);
   }
   DUPLEX_RETURN_IF_ERROR(s->Run());
   return db_.db().LastInsertRowid();

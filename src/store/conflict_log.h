@@ -21,11 +21,11 @@ struct ConflictRow {
   Value base;
   nlohmann::json values;
   std::string winner;
-  // "open", "resolved:<policy>" (decided automatically), "resolved:take:<endpoint>",
-  // "resolved:value" (operator); an operator resolution not yet propagated also has
-  // `pending` set.
+  // "open", "resolved:<policy>" (decided automatically), "merged" (sum: both edits kept),
+  // "resolved:take:<endpoint>", "resolved:value" (operator); an operator resolution not yet
+  // propagated also has `pending` set.
   std::string status;
-  Value resolution;  // the chosen value of an operator resolution
+  Value resolution;  // the chosen value of an operator resolution; the merged value
   bool pending = false;
   double created_at = 0;
   double resolved_at = 0;

@@ -346,11 +346,22 @@ TEST(ConfigErrorTest, MissingKey) {
 TEST(ConfigErrorTest, UnknownPolicyListsValidOnes) {
   ExpectError(std::string(kEndpoints) + kCustomer + "policy = \"newest\"\n", "newest",
               {"collection 'customer'", "unknown policy 'newest'",
-               "valid policies: lww, prefer, max, min, manual"});
-  ExpectError(std::string(kEndpoints) + kCustomer + "fields.total = { policy = \"sum\" }\n", "sum",
-              {"field 'total'", "unknown policy 'sum'", "lww, prefer, max, min, manual"});
+               "valid policies: lww, prefer, max, min, sum, manual"});
+  ExpectError(std::string(kEndpoints) + kCustomer + "fields.total = { policy = \"average\" }\n",
+              "average",
+              {"field 'total'", "unknown policy 'average'", "lww, prefer, max, min, sum, manual"});
   ExpectError(std::string(kEndpoints) + kCustomer + "fields.total = { policy = 1 }\n",
               "fields.total", {"field 'total'", "policy must be a string"});
+}
+
+TEST(ConfigTest, SumPolicyParses) {
+  Result<Config> config = ParseConfig(
+      std::string(kEndpoints) + kCustomer + "fields.total = { policy = \"sum\" }\n", "/x/d.toml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->collections[0].PolicyFor("total").policy, Policy::kSum);
+  EXPECT_STREQ(PolicyName(Policy::kSum), "sum");
+  // The example `duplex init` writes puts sum, not max, on a balance (a balance goes down).
+  EXPECT_NE(ExampleConfig().find("fields.balance = { policy = \"sum\" }"), std::string::npos);
 }
 
 TEST(ConfigErrorTest, FieldPolicyIsRequired) {

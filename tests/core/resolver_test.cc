@@ -619,6 +619,129 @@ TEST_F(ResolverTest, PresentRowIsWhatTheEndpointHoldsAndOnlyItIsBroughtBack) {
   EXPECT_TRUE(Resolver::Unknown(RecordState{}));
 }
 
+// sum: a counter or balance. Converged() leaves v = 1 everywhere.
+Change Balance(Value before, Value after, double ts) {
+  Row b = before.is_null() ? Row() : Row{{"id", 1}, {"v", before}, {"w", 1}};
+  Change c;
+  c.op = Op::kUpdate;
+  c.collection = "t";
+  c.key = {{"id", 1}};
+  c.before = std::move(b);
+  c.after = {{"id", 1}, {"v", std::move(after)}, {"w", 1}};
+  c.commit_ms = ts;
+  return c;
+}
+
+class SumOrderTest : public ResolverTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(SumOrderTest, P4ConcurrentDeltasAddUpInEveryArrivalOrder) {
+  const bool before_images = GetParam();
+  // a deposits 10, b withdraws 5, c deposits 3, none having seen the others: 1 + 10 - 5 + 3.
+  std::vector<std::pair<std::string, Change>> edits = {
+      {"a", Balance(before_images ? Value(1) : Value(), 11, 300)},
+      {"b", Balance(before_images ? Value(1) : Value(), -4, 200)},
+      {"c", Balance(before_images ? Value(1) : Value(), 4, 100)}};
+  std::vector<int> order = {0, 1, 2};
+  do {
+    Build(Policy::kSum, "", true, {"a", "b", "c"});
+    Converged();
+    size_t merged = 0;
+    for (int i : order) {
+      ResolveOutput out = Merge(edits[i].first, edits[i].second);
+      for (const ConflictRecord& c : out.conflicts) {
+        EXPECT_TRUE(c.merged);
+        EXPECT_EQ(c.policy, "sum");
+        EXPECT_EQ(c.winner, "");
+        EXPECT_EQ(c.base, 1);
+        EXPECT_EQ(c.result, state_.values["v"]);
+        ++merged;
+      }
+    }
+    EXPECT_EQ(state_.values["v"], 9) << order[0] << order[1] << order[2];
+    EXPECT_EQ(merged, 2u);  // the first edit to arrive is sequential: nothing to merge
+    // Every endpoint is brought to the sum.
+    for (const char* ep : {"a", "b", "c"}) EXPECT_EQ(state_.known[ep]["v"], 9) << ep;
+  } while (std::next_permutation(order.begin(), order.end()));
+}
+
+INSTANTIATE_TEST_SUITE_P(BeforeImages, SumOrderTest, ::testing::Bool());
+
+TEST_F(ResolverTest, P2SumSequentialEditSetsTheValue) {
+  Build(Policy::kSum);
+  Converged();
+  Merge("a", Balance(Value(), 11, 300));
+  Observe("b");
+  // b has seen 11: setting 20 is an edit of 11, not a delta of 19 against the old 1.
+  ResolveOutput out = Merge("b", Balance(Value(), 20, 200));
+  EXPECT_TRUE(out.conflicts.empty());
+  EXPECT_EQ(state_.values["v"], 20);
+  ASSERT_EQ(out.writes["a"].size(), 1u);
+  EXPECT_EQ(out.writes["a"][0].values["v"], 20);
+}
+
+TEST_F(ResolverTest, SumDeltaStartsFromTheLastWriteThatLandedBeforeTheEdit) {
+  Build(Policy::kSum);
+  Converged();                            // ids 1, 2; watermarks 2
+  Merge("a", Balance(Value(), 11, 300));  // write of 11 to b: id 4
+  Merge("a", Balance(Value(), 21, 310));  // write of 21 to b: id 6
+  ASSERT_EQ(state_.pending["b"]["v"], 6);
+  // b's stream shows the marker of 4 (11 landed), then b's application adds 1 to what it
+  // holds (no before-image), before 21 lands: +1, not +11 from the value before both writes.
+  watermark_["b"] = 4;
+  ResolveOutput out = Merge("b", Balance(Value(), 12, 320));
+  EXPECT_EQ(state_.values["v"], 22);
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_EQ(out.conflicts[0].base, 11);
+}
+
+TEST_F(ResolverTest, SumTwoEqualDepositsAreTwoDeposits) {
+  Build(Policy::kSum);
+  Converged();
+  Merge("a", Balance(1, 11, 300));
+  Merge("b", Balance(1, 11, 300));  // the same +10, made independently: both count
+  EXPECT_EQ(state_.values["v"], 21);
+}
+
+TEST_F(ResolverTest, SumOfDecimalTextIsExactAndKeepsTheScale) {
+  Build(Policy::kSum);
+  Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", "100.10"}, {"w", 1}}, 100));
+  Observe("a");
+  Observe("b");
+  Merge("a", Balance("100.10", "100.30", 300));  // +0.20
+  Merge("b", Balance("100.10", "99.99", 310));   // -0.11
+  EXPECT_EQ(state_.values["v"], "100.19");
+  // Beyond 64 bits and binary floating point alike.
+  Build(Policy::kSum);
+  Merge("a", Upsert(Op::kInsert, nullptr,
+                    {{"id", 1}, {"v", "12345678901234567890.000000001"}, {"w", 1}}, 100));
+  Observe("a");
+  Observe("b");
+  Merge("a", Balance("12345678901234567890.000000001", "12345678901234567891.000000001", 300));
+  Merge("b", Balance("12345678901234567890.000000001", "12345678901234567890.000000002", 310));
+  EXPECT_EQ(state_.values["v"], "12345678901234567891.000000002");
+}
+
+TEST_F(ResolverTest, SumOfValuesThatAreNotNumbersFallsBackToLww) {
+  Build(Policy::kSum);
+  Converged();
+  Merge("a", Balance(1, "ten", 300));
+  ResolveOutput out = Merge("b", Balance(1, 5, 400));
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_FALSE(out.conflicts[0].merged);
+  EXPECT_EQ(out.conflicts[0].winner, "b");  // later
+  EXPECT_EQ(state_.values["v"], 5);
+}
+
+TEST_F(ResolverTest, SumConcurrentInsertsHaveNoBaseAndGoByLww) {
+  Build(Policy::kSum);
+  Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 10}, {"w", 1}}, 100));
+  ResolveOutput out =
+      Merge("b", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", 7}, {"w", 1}}, 200));
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_FALSE(out.conflicts[0].merged);
+  EXPECT_EQ(state_.values["v"], 7);
+}
+
 TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   RecordState s;
   s.exists = true;
@@ -629,6 +752,7 @@ TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   s.prior["b"] = {{"v", "w"}};
   s.prior_row["a"] = {{"id", 1}, {"v", "z"}};
   s.diverged.insert("v");
+  s.inflight["b"] = {{"v", {{7, "y"}, {9, "u"}}}};
   Result<RecordState> d = RecordState::Decode(s.Encode());
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->values, s.values);
@@ -638,6 +762,7 @@ TEST(RecordStateTest, EncodeDecodeRoundTrip) {
   EXPECT_EQ(d->prior["b"], s.prior["b"]);
   EXPECT_EQ(d->prior_row["a"], s.prior_row["a"]);
   EXPECT_TRUE(d->diverged.count("v"));
+  EXPECT_EQ(d->inflight["b"], s.inflight["b"]);
 }
 
 }  // namespace
