@@ -497,6 +497,7 @@ const char* OpName(WriteOp op) {
     case WriteOp::kDelete:
       return "delete";
   }
+  return "?";
 }
 
 // The distinct collections of the dead letter's writes, in order, comma-separated.

@@ -75,6 +75,8 @@ int main(int argc, char** argv) {
                  "-1 a quarter of seeds")
       ->capture_default_str();
   app.add_flag("--parent-deletes", o.parent_deletes, "clients also delete parent rows");
+  app.add_flag("--rest", o.rest,
+               "endpoint e1 behaves like a REST API: no markers, transactions, compare-and-set");
   app.add_option("--forks", o.forks, "deliveries of the same concurrent writes (P4)")
       ->capture_default_str();
   app.add_option("--sabotage-drop", o.sabotage_drop,

@@ -334,3 +334,18 @@ TEST(SimTest, NaivePipelinesLose) {
 
 }  // namespace
 }  // namespace duplex::sim
+
+// An endpoint like a REST API (Salesforce): no markers, no transactions, no compare-and-set,
+// no applied id (MemoryEndpoint::rest_like). The engine's ledger tells duplex's writes from
+// edits there (docs/DESIGN.md §3.4); P1..P6 must hold as for the others, under the same
+// faults (P7 has nothing to hold on an endpoint without transactions).
+TEST(SimTest, RestLikeEndpoint) {
+  spdlog::set_level(spdlog::level::off);
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    SimOptions o = Options(seed);
+    o.rest = true;
+    SimResult r = RunSimulation(o);
+    EXPECT_TRUE(r.ok) << r.failure;
+    if (!r.ok) break;
+  }
+}

@@ -28,6 +28,10 @@ struct SimOptions {
   int keep = 0;
   bool parent_deletes = false;  // clients also delete parent rows
   int forks = 2;                // deliveries of the same concurrent writes (P4: same outcome)
+  // Endpoint e1 behaves like a REST API (MemoryEndpoint::rest_like): no markers, no
+  // transactions, no compare-and-set, no applied id; duplex's ledger stands in (DESIGN §3.4).
+  // P7 is not checked on it (it has no transactions).
+  bool rest = false;
   // Test of the checks themselves: per mille of captures that silently lose a change (a
   // broken connector). Runs with a loss must fail.
   int sabotage_drop = 0;
