@@ -276,7 +276,7 @@ TEST(MemoryConnectorTest, ForeignKeysTransactionsAndIsolatedApply) {
                     insert("parents", {{"id", 4}, {"name", "s"}}, 8),
                     insert("children", {{"id", 4}, {"parent_id", 9}}, 8)}};
   Result<ApplyResult> whole = conn.Apply({batch});
-  EXPECT_TRUE(whole.status().IsInvalidArgument());
+  EXPECT_TRUE(whole.status().IsRefused());
   EXPECT_FALSE(ep->Get("parent", {{"id", 3}}));
   Result<ApplyResult> isolated = conn.Apply({batch}, /*isolate_txns=*/true);
   ASSERT_TRUE(isolated.ok());
