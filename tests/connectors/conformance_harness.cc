@@ -92,7 +92,7 @@ class MemoryHarness final : public Harness {
     TableInfo kinds;
     kinds.name = "kinds";
     kinds.columns = {{"id", "INTEGER", false, false, 1, false}};
-    std::vector<std::pair<std::string, ColumnKind>> out;
+    std::vector<std::pair<std::string, ColumnKind>> out = {{"id", ColumnKind::kInteger}};
     for (const auto& [name, type, kind] : columns) {
       kinds.columns.push_back({name, type, false, false, 0, false});
       out.emplace_back(name, kind);

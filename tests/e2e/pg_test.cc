@@ -418,13 +418,19 @@ TEST_F(PgTest, EnumAndDomainColumnsSyncWithSqliteTextAndUnknownLabelsAreParked) 
   EXPECT_EQ(lite_rows(), Rows(a));
   Exec(a, "UPDATE customers SET tier = 'silver' WHERE id = 1");
   SqlExec(lite, "UPDATE customers SET tier = 'gold' WHERE id = 2");
-  SqlExec(lite, "INSERT INTO customers VALUES (3,'cy','c@x','bronze',30,'n')");
-  SqlExec(lite, "INSERT INTO customers VALUES (4,'di','d@x','gold',40,'n')");
-  Outcome o = Duplex({"run", "--until-idle"});
-  EXPECT_EQ(o.code, 3) << o;  // ended with a dead letter parked
-  EXPECT_EQ(Query(a, "SELECT id, tier FROM customers ORDER BY id"), "1|silver\n2|gold\n4|gold\n");
+  SyncIdle();
+  EXPECT_EQ(Query(a, "SELECT id, tier FROM customers ORDER BY id"), "1|silver\n2|gold\n");
   EXPECT_EQ(SqlQuery(lite, "SELECT tier FROM customers WHERE id = 1"), "silver\n");
+  // SQLite triggers cannot tell transactions apart (what is captured together is one unit):
+  // one run for the refused row, one for the next.
+  SqlExec(lite, "INSERT INTO customers VALUES (3,'cy','c@x','bronze',30,'n')");
+  Outcome o = Duplex({"run", "--until-idle"});
+  EXPECT_EQ(o.code, 3) << o;                                  // ended with a dead letter parked
   EXPECT_NE(o.All().find("tier_t"), std::string::npos) << o;  // the reason names the enum
+  SqlExec(lite, "INSERT INTO customers VALUES (4,'di','d@x','gold',40,'n')");
+  o = Duplex({"run", "--until-idle"});
+  EXPECT_EQ(o.code, 3) << o;  // the dead letter is still parked
+  EXPECT_EQ(Query(a, "SELECT id, tier FROM customers ORDER BY id"), "1|silver\n2|gold\n4|gold\n");
 }
 
 TEST_F(PgTest, KillNineDuringABacklogNeitherLosesNorDoubles) {
