@@ -48,15 +48,43 @@ struct ForeignKeyInfo {
   bool deferrable = false;  // the endpoint can check it at commit instead of per statement
 };
 
+// What values a column holds, as the connector reads its declared type: the engine compares
+// kinds, never type names, to find a field whose columns cannot hold each other's values (a
+// type clash, docs/DESIGN.md §2 "Schema binding"). As a duplex Value (change.h), a column of
+// each kind carries:
+//   kInteger  integers (SQLite INTEGER affinity, PostgreSQL int2/int4/int8)
+//   kReal     floats, and integers (SQLite REAL, PostgreSQL float4/float8)
+//   kDecimal  exact numbers: integers, floats, or decimal text where a float would lose digits
+//             (SQLite NUMERIC affinity, PostgreSQL numeric, money)
+//   kText     strings: text, an enum or picklist value, a uuid (SQLite TEXT affinity,
+//             PostgreSQL text/varchar/enum/uuid and domains over them)
+//   kBinary   {"$blob": "<HEX>"} (SQLite BLOB, PostgreSQL bytea)
+//   kBoolean  true/false, or 0/1 where the system has no boolean (SQLite)
+//   kTime     dates, times, timestamps and intervals: ISO 8601 text, or numbers where the
+//             system stores them so (SQLite's unix times)
+//   kJson     a JSON document as text (PostgreSQL json/jsonb, SQLite JSON by name)
+//   kAny      whatever the column holds (SQLite without a declared type, PostgreSQL arrays,
+//             ranges and types the connector does not know)
+// Compatible: kinds of one group, and any kind with kDecimal, kBinary, kTime or kAny, whose
+// values travel as text or numbers alike. A clash: a number group kind (kInteger, kReal,
+// kBoolean) against a text group kind (kText, kJson).
+enum class ColumnKind { kInteger, kReal, kDecimal, kText, kBinary, kBoolean, kTime, kJson, kAny };
+
+// The kind's name in messages ("integer", "text", ...).
+const char* ColumnKindName(ColumnKind kind);
+
 struct ColumnInfo {
   std::string name;
-  std::string type;  // declared type as the endpoint reports it
+  std::string type;  // declared type as the endpoint reports it (for messages)
   bool not_null = false;
   bool has_default = false;
   int pk = 0;  // position in the primary key, 1-based; 0 if not part of it
   // The endpoint generates the value when an insert leaves the column out: SQLite's INTEGER
   // PRIMARY KEY (the rowid), a PostgreSQL identity column or sequence default (serial).
   bool generated = false;
+  // What values the column holds, decided by the connector from the declared type; the engine
+  // compares kinds, never `type` (last, so that brace-initialised ColumnInfos stay valid).
+  ColumnKind kind = ColumnKind::kAny;
 };
 
 // What an endpoint holds of duplex's progress on it, against what the state file recorded:
@@ -172,7 +200,8 @@ class Sink {
   // (atomic_applied_id), and batches with an id <= AppliedId() are skipped, so applying twice
   // changes nothing (P6). Unavailable if the endpoint is busy or unreachable (nothing written,
   // or for a non-transactional sink: some writes may be, and the engine applies the batch
-  // again); InvalidArgument means the target refuses a row (nothing written).
+  // again); Refused means the target refuses a row (constraint, type, validation; nothing
+  // written) and the engine parks it (status.h has what each code makes the engine do).
   // Ops are written in the order given (the planner puts parents before children and
   // children's deletes before their parent's); foreign keys the endpoint can defer are
   // checked at commit.
@@ -185,7 +214,7 @@ class Sink {
   // key map in the same transaction. Updates and deletes find the row by the key map (or,
   // for the endpoint's own records, by OwnNativeKey); a record the endpoint has no row for is
   // absent (the write is rejected). Values of `mapped_refs` fields are translated the same
-  // way; a reference to a record the endpoint does not hold is InvalidArgument naming it.
+  // way; a reference to a record the endpoint does not hold is Refused, naming it.
   virtual Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
                                     bool isolate_txns = false) = 0;
 };

@@ -115,8 +115,12 @@ std::string RenderPrometheus(const TelemetrySnapshot& s) {
        [](const EndpointTelemetry& t) { return static_cast<double>(t.apply_backlog); }},
       {"duplex_endpoint_up", "gauge", "1 if the last capture and apply attempts worked.",
        [](const EndpointTelemetry& t) { return t.connected ? 1.0 : 0.0; }},
+      {"duplex_endpoint_stopped", "gauge",
+       "1 while a capture error a retry cannot mend keeps the endpoint stopped.",
+       [](const EndpointTelemetry& t) { return t.stopped ? 1.0 : 0.0; }},
       {"duplex_endpoint_alerting", "gauge",
-       "1 while the endpoint's alert fires (lag over the objective, or unreachable too long).",
+       "1 while the endpoint's alert fires (lag over the objective, unreachable too long, or "
+       "stopped).",
        [](const EndpointTelemetry& t) { return t.alerting ? 1.0 : 0.0; }},
   };
   for (const PerEndpoint& m : kPerEndpoint) {

@@ -135,6 +135,8 @@ int HttpStatusFor(const Status& st) {
       return 409;
     case Status::Code::kUnavailable:
       return 503;
+    case Status::Code::kRefused:
+      return 422;
     default:
       return 500;
   }
@@ -162,6 +164,7 @@ json OverviewJson(const TelemetrySnapshot& s) {
     for (const auto& [k, n] : s.applied) applied += k.first == t.name ? n : 0;
     eps.push_back({{"name", t.name},
                    {"connected", t.connected},
+                   {"stopped", t.stopped},
                    {"last_error", t.last_error.empty() ? json(nullptr) : json(t.last_error)},
                    {"lag_seconds", t.lag_seconds},
                    {"unreachable_seconds", t.unreachable_seconds},
@@ -212,7 +215,12 @@ class AdminServer::Handlers {
     if (!s) return SendJson(res, 503, {{"ready", false}, {"reasons", {"engine starting"}}});
     json reasons = json::array();
     for (const EndpointTelemetry& t : s->endpoints) {
-      if (!t.connected) reasons.push_back("endpoint " + t.name + " unreachable: " + t.last_error);
+      if (t.stopped) {
+        // last_error starts with "stopped: " (endpoint_health.h)
+        reasons.push_back("endpoint " + t.name + " " + t.last_error);
+      } else if (!t.connected) {
+        reasons.push_back("endpoint " + t.name + " unreachable: " + t.last_error);
+      }
       if (t.connected && t.lag_seconds > s->latency_objective_seconds) {
         reasons.push_back(fmt::format("endpoint {} lags {:.1f}s (objective {:.1f}s)", t.name,
                                       t.lag_seconds, s->latency_objective_seconds));

@@ -1,8 +1,52 @@
 #include "connectors/binding.h"
 
+#include <algorithm>
+#include <cctype>
 #include <set>
 
 namespace duplex {
+
+const char* ColumnKindName(ColumnKind kind) {
+  switch (kind) {
+    case ColumnKind::kInteger:
+      return "integer";
+    case ColumnKind::kReal:
+      return "real";
+    case ColumnKind::kDecimal:
+      return "decimal";
+    case ColumnKind::kText:
+      return "text";
+    case ColumnKind::kBinary:
+      return "binary";
+    case ColumnKind::kBoolean:
+      return "boolean";
+    case ColumnKind::kTime:
+      return "time";
+    case ColumnKind::kJson:
+      return "json";
+    case ColumnKind::kAny:
+      return "any";
+  }
+  return "any";
+}
+
+ColumnKind KindOfDeclaredType(std::string_view type) {
+  std::string upper(type);
+  std::transform(upper.begin(), upper.end(), upper.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  auto has = [&](const char* s) { return upper.find(s) != std::string::npos; };
+  // SQLite's rules, in its order: the first that matches decides the affinity.
+  if (has("INT")) return ColumnKind::kInteger;
+  if (has("CHAR") || has("CLOB") || has("TEXT")) return ColumnKind::kText;
+  if (has("BLOB")) return ColumnKind::kBinary;
+  if (upper.find_first_not_of(' ') == std::string::npos) return ColumnKind::kAny;
+  if (has("REAL") || has("FLOA") || has("DOUB")) return ColumnKind::kReal;
+  // NUMERIC affinity: what the name says the application keeps there.
+  if (upper.rfind("BOOL", 0) == 0) return ColumnKind::kBoolean;
+  if (has("DATE") || has("TIME")) return ColumnKind::kTime;
+  if (has("JSON")) return ColumnKind::kJson;
+  return ColumnKind::kDecimal;
+}
 
 std::string RecordId(const std::string& endpoint, const Value& native) {
   return endpoint + ":" + native.dump();

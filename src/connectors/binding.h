@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "duplex/connector.h"
@@ -12,5 +13,12 @@ namespace duplex {
 // column mapped twice, no table named like duplex's own (`_duplex_*`). `where` prefixes each
 // message (e.g. "endpoint 'crm' (/path/crm.db)"). InvalidArgument naming the table otherwise.
 Status ValidateBindings(const std::string& where, const std::vector<CollectionBinding>& bindings);
+
+// The kind of a column declared `type`, by SQLite's affinity rules (sqlite.org/datatype3.html
+// §3.1) refined by name: a name with INT is kInteger; CHAR, CLOB or TEXT kText; BLOB kBinary;
+// REAL, FLOA or DOUB kReal; no type at all kAny; of the rest (NUMERIC affinity), BOOL... is
+// kBoolean, a name with DATE or TIME kTime, JSON kJson, anything else kDecimal. For systems that
+// only have type names (SQLite, the memory connector).
+ColumnKind KindOfDeclaredType(std::string_view type);
 
 }  // namespace duplex

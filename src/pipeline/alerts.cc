@@ -11,14 +11,18 @@ extern char** environ;
 namespace duplex {
 
 std::optional<AlertEvent> AlertMonitor::Update(const std::string& endpoint, double lag_seconds,
-                                               double unreachable_seconds,
-                                               const std::string& error) {
+                                               double unreachable_seconds, const std::string& error,
+                                               bool stopped) {
   AlertEvent now;
   now.endpoint = endpoint;
   now.lag_seconds = lag_seconds;
   now.unreachable_seconds = unreachable_seconds;
   now.error = error;
-  if (!error.empty() && unreachable_seconds > alert_after_) {
+  if (stopped) {
+    now.firing = true;
+    now.reason = "stopped";
+    now.message = fmt::format("endpoint {} stopped: {}", endpoint, error);
+  } else if (!error.empty() && unreachable_seconds > alert_after_) {
     now.firing = true;
     now.reason = "unreachable";
     now.message = fmt::format("endpoint {} unreachable for {:.0f}s (alert_after {:.0f}s): {}",
@@ -31,7 +35,10 @@ std::optional<AlertEvent> AlertMonitor::Update(const std::string& endpoint, doub
   }
   auto it = firing_.find(endpoint);
   if (now.firing) {
-    if (it != firing_.end()) return std::nullopt;  // already firing: one line, not one a second
+    // Already firing: one line, not one a second; but a stop says more than lag or an outage.
+    if (it != firing_.end() && (it->second.reason == "stopped" || now.reason != "stopped")) {
+      return std::nullopt;
+    }
     firing_[endpoint] = now;
     return now;
   }

@@ -13,16 +13,17 @@ namespace duplex {
 struct AlertEvent {
   std::string endpoint;
   bool firing = false;  // false: it cleared
-  std::string reason;   // "lag" or "unreachable" (of the alert that fired or cleared)
+  std::string reason;   // "lag", "unreachable" or "stopped" (of the alert that fired or cleared)
   std::string message;  // one line for people
   double lag_seconds = 0;
   double unreachable_seconds = 0;
-  std::string error;  // the endpoint's last error, if unreachable
+  std::string error;  // the endpoint's last error, if unreachable or stopped
 };
 
 // Decides when an endpoint's alert fires and clears (DESIGN §8): it fires once when the
-// endpoint is reachable but lags more than the objective, or has been unreachable longer than
-// `alert_after`; it clears once when neither holds any more. Pure: no clock, no I/O.
+// endpoint is reachable but lags more than the objective, has been unreachable longer than
+// `alert_after`, or at once when it is stopped (a capture error a retry cannot mend:
+// endpoint_health.h); it clears once when none holds any more. Pure: no clock, no I/O.
 class AlertMonitor {
  public:
   AlertMonitor(double objective_seconds, double alert_after_seconds)
@@ -30,7 +31,8 @@ class AlertMonitor {
 
   // The endpoint's current state; returns an event when its alert starts or ends.
   std::optional<AlertEvent> Update(const std::string& endpoint, double lag_seconds,
-                                   double unreachable_seconds, const std::string& error);
+                                   double unreachable_seconds, const std::string& error,
+                                   bool stopped = false);
   // The current alert of `endpoint` (empty if none).
   std::string Active(const std::string& endpoint) const;
 

@@ -44,9 +44,9 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
   if (!ep.connector->capabilities().markers) DUPLEX_RETURN_IF_ERROR(RecordLedger(es, ep, batches));
   Result<ApplyResult> result = ep.connector->Apply(batches);
   if (!result.ok()) {
-    // Only transactions the target refuses (constraint, type) are parked; anything else
-    // (busy, unreachable, disk) is the endpoint's trouble and is retried.
-    if (!result.status().IsInvalidArgument()) return result.status();
+    // Only transactions the target refuses (Refused: constraint, type) are parked; anything
+    // else (busy, unreachable, disk) is the endpoint's trouble and is retried (status.h).
+    if (!result.status().IsRefused()) return result.status();
     // A refusal may pass (a row the application was about to change, a lock timeout the
     // server reports as a constraint): try the whole apply again a few times first.
     if (++ep.refusals < kApplyAttempts) {
@@ -60,7 +60,7 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
     // flow.
     result = ep.connector->Apply(batches, /*isolate_txns=*/true);
     if (!result.ok()) {
-      if (!result.status().IsInvalidArgument()) return result.status();
+      if (!result.status().IsRefused()) return result.status();
       // Not even one by one: park the batches whole.
       std::string reason = result.status().message();
       result = ApplyResult{};

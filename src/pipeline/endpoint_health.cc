@@ -28,10 +28,29 @@ void MarkFailure(EngineState& es, EndpointState& ep, const Status& st, const cha
   ep.retry_at = now + ep.backoff;
 }
 
+void MarkStopped(EngineState& es, EndpointState& ep, const Status& st, const char* stage) {
+  const auto now = es.env->Now();
+  if (ep.last_error.empty()) ep.failing_since = now;
+  const std::string msg = std::string(kStoppedPrefix) + stage + ": " + st.ToString();
+  const auto minutes = std::chrono::duration_cast<std::chrono::minutes>(kStoppedRetry).count();
+  spdlog::error(
+      "endpoint={} stage={} stopped: {} (the other endpoints go on; tried again in {} min or at "
+      "the next `duplex run`)",
+      ep.name, stage, st.ToString(), minutes);
+  if (msg != ep.last_error) (void)es.store->SetLastError(ep.name, msg);
+  ep.last_error = msg;
+  ep.stopped = st;
+  ep.warned = true;
+  ++es.telemetry.endpoints[ep.index].capture_errors;
+  ep.backoff = std::chrono::milliseconds(0);
+  ep.retry_at = now + kStoppedRetry;
+}
+
 void MarkSuccess(EngineState& es, EndpointState& ep) {
   if (ep.last_error.empty()) return;
   if (ep.warned) spdlog::info("endpoint={} recovered", ep.name);
   ep.warned = false;
+  ep.stopped = Status::Ok();
   ep.last_error.clear();
   ep.backoff = std::chrono::milliseconds(0);
   (void)es.store->SetLastError(ep.name, "");

@@ -159,7 +159,12 @@ Result<bool> Engine::Step() {
     }
     Result<bool> r = CaptureFrom(es, ep);
     if (!r.ok()) {
-      MarkFailure(es, ep, r.status(), "capture");
+      // Unavailable passes (backoff); anything else would fail again the same way (status.h).
+      if (r.status().IsRetriable()) {
+        MarkFailure(es, ep, r.status(), "capture");
+      } else {
+        MarkStopped(es, ep, r.status(), "capture");
+      }
       failed[i] = true;
       continue;
     }
@@ -168,7 +173,11 @@ Result<bool> Engine::Step() {
       // Restored from a backup, and what changed there since is captured: read its rows back.
       Status st = Rescan(es, ep);
       if (!st.ok()) {
-        MarkFailure(es, ep, st, "rescan");
+        if (st.IsRetriable()) {
+          MarkFailure(es, ep, st, "rescan");
+        } else {
+          MarkStopped(es, ep, st, "rescan");
+        }
         failed[i] = true;
         continue;
       }
@@ -210,8 +219,13 @@ Status Engine::Run(const std::atomic<bool>& stop, bool until_idle,
       continue;
     }
     bool failing = false;
+    const EndpointState* stopped = nullptr;
     for (const EndpointState& ep : es.endpoints) {
       if (ep.last_error.empty()) continue;
+      if (!ep.stopped.ok()) {
+        stopped = &ep;  // waits kStoppedRetry: the others are synced first
+        continue;
+      }
       failing = true;
       if (until_idle && now - ep.failing_since > unavailable_timeout) {
         if (observer) observer->GaveUp();
@@ -221,6 +235,10 @@ Status Engine::Run(const std::atomic<bool>& stop, bool until_idle,
     if (es.news_pending) {
       idle_passes = 0;
     } else if (until_idle && !failing && ++idle_passes >= 2) {
+      if (stopped) {
+        if (observer) observer->GaveUp();
+        return stopped->stopped.WithContext("endpoint '" + stopped->name + "' stopped");
+      }
       break;
     }
     es.env->Sleep(std::chrono::milliseconds(es.config.engine.poll_interval_ms));

@@ -80,7 +80,8 @@ class Engine {
   Result<bool> Step();
 
   // Runs until `stop` becomes true, or with `until_idle` until nothing is left to do (fails
-  // with Unavailable if an endpoint stays unreachable for `unavailable_timeout`). `observer`
+  // with Unavailable if an endpoint stays unreachable for `unavailable_timeout`, and with the
+  // cause, once the others are idle, if an endpoint was stopped: endpoint_health.h). `observer`
   // (optional, not owned) is told of each pass.
   Status Run(const std::atomic<bool>& stop, bool until_idle,
              std::chrono::milliseconds unavailable_timeout = std::chrono::seconds(15),

@@ -38,6 +38,9 @@ struct EndpointState {
   std::chrono::steady_clock::time_point last_ack{};
   std::chrono::milliseconds backoff{0};
   std::string last_error;
+  // Why capture stopped the endpoint (MarkStopped: a non-retriable capture error); OK while
+  // it runs.
+  Status stopped;
   bool warned = false;     // the current failure has been logged
   bool installed = false;  // capture installed by this process (Install or Step)
   // After the endpoint went back in time (EndpointProgress): changes captured again, and
@@ -63,6 +66,8 @@ constexpr size_t kMaxFreshBatches = 4;
 constexpr int kApplyAttempts = 3;
 // Failing shorter than this is not worth a warning, nor "unreachable" on the dashboard.
 constexpr std::chrono::seconds kTransientFailure{2};
+// A stopped endpoint (MarkStopped) is tried again after this long, or at the next `duplex run`.
+constexpr std::chrono::minutes kStoppedRetry{5};
 
 // What the engine's stages share (docs/DESIGN.md §2): the config, the state store, the endpoints,
 // the sync model, and the few caches that spare decoding again what was just written. One thread

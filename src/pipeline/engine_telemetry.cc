@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "pipeline/endpoint_health.h"
 #include "util/log.h"
 
 namespace duplex {
@@ -26,13 +27,15 @@ void UpdateTelemetry(EngineState& es) {
     EndpointTelemetry& t = es.telemetry.endpoints[ep.index];
     // A busy database for a moment is an everyday thing (an application holds its write
     // lock), not an unreachable endpoint.
-    t.connected = ep.last_error.empty() || now - ep.failing_since <= kTransientFailure;
+    t.stopped = !ep.stopped.ok();
+    t.connected =
+        !t.stopped && (ep.last_error.empty() || now - ep.failing_since <= kTransientFailure);
     t.last_error = ep.last_error;
     t.lag_seconds = LagSeconds(ep, now);
     t.unreachable_seconds =
         ep.last_error.empty() ? 0 : std::chrono::duration<double>(now - ep.failing_since).count();
     std::optional<AlertEvent> e =
-        es.alerts.Update(ep.name, t.lag_seconds, t.unreachable_seconds, ep.last_error);
+        es.alerts.Update(ep.name, t.lag_seconds, t.unreachable_seconds, ep.last_error, t.stopped);
     t.alert = es.alerts.Active(ep.name);
     t.alerting = !t.alert.empty();
     if (!e) continue;
@@ -113,6 +116,8 @@ Result<nlohmann::json> StatusJson(EngineState& es) {
                    {"dead_letters", dead},
                    {"last_error",
                     p.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.last_error)},
+                   // By this process or the one that recorded the error (endpoint_health.h).
+                   {"stopped", p.last_error.rfind(kStoppedPrefix, 0) == 0},
                    {"warnings", std::move(warnings)}});
   }
   nlohmann::json colls = nlohmann::json::array();

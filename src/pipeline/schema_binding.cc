@@ -9,21 +9,27 @@ namespace duplex {
 
 namespace {
 
-// What can clash between column types, whatever the system: numbers against text. SQLite's
-// affinity rules, plus PostgreSQL's names: numeric travels as exact text (README "PostgreSQL
-// types") and goes with either; dates, times and binary go with anything; arrays, json and
-// uuid are text.
-std::string AffinityClass(std::string type) {
-  std::transform(type.begin(), type.end(), type.begin(), ::toupper);
-  auto has = [&](const char* s) { return type.find(s) != std::string::npos; };
-  if (has("[]") || has("JSON") || has("UUID") || has("INTERVAL") || has("XML")) return "text";
-  if (type.empty() || has("BLOB") || has("BYTEA") || has("TIME") || has("DATE") || has("NUMERIC") ||
-      has("DECIMAL")) {
-    return "any";
+// What can clash between column kinds, whatever the system (ColumnKind): numbers against
+// text. Decimals travel as numbers or exact text, times as text or numbers, binary and `any`
+// as whatever the column holds: they go with either group.
+enum class KindGroup { kNumber, kText, kEither };
+
+KindGroup GroupOf(ColumnKind kind) {
+  switch (kind) {
+    case ColumnKind::kInteger:
+    case ColumnKind::kReal:
+    case ColumnKind::kBoolean:
+      return KindGroup::kNumber;
+    case ColumnKind::kText:
+    case ColumnKind::kJson:
+      return KindGroup::kText;
+    case ColumnKind::kDecimal:
+    case ColumnKind::kBinary:
+    case ColumnKind::kTime:
+    case ColumnKind::kAny:
+      return KindGroup::kEither;
   }
-  if (has("INT")) return "numeric";
-  if (has("CHAR") || has("CLOB") || has("TEXT")) return "text";
-  return "numeric";  // REAL, FLOAT, DOUBLE, BOOLEAN...
+  return KindGroup::kEither;
 }
 
 std::string Where(const Config& config, int line) {
@@ -52,13 +58,16 @@ Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe
   std::vector<DeclaredKey> declared;
   for (const CollectionConfig& cc : config.collections) {
     const std::string where = Where(config, cc.line) + ": collection '" + cc.name + "'";
-    // canonical field -> (endpoint -> column) and affinity per endpoint
+    // canonical field -> (endpoint -> column), and the column's declared type and kind
     std::map<std::string, std::map<std::string, std::string>> columns;
-    std::map<std::string, std::map<std::string, std::string>> types;
+    std::map<std::string, std::map<std::string, const ColumnInfo*>> types;
+    std::vector<TableInfo> tables;  // owns what `types` points to
+    tables.reserve(cc.endpoints.size());
     std::map<std::string, std::vector<std::string>> all_columns;
     for (const CollectionEndpoint& ce : cc.endpoints) {
       const std::string at = where + ", endpoint '" + ce.endpoint + "', table '" + ce.table + "'";
-      DUPLEX_ASSIGN_OR_RETURN(TableInfo info, describe(ce.endpoint, ce.table));
+      DUPLEX_ASSIGN_OR_RETURN(tables.emplace_back(), describe(ce.endpoint, ce.table));
+      const TableInfo& info = tables.back();
       if (!info.exists) {
         return Status::InvalidArgument(at + ": no such table; create it or fix `table`");
       }
@@ -80,7 +89,7 @@ Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe
       for (const ColumnInfo& col : info.columns) {
         const std::string field = field_of(col.name);
         columns[field][ce.endpoint] = col.name;
-        types[field][ce.endpoint] = col.type;
+        types[field][ce.endpoint] = &col;
         all_columns[ce.endpoint].push_back(col.name);
         if (col.pk > 0) pk.insert(field);
         if (cc.mapped_key && col.pk > 0 && !col.generated) {
@@ -118,18 +127,20 @@ Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe
     std::set<std::string> key(cc.key.begin(), cc.key.end());
     for (const auto& [field, per_endpoint] : columns) {
       if (per_endpoint.size() != cc.endpoints.size()) continue;  // not on every endpoint
-      std::string first_class, first_endpoint;
-      for (const auto& [endpoint, type] : types[field]) {
-        std::string cls = AffinityClass(type);
-        if (cls == "any") continue;
-        if (first_class.empty()) {
-          first_class = cls;
+      const ColumnInfo* first = nullptr;
+      std::string first_endpoint;
+      for (const auto& [endpoint, col] : types[field]) {
+        const KindGroup group = GroupOf(col->kind);
+        if (group == KindGroup::kEither) continue;
+        if (first == nullptr) {
+          first = col;
           first_endpoint = endpoint;
-        } else if (cls != first_class) {
-          return Status::InvalidArgument(
-              where + ": type clash on field '" + field + "': " + first_endpoint + " has '" +
-              types[field][first_endpoint] + "', " + endpoint + " has '" + type +
-              "'; make the column types compatible or map another column with `fields`");
+        } else if (group != GroupOf(first->kind)) {
+          return Status::InvalidArgument(fmt::format(
+              "{}: type clash on field '{}': {} has '{}' ({}), {} has '{}' ({}); make the column "
+              "types compatible or map another column with `fields`",
+              where, field, first_endpoint, first->type, ColumnKindName(first->kind), endpoint,
+              col->type, ColumnKindName(col->kind)));
         }
       }
       if (!key.count(field)) model.fields.push_back(field);

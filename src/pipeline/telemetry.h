@@ -34,6 +34,8 @@ struct EndpointTelemetry {
   std::string name;
   // The last capture and apply attempts worked (or failed for less than 2 s: busy a moment).
   bool connected = true;
+  // Capture stopped it (a non-retriable error, MarkStopped); `last_error` says why.
+  bool stopped = false;
   std::string last_error;          // empty when connected
   double lag_seconds = 0;          // time since the endpoint's changes were last all captured
   double unreachable_seconds = 0;  // how long it has been failing (0 when it is not)

@@ -223,7 +223,7 @@ TEST_P(ConformanceTest, RefusedRowWritesNothingAndIsolateParksOnlyItsTransaction
        Write(WriteOp::kInsert, Key(3), {{"id", 3}, {"good", 3}}, Row::object(), 3, "pieces")}};
   Result<ApplyResult> r = c->Apply({batch});
   ASSERT_FALSE(r.ok());
-  EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
+  EXPECT_TRUE(r.status().IsRefused()) << r.status().ToString();
   EXPECT_NE(r.status().message().find("parts"), std::string::npos) << r.status().ToString();
   EXPECT_TRUE(h_->Rows("items").empty());
   EXPECT_TRUE(h_->Rows("parts").empty());

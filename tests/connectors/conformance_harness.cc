@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "connectors/memory/memory_connector.h"
@@ -76,6 +77,29 @@ class MemoryHarness final : public Harness {
     ep_->Commit();
     ep_->Advance(1);
   }
+  std::vector<std::pair<std::string, ColumnKind>> CreateKinds() override {
+    // Declared with SQL type names, read as SQLite would (KindOfDeclaredType).
+    const std::vector<std::tuple<std::string, std::string, ColumnKind>> columns = {
+        {"k_integer", "INTEGER", ColumnKind::kInteger},
+        {"k_real", "REAL", ColumnKind::kReal},
+        {"k_decimal", "NUMERIC", ColumnKind::kDecimal},
+        {"k_text", "TEXT", ColumnKind::kText},
+        {"k_binary", "BLOB", ColumnKind::kBinary},
+        {"k_boolean", "BOOLEAN", ColumnKind::kBoolean},
+        {"k_time", "DATETIME", ColumnKind::kTime},
+        {"k_json", "JSON", ColumnKind::kJson},
+        {"k_any", "", ColumnKind::kAny}};
+    TableInfo kinds;
+    kinds.name = "kinds";
+    kinds.columns = {{"id", "INTEGER", false, false, 1, false}};
+    std::vector<std::pair<std::string, ColumnKind>> out = {{"id", ColumnKind::kInteger}};
+    for (const auto& [name, type, kind] : columns) {
+      kinds.columns.push_back({name, type, false, false, 0, false});
+      out.emplace_back(name, kind);
+    }
+    ep_->DeclareTable(kinds);
+    return out;
+  }
   std::vector<Row> Rows(const std::string& table) override {
     std::vector<Row> out;
     auto t = ep_->rows().find(table);
@@ -122,6 +146,20 @@ class SqliteHarness final : public Harness {
   }
   std::unique_ptr<Connector> Connect() override {
     return std::make_unique<sqlite::SqliteConnector>("lite", path_);
+  }
+  std::vector<std::pair<std::string, ColumnKind>> CreateKinds() override {
+    // SQLite's affinity rules, refined by the names applications use (KindOfDeclaredType).
+    testing::SqlExec(path_,
+                     "CREATE TABLE kinds(id INTEGER PRIMARY KEY, k_integer BIGINT, "
+                     "k_real DOUBLE PRECISION, k_decimal DECIMAL(10,2), k_text VARCHAR(20), "
+                     "k_clob CLOB, k_binary BLOB, k_boolean BOOLEAN, k_time DATETIME, "
+                     "k_date DATE, k_json JSON, k_any)");
+    return {{"id", ColumnKind::kInteger},      {"k_integer", ColumnKind::kInteger},
+            {"k_real", ColumnKind::kReal},     {"k_decimal", ColumnKind::kDecimal},
+            {"k_text", ColumnKind::kText},     {"k_clob", ColumnKind::kText},
+            {"k_binary", ColumnKind::kBinary}, {"k_boolean", ColumnKind::kBoolean},
+            {"k_time", ColumnKind::kTime},     {"k_date", ColumnKind::kTime},
+            {"k_json", ColumnKind::kJson},     {"k_any", ColumnKind::kAny}};
   }
   void Write(const std::vector<AppWrite>& writes) override {
     Result<sqlite::Db> db = sqlite::Db::Open(path_, false);
@@ -258,6 +296,36 @@ class PgHarness final : public Harness {
     o.capture = mode_;
     o.tag = Tag();
     return std::make_unique<pg::PostgresConnector>(o);
+  }
+  std::vector<std::pair<std::string, ColumnKind>> CreateKinds() override {
+    // By pg_type.typcategory and oid (ColumnKindOf): a domain as its base type.
+    EXPECT_OK(cluster_->Exec(
+        "SET search_path TO " + schema_ +
+            ";"
+            "CREATE TYPE tier AS ENUM ('gold', 'silver');"
+            "CREATE DOMAIN email AS text CHECK (VALUE LIKE '%@%');"
+            "CREATE DOMAIN amount AS bigint;"
+            "CREATE TABLE kinds(id bigint PRIMARY KEY, k_int2 smallint, k_int4 int, "
+            "k_amount amount, k_real real, k_float8 double precision, k_numeric numeric(10,2), "
+            "k_money money, k_text text, k_varchar varchar(20), k_enum tier, k_email email, "
+            "k_uuid uuid, k_inet inet, k_binary bytea, k_boolean boolean, k_date date, "
+            "k_time time, k_timestamp timestamp, k_timestamptz timestamptz, "
+            "k_interval interval, k_json json, k_jsonb jsonb, k_array int[], k_range int4range, "
+            "k_point point)",
+        db_));
+    return {{"id", ColumnKind::kInteger},        {"k_int2", ColumnKind::kInteger},
+            {"k_int4", ColumnKind::kInteger},    {"k_amount", ColumnKind::kInteger},
+            {"k_real", ColumnKind::kReal},       {"k_float8", ColumnKind::kReal},
+            {"k_numeric", ColumnKind::kDecimal}, {"k_money", ColumnKind::kDecimal},
+            {"k_text", ColumnKind::kText},       {"k_varchar", ColumnKind::kText},
+            {"k_enum", ColumnKind::kText},       {"k_email", ColumnKind::kText},
+            {"k_uuid", ColumnKind::kText},       {"k_inet", ColumnKind::kText},
+            {"k_binary", ColumnKind::kBinary},   {"k_boolean", ColumnKind::kBoolean},
+            {"k_date", ColumnKind::kTime},       {"k_time", ColumnKind::kTime},
+            {"k_timestamp", ColumnKind::kTime},  {"k_timestamptz", ColumnKind::kTime},
+            {"k_interval", ColumnKind::kTime},   {"k_json", ColumnKind::kJson},
+            {"k_jsonb", ColumnKind::kJson},      {"k_array", ColumnKind::kAny},
+            {"k_range", ColumnKind::kAny},       {"k_point", ColumnKind::kAny}};
   }
   void Write(const std::vector<AppWrite>& writes) override {
     std::string sql = "SET search_path TO " + schema_ + "; BEGIN;";

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "duplex/change.h"
@@ -44,6 +45,11 @@ class Harness {
   virtual void Write(const std::vector<AppWrite>& writes) = 0;
   // The rows of `table` in id order, column -> Value (blobs as {"$blob": HEX}).
   virtual std::vector<Row> Rows(const std::string& table) = 0;
+  // Makes a table `kinds` (id integer PRIMARY KEY) with a column of each ColumnKind the
+  // endpoint has a type for, in the endpoint's own types (more than one per kind where the
+  // system spells one kind several ways: an enum and a domain over text are text); returns
+  // column -> the kind Describe must report.
+  virtual std::vector<std::pair<std::string, ColumnKind>> CreateKinds() = 0;
 
   // Takes a copy of the endpoint as a backup would (every connector object closed), to be put
   // back by Restore. False if this endpoint cannot do it here, with the reason in *why.

@@ -70,6 +70,34 @@ TEST_P(ConformanceTest, LifecycleDescribeBindInstall) {
 
 // Rows that exist at the first Install come once as snapshot inserts; installing again, on the
 // same object or after a restart, does not load them again.
+// Describe reports each column's kind (ColumnKind), decided by the connector from the
+// endpoint's own types: the engine compares kinds, never type names.
+TEST_P(ConformanceTest, DescribeReportsKinds) {
+  const std::vector<std::pair<std::string, ColumnKind>> want = h_->CreateKinds();
+  std::unique_ptr<Connector> c = h_->Connect();
+  ASSERT_OK(c->Open());
+  Result<TableInfo> kinds = c->Describe("kinds");
+  ASSERT_OK(kinds);
+  ASSERT_TRUE(kinds->exists);
+  ASSERT_EQ(kinds->columns.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    const ColumnInfo& col = kinds->columns[i];
+    EXPECT_EQ(col.name, want[i].first);
+    EXPECT_EQ(ColumnKindName(col.kind), std::string(ColumnKindName(want[i].second)))
+        << "column " << col.name << " declared '" << col.type << "'";
+  }
+  // The suite's own tables, as every connector spells them.
+  Result<TableInfo> items = c->Describe("items");
+  ASSERT_OK(items);
+  ASSERT_EQ(items->columns.size(), 5u);
+  const ColumnKind items_kinds[] = {ColumnKind::kInteger, ColumnKind::kText, ColumnKind::kInteger,
+                                    ColumnKind::kReal, ColumnKind::kBinary};
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(ColumnKindName(items->columns[i].kind), std::string(ColumnKindName(items_kinds[i])))
+        << items->columns[i].name;
+  }
+}
+
 TEST_P(ConformanceTest, InstallSnapshotsExistingRowsOnce) {
   h_->Write({AppInsert("items", Item(Good(1, "a", 1))), AppInsert("items", Item(Good(2, "b")))});
   std::unique_ptr<Connector> c = Open();

@@ -167,7 +167,7 @@ TEST_P(PgConnectorTest, IsolateParksRefusedTransactionsWholeAndCommitsTheOthers)
   };
   Result<ApplyResult> all = c->Apply({batch}, false);
   ASSERT_FALSE(all.ok());
-  EXPECT_TRUE(all.status().IsInvalidArgument()) << all.status().ToString();
+  EXPECT_TRUE(all.status().IsRefused()) << all.status().ToString();
   EXPECT_EQ(Query(db, "SELECT count(*) FROM parent"), "0\n");
 
   Result<ApplyResult> r = c->Apply({batch}, true);
@@ -406,7 +406,7 @@ TEST_P(PgConnectorTest, MappedKeysAndReferencesTravelAsRecordIds) {
   };
   r = c->Apply({third}, false);
   ASSERT_FALSE(r.ok());
-  EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
+  EXPECT_TRUE(r.status().IsRefused()) << r.status().ToString();
   for (const char* part : {"customer", "orders", "a:404", "customers", "'b'"}) {
     EXPECT_NE(r.status().message().find(part), std::string::npos)
         << part << ": " << r.status().ToString();

@@ -14,10 +14,7 @@
 namespace duplex::pg {
 namespace {
 
-constexpr Oid kNumericOid = 1700;
 constexpr Oid kTextOid = 25;
-constexpr Oid kUuidOid = 2950;
-constexpr Oid kJsonbOid = 3802;
 constexpr Oid kDateOid = 1082;
 
 TEST(PgTypesTest, BooleansFromTAndF) {
@@ -102,6 +99,29 @@ TEST(PgTypesTest, StringsNullAndJsonToText) {
   EXPECT_FALSE(ToText(Value()).has_value());
   EXPECT_EQ(ToText(Value::object({{"a", 1}})), "{\"a\":1}");
   EXPECT_EQ(ToText(Value::array({1, 2})), "[1,2]");
+}
+
+TEST(PgTypesTest, ColumnKindByCategoryAndOid) {
+  constexpr Oid kEnumOid = 16390, kRegclassOid = 2205, kIntArrayOid = 1007;
+  EXPECT_EQ(ColumnKindOf('B', kBoolOid), ColumnKind::kBoolean);
+  EXPECT_EQ(ColumnKindOf('N', kInt2Oid), ColumnKind::kInteger);
+  EXPECT_EQ(ColumnKindOf('N', kInt8Oid), ColumnKind::kInteger);
+  EXPECT_EQ(ColumnKindOf('N', kFloat4Oid), ColumnKind::kReal);
+  EXPECT_EQ(ColumnKindOf('N', kNumericOid), ColumnKind::kDecimal);
+  EXPECT_EQ(ColumnKindOf('N', kMoneyOid), ColumnKind::kDecimal);
+  EXPECT_EQ(ColumnKindOf('N', kRegclassOid), ColumnKind::kAny);
+  EXPECT_EQ(ColumnKindOf('S', kTextOid), ColumnKind::kText);
+  EXPECT_EQ(ColumnKindOf('E', kEnumOid), ColumnKind::kText);  // an enum: its labels
+  EXPECT_EQ(ColumnKindOf('U', kUuidOid), ColumnKind::kText);
+  EXPECT_EQ(ColumnKindOf('U', kByteaOid), ColumnKind::kBinary);
+  EXPECT_EQ(ColumnKindOf('U', kJsonOid), ColumnKind::kJson);
+  EXPECT_EQ(ColumnKindOf('U', kJsonbOid), ColumnKind::kJson);
+  EXPECT_EQ(ColumnKindOf('U', 16400), ColumnKind::kAny);  // a type from an extension
+  EXPECT_EQ(ColumnKindOf('D', kDateOid), ColumnKind::kTime);
+  EXPECT_EQ(ColumnKindOf('D', kTimestamptzOid), ColumnKind::kTime);
+  EXPECT_EQ(ColumnKindOf('T', 1186), ColumnKind::kTime);  // interval
+  EXPECT_EQ(ColumnKindOf('A', kIntArrayOid), ColumnKind::kAny);
+  EXPECT_EQ(ColumnKindOf('R', 3904), ColumnKind::kAny);  // int4range
 }
 
 TEST(PgTypesTest, LsnParsesAndFormats) {

@@ -423,7 +423,7 @@ TEST_F(SqliteConnectorTest, ConstraintViolationRollsBackTheWholeApply) {
       {{1, {Insert({{"id", 1}}, {{"id", 1}, {"name", "ok"}, {"score", 1}, {"data", nullptr}})}},
        {2, {Insert({{"id", 2}}, {{"id", 2}, {"name", "bad"}, {"score", -5}, {"data", nullptr}})}}});
   ASSERT_FALSE(r.ok());
-  EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
+  EXPECT_TRUE(r.status().IsRefused()) << r.status().ToString();
   const std::string& msg = r.status().message();
   EXPECT_NE(msg.find("endpoint 'crm'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("table 'crm_customers'"), std::string::npos) << msg;
@@ -795,7 +795,7 @@ TEST_F(SqliteForeignKeyTest, P7OrphanIsRefusedAndIsolatedToItsTransaction) {
 
   Result<ApplyResult> r = c->Apply(batches);
   ASSERT_FALSE(r.ok());
-  EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
+  EXPECT_TRUE(r.status().IsRefused()) << r.status().ToString();
   const std::string& msg = r.status().message();
   EXPECT_NE(msg.find("endpoint 'crm'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("FOREIGN KEY constraint failed"), std::string::npos) << msg;
@@ -1205,7 +1205,7 @@ TEST_F(SqliteMappedKeyTest, ReferenceToARecordNotHeldParksItsTransaction) {
         Order(WriteOp::kInsert, "b:4", {{"id", "b:4"}, {"customer", nullptr}, {"item", "y"}}, 2)}}};
   Result<ApplyResult> r = c->Apply(batches);
   ASSERT_FALSE(r.ok());
-  EXPECT_TRUE(r.status().IsInvalidArgument());
+  EXPECT_TRUE(r.status().IsRefused());
   r = c->Apply(batches, /*isolate_txns=*/true);
   ASSERT_OK(r);
   ASSERT_EQ(r->failed.size(), 1u);

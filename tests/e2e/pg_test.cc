@@ -349,6 +349,51 @@ TEST_F(PgTest, ValueTheTargetRefusesBecomesADeadLetterAndTheRestFlows) {
   EXPECT_NE(o.All().find("balance"), std::string::npos) << o;  // the reason names the check
 }
 
+// An enum and a domain over text are text (ColumnKind): they sync with SQLite TEXT columns (type
+// names alone made them numbers, a false type clash). A label the enum lacks is refused by
+// PostgreSQL and parked; the rest flows.
+TEST_F(PgTest, EnumAndDomainColumnsSyncWithSqliteTextAndUnknownLabelsAreParked) {
+  const std::string a =
+      NewDb("a",
+            "CREATE TYPE tier_t AS ENUM ('gold', 'silver');"
+            "CREATE DOMAIN email_t AS text CHECK (VALUE LIKE '%@%');"
+            "CREATE TABLE customers(id int PRIMARY KEY, name text, email email_t, tier tier_t, "
+            "balance bigint, notes text);");
+  const std::string lite = File("edge.db");
+  SqlExec(lite,
+          "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT, email TEXT, tier TEXT, "
+          "balance INTEGER, notes TEXT)");
+  Exec(a, "INSERT INTO customers VALUES (1,'ann','a@x','gold',10,'n')");
+  SqlExec(lite, "INSERT INTO customers VALUES (2,'bob','b@x','silver',20,'n')");
+  WriteConfig(
+      PgEndpoint("a", a, "logical") + "[endpoints.edge]\ntype = \"sqlite\"\npath = \"edge.db\"\n\n",
+      {{"a", "customers"}, {"edge", "customers"}});
+  Outcome check = Duplex({"check", "--install"});
+  ASSERT_EQ(check.code, 0) << check;
+  SyncIdle();
+  auto lite_rows = [&] {
+    return SqlQuery(lite,
+                    "SELECT id, name, email, tier, balance, notes FROM customers ORDER BY id");
+  };
+  EXPECT_EQ(Rows(a), "1|ann|a@x|gold|10|n\n2|bob|b@x|silver|20|n\n");
+  EXPECT_EQ(lite_rows(), Rows(a));
+  Exec(a, "UPDATE customers SET tier = 'silver' WHERE id = 1");
+  SqlExec(lite, "UPDATE customers SET tier = 'gold' WHERE id = 2");
+  SyncIdle();
+  EXPECT_EQ(Query(a, "SELECT id, tier FROM customers ORDER BY id"), "1|silver\n2|gold\n");
+  EXPECT_EQ(SqlQuery(lite, "SELECT tier FROM customers WHERE id = 1"), "silver\n");
+  // SQLite triggers cannot tell transactions apart (what is captured together is one unit):
+  // one run for the refused row, one for the next.
+  SqlExec(lite, "INSERT INTO customers VALUES (3,'cy','c@x','bronze',30,'n')");
+  Outcome o = Duplex({"run", "--until-idle"});
+  EXPECT_EQ(o.code, 3) << o;                                  // ended with a dead letter parked
+  EXPECT_NE(o.All().find("tier_t"), std::string::npos) << o;  // the reason names the enum
+  SqlExec(lite, "INSERT INTO customers VALUES (4,'di','d@x','gold',40,'n')");
+  o = Duplex({"run", "--until-idle"});
+  EXPECT_EQ(o.code, 3) << o;  // the dead letter is still parked
+  EXPECT_EQ(Query(a, "SELECT id, tier FROM customers ORDER BY id"), "1|silver\n2|gold\n4|gold\n");
+}
+
 TEST_F(PgTest, KillNineDuringABacklogNeitherLosesNorDoubles) {
   const std::string a = NewDb("a"), b = NewDb("b");
   ConfigBuilder config;

@@ -42,5 +42,24 @@ TEST(AlertMonitorTest, UnreachableFiresOnlyAfterAlertAfter) {
   EXPECT_EQ(e->reason, "unreachable");
 }
 
+TEST(AlertMonitorTest, StoppedFiresAtOnceEvenOverALagAlertAndClearsWhenItRunsAgain) {
+  AlertMonitor m(5, 30);
+  ASSERT_TRUE(m.Update("crm", 6, 0, ""));  // the lag alert fires first
+  const std::string error = "stopped: capture: corruption: change 7 cannot be decoded";
+  // Stopped a moment ago: no alert_after to wait for, and it says more than the lag did.
+  std::optional<AlertEvent> e = m.Update("crm", 7, 0.1, error, /*stopped=*/true);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(e->firing);
+  EXPECT_EQ(e->reason, "stopped");
+  EXPECT_EQ(e->error, error);
+  EXPECT_NE(e->message.find("crm"), std::string::npos) << e->message;
+  EXPECT_NE(m.Active("crm").find("cannot be decoded"), std::string::npos) << m.Active("crm");
+  EXPECT_FALSE(m.Update("crm", 60, 60, error, true));  // once, not once per check
+  e = m.Update("crm", 0, 0, "");
+  ASSERT_TRUE(e);
+  EXPECT_FALSE(e->firing);
+  EXPECT_EQ(e->reason, "stopped");
+}
+
 }  // namespace
 }  // namespace duplex

@@ -6,8 +6,12 @@
 
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <set>
 
+#include "connectors/registry.h"
+#include "connectors/wrapper.h"
+#include "pipeline/telemetry.h"
 #include "support/sync_fixture.h"
 #include "support/test_util.h"
 
@@ -297,6 +301,78 @@ TEST_F(EngineTest, TypeClashIsAConfigError) {
   ASSERT_FALSE(engine.ok());
   EXPECT_NE(engine.status().message().find("type clash on field 'qty'"), std::string::npos)
       << engine.status().message();
+}
+
+// A connector whose capture fails the way no retry mends: a change it cannot decode.
+class UndecodableCapture final : public ConnectorWrapper {
+ public:
+  UndecodableCapture(std::unique_ptr<Connector> target, int* captures)
+      : ConnectorWrapper(std::move(target)), captures_(captures) {}
+  Result<ChangeBatch> Capture(const Position& from, size_t max_changes) override {
+    (void)max_changes;
+    ++*captures_;
+    return Status::Corruption("change after position " + PositionText(from) + " cannot be decoded");
+  }
+
+ private:
+  int* captures_;
+};
+
+TEST_F(EngineTest, CaptureThatCannotBeDecodedStopsOnlyThatEndpoint) {
+  Setup({"a", "b", "c"});
+  SqlExec(Db("b"), "INSERT INTO t VALUES (1, 'x', 1, 'n')");
+  auto config = LoadConfig(ConfigPath());
+  ASSERT_OK(config);
+  int captures = 0;
+  std::map<std::string, std::unique_ptr<Connector>> connectors;
+  for (const EndpointConfig& ec : config->endpoints) {
+    auto c = MakeConnector(ec, config->engine.name);
+    ASSERT_OK(c);
+    connectors[ec.name] =
+        ec.name == "a" ? std::make_unique<UndecodableCapture>(std::move(c).value(), &captures)
+                       : std::move(c).value();
+  }
+  auto engine = Engine::OpenWith(*config, std::move(connectors), true, Env::Default());
+  ASSERT_OK(engine);
+  TelemetryHub hub;
+  (*engine)->SetTelemetry(&hub);
+  ASSERT_OK((*engine)->Install());
+  std::atomic<bool> stop{false};
+  // The others sync until idle, then the run ends with the cause.
+  Status st = (*engine)->Run(stop, /*until_idle=*/true);
+  EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
+  EXPECT_NE(st.message().find("endpoint 'a' stopped"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("cannot be decoded"), std::string::npos) << st.ToString();
+  EXPECT_EQ(Rows("c"), "1|x|1|n\n");
+  EXPECT_EQ(Rows("a"), "");  // stopped: neither captured nor applied to
+  EXPECT_EQ(captures, 1);    // not retried in a loop
+  // `duplex status` and the admin server say so.
+  Result<nlohmann::json> status = (*engine)->StatusJson();
+  ASSERT_OK(status);
+  const nlohmann::json& a = (*status)["endpoints"][0];
+  EXPECT_EQ(a["name"], "a");
+  EXPECT_EQ(a["stopped"], true);
+  EXPECT_NE(a["last_error"].get<std::string>().find("stopped: capture: corruption: change"),
+            std::string::npos)
+      << a.dump();
+  EXPECT_EQ((*status)["endpoints"][1]["stopped"], false);
+  EXPECT_TRUE((*status)["endpoints"][1]["last_error"].is_null());
+  std::shared_ptr<const TelemetrySnapshot> t = hub.Latest();
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(t->endpoints[0].stopped);
+  EXPECT_FALSE(t->endpoints[0].connected);
+  EXPECT_NE(t->endpoints[0].alert.find("endpoint a stopped"), std::string::npos)
+      << t->endpoints[0].alert;
+  EXPECT_FALSE(t->endpoints[1].stopped);
+  EXPECT_FALSE(t->Ready());
+  engine->reset();
+
+  // The next run tries it again: with capture mended, it catches up.
+  Sync();
+  EXPECT_CONVERGED(*this, "t");
+  EXPECT_EQ(Rows("a"), "1|x|1|n\n");
+  EXPECT_EQ(SqlQuery(File("state.db"), "SELECT count(*) FROM progress WHERE last_error <> ''"),
+            "0\n");
 }
 
 }  // namespace

@@ -276,7 +276,7 @@ TEST(MemoryConnectorTest, ForeignKeysTransactionsAndIsolatedApply) {
                     insert("parents", {{"id", 4}, {"name", "s"}}, 8),
                     insert("children", {{"id", 4}, {"parent_id", 9}}, 8)}};
   Result<ApplyResult> whole = conn.Apply({batch});
-  EXPECT_TRUE(whole.status().IsInvalidArgument());
+  EXPECT_TRUE(whole.status().IsRefused());
   EXPECT_FALSE(ep->Get("parent", {{"id", 3}}));
   Result<ApplyResult> isolated = conn.Apply({batch}, /*isolate_txns=*/true);
   ASSERT_TRUE(isolated.ok());
@@ -332,9 +332,6 @@ TEST(SimTest, NaivePipelinesLose) {
   EXPECT_EQ(m.conflicts_logged, 0);
 }
 
-}  // namespace
-}  // namespace duplex::sim
-
 // An endpoint like a REST API (Salesforce): no markers, no transactions, no compare-and-set,
 // no applied id (MemoryEndpoint::rest_like). The engine's ledger tells duplex's writes from
 // edits there (docs/DESIGN.md §3.4); P1..P6 must hold as for the others, under the same
@@ -349,3 +346,6 @@ TEST(SimTest, RestLikeEndpoint) {
     if (!r.ok) break;
   }
 }
+
+}  // namespace
+}  // namespace duplex::sim

@@ -111,7 +111,7 @@ function renderOverview(o) {
   const rows = o.endpoints.map((e) => el('tr', { 'data-endpoint': e.name },
     el('td', {}, el('b', {}, e.name)),
     el('td', { class: 'state ' + (e.connected ? 'ok' : 'bad'), title: e.last_error || '' },
-      e.connected ? 'connected' : 'unreachable'),
+      e.stopped ? 'stopped' : e.connected ? 'connected' : 'unreachable'),
     el('td', { class: 'num' }, seconds(e.lag_seconds)),
     el('td', { class: 'num' }, e.capture_backlog < 0 ? '?' : e.capture_backlog),
     el('td', { class: 'num' }, e.apply_backlog < 0 ? '?' : e.apply_backlog),

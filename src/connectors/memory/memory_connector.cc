@@ -30,6 +30,9 @@ Result<TableInfo> MemoryConnector::Describe(const std::string& table) {
     return none;
   }
   TableInfo out = *info;
+  // Tables are declared with SQL type names (MemoryEndpoint::DeclareTable): their kinds as
+  // SQLite would read them.
+  for (ColumnInfo& col : out.columns) col.kind = KindOfDeclaredType(col.type);
   out.foreign_keys.clear();
   for (const ForeignKey& fk : ep_->fks_) {
     if (fk.table != table) continue;
@@ -257,22 +260,22 @@ Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
   const std::string& table = t.binding.table;
   std::string where = "endpoint '" + ep_->name() + "', table '" + table + "', key " + op.key.dump();
   if (!op.values.is_null() && !op.values.is_object()) {
-    return Status::InvalidArgument(where + ": values must be a JSON object");
+    return Status::Refused(where + ": values must be a JSON object");
   }
   if (!op.expected.is_null() && !op.expected.is_object()) {
-    return Status::InvalidArgument(where + ": expected must be a JSON object");
+    return Status::Refused(where + ": expected must be a JSON object");
   }
   for (const std::string& k : t.binding.key) {
     if (!op.key.is_object() || !op.key.contains(k)) {
-      return Status::InvalidArgument(where + ": key field '" + k + "' is missing");
+      return Status::Refused(where + ": key field '" + k + "' is missing");
     }
   }
   auto check_fields = [&](const Row& obj) -> Status {
     if (!obj.is_object()) return Status::Ok();
     for (const auto& item : obj.items()) {
       if (!t.column_of_field.count(item.key())) {
-        return Status::InvalidArgument(where + ": field '" + item.key() +
-                                       "' is not mapped to a column of this table");
+        return Status::Refused(where + ": field '" + item.key() +
+                               "' is not mapped to a column of this table");
       }
     }
     return Status::Ok();
@@ -296,7 +299,7 @@ Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
       }
     }
     if (std::string why = ep_->CheckForeignKeys(table, key, full); !why.empty()) {
-      return Status::InvalidArgument(where + ": " + why);
+      return Status::Refused(where + ": " + why);
     }
     rows[key] = std::move(full);
     ep_->mtime_[table][key] = ep_->now_ms();
@@ -314,7 +317,7 @@ Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
   ++ep_->sync_writes_;
   if (op.op == WriteOp::kDelete) {
     if (std::string why = ep_->CheckForeignKeys(table, key, std::nullopt); !why.empty()) {
-      return Status::InvalidArgument(where + ": " + why);
+      return Status::Refused(where + ": " + why);
     }
     ep_->mtime_[table].erase(key);
     rows.erase(it);
@@ -331,7 +334,7 @@ Result<bool> MemoryConnector::ApplyOne(const BoundTable& t, const RowOp& op) {
     }
   }
   if (std::string why = ep_->CheckForeignKeys(table, key, row); !why.empty()) {
-    return Status::InvalidArgument(where + ": " + why);
+    return Status::Refused(where + ": " + why);
   }
   if (row == it->second) ++ep_->noop_writes_;
   it->second = std::move(row);
@@ -528,7 +531,7 @@ Result<ApplyResult> MemoryConnector::Apply(const std::vector<ApplyBatch>& batche
       for (const RowOp* op : units[txn]) {
         Status s = ApplyCounted(*op, batch.id, result);
         if (s.ok()) continue;
-        if (!s.IsInvalidArgument()) {
+        if (!s.IsRefused()) {
           restore(call);
           return s;
         }

@@ -53,7 +53,8 @@ class MemoryConnector final : public Connector {
   Status NotInstalled() const;
   Row MapImage(const BoundTable& t, const Row& image) const;  // columns -> fields
   Row ToColumns(const BoundTable& t, const Row& fields) const;
-  // Returns whether the write took effect; InvalidArgument for a malformed op.
+  // Returns whether the write took effect; Refused for a row the table cannot take (a foreign
+  // key, a field it has no column for, a malformed op).
   Result<bool> ApplyOne(const BoundTable& t, const RowOp& op);
   // ApplyOne after the `seen` check, counting the write (or logging an 'R' change for it).
   Status ApplyCounted(const RowOp& op, int64_t batch_id, ApplyResult& result);

@@ -74,7 +74,7 @@ class MemoryEndpoint {
   // Declares a foreign key, checked immediately (like SQLite's default, not deferred) on every
   // write, the application's and duplex's: a child row must reference an existing parent, a
   // parent row cannot be deleted while children reference it (RESTRICT). A write of duplex's
-  // that breaks it fails with InvalidArgument ("FOREIGN KEY constraint failed").
+  // that breaks it is Refused ("FOREIGN KEY constraint failed").
   void DeclareForeignKey(const ForeignKey& fk) { fks_.push_back(fk); }
   // The first row that breaks a foreign key ("" if none): a child whose parent is absent.
   std::string Orphans() const;

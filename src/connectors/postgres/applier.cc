@@ -41,7 +41,7 @@ Result<Applier::OpStmt*> Applier::Statement(const BoundTable& t, const RowOp& op
   auto param = [&](Source s, const std::string& field) -> Result<std::string> {
     auto c = t.column_of_field.find(field);
     if (c == t.column_of_field.end()) {
-      return Status::InvalidArgument(where + ": field '" + field + "' is not mapped to a column");
+      return Status::Refused(where + ": field '" + field + "' is not mapped to a column");
     }
     out.params.emplace_back(s, field);
     // A reference to a record this endpoint lacks cannot be written; a key it lacks is a row
@@ -272,8 +272,8 @@ Result<ApplyResult> Applier::ApplyOnce(const std::vector<const ApplyBatch*>& tod
                        : source == OpStmt::Source::kValues ? p.op->values
                                                            : p.op->expected;
       if (!obj.is_object() || !obj.contains(field)) {
-        return Status::InvalidArgument(ep_.Where(p.t->binding.table) + ", key " + p.op->key.dump() +
-                                       ": field '" + field + "' is missing");
+        return Status::Refused(ep_.Where(p.t->binding.table) + ", key " + p.op->key.dump() +
+                               ": field '" + field + "' is missing");
       }
       vals.push_back(ToText(obj[field]));
     }
@@ -386,7 +386,7 @@ Result<ApplyResult> Applier::ApplyOnce(const std::vector<const ApplyBatch*>& tod
                             "RELEASE SAVEPOINT duplex_txn"},
                            where);
       if (st.ok()) continue;
-      if (!st.IsInvalidArgument()) return st;
+      if (!st.IsRefused()) return st;
       DUPLEX_RETURN_IF_ERROR(
           apply.Run("ROLLBACK TO SAVEPOINT duplex_txn; RELEASE SAVEPOINT duplex_txn"));
       FailedOp f{batch.id, unit_txn, {}, st.message()};

@@ -40,7 +40,7 @@ Status ErrorStatus(PGconn* conn, const PGresult* res, const std::string& context
       state == "55P03" || state == "55006" || state == "25P02" || state == "58030") {
     return Status::Unavailable(text);
   }
-  if (cls == "22" || cls == "23" || state == "42804") return Status::InvalidArgument(text);
+  if (cls == "22" || cls == "23" || state == "42804") return Status::Refused(text);
   return Status::IOError(text);
 }
 

@@ -22,8 +22,9 @@ using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
 using Param = std::optional<std::string>;
 
 // The Status for a failed libpq call. Connection loss, shutdown, lock and serialization
-// failures are Unavailable (retriable); data and constraint errors (SQLSTATE classes 22, 23)
-// InvalidArgument, so that the engine parks the row at fault; anything else IOError.
+// failures are Unavailable (retriable); data and constraint errors (SQLSTATE classes 22, 23,
+// and 42804 datatype mismatch) Refused, so that the engine parks the row at fault; anything
+// else IOError.
 // `context` prefixes the server's message (which names the table and constraint).
 Status ErrorStatus(PGconn* conn, const PGresult* res, const std::string& context);
 

@@ -120,4 +120,32 @@ std::string FormatLsn(uint64_t lsn) {
   return buf;
 }
 
+ColumnKind ColumnKindOf(char category, Oid type) {
+  switch (category) {
+    case 'B':
+      return ColumnKind::kBoolean;
+    case 'N':
+      if (type == kInt2Oid || type == kInt4Oid || type == kInt8Oid || type == kOidOid) {
+        return ColumnKind::kInteger;
+      }
+      if (type == kFloat4Oid || type == kFloat8Oid) return ColumnKind::kReal;
+      if (type == kNumericOid || type == kMoneyOid) return ColumnKind::kDecimal;
+      return ColumnKind::kAny;  // regclass and the other reg* types travel as names
+    case 'S':                   // text, varchar, char, name
+    case 'E':                   // enums: their labels
+    case 'I':                   // inet, cidr
+      return ColumnKind::kText;
+    case 'D':  // date, time, timestamp, timestamptz
+    case 'T':  // interval
+      return ColumnKind::kTime;
+    case 'U':  // user types: the built-in ones of this category duplex knows
+      if (type == kByteaOid) return ColumnKind::kBinary;
+      if (type == kJsonOid || type == kJsonbOid) return ColumnKind::kJson;
+      if (type == kUuidOid || type == kXmlOid) return ColumnKind::kText;
+      return ColumnKind::kAny;
+    default:  // arrays, ranges, composites, geometry, bit strings, pseudo-types
+      return ColumnKind::kAny;
+  }
+}
+
 }  // namespace duplex::pg

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "duplex/change.h"
+#include "duplex/connector.h"
 
 namespace duplex::pg {
 
@@ -24,6 +25,12 @@ Value FromText(Oid type, std::string_view text);
 // print exactly, blobs as bytea hex, booleans as true/false, strings as they are.
 std::optional<std::string> ToText(const Value& v);
 
+// The kind of a column of a type with pg_type.typcategory `category` and oid `type` (for a
+// domain, its base type's): enums and strings (and uuid, xml, inet) are text, numeric and
+// money decimal, bool boolean, bytea binary, json/jsonb json, date/time/timestamp/timestamptz/
+// interval time; arrays, ranges, composites and types it does not know are any.
+ColumnKind ColumnKindOf(char category, Oid type);
+
 // Type OIDs duplex treats specially.
 inline constexpr Oid kBoolOid = 16;
 inline constexpr Oid kByteaOid = 17;
@@ -33,6 +40,12 @@ inline constexpr Oid kInt4Oid = 23;
 inline constexpr Oid kOidOid = 26;
 inline constexpr Oid kFloat4Oid = 700;
 inline constexpr Oid kFloat8Oid = 701;
+inline constexpr Oid kJsonOid = 114;
+inline constexpr Oid kXmlOid = 142;
+inline constexpr Oid kMoneyOid = 790;
+inline constexpr Oid kNumericOid = 1700;
+inline constexpr Oid kUuidOid = 2950;
+inline constexpr Oid kJsonbOid = 3802;
 inline constexpr Oid kTimestampOid = 1114;
 inline constexpr Oid kTimestamptzOid = 1184;
 

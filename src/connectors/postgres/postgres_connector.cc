@@ -41,9 +41,13 @@ Result<TableInfo> PostgresConnector::Describe(const std::string& table) {
               "WHERE k.att = a.attnum), 0), "
               // Generated: an identity column, or a sequence default (serial).
               "a.attidentity IN ('a', 'd') OR coalesce(pg_get_expr(d.adbin, d.adrelid) "
-              "LIKE 'nextval(%', false) "
+              "LIKE 'nextval(%', false), "
+              // The kind (ColumnKindOf): a domain's is its base type's.
+              "coalesce(bt.typcategory, t.typcategory), coalesce(bt.oid, t.oid)::int8 "
               "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
               "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+              "JOIN pg_type t ON t.oid = a.atttypid "
+              "LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype "
               "LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
               "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
               "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') "
@@ -60,6 +64,8 @@ Result<TableInfo> PostgresConnector::Describe(const std::string& table) {
     col.has_default = PQgetvalue(res.get(), r, 3)[0] == 't';
     col.pk = std::atoi(PQgetvalue(res.get(), r, 4));
     col.generated = PQgetvalue(res.get(), r, 5)[0] == 't';
+    col.kind =
+        ColumnKindOf(PQgetvalue(res.get(), r, 6)[0], std::atoll(PQgetvalue(res.get(), r, 7)));
     info.columns.push_back(std::move(col));
   }
   if (!info.exists) return info;

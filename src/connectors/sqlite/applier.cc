@@ -142,8 +142,8 @@ Result<bool> Applier::ApplyOne(const BoundTable& t, const RowOp& op, std::string
                                                          : op.expected;
     auto it = obj.is_object() ? obj.find(field) : obj.end();
     if (!obj.is_object() || it == obj.end()) {
-      return Status::InvalidArgument(ep_.Where(t.binding.table) + ", key " + op.key.dump() +
-                                     ": key field '" + field + "' is missing");
+      return Status::Refused(ep_.Where(t.binding.table) + ", key " + op.key.dump() +
+                             ": key field '" + field + "' is missing");
     }
     stmt.BindValue(i++, *it);
   }
@@ -154,13 +154,13 @@ Result<bool> Applier::ApplyOne(const BoundTable& t, const RowOp& op, std::string
     if (done.status().IsRetriable()) return Status::Unavailable(msg);
     // Only what the row itself causes (constraint, type) may park it; a disk or I/O error
     // says nothing about the row and is retried.
-    if (done.status().IsInvalidArgument()) return Status::InvalidArgument(msg);
+    if (done.status().IsInvalidArgument()) return Status::Refused(msg);
     return Status::IOError(msg);
   }
   if (generated != nullptr) {
     if (!*done || stmt.IsNull(0)) {
-      return Status::InvalidArgument(ep_.Where(t.binding.table) + ", record " + op.key.dump() +
-                                     ": SQLite generated no key for the inserted row");
+      return Status::Refused(ep_.Where(t.binding.table) + ", record " + op.key.dump() +
+                             ": SQLite generated no key for the inserted row");
     }
     *generated = stmt.Text(0);
     stmt.Reset();  // the insert is complete after the first step
@@ -179,8 +179,8 @@ Result<bool> Applier::ApplyRow(const BoundTable& t, const RowOp& op) {
   const std::string& field = t.binding.key.front();
   auto record = op.key.is_object() ? op.key.find(field) : op.key.end();
   if (record == op.key.end() || !record->is_string()) {
-    return Status::InvalidArgument(where + ": key field '" + field +
-                                   "' must hold a record id (key_mode = \"mapped\")");
+    return Status::Refused(where + ": key field '" + field +
+                           "' must hold a record id (key_mode = \"mapped\")");
   }
   DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, key_map_.HeldKey(t, *record));
   if (op.op == WriteOp::kInsert) {
@@ -317,7 +317,7 @@ Result<ApplyResult> Applier::Apply(const std::vector<ApplyBatch>& batches, bool 
       if (!unit_txn.ok()) return unit_txn.status().WithContext(ep_.Where());
       ApplyResult unit;
       Status st = ApplyUnit(batch, begin, end, &unit);
-      if (!st.ok() && !st.IsInvalidArgument()) return st;  // the transaction rolls back
+      if (!st.ok() && !st.IsRefused()) return st;  // the transaction rolls back
       std::string reason;
       if (!st.ok()) {
         reason = st.message();
@@ -361,7 +361,7 @@ Result<ApplyResult> Applier::Apply(const std::vector<ApplyBatch>& batches, bool 
       ep_.Prepared(apply_off_stmt_, "UPDATE _duplex_apply SET active = 0 WHERE id = 1"));
   DUPLEX_RETURN_IF_ERROR(off->Run().WithContext(ep_.Where()));
   // COMMIT would fail on the same check, with a message that names nothing.
-  if (DeferredFkViolation()) return Status::InvalidArgument(ep_.Where() + ": " + FkViolations());
+  if (DeferredFkViolation()) return Status::Refused(ep_.Where() + ": " + FkViolations());
   DUPLEX_RETURN_IF_ERROR(txn->Commit().WithContext(ep_.Where()));
   ep_.NoteOwnCommit();  // the marker must be captured, and data_version ignores our commits
   return result;

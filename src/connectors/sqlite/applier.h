@@ -38,8 +38,8 @@ class Applier {
 
   // The last apply id committed here (`_duplex_applied`); 0 if none or not installed.
   Result<int64_t> AppliedId();
-  // Connector::Apply: the counts, or Unavailable (busy, nothing written), InvalidArgument (a
-  // row refused, nothing written; naming table and key) or IOError.
+  // Connector::Apply: the counts, or Unavailable (busy, nothing written), Refused (a row
+  // refused, nothing written; naming table and key) or IOError.
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches, bool isolate_txns);
 
   // Drops the statements shaped by the bound tables (after Bind).
@@ -49,10 +49,10 @@ class Applier {
 
  private:
   // Writes ops [begin, end) of `batch` (one source transaction), adding to `counts`.
-  // InvalidArgument if the endpoint refuses one of them.
+  // Refused if the endpoint refuses one of them.
   Status ApplyUnit(const ApplyBatch& batch, size_t begin, size_t end, ApplyResult* counts);
   // ApplyOne with record ids translated to this endpoint's keys (KeyMap): the key of a mapped
-  // table and mapped_refs fields. InvalidArgument for a reference to a record this endpoint
+  // table and mapped_refs fields. Refused for a reference to a record this endpoint
   // does not hold.
   Result<bool> ApplyRow(const BoundTable& t, const RowOp& op);
   // Returns whether the row write took effect (false: compare-and-set rejected it).

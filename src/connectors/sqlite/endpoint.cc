@@ -99,6 +99,7 @@ Result<TableInfo> Endpoint::Describe(const std::string& table) {
     ColumnInfo col;
     col.name = stmt->Text(0);
     col.type = stmt->Text(1);
+    col.kind = KindOfDeclaredType(col.type);
     col.not_null = stmt->Int(2) != 0;
     col.has_default = stmt->Int(3) != 0;
     col.pk = static_cast<int>(stmt->Int(4));

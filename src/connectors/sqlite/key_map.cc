@@ -141,15 +141,14 @@ Status KeyMap::TranslateRefs(const BoundTable& t, const std::string& where, RowO
       auto it = obj->find(field);
       if (it == obj->end() || it->is_null()) continue;
       if (!it->is_string()) {
-        return Status::InvalidArgument(where + ": field '" + field + "' must hold a record id of " +
-                                       p.binding.collection + " (a mapped reference), not " +
-                                       it->dump());
+        return Status::Refused(where + ": field '" + field + "' must hold a record id of " +
+                               p.binding.collection + " (a mapped reference), not " + it->dump());
       }
       DUPLEX_ASSIGN_OR_RETURN(std::optional<Value> held, HeldKey(p, *it));
       if (!held) {
-        return Status::InvalidArgument(where + ": field '" + field + "' references " +
-                                       p.binding.collection + " record '" + it->get<std::string>() +
-                                       "', which endpoint '" + ep_.name() + "' does not hold");
+        return Status::Refused(where + ": field '" + field + "' references " +
+                               p.binding.collection + " record '" + it->get<std::string>() +
+                               "', which endpoint '" + ep_.name() + "' does not hold");
       }
       *it = std::move(*held);
     }

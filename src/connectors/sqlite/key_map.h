@@ -51,7 +51,7 @@ class KeyMap {
   // `key` with record ids translated to native keys (null where the endpoint holds none).
   Result<Row> NativeKey(const BoundTable& t, const Row& key);
   // Replaces the record ids of `t`'s mapped_refs fields in `op` (key, values, expected) by the
-  // keys this endpoint holds for them. InvalidArgument (prefixed by `where`) for a value that is
+  // keys this endpoint holds for them. Refused (prefixed by `where`) for a value that is
   // not a record id or names a record this endpoint does not hold.
   Status TranslateRefs(const BoundTable& t, const std::string& where, RowOp& op);
   // Records (t, record) -> native (a key as the key map spells it), taking the key from whatever

@@ -30,16 +30,16 @@ Result<OpStmt*> OpStatements::For(const BoundTable& t, const RowOp& op) {
 
   const std::string where = ep_.Where(t.binding.table) + ", key " + op.key.dump();
   if (!op.values.is_null() && !op.values.is_object()) {
-    return Status::InvalidArgument(where + ": values must be a JSON object");
+    return Status::Refused(where + ": values must be a JSON object");
   }
   if (!op.expected.is_null() && !op.expected.is_object()) {
-    return Status::InvalidArgument(where + ": expected must be a JSON object");
+    return Status::Refused(where + ": expected must be a JSON object");
   }
   auto column = [&](const std::string& field) -> Result<std::string> {
     auto it = t.column_of_field.find(field);
     if (it == t.column_of_field.end()) {
-      return Status::InvalidArgument(where + ": field '" + field +
-                                     "' is not mapped to a column of this table");
+      return Status::Refused(where + ": field '" + field +
+                             "' is not mapped to a column of this table");
     }
     return QuoteIdent(it->second);
   };
