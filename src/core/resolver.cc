@@ -524,6 +524,11 @@ void Resolver::Echo(const Change& echo, const std::string& endpoint, const PlanC
           model->config->key.end()) {
         continue;
       }
+      // A later write of the field, still unobserved, is what the endpoint will hold.
+      if (pending != state.pending.end()) {
+        auto later = pending->second.find(field);
+        if (later != pending->second.end() && later->second > echo.apply_id) continue;
+      }
       held[field] = value;
       observed(field);
     }

@@ -148,52 +148,78 @@ Status MatchLedger(EngineState& es, const EndpointState& ep, std::vector<Change>
       out.push_back(std::move(c));
       continue;
     }
-    Change echo;
-    echo.op = Op::kEcho;
-    echo.collection = c.collection;
-    echo.key = c.key;
-    echo.position = c.position;
-    echo.commit_ms = c.commit_ms;
-    echo.txn = c.txn;
-    std::vector<std::string> consumed;
-    auto row = entries.find("");
+    // The newest write of `field` whose value `v` is (0: none): the stream shows duplex's
+    // writes in order, and an older one may show after a newer was planned.
+    auto written = [&](const std::string& field, const Value& v) -> ApplyId {
+      auto it = entries.find(field);
+      if (it == entries.end()) return 0;
+      for (auto e = it->second.rbegin(); e != it->second.rend(); ++e) {
+        if (ValuesEqual(e->value, v)) return e->apply_id;
+      }
+      return 0;
+    };
+    std::vector<std::pair<std::string, ApplyId>> consumed;
+    // apply id -> the fields (and key) it wrote with the values shown: one kEcho each.
+    std::map<ApplyId, Row> echoes;
+    auto echo_of = [&](ApplyId id) -> Row& {
+      auto [it, fresh] = echoes.try_emplace(id);
+      if (fresh) it->second = c.key.is_object() ? c.key : Row::object();
+      return it->second;
+    };
     if (c.op == Op::kDelete) {
-      // The row is gone: duplex's delete, if that is what it wrote last.
-      if (row == entries.end() || !row->second.value.is_null()) {
+      // The row is gone: duplex's delete, if it wrote one.
+      ApplyId id = written("", Value());
+      if (id == 0) {
         out.push_back(std::move(c));
         continue;
       }
-      echo.apply_id = row->second.apply_id;
-      for (const auto& [field, entry] : entries) consumed.push_back(field);
+      consumed.emplace_back("", id);
       DUPLEX_RETURN_IF_ERROR(es.store->DropLedger(ep.name, c.collection, key_text, consumed));
+      Change echo;
+      echo.op = Op::kEcho;
+      echo.collection = c.collection;
+      echo.key = c.key;
+      echo.position = c.position;
+      echo.commit_ms = c.commit_ms;
+      echo.txn = c.txn;
+      echo.apply_id = id;
       out.push_back(std::move(echo));
       continue;
     }
     // Field by field: a value duplex wrote is its write showing; any other is an edit made
     // there (after it, or around it: the resolver's causal check tells). A rule the endpoint
     // ran in the same transaction (a Salesforce Flow) changes other fields: those are edits.
-    echo.after = c.key.is_object() ? c.key : Row::object();
     size_t fields = 0, echoed = 0;
     for (const std::string& f : model->fields) {
       if (!c.after.is_object() || !c.after.contains(f)) continue;
       ++fields;
-      auto e = entries.find(f);
-      if (e == entries.end() || !ValuesEqual(e->second.value, c.after[f])) continue;
-      echo.after[f] = c.after[f];
-      echo.apply_id = std::max(echo.apply_id, e->second.apply_id);
-      consumed.push_back(f);
+      const ApplyId id = written(f, c.after[f]);
+      if (id == 0) continue;
+      echo_of(id)[f] = c.after[f];
+      consumed.emplace_back(f, id);
       ++echoed;
     }
-    if (row != entries.end() && row->second.value.is_boolean()) {
-      echo.apply_id = std::max(echo.apply_id, row->second.apply_id);
-      consumed.push_back("");
+    if (ApplyId id = written("", Value(true)); id != 0) {
+      echo_of(id);  // its insert shows
+      consumed.emplace_back("", id);
     }
     if (consumed.empty()) {
       out.push_back(std::move(c));
       continue;
     }
     DUPLEX_RETURN_IF_ERROR(es.store->DropLedger(ep.name, c.collection, key_text, consumed));
-    out.push_back(std::move(echo));
+    for (auto& [id, after] : echoes) {
+      Change echo;
+      echo.op = Op::kEcho;
+      echo.collection = c.collection;
+      echo.key = c.key;
+      echo.after = std::move(after);
+      echo.position = c.position;
+      echo.commit_ms = c.commit_ms;
+      echo.txn = c.txn;
+      echo.apply_id = id;
+      out.push_back(std::move(echo));
+    }
     // Every value of the image is one duplex wrote: nothing was edited there.
     if (echoed < fields) out.push_back(std::move(c));
   }

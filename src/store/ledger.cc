@@ -8,8 +8,8 @@ Status Ledger::Put(const std::string& endpoint, const std::string& collection,
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, db_.Cached(R"sql(
     INSERT INTO ledger(endpoint, collection, key, field, value, apply_id)
     VALUES(?1, ?2, ?3, ?4, ?5, ?6)
-    ON CONFLICT(endpoint, collection, key, field)
-    DO UPDATE SET value = excluded.value, apply_id = excluded.apply_id)sql"));
+    ON CONFLICT(endpoint, collection, key, field, apply_id)
+    DO UPDATE SET value = excluded.value)sql"));
   s->Bind(1, endpoint).Bind(2, collection).Bind(3, key_text).Bind(4, field);
   return s->Bind(5, value.dump()).Bind(6, apply_id).Run();
 }
@@ -20,11 +20,7 @@ Status Ledger::Record(const std::string& endpoint, ApplyId apply_id, const std::
     const RowOp& op = ops[i];
     const std::string& key = key_texts[i];
     if (op.op == WriteOp::kDelete) {
-      // The row goes: what duplex wrote to its fields before no longer shows.
-      DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
-                              db_.Cached("DELETE FROM ledger WHERE endpoint = ? AND collection = ? "
-                                         "AND key = ? AND field != ''"));
-      DUPLEX_RETURN_IF_ERROR(s->Bind(1, endpoint).Bind(2, op.collection).Bind(3, key).Run());
+      // (What duplex wrote to the row's fields before stays: those writes may show first.)
       DUPLEX_RETURN_IF_ERROR(Put(endpoint, op.collection, key, "", Value(), apply_id));
       continue;
     }
@@ -40,15 +36,15 @@ Status Ledger::Record(const std::string& endpoint, ApplyId apply_id, const std::
   return Status::Ok();
 }
 
-Result<std::map<std::string, LedgerEntry>> Ledger::Of(const std::string& endpoint,
-                                                      const std::string& collection,
-                                                      const std::string& key_text) {
+Result<std::map<std::string, std::vector<LedgerEntry>>> Ledger::Of(const std::string& endpoint,
+                                                                   const std::string& collection,
+                                                                   const std::string& key_text) {
   DUPLEX_ASSIGN_OR_RETURN(
       sqlite::Stmt * s,
       db_.Cached("SELECT field, value, apply_id FROM ledger WHERE endpoint = ? AND "
-                 "collection = ? AND key = ?"));
+                 "collection = ? AND key = ? ORDER BY field, apply_id"));
   s->Bind(1, endpoint).Bind(2, collection).Bind(3, key_text);
-  std::map<std::string, LedgerEntry> out;
+  std::map<std::string, std::vector<LedgerEntry>> out;
   while (true) {
     Result<bool> row = s->Step();
     if (!row.ok()) {
@@ -62,21 +58,22 @@ Result<std::map<std::string, LedgerEntry>> Ledger::Of(const std::string& endpoin
       return Status::Corruption("state file: ledger entry of endpoint '" + endpoint + "', " +
                                 collection + " " + key_text + " undecodable");
     }
-    out[s->Text(0)] = LedgerEntry{std::move(v), s->Int(2)};
+    out[s->Text(0)].push_back(LedgerEntry{std::move(v), s->Int(2)});
   }
   s->Reset();
   return out;
 }
 
 Status Ledger::Drop(const std::string& endpoint, const std::string& collection,
-                    const std::string& key_text, const std::vector<std::string>& fields) {
+                    const std::string& key_text,
+                    const std::vector<std::pair<std::string, ApplyId>>& fields) {
   DUPLEX_ASSIGN_OR_RETURN(
       sqlite::Stmt * s,
       db_.Cached("DELETE FROM ledger WHERE endpoint = ? AND collection = ? AND key = ? AND "
-                 "field = ?"));
-  for (const std::string& f : fields) {
-    DUPLEX_RETURN_IF_ERROR(
-        s->Bind(1, endpoint).Bind(2, collection).Bind(3, key_text).Bind(4, f).Run());
+                 "field = ? AND apply_id <= ?"));
+  for (const auto& [f, upto] : fields) {
+    s->Bind(1, endpoint).Bind(2, collection).Bind(3, key_text).Bind(4, f).Bind(5, upto);
+    DUPLEX_RETURN_IF_ERROR(s->Run());
   }
   return Status::Ok();
 }

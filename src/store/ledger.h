@@ -19,10 +19,12 @@ struct LedgerEntry {
 };
 
 // The `ledger` table:
-//   ledger(endpoint, collection, key, field, value, apply_id), PK(endpoint, collection, key, field)
+//   ledger(endpoint, collection, key, field, apply_id, value), PK(endpoint, collection, key,
+//   field, apply_id)
 // Written before an apply reaches the endpoint (so an echo captured after a crash still finds
-// it), an entry is consumed when capture shows its value there. Only the latest write of a
-// field counts: a later one replaces the entry.
+// it). Every write of a field has its entry until capture shows it: the stream shows an older
+// write before a newer one, and the older one's value must still be known as duplex's. When
+// capture shows one, it and the older entries of that field are consumed.
 class Ledger {
  public:
   explicit Ledger(StoreDb& db) : db_(db) {}
@@ -30,13 +32,14 @@ class Ledger {
   // Records the writes of `ops` to `endpoint` (key texts in `key_texts`, one per op).
   Status Record(const std::string& endpoint, ApplyId apply_id, const std::vector<RowOp>& ops,
                 const std::vector<std::string>& key_texts);
-  // The entries of one record (field -> entry; empty if none).
-  Result<std::map<std::string, LedgerEntry>> Of(const std::string& endpoint,
-                                                const std::string& collection,
-                                                const std::string& key_text);
-  // Consumes entries of one record.
+  // The entries of one record (field -> its entries, oldest first; empty if none).
+  Result<std::map<std::string, std::vector<LedgerEntry>>> Of(const std::string& endpoint,
+                                                             const std::string& collection,
+                                                             const std::string& key_text);
+  // Consumes the entries of `field` up to apply id `upto`, for each (field, upto).
   Status Drop(const std::string& endpoint, const std::string& collection,
-              const std::string& key_text, const std::vector<std::string>& fields);
+              const std::string& key_text,
+              const std::vector<std::pair<std::string, ApplyId>>& fields);
   // Whether `endpoint` has any entry (a cheap check before looking records up).
   Result<bool> Any(const std::string& endpoint);
   Status DeleteAll(const std::string& endpoint);

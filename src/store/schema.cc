@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS refs(parent TEXT NOT NULL, child TEXT NOT NULL,
 INSERT OR IGNORE INTO meta(k, v) VALUES('next_apply_id', 1);
 CREATE TABLE IF NOT EXISTS ledger(endpoint TEXT NOT NULL, collection TEXT NOT NULL,
   key TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, apply_id INTEGER NOT NULL,
-  PRIMARY KEY(endpoint, collection, key, field)) WITHOUT ROWID;
+  PRIMARY KEY(endpoint, collection, key, field, apply_id)) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(k, v) VALUES('schema_version', 7);
 )sql";
 
@@ -74,9 +74,9 @@ UPDATE meta SET v = 6 WHERE k = 'schema_version';
 // Version 6 -> 7: positions are blobs of the connector's bytes (integers of older files read
 // as Position::FromInt's); the ledger of what duplex wrote to endpoints without markers.
 constexpr const char* kUpgradeFrom6 = R"sql(
-CREATE TABLE ledger(endpoint TEXT NOT NULL, collection TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS ledger(endpoint TEXT NOT NULL, collection TEXT NOT NULL,
   key TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, apply_id INTEGER NOT NULL,
-  PRIMARY KEY(endpoint, collection, key, field)) WITHOUT ROWID;
+  PRIMARY KEY(endpoint, collection, key, field, apply_id)) WITHOUT ROWID;
 UPDATE meta SET v = 7 WHERE k = 'schema_version';
 )sql";
 

@@ -137,13 +137,13 @@ Status StateStore::RecordLedger(const std::string& endpoint, ApplyId apply_id,
                                 const std::vector<std::string>& key_texts) {
   return ledger_.Record(endpoint, apply_id, ops, key_texts);
 }
-Result<std::map<std::string, LedgerEntry>> StateStore::LedgerOf(const std::string& endpoint,
-                                                                const std::string& collection,
-                                                                const std::string& key_text) {
+Result<std::map<std::string, std::vector<LedgerEntry>>> StateStore::LedgerOf(
+    const std::string& endpoint, const std::string& collection, const std::string& key_text) {
   return ledger_.Of(endpoint, collection, key_text);
 }
 Status StateStore::DropLedger(const std::string& endpoint, const std::string& collection,
-                              const std::string& key_text, const std::vector<std::string>& fields) {
+                              const std::string& key_text,
+                              const std::vector<std::pair<std::string, ApplyId>>& fields) {
   return ledger_.Drop(endpoint, collection, key_text, fields);
 }
 Result<bool> StateStore::AnyLedger(const std::string& endpoint) { return ledger_.Any(endpoint); }

@@ -93,11 +93,12 @@ class StateStore final : public Store {
   Result<std::optional<Position>> MinOutboxSeen(const std::string& endpoint) override;
   Status RecordLedger(const std::string& endpoint, ApplyId apply_id, const std::vector<RowOp>& ops,
                       const std::vector<std::string>& key_texts) override;
-  Result<std::map<std::string, LedgerEntry>> LedgerOf(const std::string& endpoint,
-                                                      const std::string& collection,
-                                                      const std::string& key_text) override;
+  Result<std::map<std::string, std::vector<LedgerEntry>>> LedgerOf(
+      const std::string& endpoint, const std::string& collection,
+      const std::string& key_text) override;
   Status DropLedger(const std::string& endpoint, const std::string& collection,
-                    const std::string& key_text, const std::vector<std::string>& fields) override;
+                    const std::string& key_text,
+                    const std::vector<std::pair<std::string, ApplyId>>& fields) override;
   Result<bool> AnyLedger(const std::string& endpoint) override;
 
   Result<int64_t> AddConflict(const ConflictRecord& c, double now_ms) override;

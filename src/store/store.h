@@ -113,12 +113,11 @@ class Store {
                               const std::vector<RowOp>& ops,
                               const std::vector<std::string>& key_texts) = 0;
   // field -> what duplex last wrote there, for one record ("" is the row: true or null).
-  virtual Result<std::map<std::string, LedgerEntry>> LedgerOf(const std::string& endpoint,
-                                                              const std::string& collection,
-                                                              const std::string& key_text) = 0;
+  virtual Result<std::map<std::string, std::vector<LedgerEntry>>> LedgerOf(
+      const std::string& endpoint, const std::string& collection, const std::string& key_text) = 0;
   virtual Status DropLedger(const std::string& endpoint, const std::string& collection,
                             const std::string& key_text,
-                            const std::vector<std::string>& fields) = 0;
+                            const std::vector<std::pair<std::string, ApplyId>>& fields) = 0;
   virtual Result<bool> AnyLedger(const std::string& endpoint) = 0;
 
   // --- The conflict log (DESIGN §4) ---

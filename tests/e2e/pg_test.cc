@@ -365,9 +365,10 @@ TEST_F(PgTest, EnumAndDomainColumnsSyncWithSqliteTextAndUnknownLabelsAreParked) 
           "balance INTEGER, notes TEXT)");
   Exec(a, "INSERT INTO customers VALUES (1,'ann','a@x','gold',10,'n')");
   SqlExec(lite, "INSERT INTO customers VALUES (2,'bob','b@x','silver',20,'n')");
-  WriteConfig(
-      PgEndpoint("a", a, "logical") + "[endpoints.edge]\ntype = \"sqlite\"\npath = \"edge.db\"\n\n",
-      {{"a", "customers"}, {"edge", "customers"}});
+  ConfigBuilder config;
+  config.Postgres("a", Dsn(a), "logical").Sqlite("edge", "edge.db");
+  Customers(config);
+  WriteConfig(config);
   Outcome check = Duplex({"check", "--install"});
   ASSERT_EQ(check.code, 0) << check;
   SyncIdle();
