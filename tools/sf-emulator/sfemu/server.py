@@ -223,6 +223,18 @@ class Handler(BaseHTTPRequestHandler):
         if name == "hold" and method == "POST":
             emu.org.hold_next = float(body.get("seconds", 0))
             return self._send(200, {"ok": True}, api=False)
+        if name == "events" and method == "POST":
+            if "expire_through" in body:
+                emu.org.expire_events(int(body["expire_through"]))
+            if "gap" in body:
+                gap = body["gap"] or {}
+                try:
+                    emu.org.add_gap(gap.get("entity", ""), gap.get("changeType", "GAP_OVERFLOW"),
+                                    gap.get("recordIds") or [])
+                except KeyError:
+                    return self._send(400, {"error": "no object %r" % gap.get("entity")},
+                                      api=False)
+            return self._send(200, {"last_replay_id": emu.org.last_replay_id()}, api=False)
         if name == "expire-sessions" and method == "POST":
             emu.tokens.clear()
             return self._send(200, {"ok": True}, api=False)
