@@ -78,6 +78,9 @@ class CometdStream {
   // again after the last replay id delivered. Unavailable when the org cannot be reached.
   Result<CdcBatch> Next();
 
+  // Breaks off a Next() waiting in another thread (it returns Unavailable).
+  void Interrupt() { client_.Interrupt(); }
+
   // The replay id of the last event delivered: what to store as the position.
   int64_t replay_id() const { return replay_id_; }
   const std::string& channel() const { return channel_; }

@@ -122,6 +122,8 @@ Client::Client(ClientOptions options)
 
 Client::~Client() = default;
 
+void Client::Interrupt() { http_->stop(); }
+
 Status Client::Login() {
   httplib::Params form{{"grant_type", "client_credentials"},
                        {"client_id", opt_.client_id},

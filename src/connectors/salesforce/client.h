@@ -77,6 +77,10 @@ class Client {
   Status Query(const std::string& soql, bool include_deleted,
                const std::function<Status(nlohmann::json& records)>& visit);
 
+  // Breaks off a call in progress from another thread (a CometD long-poll when stopping): it
+  // fails as Unavailable. The only member that may be called concurrently with the others.
+  void Interrupt();
+
   const ApiUsage& usage() const { return usage_; }
   bool quota_exhausted() const { return quota_exhausted_; }
   // API calls this client made (each counts against the org's daily limit).
