@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "connectors/salesforce/pacer.h"
+#include "connectors/salesforce/settings.h"
 #include "support/sf_emulator.h"
 
 namespace duplex::sf {
@@ -26,6 +27,17 @@ TEST(SfApiBudgetTest, ASharePercentOrANumberOfCalls) {
     Result<ApiBudget> b = ApiBudget::Parse(bad);
     ASSERT_FALSE(b.ok()) << bad;
     EXPECT_NE(b.status().message().find("api_budget"), std::string::npos);
+  }
+}
+
+TEST(SfApiBudgetTest, PollIntervalsAreDurations) {
+  EXPECT_EQ(ParseIntervalMs("2s"), 2000);
+  EXPECT_EQ(ParseIntervalMs("1.5s"), 1500);
+  EXPECT_EQ(ParseIntervalMs("500ms"), 500);
+  EXPECT_EQ(ParseIntervalMs("5m"), 300000);
+  EXPECT_EQ(ParseIntervalMs("1h"), 3600000);
+  for (const char* bad : {"", "2", "s", "-1s", "2 s", "2d"}) {
+    EXPECT_EQ(ParseIntervalMs(bad), std::nullopt) << bad;
   }
 }
 
