@@ -77,7 +77,7 @@ Result<std::shared_ptr<const ConnectorSettings>> ParseSettings(const SettingsRea
       return reader.Error(
           reader.KeyLine("poll_interval"),
           reader.where() + ": poll_interval '" + interval + "' is not a duration of at least 100ms",
-          "write poll_interval = \"2s\" (units: ms, s, m)");
+          "write poll_interval = \"2s\" (units: ms, s, m, h)");
     }
     s->poll_interval_ms = *ms;
   }
