@@ -93,6 +93,31 @@ TEST(SfEndpointTest, EventsAndPollsUnderOnePositionAcrossARestart) {
   EXPECT_EQ(got[0].values["LastName"], "Kid");
 }
 
+TEST(SfEndpointTest, IdsAndExternalIdsBothWays) {
+  testing::SfEmulator emu;
+  ASSERT_TRUE(emu.running());
+  SfEndpoint ep(Opts(emu, false), *Env::Default());
+  ASSERT_TRUE(ep.Open("").ok());
+  Result<std::vector<RecordResult>> w =
+      ep.Upsert("Account", {{{"External_Id__c", "ops:1"}, {"Name", "One"}},
+                            {{"External_Id__c", "ops:\"it's\""}, {"Name", "Quoted"}}});
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  const std::string users = emu.Api("POST", "/sobjects/Account", {{"Name", "A user's"}})["id"];
+  Result<std::map<std::string, std::string>> ids =
+      ep.IdsByExternalId("Account", {"OPS:1", "ops:\"it's\"", "ops:404"});
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  EXPECT_EQ(*ids, (std::map<std::string, std::string>{{"OPS:1", (*w)[0].id},
+                                                      {"ops:\"it's\"", (*w)[1].id}}));
+  Result<std::map<std::string, std::string>> keys =
+      ep.ExternalIdsById("Account", {(*w)[0].id, users.substr(0, 15)});
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  EXPECT_EQ(*keys, (std::map<std::string, std::string>{{(*w)[0].id, "ops:1"}, {users, ""}}));
+  EXPECT_TRUE(ep.ExternalIdsById("Account", {"nope"}).status().IsInvalidArgument());
+  Result<std::vector<RecordResult>> u = ep.Update("Account", {{{"Id", users}, {"Name", "Ed"}}});
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ((*u)[0].outcome, WriteOutcome::kUpdated);
+}
+
 TEST(SfEndpointTest, PollingAloneAndWritesPausedByTheBudget) {
   testing::SfEmulator emu;
   ASSERT_TRUE(emu.running());

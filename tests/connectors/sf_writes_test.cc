@@ -157,6 +157,26 @@ TEST_F(SfWritesTest, AnExpiredSessionIsRenewedOnce) {
   EXPECT_EQ((*r)[0].outcome, WriteOutcome::kUpdated);
 }
 
+TEST_F(SfWritesTest, UpdatesByIdForRecordsWithoutAnExternalId) {
+  ASSERT_TRUE(emu_.running());
+  const std::string id = emu_.Api("POST", "/sobjects/Account", {{"Name", "A user's"}})["id"];
+  const std::string gone = emu_.Api("POST", "/sobjects/Account", {{"Name", "Gone"}})["id"];
+  emu_.Api("DELETE", "/sobjects/Account/" + gone);
+  emu_.Hook("faults", {{"kind", "DROP_RESPONSE_AFTER_COMMIT"}, {"count", 1}});
+  Result<std::vector<RecordResult>> r =
+      writer_.Update("Account", {{{"Id", id}, {"Industry", "Energy"}},
+                                 {{"Id", gone}, {"Industry", "x"}},
+                                 {{"Id", id.substr(0, 15)}, {"Rating", "Tepid"}}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)[0].outcome, WriteOutcome::kUpdated);
+  EXPECT_EQ((*r)[1].outcome, WriteOutcome::kRefused);
+  EXPECT_EQ((*r)[1].code, "ENTITY_IS_DELETED");
+  EXPECT_EQ((*r)[2].outcome, WriteOutcome::kRefused);
+  EXPECT_NE((*r)[2].message.find("field 'Rating'"), std::string::npos) << (*r)[2].message;
+  EXPECT_EQ(writer_.last_calls(), 2);  // the lost reply: sent again
+  EXPECT_EQ(emu_.Api("GET", "/sobjects/Account/" + id)["Industry"], "Energy");
+}
+
 TEST_F(SfWritesTest, DeletesAreIdempotent) {
   ASSERT_TRUE(emu_.running());
   Result<std::vector<RecordResult>> r =

@@ -243,6 +243,75 @@ Result<std::vector<RecordResult>> SfEndpoint::Delete(const std::string& object,
   return r;
 }
 
+Result<std::vector<RecordResult>> SfEndpoint::Update(const std::string& object,
+                                                     const std::vector<nlohmann::json>& records) {
+  DUPLEX_RETURN_IF_ERROR(WritesAllowed(object));
+  Result<std::vector<RecordResult>> r = writer_.Update(object, records);
+  pacer_.Observe(client_, Now());
+  return r;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> SfEndpoint::Lookup(
+    const std::string& object, const std::string& field, const std::vector<std::string>& values) {
+  std::vector<std::pair<std::string, std::string>> out;
+  constexpr size_t kPerQuery = 200;
+  for (size_t start = 0; start < values.size(); start += kPerQuery) {
+    std::string list;
+    for (size_t i = start; i < std::min(values.size(), start + kPerQuery); ++i) {
+      // SOQL string literals: quote and backslash escaped.
+      std::string v;
+      for (char c : values[i]) {
+        if (c == '\\' || c == '\'') v += '\\';
+        v += c;
+      }
+      list += (list.empty() ? "'" : ", '") + v + "'";
+    }
+    Status st = client_.Query(
+        "SELECT Id, " + opt_.external_id + " FROM " + object + " WHERE " + field + " IN (" + list +
+            ")",
+        false, [&](nlohmann::json& page) {
+          for (const nlohmann::json& r : page) {
+            const nlohmann::json& ext =
+                r.contains(opt_.external_id) ? r[opt_.external_id] : nlohmann::json();
+            out.emplace_back(r.value("Id", ""), ext.is_string() ? ext.get<std::string>() : "");
+          }
+          return Status::Ok();
+        });
+    pacer_.Observe(client_, Now());
+    DUPLEX_RETURN_IF_ERROR(st);
+  }
+  return out;
+}
+
+Result<std::map<std::string, std::string>> SfEndpoint::IdsByExternalId(
+    const std::string& object, const std::vector<std::string>& keys) {
+  DUPLEX_ASSIGN_OR_RETURN(auto rows, Lookup(object, opt_.external_id, keys));
+  std::map<std::string, std::string> out;
+  // External ids match case-insensitively: key the answer by the caller's spelling.
+  for (const std::string& k : keys) {
+    for (const auto& [id, ext] : rows) {
+      if (SameName(ext, k)) out[k] = id;
+    }
+  }
+  return out;
+}
+
+Result<std::map<std::string, std::string>> SfEndpoint::ExternalIdsById(
+    const std::string& object, const std::vector<std::string>& ids) {
+  std::vector<std::string> full;
+  for (const std::string& id : ids) {
+    std::optional<std::string> n = NormalizeId(id);
+    if (!n)
+      return Status::InvalidArgument(opt_.client.where + ": '" + id + "' is not a " + object +
+                                     " id");
+    full.push_back(*n);
+  }
+  DUPLEX_ASSIGN_OR_RETURN(auto rows, Lookup(object, "Id", full));
+  std::map<std::string, std::string> out;
+  for (auto& [id, ext] : rows) out[id] = ext;
+  return out;
+}
+
 const ObjectInfo* SfEndpoint::Describe(const std::string& object) const {
   for (const auto& [name, info] : described_) {
     if (SameName(name, object)) return &info;

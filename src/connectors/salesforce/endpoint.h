@@ -74,6 +74,19 @@ class SfEndpoint {
   Result<std::vector<RecordResult>> Delete(const std::string& object,
                                            const std::vector<std::string>& ids);
 
+  // Collections update by Id (records the org's users created have no external id).
+  Result<std::vector<RecordResult>> Update(const std::string& object,
+                                           const std::vector<nlohmann::json>& records);
+
+  // The Ids of the live records whose external id is one of `keys` (external id -> Id; keys
+  // with no record are left out), and the reverse: the external ids of `ids` (Id -> external
+  // id, "" for a record without one). Live records only; one query per 200. For deletes
+  // (Collections delete by Id only) and for references between objects (a Contact's AccountId).
+  Result<std::map<std::string, std::string>> IdsByExternalId(const std::string& object,
+                                                             const std::vector<std::string>& keys);
+  Result<std::map<std::string, std::string>> ExternalIdsById(const std::string& object,
+                                                             const std::vector<std::string>& ids);
+
   // The describe of an object read at Open.
   const ObjectInfo* Describe(const std::string& object) const;
   const QuotaPacer& pacer() const { return pacer_; }
@@ -88,6 +101,9 @@ class SfEndpoint {
   static std::string SerializePosition(const Position& p);
   double Now() const;
   Status WritesAllowed(const std::string& object);
+  // SELECT Id, external id FROM object WHERE `field` IN (values), 200 values a query.
+  Result<std::vector<std::pair<std::string, std::string>>> Lookup(
+      const std::string& object, const std::string& field, const std::vector<std::string>& values);
   void EventLoop();
 
   Options opt_;

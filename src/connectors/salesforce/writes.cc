@@ -228,6 +228,42 @@ Result<std::vector<RecordResult>> Writer::Upsert(const std::string& object,
       });
 }
 
+Result<std::vector<RecordResult>> Writer::Update(const std::string& object,
+                                                 const std::vector<nlohmann::json>& records) {
+  return WithRetries(
+      records.size(), [&](const std::vector<size_t>& which) -> Result<std::vector<RecordResult>> {
+        nlohmann::json batch = nlohmann::json::array();
+        for (size_t i : which) {
+          nlohmann::json r = nlohmann::json::object();
+          r["attributes"] = {{"type", object}};
+          for (const auto& [k, v] : records[i].items()) {
+            if (k == "attributes") continue;
+            r[SameName(k, "Id") ? "id" : k] = v;
+          }
+          batch.push_back(std::move(r));
+        }
+        Result<nlohmann::json> answer = client_.Send("PATCH", "/composite/sobjects",
+                                                     {{"allOrNone", false}, {"records", batch}});
+        if (!answer.ok()) {
+          if (!answer.status().IsRetriable()) {
+            return answer.status().WithContext("update of " + std::to_string(which.size()) + " " +
+                                               object + " records");
+          }
+          return CallFailed(client_, answer.status(), which.size());
+        }
+        if (!answer->is_array()) {
+          return Status::Corruption("update of " + object + ": the answer is not a result list: " +
+                                    answer->dump().substr(0, 200));
+        }
+        std::vector<RecordResult> out;
+        for (size_t k = 0; k < answer->size(); ++k) {
+          out.push_back(RecordResultOf(
+              (*answer)[k], object, k < which.size() ? KeyOf(records[which[k]], "Id") : "", false));
+        }
+        return out;
+      });
+}
+
 Result<std::vector<RecordResult>> Writer::Delete(const std::string& object,
                                                  const std::vector<std::string>& ids) {
   return WithRetries(

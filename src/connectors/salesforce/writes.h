@@ -57,6 +57,13 @@ class Writer {
                                            const std::string& external_id_field,
                                            const std::vector<nlohmann::json>& records);
 
+  // sObject Collections update by Id: PATCH composite/sobjects, 200 records a call, allOrNone
+  // false, retried like Upsert (setting values twice changes nothing). Each record holds "Id"
+  // and the fields to set: for records the org's users created, which have no external id.
+  // A record deleted meanwhile is refused with ENTITY_IS_DELETED.
+  Result<std::vector<RecordResult>> Update(const std::string& object,
+                                           const std::vector<nlohmann::json>& records);
+
   // sObject Collections delete: DELETE composite/sobjects?ids=...&allOrNone=false, 200 ids a
   // call, retried like Upsert. A record already deleted counts as deleted.
   Result<std::vector<RecordResult>> Delete(const std::string& object,
