@@ -93,6 +93,18 @@ TEST(SfEndpointTest, EventsAndPollsUnderOnePositionAcrossARestart) {
   EXPECT_EQ(got[0].values["LastName"], "Kid");
 }
 
+TEST(SfEndpointTest, StoppingBreaksOffTheLongPoll) {
+  testing::SfEmulator emu({"--cometd-timeout", "60"});  // a /meta/connect waits 60 s
+  ASSERT_TRUE(emu.running());
+  const auto start = std::chrono::steady_clock::now();
+  {
+    SfEndpoint ep(Opts(emu, true), *Env::Default());
+    ASSERT_TRUE(ep.Open("").ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the thread is waiting
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+}
+
 TEST(SfEndpointTest, IdsAndExternalIdsBothWays) {
   testing::SfEmulator emu;
   ASSERT_TRUE(emu.running());

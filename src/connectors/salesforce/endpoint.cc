@@ -1,6 +1,7 @@
 #include "connectors/salesforce/endpoint.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <ctime>
 
@@ -37,7 +38,12 @@ SfEndpoint::~SfEndpoint() {
     stop_ = true;
   }
   room_.notify_all();
-  if (stream_) stream_->Interrupt();
+  // Interrupt until the thread is out: an interrupt that comes between two long-polls finds
+  // no connection to break, and the next long-poll would hold the join for up to 110 s.
+  while (events_.joinable() && !events_done_.load()) {
+    stream_->Interrupt();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   if (events_.joinable()) events_.join();
 }
 
@@ -108,6 +114,10 @@ Status SfEndpoint::Open(const std::string& position) {
 }
 
 void SfEndpoint::EventLoop() {
+  struct Done {
+    std::atomic<bool>& flag;
+    ~Done() { flag = true; }
+  } done{events_done_};
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -207,9 +217,10 @@ Result<std::vector<SfChange>> SfEndpoint::Capture(std::string& position) {
     }
     next_sweep_ = Now() + opt_.sweep_seconds;
   }
-  // A failure the engine must see is returned once nothing captured would be lost with it
-  // (the events taken from the queue are only in `out`).
-  if (!failed.ok() && out.empty()) return failed;
+  // A failure the engine must see is returned only when nothing would be lost with it: the
+  // events taken from the queue, and what a gap changed in the position, live only in `out`
+  // and `pos`.
+  if (!failed.ok() && out.empty() && batches.empty()) return failed;
   position = SerializePosition(pos);
   return out;
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -123,6 +124,7 @@ class SfEndpoint {
   size_t queued_changes_ = 0;
   Status stream_status_;  // the last error of the stream, Ok once it works again
   bool stop_ = false;
+  std::atomic<bool> events_done_{false};
   std::unique_ptr<CometdStream> stream_;
   std::thread events_;
 };
