@@ -69,6 +69,32 @@ TEST(SfCaptureTest, ALateCommitBeyondTheOverlapIsFoundByTheSweep) {
   EXPECT_FALSE(ObjectPosition::FromJson(nlohmann::json::array()).ok());
 }
 
+TEST(SfCaptureTest, ASweepOfManyChangesReadsTheWindowInOneQuery) {
+  testing::SfEmulator emu;
+  ASSERT_TRUE(emu.running());
+  Client client(Options(emu));
+  ObjectCapture cap(client, "Account", {"Name"}, 1);
+  ObjectPosition pos;
+  emu.Hook("hold", {{"seconds", 4}});
+  emu.Api("POST", "/sobjects/Account", {{"Name", "held"}});
+  Sleep(2200);
+  nlohmann::json records = nlohmann::json::array();
+  for (int i = 0; i < 250; ++i) {
+    records.push_back({{"attributes", {{"type", "Account"}}}, {"Name", "n" + std::to_string(i)}});
+    if (records.size() == 200 || i == 249) {
+      emu.Api("POST", "/composite/sobjects", {{"records", records}});
+      records = nlohmann::json::array();
+    }
+  }
+  EXPECT_EQ(Names(cap.Poll(pos)).size(), 250u);
+  Sleep(2200);
+  EXPECT_TRUE(Names(cap.Poll(pos)).empty());
+  const int64_t before = client.calls();
+  EXPECT_EQ(Names(cap.Sweep(pos, static_cast<double>(std::time(nullptr)))),
+            (std::vector<std::string>{"held"}));
+  EXPECT_EQ(client.calls() - before, 3);  // updated, deleted, one queryAll for 251 rows
+}
+
 TEST(SfCaptureTest, ADeleteCommittingLateIsFoundByTheSweep) {
   testing::SfEmulator emu;
   ASSERT_TRUE(emu.running());

@@ -58,8 +58,9 @@ class ObjectCapture {
   // One queryAll poll from the cursor: rows not delivered before.
   Result<std::vector<SfChange>> Poll(ObjectPosition& pos);
   // The updated and deleted resources from pos.sweep_from to `now` (seconds since the epoch,
-  // the org's clock): rows and deletes the polls did not deliver. Two API calls, plus one
-  // query per 200 updated ids. Replication windows are whole minutes.
+  // the org's clock): rows and deletes the polls did not deliver. Two API calls, plus a query
+  // of the updated ids (up to 200), or of every row stamped since sweep_from (a call per
+  // 2,000 rows) when more changed. Replication windows are whole minutes.
   Result<std::vector<SfChange>> Sweep(ObjectPosition& pos, double now);
   // Reads `ids` again (a gap event named them): their current rows, whatever was delivered.
   Result<std::vector<SfChange>> Reread(ObjectPosition& pos, const std::vector<std::string>& ids);
