@@ -43,9 +43,10 @@ Result<ObjectPosition> ObjectPosition::FromJson(const nlohmann::json& j) {
 }
 
 ObjectCapture::ObjectCapture(Client& client, std::string object, std::vector<std::string> fields,
-                             double overlap_seconds, double late_window_seconds)
+                             double overlap_seconds, double late_window_seconds,
+                             double remember_seconds)
     : client_(client),
-      poller_(std::move(object), std::move(fields), overlap_seconds, late_window_seconds),
+      poller_(std::move(object), std::move(fields), overlap_seconds, remember_seconds),
       late_window_(late_window_seconds) {}
 
 std::vector<SfChange> ObjectCapture::ChangesOf(const std::string& object,

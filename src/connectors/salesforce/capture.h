@@ -50,10 +50,12 @@ class ObjectCapture {
  public:
   // Polls `object`'s `fields` (besides Id, SystemModstamp, IsDeleted) reading `overlap`
   // seconds back. `late_window`: the longest a transaction is expected to stay open; the first
-  // sweep starts that far before the first poll, and delivered rows are remembered that long,
-  // so that a sweep does not deliver them again.
+  // sweep starts that far before the first poll. Delivered rows are remembered (in the
+  // position) for `remember` seconds, so that a sweep does not deliver them again: longer
+  // means fewer repeated rows and a larger position (one entry per row changed in that time).
   ObjectCapture(Client& client, std::string object, std::vector<std::string> fields,
-                double overlap_seconds, double late_window_seconds = 600);
+                double overlap_seconds, double late_window_seconds = 600,
+                double remember_seconds = 600);
 
   // One queryAll poll from the cursor: rows not delivered before.
   Result<std::vector<SfChange>> Poll(ObjectPosition& pos);

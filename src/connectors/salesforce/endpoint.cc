@@ -95,8 +95,9 @@ Status SfEndpoint::Open(const std::string& position) {
                      [&](const std::string& f) { return SameName(f, opt_.external_id); })) {
       fields.push_back(opt_.external_id);  // the record's key travels with every row
     }
-    captures_.push_back(std::make_unique<ObjectCapture>(
-        client_, info->name, fields, opt_.overlap_seconds, opt_.late_window_seconds));
+    captures_.push_back(
+        std::make_unique<ObjectCapture>(client_, info->name, fields, opt_.overlap_seconds,
+                                        opt_.late_window_seconds, opt_.remember_seconds));
     described_[info->name] = std::move(*info);
   }
   if (!problems.empty()) {

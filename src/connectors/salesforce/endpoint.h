@@ -50,6 +50,10 @@ class SfEndpoint {
     QuotaPacer::Options pacing;
     double overlap_seconds = 5;
     double late_window_seconds = 600;
+    // How long capture remembers a delivered row (ObjectCapture): the position holds an entry
+    // per row changed in that time, so a bulk load of many rows keeps it short. A row the sweep
+    // meets after that comes again, with the values already delivered.
+    double remember_seconds = 120;
     double sweep_seconds = 300;
     size_t max_queued_events = 10000;
   };
