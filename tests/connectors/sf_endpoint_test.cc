@@ -125,6 +125,14 @@ TEST(SfEndpointTest, IdsAndExternalIdsBothWays) {
   ASSERT_TRUE(keys.ok()) << keys.status().ToString();
   EXPECT_EQ(*keys, (std::map<std::string, std::string>{{(*w)[0].id, "ops:1"}, {users, ""}}));
   EXPECT_TRUE(ep.ExternalIdsById("Account", {"nope"}).status().IsInvalidArgument());
+  // A deleted record's key, for a captured delete (which carries only the Id).
+  ASSERT_TRUE(ep.Delete("Account", {(*w)[0].id}).ok());
+  keys = ep.ExternalIdsById("Account", {(*w)[0].id});
+  ASSERT_TRUE(keys.ok());
+  EXPECT_TRUE(keys->empty());
+  keys = ep.ExternalIdsById("Account", {(*w)[0].id}, /*include_deleted=*/true);
+  ASSERT_TRUE(keys.ok());
+  EXPECT_EQ(*keys, (std::map<std::string, std::string>{{(*w)[0].id, "ops:1"}}));
   Result<std::vector<RecordResult>> u = ep.Update("Account", {{{"Id", users}, {"Name", "Ed"}}});
   ASSERT_TRUE(u.ok());
   EXPECT_EQ((*u)[0].outcome, WriteOutcome::kUpdated);

@@ -264,7 +264,8 @@ Result<std::vector<RecordResult>> SfEndpoint::Update(const std::string& object,
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> SfEndpoint::Lookup(
-    const std::string& object, const std::string& field, const std::vector<std::string>& values) {
+    const std::string& object, const std::string& field, const std::vector<std::string>& values,
+    bool include_deleted) {
   std::vector<std::pair<std::string, std::string>> out;
   constexpr size_t kPerQuery = 200;
   for (size_t start = 0; start < values.size(); start += kPerQuery) {
@@ -281,7 +282,7 @@ Result<std::vector<std::pair<std::string, std::string>>> SfEndpoint::Lookup(
     Status st = client_.Query(
         "SELECT Id, " + opt_.external_id + " FROM " + object + " WHERE " + field + " IN (" + list +
             ")",
-        false, [&](nlohmann::json& page) {
+        include_deleted, [&](nlohmann::json& page) {
           for (const nlohmann::json& r : page) {
             const nlohmann::json& ext =
                 r.contains(opt_.external_id) ? r[opt_.external_id] : nlohmann::json();
@@ -309,16 +310,17 @@ Result<std::map<std::string, std::string>> SfEndpoint::IdsByExternalId(
 }
 
 Result<std::map<std::string, std::string>> SfEndpoint::ExternalIdsById(
-    const std::string& object, const std::vector<std::string>& ids) {
+    const std::string& object, const std::vector<std::string>& ids, bool include_deleted) {
   std::vector<std::string> full;
   for (const std::string& id : ids) {
     std::optional<std::string> n = NormalizeId(id);
-    if (!n)
+    if (!n) {
       return Status::InvalidArgument(opt_.client.where + ": '" + id + "' is not a " + object +
                                      " id");
+    }
     full.push_back(*n);
   }
-  DUPLEX_ASSIGN_OR_RETURN(auto rows, Lookup(object, "Id", full));
+  DUPLEX_ASSIGN_OR_RETURN(auto rows, Lookup(object, "Id", full, include_deleted));
   std::map<std::string, std::string> out;
   for (auto& [id, ext] : rows) out[id] = ext;
   return out;

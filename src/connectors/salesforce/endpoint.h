@@ -89,8 +89,11 @@ class SfEndpoint {
   // (Collections delete by Id only) and for references between objects (a Contact's AccountId).
   Result<std::map<std::string, std::string>> IdsByExternalId(const std::string& object,
                                                              const std::vector<std::string>& keys);
+  // `include_deleted`: deleted records too (queryAll): a captured delete carries only the Id,
+  // and the record's key is its external id.
   Result<std::map<std::string, std::string>> ExternalIdsById(const std::string& object,
-                                                             const std::vector<std::string>& ids);
+                                                             const std::vector<std::string>& ids,
+                                                             bool include_deleted = false);
 
   // The describe of an object read at Open.
   const ObjectInfo* Describe(const std::string& object) const;
@@ -108,7 +111,8 @@ class SfEndpoint {
   Status WritesAllowed(const std::string& object);
   // SELECT Id, external id FROM object WHERE `field` IN (values), 200 values a query.
   Result<std::vector<std::pair<std::string, std::string>>> Lookup(
-      const std::string& object, const std::string& field, const std::vector<std::string>& values);
+      const std::string& object, const std::string& field, const std::vector<std::string>& values,
+      bool include_deleted = false);
   void EventLoop();
 
   Options opt_;
