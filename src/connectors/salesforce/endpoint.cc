@@ -226,6 +226,16 @@ Result<std::vector<SfChange>> SfEndpoint::Capture(std::string& position) {
   return out;
 }
 
+bool SfEndpoint::HasNews() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!queue_.empty()) return true;
+  }
+  const double now = Now();
+  if (pacer_.Paused(now)) return false;
+  return now >= next_poll_ || now >= next_sweep_;
+}
+
 Status SfEndpoint::WritesAllowed(const std::string& object) {
   const double now = Now();
   if (!pacer_.WritesPaused(now)) return Status::Ok();

@@ -71,6 +71,10 @@ class SfEndpoint {
   // events first, then a poll and a sweep if they are due. Never waits for events.
   Result<std::vector<SfChange>> Capture(std::string& position);
 
+  // Whether a Capture now would have something to do: events queued, or a poll or a sweep
+  // due (and the endpoint not paused). No API call.
+  bool HasNews();
+
   // Writes through Collections (Writer): upserts by the external id, deletes by Id. Paused
   // writes (the budget spent down to the capture reserve, or a 403) are Unavailable, naming
   // the usage, and not sent.

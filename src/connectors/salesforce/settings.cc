@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <utility>
 
+#include "connectors/salesforce/salesforce_connector.h"
+
 namespace duplex::sf {
 
 std::string SalesforceSettings::Summary() const {
@@ -93,6 +95,36 @@ Result<std::shared_ptr<const ConnectorSettings>> ParseSettings(const SettingsRea
   }
   s->api_budget = *budget;
   return std::shared_ptr<const ConnectorSettings>(std::move(s));
+}
+
+Result<std::unique_ptr<Connector>> MakeConnector(const ConnectorContext& context,
+                                                 const ConnectorSettings& settings) {
+  const auto* s = dynamic_cast<const SalesforceSettings*>(&settings);
+  if (s == nullptr || s->instance_url.empty()) {
+    return Status::InvalidArgument(context.where() + ": type \"salesforce\" needs instance_url");
+  }
+  auto secret = [&](const std::string& var, const char* key) -> Result<std::string> {
+    const char* v = std::getenv(var.c_str());
+    if (v == nullptr || *v == '\0') {
+      return Status::InvalidArgument(context.where() + ": " + key + " names the environment " +
+                                     "variable '" + var + "', which is not set");
+    }
+    return std::string(v);
+  };
+  SfEndpoint::Options o;
+  o.client.instance_url = s->instance_url;
+  DUPLEX_ASSIGN_OR_RETURN(o.client.client_id, secret(s->client_id_env, "client_id_env"));
+  DUPLEX_ASSIGN_OR_RETURN(o.client.client_secret,
+                          secret(s->client_secret_env, "client_secret_env"));
+  // changeOrigin of duplex's writes: a pre-filter only (the engine's ledger decides).
+  o.client.call_client = "duplex";
+  o.client.where = "endpoint '" + context.name + "'";
+  o.external_id = s->external_id;
+  o.events = s->capture == SalesforceSettings::Capture::kCdc;
+  o.pacing.budget = s->api_budget;
+  o.pacing.min_poll_seconds = static_cast<double>(s->poll_interval_ms) / 1000.0;
+  return std::unique_ptr<Connector>(
+      std::make_unique<SalesforceConnector>(context.name, std::move(o), *Env::Default()));
 }
 
 }  // namespace duplex::sf

@@ -8,6 +8,7 @@
 
 #include "connectors/salesforce/pacer.h"
 #include "connectors/settings.h"
+#include "duplex/connector.h"
 #include "duplex/result.h"
 
 namespace duplex::sf {
@@ -40,6 +41,11 @@ struct SalesforceSettings final : ConnectorSettings {
 // instance_url, client_id_env, client_secret_env or external_id, an instance_url that is not
 // http(s)://HOST[:PORT], an unknown capture, a bad poll_interval or api_budget.
 Result<std::shared_ptr<const ConnectorSettings>> ParseSettings(const SettingsReader& reader);
+
+// Builds the connector: the secrets from the environment variables the settings name
+// (InvalidArgument naming the variable when one is unset; the values are never logged).
+Result<std::unique_ptr<Connector>> MakeConnector(const ConnectorContext& context,
+                                                 const ConnectorSettings& settings);
 
 // "500ms", "2s", "1.5s", "5m", "1h" in milliseconds; nullopt for anything else (the config's own
 // duration syntax, which this layer cannot link).
