@@ -161,7 +161,9 @@ Result<TableInfo> SalesforceConnector::Describe(const std::string& table) {
     if (!f.kind()) continue;  // compound fields: their components are listed too
     ColumnInfo c;
     c.name = f.name;
-    c.type = SqlTypeOf(f);
+    // Ids and references travel as record ids (key_mode = "mapped"), whatever the other
+    // endpoint's native key type is (an INTEGER rowid): no type name, which goes with any.
+    c.type = f.type == "id" || f.type == "reference" ? "" : SqlTypeOf(f);
     c.not_null = !f.nillable && f.type != "boolean";
     c.has_default = f.nillable || f.type == "boolean";
     if (SameName(f.name, "Id")) {

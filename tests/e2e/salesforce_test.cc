@@ -1,0 +1,156 @@
+// End to end, issue 13 §3: the `duplex` binary between the local Salesforce
+// (tools/sf-emulator/) and a SQLite file, ids generated on both sides (key_mode = "mapped"):
+// the initial load both ways, a live edit each way, a delete each way, no echo loop (an idle
+// run writes nothing to the org), and a same-field edit on both sides logged as a conflict.
+// `duplex check` names what the org lacks.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "support/sf_emulator.h"
+#include "support/sync_fixture.h"
+#include "support/test_util.h"
+
+namespace duplex {
+namespace {
+
+using testing::SfEmulator;
+using testing::SqlExec;
+using testing::SqlQuery;
+using testing::SyncFixture;
+
+// The parameter: the org's capture, "poll" or "cdc" (change events, cross-checked by polls).
+class SalesforceE2eTest : public ::testing::TestWithParam<std::string>, protected SyncFixture {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(emu_.running());
+    setenv("SF_CLIENT_ID", "duplex", 1);
+    setenv("SF_CLIENT_SECRET", "secret", 1);
+    SqlExec(File("ops.db"),
+            "CREATE TABLE accounts(id INTEGER PRIMARY KEY, name TEXT NOT NULL, industry TEXT);");
+  }
+
+  void Write(const std::string& external_id = "External_Id__c") {
+    std::ofstream f(ConfigPath());
+    f << "[engine]\nstate = \"state.db\"\n\n"
+      << "[endpoints.crm]\ntype = \"salesforce\"\ninstance_url = \"" << emu_.url() << "\"\n"
+      << "client_id_env = \"SF_CLIENT_ID\"\nclient_secret_env = \"SF_CLIENT_SECRET\"\n"
+      << "external_id = \"" << external_id << "\"\ncapture = \"" << GetParam()
+      << "\"\npoll_interval = \"200ms\"\n\n"
+      << "[endpoints.ops]\ntype = \"sqlite\"\npath = \"ops.db\"\n\n"
+      << "[collections.account]\nkey = [\"id\"]\nkey_mode = \"mapped\"\n"
+      << "endpoints.crm = { table = \"Account\", fields = { id = \"Id\", name = \"Name\", "
+         "industry = \"Industry\" } }\n"
+      << "endpoints.ops = { table = \"accounts\" }\n";
+  }
+
+  // The org's accounts as "Name|Industry" lines, by name.
+  std::string OrgAccounts() {
+    nlohmann::json q =
+        emu_.Api("GET", "/query?q=SELECT%20Name,Industry%20FROM%20Account%20ORDER%20BY%20Name");
+    std::string out;
+    for (const auto& r : q["records"]) {
+      out += r["Name"].get<std::string>() + "|" +
+             (r["Industry"].is_null() ? "NULL" : r["Industry"].get<std::string>()) + "\n";
+    }
+    return out;
+  }
+  std::string OpsAccounts() {
+    return SqlQuery(File("ops.db"), "SELECT name, industry FROM accounts ORDER BY name");
+  }
+  void Run() {
+    testing::Outcome o = Duplex({"run", "--until-idle"});
+    ASSERT_EQ(o.code, 0) << o.All();
+  }
+  // API calls that write (Collections, sObject rows) so far.
+  int64_t Writes() {
+    nlohmann::json stats = emu_.Hook("stats");
+    int64_t n = 0;
+    for (const auto& [resource, count] : stats["calls"].items()) {
+      if (resource.find("composite") != std::string::npos) n += count.get<int64_t>();
+    }
+    return n;
+  }
+
+  SfEmulator emu_;
+};
+
+TEST_P(SalesforceE2eTest, CheckNamesWhatTheOrgLacks) {
+  Write("Duplex_Key__c");
+  testing::Outcome o = Duplex({"check"});
+  EXPECT_EQ(o.code, 2) << o.All();
+  EXPECT_NE(o.All().find("object 'Account' has no field 'Duplex_Key__c'"), std::string::npos)
+      << o.All();
+  Write();
+  o = Duplex({"check"});
+  EXPECT_EQ(o.code, 0) << o.All();
+}
+
+TEST_P(SalesforceE2eTest, BothWaysWithoutAnEchoLoop) {
+  const std::string acme = emu_.Api("POST", "/sobjects/Account", {{"Name", "Acme"}})["id"];
+  SqlExec(File("ops.db"), "INSERT INTO accounts(name, industry) VALUES ('Local Co', 'Retail');");
+  Write();
+  ASSERT_NO_FATAL_FAILURE(Run());
+  EXPECT_EQ(OrgAccounts(), "Acme|NULL\nLocal Co|Retail\n");
+  EXPECT_EQ(OpsAccounts(), "Acme|NULL\nLocal Co|Retail\n");
+
+  // A second run writes nothing: duplex's own writes came back as echoes, not edits.
+  const int64_t writes = Writes();
+  ASSERT_NO_FATAL_FAILURE(Run());
+  EXPECT_EQ(Writes(), writes) << emu_.Hook("stats").dump();
+
+  // A live edit each way.
+  emu_.Api("PATCH", "/sobjects/Account/" + acme, {{"Industry", "Energy"}});
+  SqlExec(File("ops.db"), "UPDATE accounts SET name = 'Local Company' WHERE name = 'Local Co';");
+  ASSERT_NO_FATAL_FAILURE(Run());
+  EXPECT_EQ(OrgAccounts(), "Acme|Energy\nLocal Company|Retail\n");
+  EXPECT_EQ(OpsAccounts(), "Acme|Energy\nLocal Company|Retail\n");
+
+  // A delete each way.
+  SqlExec(File("ops.db"), "DELETE FROM accounts WHERE name = 'Acme';");
+  ASSERT_NO_FATAL_FAILURE(Run());
+  EXPECT_EQ(OrgAccounts(), "Local Company|Retail\n");
+  nlohmann::json local = emu_.Api(
+      "GET", "/query?q=SELECT%20Id%20FROM%20Account%20WHERE%20Name%20=%20'Local%20Company'");
+  ASSERT_EQ(local["records"].size(), 1u) << local.dump();
+  emu_.Api("DELETE", "/sobjects/Account/" + local["records"][0]["Id"].get<std::string>());
+  ASSERT_NO_FATAL_FAILURE(Run());
+  EXPECT_EQ(OpsAccounts(), "");
+  EXPECT_EQ(OrgAccounts(), "");
+
+  // Idle again: nothing written.
+  const int64_t settled = Writes();
+  ASSERT_NO_FATAL_FAILURE(Run());
+  EXPECT_EQ(Writes(), settled) << emu_.Hook("stats").dump();
+}
+
+TEST_P(SalesforceE2eTest, SameFieldEditedOnBothSidesIsAConflict) {
+  const std::string acme = emu_.Api("POST", "/sobjects/Account", {{"Name", "Acme"}})["id"];
+  Write();
+  ASSERT_NO_FATAL_FAILURE(Run());
+  ASSERT_EQ(OpsAccounts(), "Acme|NULL\n");
+  SqlExec(File("ops.db"), "UPDATE accounts SET industry = 'Retail' WHERE name = 'Acme';");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  emu_.Api("PATCH", "/sobjects/Account/" + acme, {{"Industry", "Energy"}});
+  ASSERT_NO_FATAL_FAILURE(Run());
+  // Whichever wins, both sides agree and the conflict is logged.
+  const std::string org = OrgAccounts();
+  EXPECT_EQ(org, OpsAccounts());
+  EXPECT_TRUE(org == "Acme|Energy\n" || org == "Acme|Retail\n") << org;
+  nlohmann::json conflicts = ConflictsJson(/*all=*/true);
+  ASSERT_EQ(conflicts.size(), 1u) << conflicts.dump();
+  EXPECT_NE(conflicts.dump().find("industry"), std::string::npos) << conflicts.dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(Capture, SalesforceE2eTest, ::testing::Values("poll", "cdc"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+}  // namespace
+}  // namespace duplex
