@@ -32,7 +32,9 @@ class SalesforceE2eTest : public ::testing::TestWithParam<std::string>, protecte
     setenv("SF_CLIENT_ID", "duplex", 1);
     setenv("SF_CLIENT_SECRET", "secret", 1);
     SqlExec(File("ops.db"),
-            "CREATE TABLE accounts(id INTEGER PRIMARY KEY, name TEXT NOT NULL, industry TEXT);");
+            "CREATE TABLE accounts(id INTEGER PRIMARY KEY, name TEXT NOT NULL, industry TEXT);"
+            "CREATE TABLE contacts(id INTEGER PRIMARY KEY, last TEXT NOT NULL, "
+            "account_id INTEGER REFERENCES accounts(id));");
   }
 
   void Write(const std::string& external_id = "External_Id__c") {
@@ -46,7 +48,11 @@ class SalesforceE2eTest : public ::testing::TestWithParam<std::string>, protecte
       << "[collections.account]\nkey = [\"id\"]\nkey_mode = \"mapped\"\n"
       << "endpoints.crm = { table = \"Account\", fields = { id = \"Id\", name = \"Name\", "
          "industry = \"Industry\" } }\n"
-      << "endpoints.ops = { table = \"accounts\" }\n";
+      << "endpoints.ops = { table = \"accounts\" }\n\n"
+      << "[collections.contact]\nkey = [\"id\"]\nkey_mode = \"mapped\"\n"
+      << "endpoints.crm = { table = \"Contact\", fields = { id = \"Id\", last = \"LastName\", "
+         "account_id = \"AccountId\" } }\n"
+      << "endpoints.ops = { table = \"contacts\" }\n";
   }
 
   // The org's accounts as "Name|Industry" lines, by name.
@@ -127,6 +133,39 @@ TEST_P(SalesforceE2eTest, BothWaysWithoutAnEchoLoop) {
   const int64_t settled = Writes();
   ASSERT_NO_FATAL_FAILURE(Run());
   EXPECT_EQ(Writes(), settled) << emu_.Hook("stats").dump();
+}
+
+// A Contact's AccountId and contacts.account_id name the same account, each side by its own
+// ids: translated both ways, parents written before their children.
+TEST_P(SalesforceE2eTest, ContactsFollowTheirAccountsBothWays) {
+  const std::string acme = emu_.Api("POST", "/sobjects/Account", {{"Name", "Acme"}})["id"];
+  emu_.Api("POST", "/sobjects/Contact", {{"LastName", "Org Kid"}, {"AccountId", acme}});
+  SqlExec(File("ops.db"),
+          "INSERT INTO accounts(id, name) VALUES (50, 'Local Co');"
+          "INSERT INTO contacts(last, account_id) VALUES ('Ops Kid', 50);");
+  Write();
+  ASSERT_NO_FATAL_FAILURE(Run());
+  EXPECT_EQ(SqlQuery(File("ops.db"),
+                     "SELECT c.last, a.name FROM contacts c JOIN accounts a ON a.id = c.account_id "
+                     "ORDER BY c.last"),
+            "Ops Kid|Local Co\nOrg Kid|Acme\n");
+  nlohmann::json q = emu_.Api(
+      "GET", "/query?q=SELECT%20LastName,AccountId%20FROM%20Contact%20ORDER%20BY%20LastName");
+  ASSERT_EQ(q["records"].size(), 2u) << q.dump();
+  nlohmann::json local =
+      emu_.Api("GET", "/query?q=SELECT%20Id%20FROM%20Account%20WHERE%20Name%20=%20'Local%20Co'");
+  ASSERT_EQ(local["records"].size(), 1u) << local.dump();
+  EXPECT_EQ(q["records"][0]["LastName"], "Ops Kid");
+  EXPECT_EQ(q["records"][0]["AccountId"], local["records"][0]["Id"]);
+  EXPECT_EQ(q["records"][1]["AccountId"], acme);
+  // A contact moved to the other account in the org.
+  nlohmann::json kid =
+      emu_.Api("GET", "/query?q=SELECT%20Id%20FROM%20Contact%20WHERE%20LastName%20=%20'Org%20Kid'");
+  emu_.Api("PATCH", "/sobjects/Contact/" + kid["records"][0]["Id"].get<std::string>(),
+           {{"AccountId", local["records"][0]["Id"]}});
+  ASSERT_NO_FATAL_FAILURE(Run());
+  EXPECT_EQ(SqlQuery(File("ops.db"), "SELECT account_id FROM contacts WHERE last = 'Org Kid'"),
+            "50\n");
 }
 
 TEST_P(SalesforceE2eTest, SameFieldEditedOnBothSidesIsAConflict) {

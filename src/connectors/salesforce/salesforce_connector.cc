@@ -171,6 +171,10 @@ Result<TableInfo> SalesforceConnector::Describe(const std::string& table) {
       c.generated = true;
     }
     t.columns.push_back(std::move(c));
+    // A lookup to one object: a foreign key the org checks per write (never deferred).
+    if (f.type == "reference" && f.reference_to.size() == 1) {
+      t.foreign_keys.push_back(ForeignKeyInfo{{f.name}, f.reference_to[0], {"Id"}, false});
+    }
   }
   described_[info->name] = std::move(*info);
   return t;
