@@ -1,7 +1,8 @@
 // End to end, issue 13 §3: the `duplex` binary between the local Salesforce
-// (tools/sf-emulator/) and a SQLite file, ids generated on both sides (key_mode = "mapped"):
-// the initial load both ways, a live edit each way, a delete each way, no echo loop (an idle
-// run writes nothing to the org), and a same-field edit on both sides logged as a conflict.
+// (tools/sf-emulator/) and a SQLite file or a PostgreSQL database, ids generated on both sides (key_mode = "mapped"):
+// the initial load both ways, a live edit each way, a delete each way, contacts following their
+// accounts, no echo loop (an idle run writes nothing to the org: the polls go on, the writes
+// stay flat), and a same-field edit on both sides logged as a conflict.
 // `duplex check` names what the org lacks.
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "support/pg_cluster.h"
 #include "support/sf_emulator.h"
 #include "support/sync_fixture.h"
 #include "support/test_util.h"
@@ -24,17 +26,57 @@ using testing::SqlExec;
 using testing::SqlQuery;
 using testing::SyncFixture;
 
-// The parameter: the org's capture, "poll" or "cdc" (change events, cross-checked by polls).
-class SalesforceE2eTest : public ::testing::TestWithParam<std::string>, protected SyncFixture {
+// The parameter: the operational database ("sqlite", or "pg": PostgreSQL with logical
+// capture) and the org's capture ("poll", or "cdc": change events cross-checked by polls).
+struct Params {
+  std::string ops;
+  std::string capture;
+};
+
+class SalesforceE2eTest : public testing::SharedPgCluster<::testing::TestWithParam<Params>>,
+                          protected SyncFixture {
  protected:
+  static void SetUpTestSuite() {}  // the cluster starts with the first PostgreSQL case
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+
   void SetUp() override {
     ASSERT_TRUE(emu_.running());
     setenv("SF_CLIENT_ID", "duplex", 1);
     setenv("SF_CLIENT_SECRET", "secret", 1);
-    SqlExec(File("ops.db"),
-            "CREATE TABLE accounts(id INTEGER PRIMARY KEY, name TEXT NOT NULL, industry TEXT);"
-            "CREATE TABLE contacts(id INTEGER PRIMARY KEY, last TEXT NOT NULL, "
-            "account_id INTEGER REFERENCES accounts(id));");
+    if (pg()) {
+      if (cluster_ == nullptr) {
+        cluster_ = new testing::PgCluster();
+        Status st = cluster_->Start();
+        ASSERT_TRUE(st.ok()) << st.ToString();
+      }
+      db_ = "sf" + std::to_string(++databases_);
+      NewDatabase(db_,
+                  "CREATE TABLE accounts(id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                  "name text NOT NULL, industry text);"
+                  "CREATE TABLE contacts(id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                  "last text NOT NULL, account_id int REFERENCES accounts(id));");
+    } else {
+      OpsExec(
+          "CREATE TABLE accounts(id INTEGER PRIMARY KEY, name TEXT NOT NULL, industry TEXT);"
+          "CREATE TABLE contacts(id INTEGER PRIMARY KEY, last TEXT NOT NULL, "
+          "account_id INTEGER REFERENCES accounts(id));");
+    }
+  }
+
+  bool pg() const { return GetParam().ops == "pg"; }
+  // An application's statement and query on the operational database.
+  void OpsExec(const std::string& sql) {
+    if (pg()) {
+      PgExec(db_, sql);
+    } else {
+      SqlExec(File("ops.db"), sql);
+    }
+  }
+  std::string OpsQuery(const std::string& sql) {
+    return pg() ? PgQuery(db_, sql) : SqlQuery(File("ops.db"), sql);
   }
 
   void Write(const std::string& external_id = "External_Id__c") {
@@ -42,9 +84,10 @@ class SalesforceE2eTest : public ::testing::TestWithParam<std::string>, protecte
     f << "[engine]\nstate = \"state.db\"\n\n"
       << "[endpoints.crm]\ntype = \"salesforce\"\ninstance_url = \"" << emu_.url() << "\"\n"
       << "client_id_env = \"SF_CLIENT_ID\"\nclient_secret_env = \"SF_CLIENT_SECRET\"\n"
-      << "external_id = \"" << external_id << "\"\ncapture = \"" << GetParam()
+      << "external_id = \"" << external_id << "\"\ncapture = \"" << GetParam().capture
       << "\"\npoll_interval = \"200ms\"\n\n"
-      << "[endpoints.ops]\ntype = \"sqlite\"\npath = \"ops.db\"\n\n"
+      << (pg() ? "[endpoints.ops]\ntype = \"postgres\"\ndsn = \"" + cluster_->dsn(db_) + "\"\n\n"
+               : std::string("[endpoints.ops]\ntype = \"sqlite\"\npath = \"ops.db\"\n\n"))
       << "[collections.account]\nkey = [\"id\"]\nkey_mode = \"mapped\"\n"
       << "endpoints.crm = { table = \"Account\", fields = { id = \"Id\", name = \"Name\", "
          "industry = \"Industry\" } }\n"
@@ -67,7 +110,7 @@ class SalesforceE2eTest : public ::testing::TestWithParam<std::string>, protecte
     return out;
   }
   std::string OpsAccounts() {
-    return SqlQuery(File("ops.db"), "SELECT name, industry FROM accounts ORDER BY name");
+    return OpsQuery("SELECT name, industry FROM accounts ORDER BY name");
   }
   void Run() {
     testing::Outcome o = Duplex({"run", "--until-idle"});
@@ -84,6 +127,7 @@ class SalesforceE2eTest : public ::testing::TestWithParam<std::string>, protecte
   }
 
   SfEmulator emu_;
+  std::string db_;
 };
 
 TEST_P(SalesforceE2eTest, CheckNamesWhatTheOrgLacks) {
@@ -99,7 +143,7 @@ TEST_P(SalesforceE2eTest, CheckNamesWhatTheOrgLacks) {
 
 TEST_P(SalesforceE2eTest, BothWaysWithoutAnEchoLoop) {
   const std::string acme = emu_.Api("POST", "/sobjects/Account", {{"Name", "Acme"}})["id"];
-  SqlExec(File("ops.db"), "INSERT INTO accounts(name, industry) VALUES ('Local Co', 'Retail');");
+  OpsExec("INSERT INTO accounts(name, industry) VALUES ('Local Co', 'Retail');");
   Write();
   ASSERT_NO_FATAL_FAILURE(Run());
   EXPECT_EQ(OrgAccounts(), "Acme|NULL\nLocal Co|Retail\n");
@@ -112,13 +156,13 @@ TEST_P(SalesforceE2eTest, BothWaysWithoutAnEchoLoop) {
 
   // A live edit each way.
   emu_.Api("PATCH", "/sobjects/Account/" + acme, {{"Industry", "Energy"}});
-  SqlExec(File("ops.db"), "UPDATE accounts SET name = 'Local Company' WHERE name = 'Local Co';");
+  OpsExec("UPDATE accounts SET name = 'Local Company' WHERE name = 'Local Co';");
   ASSERT_NO_FATAL_FAILURE(Run());
   EXPECT_EQ(OrgAccounts(), "Acme|Energy\nLocal Company|Retail\n");
   EXPECT_EQ(OpsAccounts(), "Acme|Energy\nLocal Company|Retail\n");
 
   // A delete each way.
-  SqlExec(File("ops.db"), "DELETE FROM accounts WHERE name = 'Acme';");
+  OpsExec("DELETE FROM accounts WHERE name = 'Acme';");
   ASSERT_NO_FATAL_FAILURE(Run());
   EXPECT_EQ(OrgAccounts(), "Local Company|Retail\n");
   nlohmann::json local = emu_.Api(
@@ -140,13 +184,12 @@ TEST_P(SalesforceE2eTest, BothWaysWithoutAnEchoLoop) {
 TEST_P(SalesforceE2eTest, ContactsFollowTheirAccountsBothWays) {
   const std::string acme = emu_.Api("POST", "/sobjects/Account", {{"Name", "Acme"}})["id"];
   emu_.Api("POST", "/sobjects/Contact", {{"LastName", "Org Kid"}, {"AccountId", acme}});
-  SqlExec(File("ops.db"),
-          "INSERT INTO accounts(id, name) VALUES (50, 'Local Co');"
-          "INSERT INTO contacts(last, account_id) VALUES ('Ops Kid', 50);");
+  OpsExec(
+      "INSERT INTO accounts(name) VALUES ('Local Co');"
+      "INSERT INTO contacts(last, account_id) SELECT 'Ops Kid', id FROM accounts;");
   Write();
   ASSERT_NO_FATAL_FAILURE(Run());
-  EXPECT_EQ(SqlQuery(File("ops.db"),
-                     "SELECT c.last, a.name FROM contacts c JOIN accounts a ON a.id = c.account_id "
+  EXPECT_EQ(OpsQuery("SELECT c.last, a.name FROM contacts c JOIN accounts a ON a.id = c.account_id "
                      "ORDER BY c.last"),
             "Ops Kid|Local Co\nOrg Kid|Acme\n");
   nlohmann::json q = emu_.Api(
@@ -164,8 +207,9 @@ TEST_P(SalesforceE2eTest, ContactsFollowTheirAccountsBothWays) {
   emu_.Api("PATCH", "/sobjects/Contact/" + kid["records"][0]["Id"].get<std::string>(),
            {{"AccountId", local["records"][0]["Id"]}});
   ASSERT_NO_FATAL_FAILURE(Run());
-  EXPECT_EQ(SqlQuery(File("ops.db"), "SELECT account_id FROM contacts WHERE last = 'Org Kid'"),
-            "50\n");
+  EXPECT_EQ(OpsQuery("SELECT a.name FROM contacts c JOIN accounts a ON a.id = c.account_id "
+                     "WHERE c.last = 'Org Kid'"),
+            "Local Co\n");
 }
 
 TEST_P(SalesforceE2eTest, SameFieldEditedOnBothSidesIsAConflict) {
@@ -173,7 +217,7 @@ TEST_P(SalesforceE2eTest, SameFieldEditedOnBothSidesIsAConflict) {
   Write();
   ASSERT_NO_FATAL_FAILURE(Run());
   ASSERT_EQ(OpsAccounts(), "Acme|NULL\n");
-  SqlExec(File("ops.db"), "UPDATE accounts SET industry = 'Retail' WHERE name = 'Acme';");
+  OpsExec("UPDATE accounts SET industry = 'Retail' WHERE name = 'Acme';");
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   emu_.Api("PATCH", "/sobjects/Account/" + acme, {{"Industry", "Energy"}});
   ASSERT_NO_FATAL_FAILURE(Run());
@@ -186,9 +230,11 @@ TEST_P(SalesforceE2eTest, SameFieldEditedOnBothSidesIsAConflict) {
   EXPECT_NE(conflicts.dump().find("industry"), std::string::npos) << conflicts.dump();
 }
 
-INSTANTIATE_TEST_SUITE_P(Capture, SalesforceE2eTest, ::testing::Values("poll", "cdc"),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           return info.param;
+INSTANTIATE_TEST_SUITE_P(Sides, SalesforceE2eTest,
+                         ::testing::Values(Params{"sqlite", "poll"}, Params{"sqlite", "cdc"},
+                                           Params{"pg", "poll"}, Params{"pg", "cdc"}),
+                         [](const ::testing::TestParamInfo<Params>& info) {
+                           return info.param.ops + "_" + info.param.capture;
                          });
 
 }  // namespace
