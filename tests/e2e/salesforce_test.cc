@@ -212,6 +212,22 @@ TEST_P(SalesforceE2eTest, ContactsFollowTheirAccountsBothWays) {
             "Local Co\n");
 }
 
+// A record the org refuses (a Name longer than its 255 characters) becomes a dead letter that
+// names object, record, field and the org's message; the others flow.
+TEST_P(SalesforceE2eTest, ARefusedRecordIsADeadLetterAndTheRestFlows) {
+  OpsExec("INSERT INTO accounts(name) VALUES ('" + std::string(300, 'x') +
+          "'); INSERT INTO accounts(name) VALUES ('Fine');");
+  Write();
+  testing::Outcome o = Duplex({"run", "--until-idle"});
+  EXPECT_EQ(o.code, 3) << "exit 3: done, with dead letters\n" << o.All();
+  EXPECT_EQ(OrgAccounts(), "Fine|NULL\n");
+  o = Duplex({"dead-letters", "show", "1"});
+  EXPECT_EQ(o.code, 0) << o.All();
+  EXPECT_NE(o.out.find("object 'Account', record 'ops:1', field 'Name'"), std::string::npos)
+      << o.All();
+  EXPECT_NE(o.out.find("STRING_TOO_LONG"), std::string::npos) << o.All();
+}
+
 TEST_P(SalesforceE2eTest, SameFieldEditedOnBothSidesIsAConflict) {
   const std::string acme = emu_.Api("POST", "/sobjects/Account", {{"Name", "Acme"}})["id"];
   Write();
