@@ -1,14 +1,16 @@
 // End to end, issue 13 §3: the `duplex` binary between the local Salesforce
-// (tools/sf-emulator/) and a SQLite file or a PostgreSQL database, ids generated on both sides (key_mode = "mapped"):
-// the initial load both ways, a live edit each way, a delete each way, contacts following their
-// accounts, no echo loop (an idle run writes nothing to the org: the polls go on, the writes
-// stay flat), and a same-field edit on both sides logged as a conflict.
-// `duplex check` names what the org lacks.
+// (tools/sf-emulator/) and a SQLite file or a PostgreSQL database, ids generated on both sides
+// (key_mode = "mapped"): the initial load both ways, a live edit each way, a delete each way,
+// contacts following their accounts, no echo loop (an idle run writes nothing to the org: the polls
+// go on, the writes stay flat), and a same-field edit on both sides logged as a conflict. `duplex
+// check` names what the org lacks.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -210,6 +212,39 @@ TEST_P(SalesforceE2eTest, ContactsFollowTheirAccountsBothWays) {
   EXPECT_EQ(OpsQuery("SELECT a.name FROM contacts c JOIN accounts a ON a.id = c.account_id "
                      "WHERE c.last = 'Org Kid'"),
             "Local Co\n");
+}
+
+// `duplex run` left running: edits each way arrive, and once idle it writes nothing more to
+// the org or to the database (no change goes back and forth), while capture keeps polling
+// within poll_interval.
+TEST_P(SalesforceE2eTest, RunningIdleWritesNothing) {
+  const std::string acme = emu_.Api("POST", "/sobjects/Account", {{"Name", "Acme"}})["id"];
+  Write();
+  std::unique_ptr<testing::Process> run = Background({"run"});
+  ASSERT_TRUE(testing::PollUntil([&] { return OpsAccounts() == "Acme|NULL\n"; },
+                                 std::chrono::seconds(60), std::chrono::milliseconds(200)))
+      << run->Err();
+  emu_.Api("PATCH", "/sobjects/Account/" + acme, {{"Industry", "Energy"}});
+  OpsExec("INSERT INTO accounts(name) VALUES ('Local Co');");
+  ASSERT_TRUE(testing::PollUntil(
+      [&] {
+        return OpsAccounts() == "Acme|Energy\nLocal Co|NULL\n" &&
+               OrgAccounts() == "Acme|Energy\nLocal Co|NULL\n";
+      },
+      std::chrono::seconds(60), std::chrono::milliseconds(200)))
+      << OpsAccounts() << OrgAccounts() << run->Err();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const int64_t writes = Writes();
+  const std::string changelog = OpsAccounts();
+  const int64_t calls = emu_.Hook("stats")["api_calls"].get<int64_t>();
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  EXPECT_EQ(Writes(), writes) << emu_.Hook("stats").dump();
+  EXPECT_EQ(OpsAccounts(), changelog);
+  // Polls of two objects at most every 200 ms, and the change-event long-poll: bounded.
+  const int64_t idle_calls = emu_.Hook("stats")["api_calls"].get<int64_t>() - calls;
+  EXPECT_LE(idle_calls, 4 * 2 * 5 + 10) << emu_.Hook("stats").dump();
+  run->Signal(SIGTERM);
+  EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 0) << run->Err();
 }
 
 // A record the org refuses (a Name longer than its 255 characters) becomes a dead letter that
