@@ -87,12 +87,9 @@ Capabilities SalesforceConnector::capabilities() const {
   c.max_apply_rows = Writer::kMaxCollection;
   c.min_poll_interval =
       std::chrono::milliseconds(static_cast<int64_t>(options_.pacing.min_poll_seconds * 1000));
-  // The budget as a number of calls a day; a share of the org's limit is known only once the
-  // org has answered, so it is the pacer's to keep then.
+  // The budget as a number of calls a day. A share of the org's limit is known only once the
+  // org has answered, and capabilities are constant: then 0 here, and the pacer keeps it.
   c.quota_calls = options_.pacing.budget.absolute;
-  if (ep_ && c.quota_calls == 0) {
-    c.quota_calls = std::max<int64_t>(0, options_.pacing.budget.Of(ep_->pacer().org_usage().max));
-  }
   c.quota_period = c.quota_calls > 0 ? std::chrono::hours(24) : std::chrono::seconds(0);
   return c;
 }
