@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "connectors/registry.h"
@@ -118,6 +119,36 @@ TEST(SalesforceConnectorTest, PositionsSortAsBytesInDeliveryOrder) {
   SalesforceConnector conn("crm", Opts(emu), *Env::Default());
   EXPECT_EQ(conn.DescribePosition(a), "#9 replay 1000");
   EXPECT_EQ(conn.DescribePosition(Position()), "start");
+}
+
+TEST(SalesforceConnectorTest, DescribeGivesKindsAndTheGeneratedKey) {
+  testing::SfEmulator emu;
+  ASSERT_TRUE(emu.running());
+  SalesforceConnector c("crm", Opts(emu), *Env::Default());
+  ASSERT_TRUE(c.Open().ok());
+  Result<TableInfo> t = c.Describe("Contact");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ASSERT_TRUE(t->exists);
+  std::map<std::string, ColumnInfo> cols;
+  for (const ColumnInfo& col : t->columns) cols[col.name] = col;
+  ASSERT_TRUE(cols.count("Id") && cols.count("LastName") && cols.count("AccountId"));
+  EXPECT_EQ(cols["Id"].pk, 1);
+  EXPECT_TRUE(cols["Id"].generated);
+  EXPECT_EQ(cols["Id"].kind, ColumnKind::kAny) << "ids travel as record ids";
+  EXPECT_EQ(cols["LastName"].kind, ColumnKind::kText);
+  EXPECT_TRUE(cols["LastName"].not_null);
+  // AccountId, and the system lookups (OwnerId, CreatedById, ... to User).
+  const ForeignKeyInfo* account = nullptr;
+  for (const ForeignKeyInfo& fk : t->foreign_keys) {
+    if (fk.columns == std::vector<std::string>{"AccountId"}) account = &fk;
+  }
+  ASSERT_NE(account, nullptr);
+  EXPECT_EQ(account->ref_table, "Account");
+  EXPECT_EQ(account->ref_columns, std::vector<std::string>{"Id"});
+  EXPECT_FALSE(account->deferrable);
+  Result<TableInfo> none = c.Describe("NoSuchObject");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->exists);
 }
 
 TEST(SalesforceConnectorTest, BindRefusesAKeyTheOrgCannotHold) {

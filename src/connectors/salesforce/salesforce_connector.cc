@@ -70,6 +70,27 @@ std::string SqlTypeOf(const FieldInfo& f) {
   return sql + " (" + f.type + ")";
 }
 
+// The contract's kind of a describe type (the same names: SfColumnKind was made to match).
+ColumnKind KindOf(SfColumnKind k) {
+  switch (k) {
+    case SfColumnKind::kInteger:
+      return ColumnKind::kInteger;
+    case SfColumnKind::kReal:
+      return ColumnKind::kReal;
+    case SfColumnKind::kDecimal:
+      return ColumnKind::kDecimal;
+    case SfColumnKind::kText:
+      return ColumnKind::kText;
+    case SfColumnKind::kBinary:
+      return ColumnKind::kBinary;
+    case SfColumnKind::kBoolean:
+      return ColumnKind::kBoolean;
+    case SfColumnKind::kTime:
+      return ColumnKind::kTime;
+  }
+  return ColumnKind::kAny;
+}
+
 }  // namespace
 
 SalesforceConnector::SalesforceConnector(std::string name, SfEndpoint::Options options, Env& env)
@@ -161,6 +182,7 @@ Result<TableInfo> SalesforceConnector::Describe(const std::string& table) {
     // Ids and references travel as record ids (key_mode = "mapped"), whatever the other
     // endpoint's native key type is (an INTEGER rowid): no type name, which goes with any.
     c.type = f.type == "id" || f.type == "reference" ? "" : SqlTypeOf(f);
+    c.kind = f.type == "id" || f.type == "reference" ? ColumnKind::kAny : KindOf(*f.kind());
     c.not_null = !f.nillable && f.type != "boolean";
     c.has_default = f.nillable || f.type == "boolean";
     if (SameName(f.name, "Id")) {
