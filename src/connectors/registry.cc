@@ -7,6 +7,7 @@
 #include <string>
 
 #include "connectors/postgres/settings.h"
+#include "connectors/salesforce/settings.h"
 #include "connectors/sqlite/settings.h"
 
 namespace duplex {
@@ -17,6 +18,7 @@ const std::vector<ConnectorType>& ConnectorTypes() {
   static const std::vector<ConnectorType> types = {
       {"sqlite", {}, sqlite::ParseSettings, sqlite::MakeConnector},
       {"postgres", {}, pg::ParseSettings, pg::MakeConnector},
+      {"salesforce", {}, sf::ParseSettings, sf::MakeConnector},
   };
   return types;
 }

@@ -8,6 +8,7 @@
 
 #include "connectors/postgres/settings.h"
 #include "connectors/registry.h"
+#include "connectors/salesforce/settings.h"
 #include "connectors/sqlite/settings.h"
 #include "support/test_util.h"
 
@@ -464,7 +465,7 @@ TEST(ConfigErrorTest, UnknownEndpointType) {
 
 // The known types are the registry's, in its order; each parses its own keys.
 TEST(ConfigErrorTest, KnownTypesComeFromTheRegistry) {
-  EXPECT_EQ(KnownTypes(), "sqlite, postgres");
+  EXPECT_EQ(KnownTypes(), "sqlite, postgres, salesforce");
   ExpectError("[endpoints.crm]\ntype = \"mysql\"\n", "mysql", {"known types: " + KnownTypes()});
   ASSERT_NE(FindConnectorType("postgres"), nullptr);
   EXPECT_EQ(FindConnectorType("postgres")->name, "postgres");
@@ -531,6 +532,50 @@ TEST(ConfigErrorTest, TableSyncedByTwoCollections) {
   ExpectError(text, "{table = \"clients\"}",
               {"collection 'client' endpoint 'billing'",
                "table 'clients' is already synced by collection 'customer'"});
+}
+
+// A Salesforce endpoint (issue 13 §2): secrets only by the names of environment variables.
+constexpr const char* kSfEndpoints = R"([endpoints.crm]
+type = "salesforce"
+instance_url = "http://127.0.0.1:8931/"
+client_id_env = "SF_CLIENT_ID"
+client_secret_env = "SF_CLIENT_SECRET"
+external_id = "External_Id__c"
+capture = "poll"
+poll_interval = "500ms"
+api_budget = "50%"
+[endpoints.billing]
+type = "sqlite"
+path = "billing.db"
+)";
+
+TEST(ConfigTest, SalesforceEndpoint) {
+  Result<Config> config = ParseConfig(std::string(kSfEndpoints) + kCustomer, "/a/sync.toml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->endpoints[0].type, "salesforce");
+  const sf::SalesforceSettings* crm = config->endpoints[0].settings_as<sf::SalesforceSettings>();
+  ASSERT_NE(crm, nullptr);
+  EXPECT_EQ(crm->instance_url, "http://127.0.0.1:8931");
+  EXPECT_EQ(crm->client_id_env, "SF_CLIENT_ID");
+  EXPECT_EQ(crm->external_id, "External_Id__c");
+  EXPECT_EQ(crm->capture, sf::SalesforceSettings::Capture::kPoll);
+  EXPECT_EQ(crm->poll_interval_ms, 500);
+  // What `duplex check` shows: never the secrets, nor the variables' names.
+  EXPECT_EQ(crm->Summary(),
+            "http://127.0.0.1:8931, external id External_Id__c, capture poll, api budget 50%");
+}
+
+TEST(ConfigErrorTest, SalesforceEndpointErrors) {
+  const std::string base =
+      "[endpoints.crm]\ntype = \"salesforce\"\ninstance_url = \"http://h:1\"\n"
+      "client_id_env = \"I\"\nclient_secret_env = \"S\"\n";
+  ExpectError(base + kCustomer, "[endpoints.crm]", {"external_id", "External_Id__c"});
+  ExpectError(base + "external_id = \"E__c\"\ncapture = \"pubsub\"\n" + kCustomer, "pubsub",
+              {"unknown capture 'pubsub'", "capture = \"poll\""});
+  ExpectError(base + "external_id = \"E__c\"\napi_budget = \"150%\"\n" + kCustomer, "150%",
+              {"api_budget '150%'"});
+  ExpectError(base + "external_id = \"E__c\"\nclient_secret = \"x\"\n" + kCustomer,
+              "client_secret =", {"unknown key 'client_secret'"});
 }
 
 // PostgreSQL endpoints: dsn or dsn_env, schema, capture; [engine] name names server objects.

@@ -122,6 +122,8 @@ Client::Client(ClientOptions options)
 
 Client::~Client() = default;
 
+void Client::Interrupt() { http_->stop(); }
+
 Status Client::Login() {
   httplib::Params form{{"grant_type", "client_credentials"},
                        {"client_id", opt_.client_id},
@@ -147,6 +149,13 @@ Result<Client::Answer> Client::CallOnce(const std::string& method, const std::st
   httplib::Headers headers{{"Authorization", "Bearer " + token_}, {"Accept", "application/json"}};
   if (!opt_.call_client.empty())
     headers.emplace("Sforce-Call-Options", "client=" + opt_.call_client);
+  if (!cookies_.empty()) {
+    std::string cookie;
+    for (const auto& [name, value] : cookies_) {
+      cookie += (cookie.empty() ? "" : "; ") + name + "=" + value;
+    }
+    headers.emplace("Cookie", cookie);
+  }
   const std::string content = body ? *body : std::string();
   auto send = [&]() -> httplib::Result {
     if (method == "GET") return http_->Get(path, headers);
@@ -163,6 +172,12 @@ Result<Client::Answer> Client::CallOnce(const std::string& method, const std::st
     return Status::Unavailable(opt_.where + ": " + method + " " + path + ": no answer from " +
                                opt_.instance_url + " (" + httplib::to_string(r.error()) +
                                "); a write may have been applied");
+  }
+  for (size_t i = 0, n = r->get_header_value_count("Set-Cookie"); i < n; ++i) {
+    const std::string c = r->get_header_value("Set-Cookie", i);
+    const std::string pair = c.substr(0, c.find(';'));
+    const size_t eq = pair.find('=');
+    if (eq != std::string::npos && eq > 0) cookies_[pair.substr(0, eq)] = pair.substr(eq + 1);
   }
   const std::string limit = r->get_header_value("Sforce-Limit-Info");
   long long used = 0, max = 0;
@@ -220,6 +235,13 @@ Result<nlohmann::json> Client::Send(const std::string& method, const std::string
   const std::string text = body.is_null() ? std::string() : body.dump();
   DUPLEX_ASSIGN_OR_RETURN(Answer a,
                           Call(method, api_base_ + path, body.is_null() ? nullptr : &text));
+  return std::move(a.body);
+}
+
+Result<nlohmann::json> Client::SendPath(const std::string& method, const std::string& path,
+                                        const nlohmann::json& body) {
+  const std::string text = body.is_null() ? std::string() : body.dump();
+  DUPLEX_ASSIGN_OR_RETURN(Answer a, Call(method, path, body.is_null() ? nullptr : &text));
   return std::move(a.body);
 }
 

@@ -67,10 +67,19 @@ class Client {
   Result<nlohmann::json> Send(const std::string& method, const std::string& path,
                               const nlohmann::json& body);
 
+  // The same for a path outside /services/data (e.g. /cometd/61.0): `path` is absolute on the
+  // instance. Used by the CometD stream.
+  Result<nlohmann::json> SendPath(const std::string& method, const std::string& path,
+                                  const nlohmann::json& body);
+
   // Runs `soql` through query (or queryAll, which includes deleted rows), following
   // nextRecordsUrl; `visit` gets each page's records array.
   Status Query(const std::string& soql, bool include_deleted,
                const std::function<Status(nlohmann::json& records)>& visit);
+
+  // Breaks off a call in progress from another thread (a CometD long-poll when stopping): it
+  // fails as Unavailable. The only member that may be called concurrently with the others.
+  void Interrupt();
 
   const ApiUsage& usage() const { return usage_; }
   bool quota_exhausted() const { return quota_exhausted_; }
@@ -94,6 +103,9 @@ class Client {
   std::string api_base_;  // /services/data/v61.0
   std::unique_ptr<httplib::Client> http_;
   std::string token_;
+  // Cookies the org set (Set-Cookie), sent back on every call: CometD ties a client to its
+  // server through one (BAYEUX_BROWSER).
+  std::map<std::string, std::string> cookies_;
   ApiUsage usage_;
   bool quota_exhausted_ = false;
   int64_t calls_ = 0;

@@ -2,24 +2,42 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
+#include <cstdio>
 
 #include "connectors/salesforce/client.h"
 
 namespace duplex::sf {
 
-std::string PollCursor::Serialize() const {
-  nlohmann::json r = nlohmann::json::object();
-  for (const auto& [rid, s] : recent) r[rid] = {s.first, s.second};
-  return nlohmann::json{{"stamp", stamp}, {"id", id}, {"recent", r}}.dump();
+namespace {
+
+// FNV-1a, 64 bits, in hex: digests are stored in positions, so they must not change between
+// builds or standard libraries (std::hash may).
+std::string Digest(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
-Result<PollCursor> PollCursor::Parse(const std::string& text) {
+}  // namespace
+
+nlohmann::json PollCursor::ToJson() const {
+  nlohmann::json r = nlohmann::json::object();
+  for (const auto& [rid, s] : recent) r[rid] = {s.first, s.second};
+  return nlohmann::json{{"stamp", stamp}, {"id", id}, {"recent", r}};
+}
+
+std::string PollCursor::Serialize() const { return ToJson().dump(); }
+
+Result<PollCursor> PollCursor::FromJson(const nlohmann::json& j) {
   PollCursor c;
-  if (text.empty()) return c;
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (!j.is_object() || !j.contains("stamp") || !j["stamp"].is_number()) {
-    return Status::Corruption("Salesforce poll position is not a cursor: " + text.substr(0, 80));
+    return Status::Corruption("Salesforce poll position is not a cursor: " +
+                              j.dump().substr(0, 80));
   }
   c.stamp = j["stamp"].get<double>();
   c.id = j.value("id", "");
@@ -33,15 +51,32 @@ Result<PollCursor> PollCursor::Parse(const std::string& text) {
   return c;
 }
 
-Poller::Poller(std::string object, std::vector<std::string> fields, double overlap_seconds)
-    : object_(std::move(object)), fields_(std::move(fields)), overlap_(overlap_seconds) {}
+Result<PollCursor> PollCursor::Parse(const std::string& text) {
+  if (text.empty()) return PollCursor();
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) {
+    return Status::Corruption("Salesforce poll position is not a cursor: " + text.substr(0, 80));
+  }
+  return FromJson(j);
+}
+
+Poller::Poller(std::string object, std::vector<std::string> fields, double overlap_seconds,
+               double keep_seconds)
+    : object_(std::move(object)),
+      fields_(std::move(fields)),
+      overlap_(overlap_seconds),
+      keep_(std::max(overlap_seconds, keep_seconds)) {}
+
+std::string Poller::FieldList() const {
+  std::string list = "Id, SystemModstamp, IsDeleted";
+  for (const std::string& f : fields_) {
+    if (f != "Id" && f != "SystemModstamp" && f != "IsDeleted") list += ", " + f;
+  }
+  return list;
+}
 
 std::string Poller::Query(const PollCursor& cursor) const {
-  std::string soql = "SELECT Id, SystemModstamp, IsDeleted";
-  for (const std::string& f : fields_) {
-    if (f != "Id" && f != "SystemModstamp" && f != "IsDeleted") soql += ", " + f;
-  }
-  soql += " FROM " + object_;
+  std::string soql = "SELECT " + FieldList() + " FROM " + object_;
   if (cursor.stamp > 0) {
     // Whole seconds: SOQL datetimes have no fractions, and stamps are whole seconds anyway.
     const auto from = static_cast<int64_t>(std::floor(cursor.stamp - overlap_));
@@ -63,11 +98,15 @@ std::vector<nlohmann::json> Poller::Take(PollCursor& cursor,
     if (!stamp) continue;
     nlohmann::json values = row;
     values.erase("attributes");
-    const std::string digest = std::to_string(std::hash<std::string>()(values.dump()));
+    // A deleted record's values no longer matter: one digest for every deletion, so the
+    // sweep's deleted list (which has no values) recognises it.
+    const std::string digest =
+        row.value("IsDeleted", false) ? std::string(kDeletedDigest) : Digest(values.dump());
     auto seen = cursor.recent.find(rid);
     if (seen != cursor.recent.end() &&
         (seen->second.first > *stamp ||
-         (seen->second.first == *stamp && seen->second.second == digest))) {
+         (seen->second.first == *stamp &&
+          (seen->second.second == digest || seen->second.second == kDeliveredByEvent)))) {
       continue;  // delivered before (or older than what was)
     }
     cursor.recent[rid] = {*stamp, digest};
@@ -79,7 +118,7 @@ std::vector<nlohmann::json> Poller::Take(PollCursor& cursor,
   }
   // What fell out of the window cannot come again: forget it (bounded memory, P9).
   std::erase_if(cursor.recent,
-                [&](const auto& e) { return e.second.first < cursor.stamp - overlap_; });
+                [&](const auto& e) { return e.second.first < cursor.stamp - keep_; });
   return out;
 }
 

@@ -27,13 +27,25 @@ struct PollCursor {
 
   std::string Serialize() const;
   static Result<PollCursor> Parse(const std::string& text);
+  // Parses a cursor held in a larger position (the JSON Serialize makes).
+  static Result<PollCursor> FromJson(const nlohmann::json& j);
+  nlohmann::json ToJson() const;
 };
+
+// The digest `recent` holds for a record a change event delivered: the event carries only the
+// changed fields, so a poll's row at the same stamp is that change, whatever its values.
+inline constexpr const char* kDeliveredByEvent = "cdc";
+// The digest `recent` holds for a deletion delivered.
+inline constexpr const char* kDeletedDigest = "deleted";
 
 class Poller {
  public:
-  // `object` (e.g. "Account"), the fields to read besides Id, SystemModstamp and IsDeleted, and
-  // how far back each poll reads again (seconds; long transactions need more).
-  Poller(std::string object, std::vector<std::string> fields, double overlap_seconds);
+  // `object` (e.g. "Account"), the fields to read besides Id, SystemModstamp and IsDeleted,
+  // how far back each poll reads again (seconds; long transactions need more), and how long
+  // `recent` remembers a delivered row (at least the overlap; the updated/deleted sweep reads
+  // minutes back and should find what it already delivered there).
+  Poller(std::string object, std::vector<std::string> fields, double overlap_seconds,
+         double keep_seconds = 0);
 
   // The SOQL of the next poll from `cursor` (for queryAll: deleted rows included).
   std::string Query(const PollCursor& cursor) const;
@@ -43,11 +55,15 @@ class Poller {
   std::vector<nlohmann::json> Take(PollCursor& cursor, std::vector<nlohmann::json> rows) const;
 
   double overlap() const { return overlap_; }
+  const std::string& object() const { return object_; }
+  // The field list of every poll: Id, SystemModstamp, IsDeleted and the mapped fields.
+  std::string FieldList() const;
 
  private:
   std::string object_;
   std::vector<std::string> fields_;
   double overlap_;
+  double keep_;
 };
 
 }  // namespace duplex::sf

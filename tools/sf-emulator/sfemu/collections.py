@@ -14,6 +14,7 @@ from .store import RecordError, Schema, normalize_id
 MAX_RECORDS = 200
 MAX_CHUNKS = 10
 MAX_SUBREQUESTS = 25
+MAX_HEAVY_SUBREQUESTS = 5  # of the 25, sObject Collections and queries (SALESFORCE.md §3.3)
 ROLLED_BACK = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
                "message": "Record rolled back because not all records were valid and the request "
                           "was using AllOrNone header", "fields": []}
@@ -190,6 +191,11 @@ def composite(h):
     if len(subs) > MAX_SUBREQUESTS:
         raise ApiError(400, "INVALID_BATCH_SIZE", "Limit Exceeded: at most %d subrequests"
                        % MAX_SUBREQUESTS)
+    heavy = [sub for sub in subs if isinstance(sub, dict) and _heavy(sub.get("url", ""))]
+    if len(heavy) > MAX_HEAVY_SUBREQUESTS:
+        raise ApiError(400, "INVALID_BATCH_SIZE", "Limit Exceeded: a composite request may hold "
+                       "at most %d sObject Collections or query subrequests"
+                       % MAX_HEAVY_SUBREQUESTS)
     all_or_none = _flag(body.get("allOrNone", False))
     org = h.emu.org
     refs, out, txns, failed = {}, [], [], None
@@ -257,6 +263,12 @@ def _substitute(text, refs):
             value = value[part]
         return str(value)
     return re.sub(r"@\{([^}]+)\}", one, text)
+
+
+def _heavy(url):
+    path = urllib.parse.urlsplit(url).path
+    rest = path[len(API):] if path.startswith(API) else path
+    return rest.startswith(("/composite/sobjects", "/query", "/queryAll"))
 
 
 def _depends(sub, failed):

@@ -46,6 +46,15 @@ def handle(h):
                         start = emu.org.last_replay_id()
                     elif start == -2:
                         start = 0
+                    if not emu.org.replay_id_valid(int(start)):
+                        # A replay id past the 72 h retention (or never given out): Salesforce
+                        # refuses the subscription; the client must fall back to -2 or -1.
+                        reply.update({"successful": False, "subscription": sub,
+                                      "error": "400::The replayId {%s} you provided was invalid. "
+                                               "Please provide a valid ID, -2 to replay all "
+                                               "events, or -1 to replay only new events." % start})
+                        replies.append(reply)
+                        continue
                     client["subs"][sub] = int(start)
                     reply.update({"successful": True, "subscription": sub, "clientId":
                                   m["clientId"]})

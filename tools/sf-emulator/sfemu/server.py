@@ -63,8 +63,14 @@ class Handler(BaseHTTPRequestHandler):
     # -- plumbing ----------------------------------------------------------------------------
 
     def _body(self):
+        return self._raw
+
+    def _read_body(self):
+        """Reads the whole request body before anything answers: an answer sent early (401,
+        503, 403) would otherwise leave the body in a kept-alive connection, to be read as the
+        next request."""
         n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        self._raw = self.rfile.read(n) if n else b""
 
     def _json_body(self):
         raw = self._body()
@@ -111,6 +117,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method):
+        self._read_body()
         url = urllib.parse.urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         query = urllib.parse.parse_qs(url.query)
@@ -216,6 +223,18 @@ class Handler(BaseHTTPRequestHandler):
         if name == "hold" and method == "POST":
             emu.org.hold_next = float(body.get("seconds", 0))
             return self._send(200, {"ok": True}, api=False)
+        if name == "events" and method == "POST":
+            if "expire_through" in body:
+                emu.org.expire_events(int(body["expire_through"]))
+            if "gap" in body:
+                gap = body["gap"] or {}
+                try:
+                    emu.org.add_gap(gap.get("entity", ""), gap.get("changeType", "GAP_OVERFLOW"),
+                                    gap.get("recordIds") or [])
+                except KeyError:
+                    return self._send(400, {"error": "no object %r" % gap.get("entity")},
+                                      api=False)
+            return self._send(200, {"last_replay_id": emu.org.last_replay_id()}, api=False)
         if name == "expire-sessions" and method == "POST":
             emu.tokens.clear()
             return self._send(200, {"ok": True}, api=False)

@@ -482,6 +482,40 @@ class Org:
             "visible_at > ? ORDER BY replay_id LIMIT ?", (replay_id, now, cutoff, limit)).fetchall()
         return [(r[0], json.loads(r[1])) for r in rows]
 
+    def replay_id_valid(self, replay_id, now=None):
+        """Whether a subscription may resume after `replay_id`: 0 (all) or an id given out
+        whose event is still retained (72 h), or the newest id."""
+        if replay_id == 0:
+            return True
+        now = time.time() if now is None else now
+        self.flush(now)
+        row = self.db.execute("SELECT 1 FROM events WHERE replay_id = ? AND visible_at > ?",
+                              (replay_id, now - 72 * 3600)).fetchone()
+        return row is not None
+
+    def expire_events(self, through):
+        """Ages the events up to `through` past the retention (a test hook: 72 h in a call)."""
+        self.db.execute("UPDATE events SET visible_at = visible_at - 73 * 3600 WHERE "
+                        "replay_id <= ?", (through,))
+
+    def add_gap(self, entity, change_type, record_ids):
+        """A gap event, as Salesforce sends when it could not build the change events of a
+        transaction (GAP_CREATE, GAP_UPDATE, ...) or when too many changes came at once
+        (GAP_OVERFLOW, whose recordIds is a wildcard: the object's key prefix and '*')."""
+        obj = self.schema.find(entity)
+        if obj is None:
+            raise KeyError(entity)
+        if change_type == "GAP_OVERFLOW" and not record_ids:
+            record_ids = [obj["keyPrefix"] + "*"]
+        now = time.time()
+        header = {"entityName": obj["name"], "recordIds": list(record_ids),
+                  "changeType": change_type, "changedFields": [], "changeOrigin": "",
+                  "transactionKey": "%016x%08x" % (int(now * 1000), 0), "sequenceNumber": 1,
+                  "commitTimestamp": int(now * 1000), "commitNumber": 0, "commitUser": USER_ID}
+        self.db.execute("INSERT INTO events(payload, visible_at) VALUES(?, ?)",
+                        (json.dumps({"ChangeEventHeader": header}), now))
+        self.changed.notify_all()
+
     def last_replay_id(self):
         row = self.db.execute("SELECT max(replay_id) FROM events").fetchone()
         return row[0] or 0

@@ -86,6 +86,35 @@ class LimitsTest(EmulatorTest):
         rows = self.emu.query("SELECT Name FROM Account ORDER BY Name")[1]["records"]
         self.assertEqual([r["Name"] for r in rows], ["A", "B"])  # committed, reply lost
 
+    def test_an_early_answer_leaves_a_kept_alive_connection_usable(self):
+        # A 503 (or 401, 403) answered before the body was read must not leave the body in
+        # the connection, where it would be read as the next request.
+        import http.client
+        import urllib.parse
+        host = urllib.parse.urlsplit(self.emu.base)
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=10)
+        auth = {"Authorization": "Bearer " + self.emu.token, "Content-Type": "application/json"}
+        self.emu.hook("limits", {"daily": 100})
+        self.emu.hook("faults", {"kind": "HTTP_503", "count": 1})
+        body = json.dumps({"allOrNone": False, "records": [
+            {"attributes": {"type": "Account"}, "External_Id__c": "K-1", "Name": "k"}]})
+        for expected in (503, 200):
+            conn.request("PATCH", "/services/data/v61.0/composite/sobjects/Account/"
+                         "External_Id__c", body, auth)
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, expected)
+        conn.request("PATCH", "/services/data/v61.0/sobjects/Account/External_Id__c/K-2",
+                     json.dumps({"Name": "k2"}), dict(auth, Authorization="Bearer expired"))
+        r = conn.getresponse()
+        r.read()
+        self.assertEqual(r.status, 401)
+        conn.request("GET", "/services/data/v61.0/limits", headers=auth)
+        r = conn.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200)
+        conn.close()
+
 
 class DescribeTest(EmulatorTest):
     def test_describe_has_schema_and_system_fields(self):

@@ -53,6 +53,40 @@ class CometdTest(EmulatorTest):
         again = self.connect(cid2)
         self.assertEqual([e["event"]["replayId"] for e in again], ids[1:])
 
+    def test_an_expired_replay_id_is_refused(self):
+        cid = self.subscribe(-1)
+        self.emu.api("POST", "/sobjects/Account", {"Name": "A"})
+        self.emu.api("POST", "/sobjects/Account", {"Name": "B"})
+        ids = []
+        while len(ids) < 2:
+            ids += [e["event"]["replayId"] for e in self.connect(cid)]
+        self.subscribe(ids[0])  # retained: fine
+        self.emu.hook("events", {"expire_through": ids[0]})
+        hs = self.cometd([{"channel": "/meta/handshake", "version": "1.0",
+                           "supportedConnectionTypes": ["long-polling"]}])[0]
+        sub = self.cometd([{"channel": "/meta/subscribe", "clientId": hs["clientId"],
+                            "subscription": "/data/ChangeEvents",
+                            "ext": {"replay": {"/data/ChangeEvents": ids[0]}}}])[0]
+        self.assertFalse(sub["successful"])
+        self.assertTrue(sub["error"].startswith("400::The replayId {%d} you provided was invalid"
+                                                % ids[0]), sub)
+        # -2 replays what is still retained: only the second event.
+        cid2 = self.subscribe(-2)
+        self.assertEqual([e["event"]["replayId"] for e in self.connect(cid2)], ids[1:])
+        self.assertFalse(self.cometd([{"channel": "/meta/subscribe", "clientId": cid2,
+                                       "subscription": "/data/ChangeEvents",
+                                       "ext": {"replay": {"/data/ChangeEvents": 10**9}}}])[0]
+                         ["successful"])
+
+    def test_a_gap_event_names_the_object_and_a_wildcard(self):
+        cid = self.subscribe(-1)
+        self.emu.hook("events", {"gap": {"entity": "Account", "changeType": "GAP_OVERFLOW"}})
+        got = self.connect(cid)
+        self.assertEqual(len(got), 1)
+        header = got[0]["payload"]["ChangeEventHeader"]
+        self.assertEqual((header["changeType"], header["entityName"], header["recordIds"]),
+                         ("GAP_OVERFLOW", "Account", ["001*"]))
+
     def test_unknown_client_is_told_to_handshake(self):
         out = self.cometd([{"channel": "/meta/connect", "clientId": "nope"}])
         self.assertFalse(out[0]["successful"])

@@ -147,6 +147,19 @@ class CompositeTest(EmulatorTest):
         self.assertEqual(out[0]["body"][0]["errorCode"], "PROCESSING_HALTED")
         self.assertEqual(self.emu.query("SELECT Id FROM Account")[1]["totalSize"], 1)
 
+    def test_at_most_five_collections_or_queries(self):
+        def sub(i, url, method="GET"):
+            return {"method": method, "url": url, "referenceId": "r%d" % i}
+        query = "/services/data/v61.0/query?q=SELECT+Id+FROM+Account"
+        rows = "/services/data/v61.0/sobjects/Account/describe"
+        req = {"compositeRequest": [sub(i, query) for i in range(5)] + [sub(9, rows)]}
+        status, out, _ = self.emu.api("POST", "/composite", req)
+        self.assertEqual(status, 200, out)
+        req["compositeRequest"].append(sub(10, "/services/data/v61.0/composite/sobjects/"
+                                              "Account?ids=001000000000001AAA&fields=Name"))
+        status, out, _ = self.emu.api("POST", "/composite", req)
+        self.assertEqual((status, out[0]["errorCode"]), (400, "INVALID_BATCH_SIZE"))
+
 
 if __name__ == "__main__":
     unittest.main()
