@@ -159,6 +159,18 @@ Status MatchLedger(EngineState& es, const EndpointState& ep, std::vector<Change>
       return 0;
     };
     std::vector<std::pair<std::string, ApplyId>> consumed;
+    auto echo_change = [&](ApplyId id, Row after) {
+      Change echo;
+      echo.op = Op::kEcho;
+      echo.collection = c.collection;
+      echo.key = c.key;
+      echo.after = std::move(after);
+      echo.position = c.position;
+      echo.commit_ms = c.commit_ms;
+      echo.txn = c.txn;
+      echo.apply_id = id;
+      return echo;
+    };
     // apply id -> the fields (and key) it wrote with the values shown: one kEcho each.
     std::map<ApplyId, Row> echoes;
     auto echo_of = [&](ApplyId id) -> Row& {
@@ -175,15 +187,7 @@ Status MatchLedger(EngineState& es, const EndpointState& ep, std::vector<Change>
       }
       consumed.emplace_back("", id);
       DUPLEX_RETURN_IF_ERROR(es.store->DropLedger(ep.name, c.collection, key_text, consumed));
-      Change echo;
-      echo.op = Op::kEcho;
-      echo.collection = c.collection;
-      echo.key = c.key;
-      echo.position = c.position;
-      echo.commit_ms = c.commit_ms;
-      echo.txn = c.txn;
-      echo.apply_id = id;
-      out.push_back(std::move(echo));
+      out.push_back(echo_change(id, Row()));
       continue;
     }
     // Field by field: a value duplex wrote is its write showing; any other is an edit made
@@ -208,18 +212,7 @@ Status MatchLedger(EngineState& es, const EndpointState& ep, std::vector<Change>
       continue;
     }
     DUPLEX_RETURN_IF_ERROR(es.store->DropLedger(ep.name, c.collection, key_text, consumed));
-    for (auto& [id, after] : echoes) {
-      Change echo;
-      echo.op = Op::kEcho;
-      echo.collection = c.collection;
-      echo.key = c.key;
-      echo.after = std::move(after);
-      echo.position = c.position;
-      echo.commit_ms = c.commit_ms;
-      echo.txn = c.txn;
-      echo.apply_id = id;
-      out.push_back(std::move(echo));
-    }
+    for (auto& [id, after] : echoes) out.push_back(echo_change(id, std::move(after)));
     // Every value of the image is one duplex wrote: nothing was edited there.
     if (echoed < fields) out.push_back(std::move(c));
   }

@@ -5,14 +5,14 @@
 
 namespace duplex::sf {
 
-namespace {
-
 bool SameName(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
 }
+
+namespace {
 
 std::vector<std::string> Strings(const nlohmann::json& list) {
   std::vector<std::string> out;

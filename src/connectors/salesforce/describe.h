@@ -23,6 +23,10 @@ const char* SfColumnKindName(SfColumnKind kind);
 // does not sync (compound address and location fields, anyType).
 std::optional<SfColumnKind> ColumnKindOf(std::string_view type);
 
+// Whether two Salesforce names (objects, fields, types) are the same: they compare without
+// regard to case.
+bool SameName(std::string_view a, std::string_view b);
+
 // One field of GET sobjects/{T}/describe, with the properties duplex uses.
 struct FieldInfo {
   std::string name;

@@ -9,13 +9,6 @@ namespace duplex::sf {
 
 namespace {
 
-bool SameName(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 QuotaPacer::Options Pacing(const SfEndpoint::Options& o) {
   QuotaPacer::Options p = o.pacing;
   // One queryAll per object and poll, at least.

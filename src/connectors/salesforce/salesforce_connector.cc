@@ -11,13 +11,6 @@ namespace duplex::sf {
 
 namespace {
 
-bool SameName(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 // The value of `column` in a row keyed by API names (the API matches names case-insensitively).
 const nlohmann::json* FieldOf(const nlohmann::json& row, const std::string& column) {
   if (!row.is_object()) return nullptr;
