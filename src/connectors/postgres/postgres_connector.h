@@ -38,6 +38,13 @@ class PostgresConnector final : public Connector {
   PostgresConnector& operator=(const PostgresConnector&) = delete;
 
   const std::string& name() const override { return ep_.opt.name; }
+  // Every capability, except before-images in logical mode: with the default replica identity
+  // an UPDATE carries no old row.
+  Capabilities capabilities() const override {
+    Capabilities caps;
+    caps.before_images = ep_.opt.capture != CaptureMode::kLogical;
+    return caps;
+  }
   Status Open() override;
   Result<TableInfo> Describe(const std::string& table) override;
   Status Bind(std::vector<CollectionBinding> bindings) override;
