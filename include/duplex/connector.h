@@ -121,10 +121,10 @@ struct Capabilities {
   // by the field's policy (docs/DESIGN.md §3.4).
   bool markers = true;
   // Sink::AppliedId is stored by Apply in the same transaction as the rows. Without it the
-  // engine stores the applied id in its state file after Apply returns, and a batch applied
-  // just before a crash is applied again: the writes must then be idempotent (an insert is an
-  // upsert keyed by the record, an update sets values, a delete of a row already gone is no
-  // error).
+  // engine never asks AppliedId: a batch leaves its outbox once Apply returned and that
+  // commits, so a batch applied just before a crash is applied again: the writes must then be
+  // idempotent (an insert is an upsert keyed by the record, an update sets values, a delete of a
+  // row already gone is no error).
   bool atomic_applied_id = true;
   // Captured updates and deletes carry the row as it was before (Change::before).
   bool before_images = true;
@@ -132,10 +132,11 @@ struct Capabilities {
   // changed the row (reported as kRejected in its stream). Without it writes are
   // unconditional; a concurrent local edit is found by capture and the ledger instead.
   bool compare_and_set = true;
-  // The most row writes the engine hands one Apply call (0: no limit). Larger batches are
-  // split, only for a sink without transactional_apply.
+  // The most row writes one call to the endpoint takes (0: no limit), and the shortest
+  // interval between polls worth making. Declared for status and for the engine's pacing;
+  // the engine does not enforce them yet (docs/DESIGN.md §3, "Not built yet"): the connector
+  // splits larger applies into calls of its own and answers Poll from what it already has.
   size_t max_apply_rows = 0;
-  // The engine polls the endpoint no more often than this.
   std::chrono::milliseconds min_poll_interval{0};
   // The endpoint's request quota: at most `quota_calls` calls per `quota_period` (0: none).
   // The connector paces itself within it and says so in Warnings when it runs short.
