@@ -120,11 +120,23 @@ struct FailedOp {
   std::string reason;  // the target's message, naming the table and key at fault
 };
 
+// A write that found nothing to do: an update or a delete of a row that is not there (deleted
+// on the endpoint meanwhile, or by an earlier attempt of the same batch). Nothing of it shows
+// in the endpoint's capture.
+struct NoEffect {
+  ApplyId batch_id = 0;
+  RowOp op;
+};
+
 struct ApplyResult {
   size_t applied = 0;   // row writes that took effect
   size_t rejected = 0;  // row writes whose compare-and-set failed (a concurrent local change)
   size_t skipped_batches = 0;    // batches already applied before (replay after a crash)
   std::vector<FailedOp> failed;  // isolate_txns only: refused transactions, rolled back
+  // Sinks without markers report their writes that found nothing to do, so that the engine's
+  // ledger does not wait for an echo that never comes: another writer's delete of the row
+  // would pass for duplex's (docs/DESIGN.md §3.4).
+  std::vector<NoEffect> no_effect;
 };
 
 }  // namespace duplex

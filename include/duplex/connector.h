@@ -216,6 +216,8 @@ class Sink {
   // for the endpoint's own records, by OwnNativeKey); a record the endpoint has no row for is
   // absent (the write is rejected). Values of `mapped_refs` fields are translated the same
   // way; a reference to a record the endpoint does not hold is Refused, naming it.
+  // Without Capabilities::markers, an update or delete that finds no row is listed in
+  // ApplyResult::no_effect.
   virtual Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
                                     bool isolate_txns = false) = 0;
 };

@@ -45,8 +45,12 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
   Result<ApplyResult> result = ep.connector->Apply(batches);
   if (!result.ok()) {
     // Only transactions the target refuses (Refused: constraint, type) are parked; anything
-    // else (busy, unreachable, disk) is the endpoint's trouble and is retried (status.h).
-    if (!result.status().IsRefused()) return result.status();
+    // else (busy, unreachable, disk) is the endpoint's trouble and is retried (status.h). A
+    // sink without transactions may have taken some of the writes.
+    if (!result.status().IsRefused()) {
+      ep.unsure_upto = std::max(ep.unsure_upto, last_id);
+      return result.status();
+    }
     // A refusal may pass (a row the application was about to change, a lock timeout the
     // server reports as a constraint): try the whole apply again a few times first.
     if (++ep.refusals < kApplyAttempts) {
@@ -60,7 +64,10 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
     // flow.
     result = ep.connector->Apply(batches, /*isolate_txns=*/true);
     if (!result.ok()) {
-      if (!result.status().IsRefused()) return result.status();
+      if (!result.status().IsRefused()) {
+        ep.unsure_upto = std::max(ep.unsure_upto, last_id);
+        return result.status();
+      }
       // Not even one by one: park the batches whole.
       std::string reason = result.status().message();
       result = ApplyResult{};
@@ -122,6 +129,16 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
                                ->AddDeadLetter(ep.name, ApplyBatch{f.batch_id, f.ops}, f.reason,
                                                es.env->WallMs(), waits_for)
                                .status());
+  }
+  // A write that found nothing to do never shows in capture: its ledger entries go, or another
+  // writer's delete of the row would be taken for duplex's (docs/DESIGN.md §3.4). Unless the
+  // batch may have landed in an earlier attempt, whose echo may still be on its way.
+  for (const NoEffect& n : result->no_effect) {
+    if (n.batch_id <= ep.unsure_upto) continue;
+    const CollectionModel* model = es.FindModel(n.op.collection);
+    if (!model) continue;
+    DUPLEX_RETURN_IF_ERROR(
+        es.store->ForgetLedger(ep.name, n.batch_id, n.op, KeyText(n.op.key, model->config->key)));
   }
   DUPLEX_RETURN_IF_ERROR(es.store->DeleteOutbox(ep.name, last_id));
   Counters counters;

@@ -51,6 +51,10 @@ struct EndpointState {
   size_t index = 0;  // in EngineState::endpoints and telemetry.endpoints
   // When a capture last found nothing left to capture: the capture lag counts from here.
   std::chrono::steady_clock::time_point caught_up_at{};
+  // Batches up to this id may have reached the endpoint in an earlier attempt whose outcome
+  // is unknown (a failed Apply, or one made before this process started): a write of theirs
+  // that now finds nothing to do may be one that landed then, whose echo is still to come.
+  ApplyId unsure_upto = 0;
   // Applies the target refused in a row, and when to try again.
   int refusals = 0;
   std::chrono::steady_clock::time_point refused_retry_at{};

@@ -78,6 +78,25 @@ Status Ledger::Drop(const std::string& endpoint, const std::string& collection,
   return Status::Ok();
 }
 
+Status Ledger::Forget(const std::string& endpoint, ApplyId apply_id, const RowOp& op,
+                      const std::string& key_text) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          db_.Cached("DELETE FROM ledger WHERE endpoint = ? AND collection = ? AND "
+                                     "key = ? AND field = ? AND apply_id = ? AND value = ?"));
+  auto forget = [&](const std::string& field, const Value& value) {
+    s->Bind(1, endpoint).Bind(2, op.collection).Bind(3, key_text).Bind(4, field);
+    return s->Bind(5, apply_id).Bind(6, value.dump()).Run();
+  };
+  if (op.op == WriteOp::kDelete) return forget("", Value());
+  if (op.op == WriteOp::kInsert) DUPLEX_RETURN_IF_ERROR(forget("", Value(true)));
+  if (!op.values.is_object()) return Status::Ok();
+  for (const auto& [field, value] : op.values.items()) {
+    if (op.key.is_object() && op.key.contains(field)) continue;
+    DUPLEX_RETURN_IF_ERROR(forget(field, value));
+  }
+  return Status::Ok();
+}
+
 Result<bool> Ledger::Any(const std::string& endpoint) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
                           db_.Cached("SELECT count(*) FROM (SELECT 1 FROM ledger WHERE "

@@ -40,6 +40,10 @@ class Ledger {
   Status Drop(const std::string& endpoint, const std::string& collection,
               const std::string& key_text,
               const std::vector<std::pair<std::string, ApplyId>>& fields);
+  // Forgets the entries `op` of apply `apply_id` made (a write that found nothing to do: it
+  // will never show). An entry a later op of the same apply overwrote stays.
+  Status Forget(const std::string& endpoint, ApplyId apply_id, const RowOp& op,
+                const std::string& key_text);
   // Whether `endpoint` has any entry (a cheap check before looking records up).
   Result<bool> Any(const std::string& endpoint);
   Status DeleteAll(const std::string& endpoint);

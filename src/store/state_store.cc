@@ -146,6 +146,10 @@ Status StateStore::DropLedger(const std::string& endpoint, const std::string& co
                               const std::vector<std::pair<std::string, ApplyId>>& fields) {
   return ledger_.Drop(endpoint, collection, key_text, fields);
 }
+Status StateStore::ForgetLedger(const std::string& endpoint, ApplyId apply_id, const RowOp& op,
+                                const std::string& key_text) {
+  return ledger_.Forget(endpoint, apply_id, op, key_text);
+}
 Result<bool> StateStore::AnyLedger(const std::string& endpoint) { return ledger_.Any(endpoint); }
 Result<std::optional<Position>> StateStore::MinOutboxSeen(const std::string& endpoint) {
   return outbox_.MinSeen(endpoint);

@@ -99,6 +99,8 @@ class StateStore final : public Store {
   Status DropLedger(const std::string& endpoint, const std::string& collection,
                     const std::string& key_text,
                     const std::vector<std::pair<std::string, ApplyId>>& fields) override;
+  Status ForgetLedger(const std::string& endpoint, ApplyId apply_id, const RowOp& op,
+                      const std::string& key_text) override;
   Result<bool> AnyLedger(const std::string& endpoint) override;
 
   Result<int64_t> AddConflict(const ConflictRecord& c, double now_ms) override;

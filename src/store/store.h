@@ -118,6 +118,9 @@ class Store {
   virtual Status DropLedger(const std::string& endpoint, const std::string& collection,
                             const std::string& key_text,
                             const std::vector<std::pair<std::string, ApplyId>>& fields) = 0;
+  // Forgets the entries `op` of apply `apply_id` made (Ledger::Forget).
+  virtual Status ForgetLedger(const std::string& endpoint, ApplyId apply_id, const RowOp& op,
+                              const std::string& key_text) = 0;
   virtual Result<bool> AnyLedger(const std::string& endpoint) = 0;
 
   // --- The conflict log (DESIGN §4) ---

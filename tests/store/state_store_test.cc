@@ -56,6 +56,39 @@ TEST(StateStoreTest, JournalKeepsBatchesInOrderWithCapturePosition) {
   EXPECT_EQ(*(*store)->JournalBacklog(), 0);
 }
 
+TEST(StateStoreTest, LedgerForgetsOnlyTheWritesThatFoundNothingToDo) {
+  TempDir dir;
+  auto store = StateStore::Open(dir.File("s.db"), true);
+  ASSERT_OK(store);
+  const Row key = {{"id", 5}};
+  RowOp update{WriteOp::kUpdate, "t", key, {{"v", "old"}}, {}, {}};
+  RowOp del{WriteOp::kDelete, "t", key, {}, {}, {}};
+  RowOp insert{WriteOp::kInsert, "t", key, {{"id", 5}, {"v", "new"}}, {}, {}};
+  ASSERT_OK((*store)->RecordLedger("b", 10, {update}, {"[5]"}));
+  // One apply deletes the row and makes it again: the insert's row entry replaces the delete's.
+  ASSERT_OK((*store)->RecordLedger("b", 11, {del, insert}, {"[5]", "[5]"}));
+  auto entries = (*store)->LedgerOf("b", "t", "[5]");
+  ASSERT_OK(entries);
+  ASSERT_EQ((*entries)[""].size(), 1u);
+  EXPECT_EQ((*entries)[""][0].value, Value(true));
+  ASSERT_EQ((*entries)["v"].size(), 2u);
+  EXPECT_FALSE((*entries).count("id"));  // the key shows anyway
+
+  // The delete found no row: its entry, overwritten by the insert's, is not there to forget.
+  ASSERT_OK((*store)->ForgetLedger("b", 11, del, "[5]"));
+  EXPECT_EQ((*(*store)->LedgerOf("b", "t", "[5]")).at("").size(), 1u);
+  // The update of apply 10 found no row: its entry goes, the insert's of the field stays.
+  ASSERT_OK((*store)->ForgetLedger("b", 10, update, "[5]"));
+  entries = (*store)->LedgerOf("b", "t", "[5]");
+  ASSERT_OK(entries);
+  ASSERT_EQ((*entries)["v"].size(), 1u);
+  EXPECT_EQ((*entries)["v"][0].apply_id, 11);
+  // Capture showing apply 11's write consumes the field's entries up to it.
+  ASSERT_OK((*store)->DropLedger("b", "t", "[5]", {{"v", 11}, {"", 11}}));
+  EXPECT_TRUE((*(*store)->LedgerOf("b", "t", "[5]")).empty());
+  EXPECT_FALSE(*(*store)->AnyLedger("b"));
+}
+
 TEST(StateStoreTest, OutboxReadsWholeBatchesUpToTheRowLimit) {
   TempDir dir;
   auto store = StateStore::Open(dir.File("s.db"), true);

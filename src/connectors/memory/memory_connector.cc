@@ -408,10 +408,12 @@ Result<ApplyResult> MemoryConnector::ApplyUnconditionally(const std::vector<Appl
       std::optional<Row> before;
       if (it != rows.end()) before = it->second;
       std::optional<Row> after;
-      if (op.op == WriteOp::kDelete) {
-        if (!before) continue;  // already gone
-      } else {
-        if (!before && op.op == WriteOp::kUpdate) continue;  // gone: nothing to update
+      if (!before && op.op != WriteOp::kInsert) {
+        // Already gone (nothing to delete, nothing to update): no change to capture.
+        result.no_effect.push_back(NoEffect{batch.id, op});
+        continue;
+      }
+      if (op.op != WriteOp::kDelete) {
         Row row = before.value_or(Row::object());
         if (!before) {
           for (const ColumnInfo& c : ep_->Table(table)->columns) row[c.name] = Value();
