@@ -645,7 +645,9 @@ Result<ApplyResult> SalesforceConnector::Apply(const std::vector<ApplyBatch>& ba
           if (cb.mapped_key) {
             auto it = ids[b->object].find(key);
             if (it == ids[b->object].end()) {
-              ++result.applied;  // no such record: deleted already (a replay: P6)
+              // No such record: deleted already, by a user or by an earlier attempt (P6).
+              ++result.applied;
+              result.no_effect.push_back(NoEffect{batch.id, op});
               continue;
             }
             id = it->second;
@@ -653,6 +655,7 @@ Result<ApplyResult> SalesforceConnector::Apply(const std::vector<ApplyBatch>& ba
             DUPLEX_ASSIGN_OR_RETURN(auto found, ep_->IdsByExternalId(b->object, {key}));
             if (found.empty()) {
               ++result.applied;
+              result.no_effect.push_back(NoEffect{batch.id, op});
               continue;
             }
             id = found.begin()->second;
@@ -706,14 +709,22 @@ Result<ApplyResult> SalesforceConnector::Apply(const std::vector<ApplyBatch>& ba
         switch (rr.outcome) {
           case WriteOutcome::kCreated:
           case WriteOutcome::kUpdated:
+            ++result.applied;
+            break;
           case WriteOutcome::kDeleted:
             ++result.applied;
+            // Deleted before this call: by a user of the org (or by this delete's first send,
+            // whose reply was lost: then its delete shows in capture, and the ledger waits).
+            if (rr.code == "ENTITY_IS_DELETED" && !rr.resent) {
+              result.no_effect.push_back(NoEffect{batch.id, op});
+            }
             break;
           case WriteOutcome::kRefused:
             if (kind == 'U' && rr.code == "ENTITY_IS_DELETED") {
               // The org's user deleted the record meanwhile: its delete is in capture and the
               // resolver decides (delete against update), nothing is lost here.
               ++result.rejected;
+              if (!rr.resent) result.no_effect.push_back(NoEffect{batch.id, op});
               break;
             }
             refuse(op, Where() + ": " + rr.message);

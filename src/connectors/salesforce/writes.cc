@@ -167,6 +167,7 @@ Result<std::vector<RecordResult>> Writer::WithRetries(
       }
       for (size_t i = 0; i < which.size(); ++i) {
         RecordResult& r = (*got)[i];
+        r.resent = attempt > 1;
         if (r.outcome == WriteOutcome::kQuotaExceeded) quota = true;
         if (r.outcome == WriteOutcome::kRetriable && attempt < attempts_) {
           again.push_back(which[i]);

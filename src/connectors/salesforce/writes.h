@@ -33,6 +33,9 @@ struct RecordResult {
   std::string fields;  // the fields that error names, comma-separated
   // For a refusal: "object 'Account', record 'A-1', field 'Rating': CODE: message".
   std::string message;
+  // Sent again after a reply that did not come (lost, 503): an answer such as
+  // ENTITY_IS_DELETED may then be the first send's own doing.
+  bool resent = false;
 };
 
 // The writes duplex makes, on one Client. Every write is idempotent, keyed by the record:
