@@ -444,6 +444,58 @@ TEST_P(SalesforceFaultsTest, KillNineDuringABacklogNeitherDuplicatesNorLoses) {
   ExpectNoFailedSyncs();
 }
 
+// The org's daily API requests used up while `duplex run` syncs: the endpoint pauses (status
+// and /readyz say so) and writes nothing; a change made meanwhile in the database waits. Once
+// the quota frees, duplex resumes on its own and both sides converge.
+TEST_P(SalesforceFaultsTest, QuotaExhaustedPausesAndResumesLosingNothing) {
+  emu().Api("POST", "/sobjects/Account", {{"Name", "Acme"}});
+  Write("External_Id__c", "http = \"127.0.0.1:0\"\n");
+  std::unique_ptr<testing::Process> run;
+  const int port = StartWithAdmin(&run);
+  ASSERT_GT(port, 0) << run->Err();
+  ASSERT_TRUE(BothSidesHold("Acme|NULL\n", std::chrono::seconds(60))) << run->Err();
+
+  const nlohmann::json limits = emu().Hook("limits", nlohmann::json::object());
+  emu().Hook("limits", {{"used", limits["daily"]}});
+  const int64_t writes = Writes();
+  OpsExec("INSERT INTO accounts(name, industry) VALUES ('Local Co', 'Retail');");
+
+  httplib::Client admin("127.0.0.1", port);
+  admin.set_read_timeout(10);
+  std::string status, readyz;
+  const bool paused = testing::PollUntil(
+      [&] {
+        auto s = admin.Get("/api/v1/status");
+        auto r = admin.Get("/readyz");
+        status = s ? s->body : "";
+        readyz = r ? std::to_string(r->status) + " " + r->body : "";
+        return status.find("REQUEST_LIMIT_EXCEEDED") != std::string::npos &&
+               readyz.rfind("503 ", 0) == 0 && readyz.find("crm") != std::string::npos;
+      },
+      std::chrono::seconds(30), std::chrono::milliseconds(250));
+  EXPECT_TRUE(paused) << "status: " << status << "\nreadyz: " << readyz << "\n" << run->Err();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(Writes(), writes) << "written while the org refuses every call";
+
+  emu().Hook("limits", {{"used", 0}});
+  EXPECT_TRUE(BothSidesHold("Acme|NULL\nLocal Co|Retail\n", std::chrono::seconds(30)))
+      << run->Err();
+  // status is refreshed every 2 s: it says so soon after.
+  const bool resumed = testing::PollUntil(
+      [&] {
+        auto s = admin.Get("/api/v1/status");
+        auto r = admin.Get("/readyz");
+        status = s ? s->body : "";
+        readyz = r ? std::to_string(r->status) + " " + r->body : "";
+        return s && status.find("REQUEST_LIMIT_EXCEEDED") == std::string::npos &&
+               readyz.rfind("200 ", 0) == 0;
+      },
+      std::chrono::seconds(15), std::chrono::milliseconds(250));
+  EXPECT_TRUE(resumed) << "status: " << status << "\nreadyz: " << readyz;
+  StopRun(run);
+  ExpectNoFailedSyncs();
+}
+
 // Injected faults while `duplex run` syncs: a polled or written call refused with 503, a
 // record refused with UNABLE_TO_LOCK_ROW, and replies lost after their write committed. All
 // retried: every account once in the org (a lost reply's write is repeated by external id, not
