@@ -1,5 +1,6 @@
 #include "connectors/salesforce/settings.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <utility>
@@ -123,6 +124,10 @@ Result<std::unique_ptr<Connector>> MakeConnector(const ConnectorContext& context
   o.events = s->capture == SalesforceSettings::Capture::kCdc;
   o.pacing.budget = s->api_budget;
   o.pacing.min_poll_seconds = static_cast<double>(s->poll_interval_ms) / 1000.0;
+  // After a 403 REQUEST_LIMIT_EXCEEDED one call probes every 30 poll intervals, at most a
+  // minute apart (the default 2s polls: a minute): an org whose quota frees (an admin raises
+  // it, the rolling day moves on) is used again within that, and a refused probe is one call.
+  o.pacing.probe_seconds = std::min(60.0, 30 * o.pacing.min_poll_seconds);
   return std::unique_ptr<Connector>(
       std::make_unique<SalesforceConnector>(context.name, std::move(o), *Env::Default()));
 }

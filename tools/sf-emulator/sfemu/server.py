@@ -204,8 +204,10 @@ class Handler(BaseHTTPRequestHandler):
     def _hook(self, method, name):
         emu = self.emu
         if name == "stats" and method == "GET":
+            # faults: the injected faults not taken yet, so a test can tell they were hit.
             return self._send(200, {"api_calls": sum(emu.calls.values()), "calls": emu.calls,
-                                    "api_used": emu.used()}, api=False)
+                                    "api_used": emu.used(),
+                                    "faults_left": sum(f[1] for f in emu.faults)}, api=False)
         body = self._json_body() or {}
         if name == "limits" and method == "POST":
             if "daily" in body:
