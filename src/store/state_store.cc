@@ -106,6 +106,11 @@ Result<std::vector<std::string>> StateStore::Unscanned(const std::string& collec
   return records_.Unscanned(collection, after, limit);
 }
 
+Result<std::vector<std::string>> StateStore::LiveKeys(const std::string& collection,
+                                                      const std::string& after, size_t limit) {
+  return records_.LiveKeys(collection, after, limit);
+}
+
 Status StateStore::EnsureApplyIdsAbove(int64_t id) { return apply_ids_.EnsureAbove(id); }
 Result<int64_t> StateStore::AllocateApplyIds(int n) { return apply_ids_.Allocate(n); }
 Status StateStore::AddOutbox(const std::string& endpoint, const ApplyBatch& batch) {

@@ -76,6 +76,8 @@ class StateStore final : public Store {
   Status AddScanned(const std::string& collection, const std::vector<std::string>& keys) override;
   Result<std::vector<std::string>> Unscanned(const std::string& collection,
                                              const std::string& after, size_t limit) override;
+  Result<std::vector<std::string>> LiveKeys(const std::string& collection, const std::string& after,
+                                            size_t limit) override;
 
   Status EnsureApplyIdsAbove(int64_t id) override;
   Result<int64_t> AllocateApplyIds(int n) override;

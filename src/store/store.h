@@ -78,6 +78,9 @@ class Store {
   virtual Status ClearScanned() = 0;
   virtual Status AddScanned(const std::string& collection,
                             const std::vector<std::string>& keys) = 0;
+  // Keys of the live records of `collection` above `after`, in key order, at most `limit`.
+  virtual Result<std::vector<std::string>> LiveKeys(const std::string& collection,
+                                                    const std::string& after, size_t limit) = 0;
   // Keys of records of `collection` above `after` that the rescan did not read, at most `limit`.
   virtual Result<std::vector<std::string>> Unscanned(const std::string& collection,
                                                      const std::string& after, size_t limit) = 0;
