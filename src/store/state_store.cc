@@ -86,6 +86,10 @@ Status StateStore::SetRescanned(const std::string& endpoint) {
   return progress_.SetRescanned(endpoint);
 }
 
+Status StateStore::MarkRescan(const std::string& endpoint) {
+  return progress_.MarkRescan(endpoint);
+}
+
 Status StateStore::LoadRecords(const std::string& collection, const std::vector<std::string>& keys,
                                std::map<std::string, RecordState>& out) {
   return records_.Load(collection, keys, out);
