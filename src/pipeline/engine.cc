@@ -348,6 +348,7 @@ Result<int64_t> Engine::DeadLetterCount() {
 Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Engine::Preflight() {
   std::vector<std::pair<std::string, std::vector<std::string>>> out;
   for (EndpointState& ep : es_->endpoints) {
+    if (!ep.open) return ep.open_error;  // `check --install` needs every endpoint
     DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> problems, ep.connector->Preflight());
     out.emplace_back(ep.name, std::move(problems));
   }
