@@ -39,6 +39,10 @@ enum class Op : char {
   // write was a delete and the row is gone; `apply_id` is the latest apply they come from.
   // The endpoint has observed those writes; it is no edit.
   kEcho = 'E',
+  // Every row of `collection` removed from the endpoint at once (PostgreSQL's TRUNCATE): no
+  // key, no images. The engine resolves it as a delete of every record the endpoint holds, at
+  // this change's position and in its transaction (docs/DESIGN.md §4, "Truncate").
+  kTruncate = 'T',
 };
 
 // One committed row change captured from an endpoint, in canonical names.

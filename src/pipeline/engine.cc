@@ -17,6 +17,70 @@
 
 namespace duplex {
 
+namespace {
+
+// Binds the sync model (schema_binding.h) over the endpoints that are open, and hands it to the
+// resolver, the planner and their connectors. The model is bound from a copy of the config
+// without the endpoints not open yet (EngineState::bound; a collection left with none is
+// left out), so the open endpoints sync among themselves while one is down at start (P8).
+Status BindModel(EngineState& es) {
+  auto bound = std::make_unique<Config>(es.config);
+  auto closed = [&](const std::string& endpoint) {
+    const EndpointState* ep = es.Find(endpoint);
+    return ep != nullptr && !ep->open;
+  };
+  for (CollectionConfig& cc : bound->collections) {
+    std::erase_if(cc.endpoints, [&](const CollectionEndpoint& ce) { return closed(ce.endpoint); });
+  }
+  std::erase_if(bound->collections,
+                [](const CollectionConfig& cc) { return cc.endpoints.empty(); });
+  DUPLEX_ASSIGN_OR_RETURN(SyncModel sync, BindSchema(*bound, [&](const std::string& endpoint,
+                                                                 const std::string& table) {
+                            return es.Find(endpoint)->connector->Describe(table);
+                          }));
+  for (EndpointState& ep : es.endpoints) {
+    if (ep.open) DUPLEX_RETURN_IF_ERROR(ep.connector->Bind(sync.bindings[ep.name]));
+  }
+  es.models = std::move(sync.models);
+  es.schema = std::move(sync.report);
+  es.planner = std::make_unique<Planner>(std::move(sync.references));
+  es.parent_collections.clear();
+  for (const Reference& r : es.planner->references()) es.parent_collections.insert(r.parent);
+  es.resolver = std::make_unique<Resolver>(es.models);
+  es.bound = std::move(bound);  // after the models that point into it were replaced
+  es.ref_index_ready = false;   // the references may have changed
+  // Every (endpoint, collection) pair has its counters from the start, at 0.
+  for (const CollectionModel& m : es.models) {
+    for (const std::string& ep : m.endpoints) {
+      es.telemetry.captured.try_emplace({ep, m.config->name}, 0);
+      es.telemetry.applied.try_emplace({ep, m.config->name}, 0);
+    }
+  }
+  return Status::Ok();
+}
+
+// An endpoint that was unreachable when the engine opened it: opens it and binds the model
+// with it. The writes of what changed meanwhile were not planned for it (it was not in the
+// model), so once its capture has caught up its rows are read back (rescan, as for an endpoint
+// restored from a backup) and brought to the agreed values. Unavailable while it is still down;
+// InvalidArgument for a config error its tables reveal (a missing table or column).
+Status OpenLate(EngineState& es, EndpointState& ep) {
+  DUPLEX_RETURN_IF_ERROR(ep.connector->Open());
+  ep.open = true;
+  Status st = BindModel(es);
+  if (!st.ok()) {
+    ep.open = false;  // the model bound without it stays in place
+    return st;
+  }
+  spdlog::info("endpoint={} reachable: binding it, then reading its rows back to catch up",
+               ep.name);
+  ep.rescan = true;
+  ep.more = true;
+  return Status::Ok();
+}
+
+}  // namespace
+
 Engine::Engine(std::unique_ptr<EngineState> es) : es_(std::move(es)) {}
 
 Engine::~Engine() = default;
@@ -47,10 +111,15 @@ Result<std::unique_ptr<Engine>> Engine::OpenWith(
       return Status::InvalidArgument("no connector for endpoint '" + ec.name + "'");
     }
     std::unique_ptr<Connector> conn = std::move(it->second);
-    DUPLEX_RETURN_IF_ERROR(conn->Open());
+    // Unreachable now (Unavailable) is an outage like one that begins later: the endpoint is
+    // left out of the model until it can be opened (OpenLate). Anything else (a file that is no
+    // database, bad settings) fails here.
+    Status opened = conn->Open();
+    if (!opened.ok() && !opened.IsRetriable()) return opened;
     EndpointState ep;
     ep.name = ec.name;
     ep.connector = std::move(conn);
+    ep.open = opened.ok();
     DUPLEX_ASSIGN_OR_RETURN(EndpointProgress p, es.store->Progress(ec.name));
     ep.capture = p.capture;
     ep.acked = p.acked;
@@ -61,6 +130,12 @@ Result<std::unique_ptr<Engine>> Engine::OpenWith(
     ep.resolved = p.resolved;
     ep.unsure_upto = next_apply_id - 1;
     ep.last_error = p.last_error;
+    if (!ep.open) {
+      // In memory only: commands that only look write nothing. `run` records it (Install).
+      ep.last_error = "open: " + opened.message();
+      ep.failing_since = es.env->Now();
+      ep.open_error = opened;
+    }
     ep.index = es.endpoints.size();
     ep.caught_up_at = es.env->Now();
     EndpointTelemetry t;
@@ -69,25 +144,7 @@ Result<std::unique_ptr<Engine>> Engine::OpenWith(
     es.endpoints.push_back(std::move(ep));
   }
   // The sync model (schema_binding.h), handed to the resolver, the planner and the connectors.
-  DUPLEX_ASSIGN_OR_RETURN(SyncModel sync, BindSchema(es.config, [&](const std::string& endpoint,
-                                                                    const std::string& table) {
-                            return es.Find(endpoint)->connector->Describe(table);
-                          }));
-  es.models = std::move(sync.models);
-  es.schema = std::move(sync.report);
-  es.planner = std::make_unique<Planner>(std::move(sync.references));
-  for (const Reference& r : es.planner->references()) es.parent_collections.insert(r.parent);
-  for (EndpointState& ep : es.endpoints) {
-    DUPLEX_RETURN_IF_ERROR(ep.connector->Bind(sync.bindings[ep.name]));
-  }
-  es.resolver = std::make_unique<Resolver>(es.models);
-  // Every (endpoint, collection) pair has its counters from the start, at 0.
-  for (const CollectionModel& m : es.models) {
-    for (const std::string& ep : m.endpoints) {
-      es.telemetry.captured[{ep, m.config->name}] = 0;
-      es.telemetry.applied[{ep, m.config->name}] = 0;
-    }
-  }
+  DUPLEX_RETURN_IF_ERROR(BindModel(es));
   return std::unique_ptr<Engine>(new Engine(std::move(state)));
 }
 
@@ -99,6 +156,14 @@ int64_t Engine::synced_changes() const { return es_->synced_changes; }
 
 Status Engine::Install() {
   for (EndpointState& ep : es_->endpoints) {
+    if (!ep.open) {
+      // Down since before the engine opened it. What is resolved meanwhile is not planned for
+      // it: its rows are read back once it is open, even if this process ends before then.
+      DUPLEX_RETURN_IF_ERROR(es_->store->MarkRescan(ep.name));
+      ep.last_error.clear();  // recorded now, for `duplex status` and the telemetry
+      MarkFailure(*es_, ep, ep.open_error, "open");
+      continue;
+    }
     Status st = InstallOn(*es_, ep);
     if (st.ok()) continue;
     // An endpoint that is busy or unreachable now is installed later by Step (P8).
@@ -151,6 +216,15 @@ Result<bool> Engine::Step() {
       failed[i] = true;
       continue;
     }
+    if (!ep.open) {
+      Status st = OpenLate(es, ep);
+      if (!st.ok()) {
+        if (!st.IsRetriable()) return st.WithContext("endpoint '" + ep.name + "'");
+        MarkFailure(es, ep, st, "open");
+        failed[i] = true;
+        continue;
+      }
+    }
     if (!ep.installed) {
       Status st = InstallOn(es, ep);
       if (!st.ok()) {
@@ -159,6 +233,8 @@ Result<bool> Engine::Step() {
         failed[i] = true;
         continue;
       }
+      // A new endpoint has a progress row only now (MarkRescan is a no-op before).
+      if (ep.rescan) DUPLEX_RETURN_IF_ERROR(es.store->MarkRescan(ep.name));
     }
     Result<bool> r = CaptureFrom(es, ep);
     if (!r.ok()) {
@@ -247,7 +323,9 @@ Status Engine::Run(const std::atomic<bool>& stop, bool until_idle,
     es.env->Sleep(std::chrono::milliseconds(es.config.engine.poll_interval_ms));
   }
   if (observer) observer->Stopped();
-  for (EndpointState& ep : es.endpoints) AckCaptured(es, ep, true);
+  for (EndpointState& ep : es.endpoints) {
+    if (ep.open) AckCaptured(es, ep, true);
+  }
   return Status::Ok();
 }
 
@@ -273,6 +351,7 @@ Result<int64_t> Engine::DeadLetterCount() {
 Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Engine::Preflight() {
   std::vector<std::pair<std::string, std::vector<std::string>>> out;
   for (EndpointState& ep : es_->endpoints) {
+    if (!ep.open) return ep.open_error;  // `check --install` needs every endpoint
     DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> problems, ep.connector->Preflight());
     out.emplace_back(ep.name, std::move(problems));
   }

@@ -54,7 +54,9 @@ class Engine {
   // Opens the state file (creating it if `create_state`) and every endpoint, and checks the
   // config against the endpoints' tables (BindSchema): a missing table or column, a key that
   // is not the table's primary key, a policy for a field that is not synced, or a type clash
-  // is InvalidArgument naming the config line, endpoint, table and column.
+  // is InvalidArgument naming the config line, endpoint, table and column. An endpoint whose
+  // Open is Unavailable (unreachable) is left out of the sync model and opened by a later Step
+  // (docs/DESIGN.md §6 "Outages"); any other error of Open fails.
   static Result<std::unique_ptr<Engine>> Open(const Config& config, bool create_state);
   // The same with the endpoints' connectors given (by endpoint name) instead of made from the
   // config's endpoint types, and the clocks from `env` (nullptr: Env::Default(); not owned, must

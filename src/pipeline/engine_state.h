@@ -43,6 +43,11 @@ struct EndpointState {
   Status stopped;
   bool warned = false;     // the current failure has been logged
   bool installed = false;  // capture installed by this process (Install or Step)
+  // Opened (Connector::Open) and bound. An endpoint unreachable when the engine opened it is
+  // left out of the sync model until it can be opened (an outage like any other, P8): then it
+  // is bound, installed and read back whole (rescan).
+  bool open = true;
+  Status open_error;  // why it could not be opened when the engine opened it
   // After the endpoint went back in time (EndpointProgress): changes captured again, and
   // whether its rows are still to be read back (Rescan).
   Position guard_pos;
@@ -86,10 +91,13 @@ struct EngineState {
   const CollectionModel* FindModel(const std::string& collection) const;
 
   Config config;
+  // What the sync model is bound from (the models point into it): `config` without the
+  // endpoints that are not open yet (EndpointState::open).
+  std::unique_ptr<Config> bound;
   std::unique_ptr<StateStore> store;
   Env* env;                              // not owned
   std::vector<EndpointState> endpoints;  // config order: the capture order
-  std::vector<CollectionModel> models;   // point into `config`
+  std::vector<CollectionModel> models;   // point into `bound`
   std::unique_ptr<Resolver> resolver;
   std::unique_ptr<Planner> planner;
   SchemaReport schema;

@@ -1,6 +1,7 @@
 #include "pipeline/resolve.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "pipeline/dead_letters.h"
 #include "pipeline/references.h"
@@ -8,6 +9,75 @@
 #include "util/log.h"
 
 namespace duplex {
+
+namespace {
+
+using MergeChange = std::function<Status(const Change&, const std::string& key_text)>;
+
+// A truncate from `ep` (every row of the collection gone there at once) is what it means for
+// the collection: a delete from `ep` of every record it held at that point of its stream, each
+// merged like a delete it captured (`merge`), at the truncate's position and in its
+// transaction, so every other endpoint deletes its rows in one transaction and a concurrent
+// update elsewhere meets it as any delete (on_delete_conflict, DESIGN §4 "Truncate"). Every
+// record of the collection is loaded into `states`: one step holds them all (a P9 limit).
+Status ResolveTruncate(EngineState& es, const Change& truncate, const EndpointState& ep,
+                       int64_t watermark, RecordStates& states, const MergeChange& merge) {
+  const CollectionModel* model = es.resolver->Find(truncate.collection);
+  if (!model) return Status::Ok();  // a collection removed from the config
+  const std::string& collection = model->config->name;
+  std::map<std::string, RecordState>& records = states[collection];
+  constexpr size_t kChunk = 1000;
+  std::string after;
+  while (true) {
+    DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> keys,
+                            es.store->LiveKeys(collection, after, kChunk));
+    if (keys.empty()) break;
+    after = keys.back();
+    const bool last = keys.size() < kChunk;
+    // A record this entry has loaded already may have changed in memory: keep that state.
+    std::erase_if(keys, [&](const std::string& k) { return records.count(k) != 0; });
+    DUPLEX_RETURN_IF_ERROR(es.store->LoadRecords(collection, keys, records));
+    if (last) break;
+  }
+  // Records this entry made that the store does not hold yet are in `records` too.
+  std::vector<std::pair<std::string, Row>> held;
+  for (const auto& [key_text, state] : records) {
+    if (!state.exists || !state.known.count(ep.name)) continue;
+    // Inserted there by duplex after the truncate (its marker is not before it in the stream,
+    // so its apply committed later, or has not yet): the truncate did not remove that row.
+    if (auto p = state.pending.find(ep.name); p != state.pending.end()) {
+      if (auto row = p->second.find(""); row != p->second.end() && row->second > watermark) {
+        continue;
+      }
+    }
+    Row key = Row::object();
+    for (const std::string& k : model->config->key) {
+      key[k] = state.values.is_object() && state.values.contains(k) ? state.values[k] : Value();
+    }
+    held.emplace_back(key_text, std::move(key));
+  }
+  for (auto& [key_text, key] : held) {
+    Change del;
+    del.op = Op::kDelete;
+    del.collection = collection;
+    del.key = std::move(key);
+    del.position = truncate.position;
+    del.commit_ms = truncate.commit_ms;
+    del.txn = truncate.txn;
+    DUPLEX_RETURN_IF_ERROR(merge(del, key_text));
+  }
+  std::string table = "?";
+  for (const CollectionEndpoint& ce : model->config->endpoints) {
+    if (ce.endpoint == ep.name) table = ce.table;
+  }
+  spdlog::info(
+      "endpoint={} collection={} table={} truncated: {} records deleted on the other "
+      "endpoints",
+      ep.name, collection, table, held.size());
+  return Status::Ok();
+}
+
+}  // namespace
 
 Status StoreOutput(EngineState& es, ResolveOutput& out, const PlanContext& ctx) {
   const double now = es.env->WallMs();
@@ -68,7 +138,7 @@ Status ResolveEntry(EngineState& es, const JournalEntry& entry) {
   std::vector<std::string> key_texts(entry.batch.changes.size());
   for (size_t i = 0; i < entry.batch.changes.size(); ++i) {
     const Change& c = entry.batch.changes[i];
-    if (c.op == Op::kMarker) continue;
+    if (c.op == Op::kMarker || c.op == Op::kTruncate) continue;
     const CollectionModel* model = es.resolver->Find(c.collection);
     if (!model) continue;  // collection removed from the config
     key_texts[i] = KeyText(c.key, model->config->key);
@@ -87,17 +157,9 @@ Status ResolveEntry(EngineState& es, const JournalEntry& entry) {
   ResolveOutput out;
   std::map<std::string, size_t> traced;  // target -> its writes given a source commit time
   int64_t watermark = ep->watermark;
-  for (size_t i = 0; i < entry.batch.changes.size(); ++i) {
-    const Change& c = entry.batch.changes[i];
-    // Writes planned from here on have seen the endpoint's stream up to this change.
-    ctx.seen[ep->name] = c.position;
-    if (c.op == Op::kMarker) {
-      watermark = std::max(watermark, c.apply_id);
-      ctx.watermarks[ep->name] = watermark;
-      continue;
-    }
-    if (key_texts[i].empty()) continue;
-    RecordState& state = states[c.collection][key_texts[i]];
+  // Merges one change of a record into its state (`key_text`: the record's key text).
+  auto merge = [&](const Change& c, const std::string& key_text) -> Status {
+    RecordState& state = states[c.collection][key_text];
     if (c.op == Op::kRejected) {
       es.resolver->Correct(c, ep->name, ctx, state, out);
     } else if (c.op == Op::kEcho) {
@@ -113,8 +175,8 @@ Status ResolveEntry(EngineState& es, const JournalEntry& entry) {
         es.resolver->Merge(row, ep->name, watermark, ctx, state, out);
         if (es.planner->Involves(c.collection)) {
           DUPLEX_RETURN_IF_ERROR(CheckReferences(es, row, ep->name, watermark,
-                                                 c.collection + "\n" + key_texts[i], false, {},
-                                                 traced, states, ctx, out));
+                                                 c.collection + "\n" + key_text, false, {}, traced,
+                                                 states, ctx, out));
         }
       }
     } else if (!es.planner->Involves(c.collection)) {
@@ -125,8 +187,26 @@ Status ResolveEntry(EngineState& es, const JournalEntry& entry) {
           was_live ? ParentRecords(es, c.collection, state.values) : std::vector<std::string>();
       es.resolver->Merge(c, ep->name, watermark, ctx, state, out);
       DUPLEX_RETURN_IF_ERROR(CheckReferences(es, c, ep->name, watermark,
-                                             c.collection + "\n" + key_texts[i], was_live,
+                                             c.collection + "\n" + key_text, was_live,
                                              parents_before, traced, states, ctx, out));
+    }
+    return Status::Ok();
+  };
+  for (size_t i = 0; i < entry.batch.changes.size(); ++i) {
+    const Change& c = entry.batch.changes[i];
+    // Writes planned from here on have seen the endpoint's stream up to this change.
+    ctx.seen[ep->name] = c.position;
+    if (c.op == Op::kMarker) {
+      watermark = std::max(watermark, c.apply_id);
+      ctx.watermarks[ep->name] = watermark;
+      continue;
+    }
+    if (c.op == Op::kTruncate) {
+      DUPLEX_RETURN_IF_ERROR(ResolveTruncate(es, c, *ep, watermark, states, merge));
+    } else if (key_texts[i].empty()) {
+      continue;  // a collection removed from the config
+    } else {
+      DUPLEX_RETURN_IF_ERROR(merge(c, key_texts[i]));
     }
     // For the sync latency metric: the writes this change caused carry its commit time (none
     // for the initial load's snapshot rows and for corrections).

@@ -79,6 +79,12 @@ Status ProgressTable::SetRescanned(const std::string& endpoint) {
   return s->Bind(1, endpoint).Run();
 }
 
+Status ProgressTable::MarkRescan(const std::string& endpoint) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          db_.Cached("UPDATE progress SET rescan = 1 WHERE endpoint = ?"));
+  return s->Bind(1, endpoint).Run();
+}
+
 Status CounterTable::Add(const std::string& endpoint, const Counters& d) {
   DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s, db_.Cached(R"sql(
     INSERT INTO counters(endpoint, name, value) VALUES(?1, ?2, ?3)

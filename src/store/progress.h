@@ -48,6 +48,8 @@ class ProgressTable {
   // and rescan is set (DESIGN §6, An endpoint that went back in time).
   Status ResetRestored(const std::string& endpoint, const Position& resume, int64_t watermark);
   Status SetRescanned(const std::string& endpoint);
+  // Sets rescan (the endpoint's rows are to be read back); nothing if it has no progress row.
+  Status MarkRescan(const std::string& endpoint);
 
  private:
   StoreDb& db_;

@@ -40,6 +40,15 @@ Result<int64_t> RecordTable::Count(const std::string& collection, bool live_only
   return StoreDb::ScalarInt(*s);
 }
 
+Result<std::vector<std::string>> RecordTable::LiveKeys(const std::string& collection,
+                                                       const std::string& after, size_t limit) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt * s,
+                          db_.Cached("SELECT key FROM records WHERE collection = ?1 AND live AND "
+                                     "key > ?2 ORDER BY key LIMIT ?3"));
+  s->Bind(1, collection).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
+  return StoreDb::Texts(*s);
+}
+
 Status RecordTable::ClearScanned() {
   DUPLEX_RETURN_IF_ERROR(
       db_.db().Exec("CREATE TEMP TABLE IF NOT EXISTS scanned(collection TEXT NOT "

@@ -27,6 +27,10 @@ class RecordTable {
   Status Save(const std::string& collection, const std::string& key, const RecordState& state);
   Result<int64_t> Count(const std::string& collection, bool live_only);
 
+  // Keys of the live records of `collection` above `after`, in key order, at most `limit`.
+  Result<std::vector<std::string>> LiveKeys(const std::string& collection, const std::string& after,
+                                            size_t limit);
+
   // Empties the keys a rescan read (creating their table on first use).
   Status ClearScanned();
   Status AddScanned(const std::string& collection, const std::vector<std::string>& keys);

@@ -86,6 +86,10 @@ Status StateStore::SetRescanned(const std::string& endpoint) {
   return progress_.SetRescanned(endpoint);
 }
 
+Status StateStore::MarkRescan(const std::string& endpoint) {
+  return progress_.MarkRescan(endpoint);
+}
+
 Status StateStore::LoadRecords(const std::string& collection, const std::vector<std::string>& keys,
                                std::map<std::string, RecordState>& out) {
   return records_.Load(collection, keys, out);
@@ -104,6 +108,11 @@ Status StateStore::AddScanned(const std::string& collection, const std::vector<s
 Result<std::vector<std::string>> StateStore::Unscanned(const std::string& collection,
                                                        const std::string& after, size_t limit) {
   return records_.Unscanned(collection, after, limit);
+}
+
+Result<std::vector<std::string>> StateStore::LiveKeys(const std::string& collection,
+                                                      const std::string& after, size_t limit) {
+  return records_.LiveKeys(collection, after, limit);
 }
 
 Status StateStore::EnsureApplyIdsAbove(int64_t id) { return apply_ids_.EnsureAbove(id); }

@@ -65,6 +65,7 @@ class StateStore final : public Store {
   Status SetAcked(const std::string& endpoint, Position acked) override;
   Status ResetRestored(const std::string& endpoint, Position resume, int64_t watermark) override;
   Status SetRescanned(const std::string& endpoint) override;
+  Status MarkRescan(const std::string& endpoint) override;
 
   Status LoadRecords(const std::string& collection, const std::vector<std::string>& keys,
                      std::map<std::string, RecordState>& out) override;
@@ -76,6 +77,8 @@ class StateStore final : public Store {
   Status AddScanned(const std::string& collection, const std::vector<std::string>& keys) override;
   Result<std::vector<std::string>> Unscanned(const std::string& collection,
                                              const std::string& after, size_t limit) override;
+  Result<std::vector<std::string>> LiveKeys(const std::string& collection, const std::string& after,
+                                            size_t limit) override;
 
   Status EnsureApplyIdsAbove(int64_t id) override;
   Result<int64_t> AllocateApplyIds(int n) override;

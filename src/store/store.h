@@ -66,6 +66,10 @@ class Store {
   virtual Status ResetRestored(const std::string& endpoint, Position resume, int64_t watermark) = 0;
   // The rescan is done.
   virtual Status SetRescanned(const std::string& endpoint) = 0;
+  // The endpoint's rows are to be read back (rescan) once its capture has caught up: it was
+  // left out of the sync model while unreachable, so writes were not planned for it. No-op if
+  // the state has never captured from it.
+  virtual Status MarkRescan(const std::string& endpoint) = 0;
 
   // --- Record states (DESIGN §4) ---
   // Record states for `keys` of `collection`; absent records are not in the map.
@@ -78,6 +82,9 @@ class Store {
   virtual Status ClearScanned() = 0;
   virtual Status AddScanned(const std::string& collection,
                             const std::vector<std::string>& keys) = 0;
+  // Keys of the live records of `collection` above `after`, in key order, at most `limit`.
+  virtual Result<std::vector<std::string>> LiveKeys(const std::string& collection,
+                                                    const std::string& after, size_t limit) = 0;
   // Keys of records of `collection` above `after` that the rescan did not read, at most `limit`.
   virtual Result<std::vector<std::string>> Unscanned(const std::string& collection,
                                                      const std::string& after, size_t limit) = 0;

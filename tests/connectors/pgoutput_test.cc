@@ -202,19 +202,33 @@ TEST(PgoutputTest, TransactionsQueueInCommitOrder) {
   EXPECT_EQ(s.ready()[1].end_lsn, 0x3000u + 11);
 }
 
-TEST(PgoutputTest, NonTransactionalMessagesTruncateTypesAndUnknownTagsAreSkipped) {
+TEST(PgoutputTest, NonTransactionalMessagesTypesAndUnknownTagsAreSkipped) {
   ReplicationStream s;
   ASSERT_OK(s.TestReceive(XLog(Msg('M').U8(0).U64(1).Str("other").U32(2).Raw("hi"))));
   ASSERT_OK(s.TestReceive(XLog(Begin())));
   ASSERT_OK(s.TestReceive(XLog(Msg('M').U8(0).U64(1).Str("other").U32(2).Raw("hi"))));
   ASSERT_OK(s.TestReceive(XLog(Msg('Y').U32(1).Str("public").Str("t"))));
-  ASSERT_OK(s.TestReceive(XLog(Msg('T').U32(1).U8(0).U32(kRelid))));
   ASSERT_OK(s.TestReceive(XLog(Msg('Z').U32(1))));
   ASSERT_OK(s.TestReceive(XLog(Commit())));
   ASSERT_EQ(s.ready().size(), 1u);
   EXPECT_TRUE(s.ready().front().events.empty());
   // CopyData other than XLogData and keepalives: ignored.
   EXPECT_OK(s.TestReceive(Msg('x').U64(1).str()));
+}
+
+// TRUNCATE (of two tables, with RESTART IDENTITY) is one event listing the tables it emptied.
+TEST(PgoutputTest, TruncateListsTheTablesItEmptied) {
+  ReplicationStream s;
+  ASSERT_OK(s.TestReceive(XLog(Begin(9))));
+  ASSERT_OK(s.TestReceive(XLog(Items())));
+  ASSERT_OK(s.TestReceive(XLog(Msg('T').U32(2).U8(2).U32(kRelid).U32(kRelid + 1))));
+  ASSERT_OK(s.TestReceive(XLog(Commit(0x2020))));
+  ASSERT_EQ(s.ready().size(), 1u);
+  const StreamTxn& t = s.ready().front();
+  EXPECT_EQ(t.xid, 9u);
+  ASSERT_EQ(t.events.size(), 1u);
+  EXPECT_EQ(t.events[0].kind, 'T');
+  EXPECT_EQ(t.events[0].relids, (std::vector<uint32_t>{kRelid, kRelid + 1}));
 }
 
 TEST(PgoutputTest, KeepaliveMovesTheReceivedPosition) {
@@ -243,6 +257,7 @@ TEST(PgoutputTest, EveryTruncatedMessageIsAnError) {
           .Tuple({"1", Msg::kUnchanged, "c"}),
       Msg('D').U32(kRelid).U8('K').Tuple({"1", Msg::kNull, Msg::kNull}),
       Msg('M').U8(1).U64(1).Str("p").U32(3).Raw("abc"),
+      Msg('T').U32(2).U8(0).U32(kRelid).U32(kRelid + 1),
       Commit(),
   };
   for (const Msg& m : messages) {

@@ -111,10 +111,12 @@ class SqliteConnectorTest : public ::testing::Test {
   std::string path_;
 };
 
-TEST_F(SqliteConnectorTest, OpenMissingFileIsUnavailable) {
+// A missing file is a wrong path, not an outage: the engine does not wait for it at start.
+TEST_F(SqliteConnectorTest, OpenMissingFileIsAnIOErrorNotRetried) {
   SqliteConnector c("crm", dir_.File("nope.db"));
   Status st = c.Open();
-  EXPECT_TRUE(st.IsRetriable()) << st.ToString();
+  EXPECT_FALSE(st.IsRetriable()) << st.ToString();
+  EXPECT_EQ(st.code(), Status::Code::kIOError) << st.ToString();
   EXPECT_NE(st.message().find("endpoint 'crm'"), std::string::npos) << st.message();
   EXPECT_NE(st.message().find("nope.db' does not exist"), std::string::npos) << st.message();
 }

@@ -175,6 +175,8 @@ Status Installer::Uninstall() {
     if (has.value_or("f") == "t") {
       sql += "DROP TRIGGER IF EXISTS " + QuoteIdent(ep_.TableName("capture")) + " ON " +
              ep_.Q(tbl) + ";";
+      sql += "DROP TRIGGER IF EXISTS " + QuoteIdent(ep_.TableName("truncate")) + " ON " +
+             ep_.Q(tbl) + ";";
     }
     sql += "DROP FUNCTION IF EXISTS " + ep_.Q(ep_.TableName("capture_" + tbl)) + "();";
   }

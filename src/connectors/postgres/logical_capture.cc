@@ -78,7 +78,9 @@ Result<bool> LogicalCapture::ObjectsInstalled() {
   DUPLEX_ASSIGN_OR_RETURN(
       std::optional<std::string> ok,
       ep_.db.Scalar("SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AND "
-                    "EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AND "
+                    // A publication made before TRUNCATE was synced does not publish it.
+                    "EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1 AND pubtruncate) "
+                    "AND "
                     "EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)",
                     {ep_.SlotName()}));
   return ok.value_or("f") == "t";
@@ -101,13 +103,18 @@ Status LogicalCapture::InstallObjects() {
       std::optional<std::string> pub,
       db.Scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", {ep_.PublicationName()}));
   const std::string list = names.empty() ? "" : " TABLE " + Join(names, ", ");
+  // TRUNCATE too: it reaches the engine as a truncate of the collection (README "Truncate").
+  const std::string publish = " (publish = 'insert, update, delete, truncate')";
   if (!pub) {
     DUPLEX_RETURN_IF_ERROR(db.Run("CREATE PUBLICATION " + QuoteIdent(ep_.PublicationName()) +
-                                  (names.empty() ? "" : " FOR" + list) +
-                                  " WITH (publish = 'insert, update, delete')"));
-  } else if (!names.empty()) {
+                                  (names.empty() ? "" : " FOR" + list) + " WITH" + publish));
+  } else {
+    if (!names.empty()) {
+      DUPLEX_RETURN_IF_ERROR(
+          db.Run("ALTER PUBLICATION " + QuoteIdent(ep_.PublicationName()) + " SET" + list));
+    }
     DUPLEX_RETURN_IF_ERROR(
-        db.Run("ALTER PUBLICATION " + QuoteIdent(ep_.PublicationName()) + " SET" + list));
+        db.Run("ALTER PUBLICATION " + QuoteIdent(ep_.PublicationName()) + " SET" + publish));
   }
   DUPLEX_RETURN_IF_ERROR(db.Exec("SELECT pg_replication_origin_create($1) WHERE NOT EXISTS "
                                  "(SELECT 1 FROM pg_replication_origin WHERE roname = $1)",

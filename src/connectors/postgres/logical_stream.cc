@@ -123,6 +123,23 @@ Status LogicalCapture::Convert(StreamTxn&& txn) {
         }
         continue;
       }
+      if (e.kind == 'T') {
+        // Each bound table it emptied: a truncate of that collection (README "Truncate").
+        for (uint32_t relid : e.relids) {
+          const Relation* rel = stream_.relation(relid);
+          if (rel == nullptr || rel->schema != ep_.opt.schema) continue;
+          auto bound = ep_.by_table.find(rel->table);
+          if (bound == ep_.by_table.end()) continue;
+          Change c;
+          c.op = Op::kTruncate;
+          c.collection = ep_.tables[bound->second].binding.collection;
+          c.position = Position::FromInt(pos);
+          c.commit_ms = static_cast<double>(commit_ms);
+          c.txn = txn.xid;
+          out.changes.push_back(std::move(c));
+        }
+        continue;
+      }
       const Relation* rel = stream_.relation(e.relid);
       if (rel == nullptr) {
         return Status::Corruption(ep_.Where() + ": change for an unknown relation " +

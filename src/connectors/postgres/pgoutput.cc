@@ -344,9 +344,16 @@ Status ReplicationStream::HandleXLog(const char* data, int len) {
       current_ = StreamTxn();
       break;
     }
-    case 'T':
-      // TRUNCATE is not synced (DESIGN: deletes are row changes); the stream goes on.
+    case 'T': {
+      // TRUNCATE: the tables it emptied (proto_version 1 has no xid here).
+      StreamEvent e;
+      e.kind = 'T';
+      const uint32_t n = r.U32();
+      r.U8();  // options: CASCADE, RESTART IDENTITY
+      for (uint32_t i = 0; i < n && !r.bad(); ++i) e.relids.push_back(r.U32());
+      if (in_txn_) current_.events.push_back(std::move(e));
       break;
+    }
     default:
       break;
   }

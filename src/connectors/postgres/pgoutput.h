@@ -32,9 +32,10 @@ struct Relation {
 
 // A row change or a logical message inside a transaction, in stream order.
 struct StreamEvent {
-  char kind = 0;       // 'I', 'U', 'D', or 'M' (pg_logical_emit_message)
-  uint32_t relid = 0;  // I/U/D
-  Tuple old_tuple;     // U/D: the old key ('K') or the old row ('O'); empty if none
+  char kind = 0;                 // 'I', 'U', 'D', 'T' (TRUNCATE), or 'M' (pg_logical_emit_message)
+  uint32_t relid = 0;            // I/U/D
+  std::vector<uint32_t> relids;  // T: every table the statement truncated
+  Tuple old_tuple;               // U/D: the old key ('K') or the old row ('O'); empty if none
   bool old_is_key = false;
   Tuple new_tuple;      // I/U
   std::string prefix;   // M

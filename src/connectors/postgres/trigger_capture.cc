@@ -121,6 +121,11 @@ Status TriggerCapture::InstallTable(const BoundTable& t, bool snapshot) {
                     ");\n"
                     "      END IF;\n"
                     "    END IF;\n"
+                    // The statement trigger: the table emptied at once (README "Truncate").
+                    "  ELSIF TG_OP = 'TRUNCATE' THEN\n"
+                    "    INSERT INTO " +
+                    log + " (tbl, op) VALUES (" + tbl +
+                    ", 'T');\n"
                     "  ELSE\n"
                     "    INSERT INTO " +
                     log + " (tbl, op, pk, old) VALUES (" + tbl + ", 'D', " +
@@ -134,7 +139,14 @@ Status TriggerCapture::InstallTable(const BoundTable& t, bool snapshot) {
                     ";"
                     "CREATE TRIGGER " +
                     QuoteIdent(ep_.TableName("capture")) + " AFTER INSERT OR UPDATE OR DELETE ON " +
-                    ep_.Q(t.binding.table) + " FOR EACH ROW EXECUTE FUNCTION " + fn + "();";
+                    ep_.Q(t.binding.table) + " FOR EACH ROW EXECUTE FUNCTION " + fn +
+                    "();"
+                    "DROP TRIGGER IF EXISTS " +
+                    QuoteIdent(ep_.TableName("truncate")) + " ON " + ep_.Q(t.binding.table) +
+                    ";"
+                    "CREATE TRIGGER " +
+                    QuoteIdent(ep_.TableName("truncate")) + " AFTER TRUNCATE ON " +
+                    ep_.Q(t.binding.table) + " FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "();";
   if (snapshot) {
     // In the transaction that created the trigger, which holds a lock that keeps writers out
     // until it commits: every row is either in the snapshot or logged by the trigger.
@@ -161,8 +173,9 @@ Status TriggerCapture::InstallTable(const BoundTable& t, bool snapshot) {
 
 Status TriggerCapture::ForgetTable(const std::string& table) {
   return ep_.db.Run("DROP TRIGGER IF EXISTS " + QuoteIdent(ep_.TableName("capture")) + " ON " +
-                    ep_.Q(table) + "; DROP FUNCTION IF EXISTS " +
-                    ep_.Q(ep_.TableName("capture_" + table)) + "()");
+                    ep_.Q(table) + "; DROP TRIGGER IF EXISTS " +
+                    QuoteIdent(ep_.TableName("truncate")) + " ON " + ep_.Q(table) +
+                    "; DROP FUNCTION IF EXISTS " + ep_.Q(ep_.TableName("capture_" + table)) + "()");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,6 +263,16 @@ Result<ChangeBatch> TriggerCapture::Capture(const Position& from_pos, size_t max
     auto bound = ep_.by_table.find(tbl);
     if (bound == ep_.by_table.end() || op == 'K') continue;
     const BoundTable& t = ep_.tables[bound->second];
+    if (op == 'T') {
+      Change c;
+      c.op = Op::kTruncate;
+      c.collection = t.binding.collection;
+      c.position = Position::FromInt(pos);
+      c.commit_ms = at;
+      c.txn = txn;
+      batch.changes.push_back(std::move(c));
+      continue;
+    }
     Change c;
     c.collection = t.binding.collection;
     c.position = Position::FromInt(pos);

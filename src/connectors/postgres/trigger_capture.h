@@ -19,7 +19,7 @@ class TriggerCapture final : public PgCapture {
  public:
   // Written into each trigger function's body; bump it when the generated function changes,
   // so that an install by an older duplex counts as not installed and is replaced.
-  static constexpr const char* kTriggerVersion = "duplex trigger 2";
+  static constexpr const char* kTriggerVersion = "duplex trigger 3";
 
   TriggerCapture(PgEndpoint& ep, KeyMap& keys) : ep_(ep), keys_(keys) {}
 

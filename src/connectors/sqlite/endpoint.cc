@@ -42,14 +42,16 @@ Status Endpoint::NotInstalled() const {
 Status Endpoint::Open() {
   if (db_.get() != nullptr) return Status::Ok();
   std::error_code ec;
+  // A file that is not there is a wrong path more often than an outage: the engine does not
+  // wait for it (only Unavailable, a connection failure, is waited for at start), and `run`
+  // ends with exit code 1. duplex never creates an application's database file.
   if (!std::filesystem::exists(path_, ec)) {
-    return Status::Unavailable("endpoint '" + name_ + "': SQLite file '" + path_ +
-                               "' does not exist");
+    return Status::IOError("endpoint '" + name_ + "': SQLite file '" + path_ + "' does not exist");
   }
   Result<Db> db = Db::Open(path_, /*create=*/false, kBusyTimeoutMs);
   if (!db.ok()) {
     if (db.status().IsNotFound()) {
-      return Status::Unavailable("endpoint '" + name_ + "': " + db.status().message());
+      return Status::IOError("endpoint '" + name_ + "': " + db.status().message());
     }
     return db.status().WithContext(Where());
   }
