@@ -668,6 +668,8 @@ def main():
         # 100k + 300k records: seeding alone is 2,000 calls; keep the limit out of the way.
         a.daily_limit = 1000000
     b = Bench(a)
+    # A SIGTERM (run.sh stopped, a timeout) still stops duplex and the emulator (finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log("%s: work dir %s, load average %s" % (a.scenario, b.work, loadavg()))
     try:
         result = getattr(b, a.scenario)()
