@@ -53,6 +53,27 @@ TEST(SfPollTest, OverlapReadsAgainAndDropsWhatWasDelivered) {
   EXPECT_FALSE(PollCursor::Parse("[1]").ok());
 }
 
+// With change events on, the polls read rows the events delivered already. They are dropped,
+// but the cursor still moves past them: otherwise every later poll reads again everything
+// changed since, and `recent` (held in the position) keeps every row of it.
+TEST(SfPollTest, RowsEventsDeliveredMoveTheCursor) {
+  Poller p("Account", {"Name"}, 10, 30);
+  PollCursor c;
+  c.recent["001a"] = {1704067210, kDeliveredByEvent};  // 2024-01-01T00:00:10Z
+  c.recent["001b"] = {1704067220, kDeliveredByEvent};  // 2024-01-01T00:00:20Z
+  EXPECT_TRUE(p.Take(c, {Row("001a", "2024-01-01T00:00:10.000+0000", "a"),
+                         Row("001b", "2024-01-01T00:00:20.000+0000", "b")})
+                  .empty());
+  EXPECT_EQ(c.id, "001b");
+  EXPECT_EQ(p.Query(c),
+            "SELECT Id, SystemModstamp, IsDeleted, Name FROM Account WHERE "
+            "SystemModstamp >= 2024-01-01T00:00:10Z ORDER BY SystemModstamp, Id");
+  // An event-delivered row a minute later: the window moves, the old entries are forgotten.
+  c.recent["001c"] = {1704067280, kDeliveredByEvent};  // 2024-01-01T00:01:20Z
+  EXPECT_TRUE(p.Take(c, {Row("001c", "2024-01-01T00:01:20.000+0000", "c")}).empty());
+  EXPECT_EQ(c.recent.size(), 1u);
+}
+
 TEST(SfPollTest, AHeldTransactionIsNotMissedAgainstTheEmulator) {
   testing::SfEmulator emu;
   ASSERT_TRUE(emu.running());

@@ -102,6 +102,14 @@ std::vector<nlohmann::json> Poller::Take(PollCursor& cursor,
     // sweep's deleted list (which has no values) recognises it.
     const std::string digest =
         row.value("IsDeleted", false) ? std::string(kDeletedDigest) : Digest(values.dump());
+    // The cursor moves past every row read, delivered now or before: a row a change event
+    // delivered is read by the polls too, and a cursor held back by it made every later poll
+    // read again all the rows changed since (an API call per 2,000), and `recent` (the
+    // position) grow with each of them, never forgotten.
+    if (*stamp > cursor.stamp || (*stamp == cursor.stamp && rid > cursor.id)) {
+      cursor.stamp = *stamp;
+      cursor.id = rid;
+    }
     auto seen = cursor.recent.find(rid);
     if (seen != cursor.recent.end() &&
         (seen->second.first > *stamp ||
@@ -110,10 +118,6 @@ std::vector<nlohmann::json> Poller::Take(PollCursor& cursor,
       continue;  // delivered before (or older than what was)
     }
     cursor.recent[rid] = {*stamp, digest};
-    if (*stamp > cursor.stamp || (*stamp == cursor.stamp && rid > cursor.id)) {
-      cursor.stamp = *stamp;
-      cursor.id = rid;
-    }
     out.push_back(std::move(row));
   }
   // What fell out of the window cannot come again: forget it (bounded memory, P9).

@@ -19,8 +19,8 @@ namespace duplex::sf {
 // A row whose stamp is older than the window is missed here: the updated/deleted sweep finds
 // it. The cursor is what a connector stores as its position: opaque to the engine, JSON.
 struct PollCursor {
-  double stamp = 0;  // the newest SystemModstamp delivered (seconds since the epoch)
-  std::string id;    // the Id of the last row delivered at `stamp`
+  double stamp = 0;  // the newest SystemModstamp read (seconds since the epoch)
+  std::string id;    // the Id of the last row read at `stamp`
   // Id -> (SystemModstamp, a digest of the values) of the rows delivered within the overlap
   // window before `stamp`.
   std::map<std::string, std::pair<double, std::string>> recent;

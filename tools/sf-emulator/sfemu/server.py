@@ -374,7 +374,8 @@ class Handler(BaseHTTPRequestHandler):
         q = _canonical_query(q, lower)
         try:
             soql.check(q["where"], types)
-            rows = [r for r in self.emu.org.visible(obj["name"], include_deleted)
+            rows = [r for r in self.emu.org.visible(obj["name"], include_deleted,
+                                                    since=soql.least_stamp(q["where"]))
                     if soql.matches(q["where"], r, types)]
             soql.order_records(rows, q["order"] or [("Id", False, False)], types)
         except soql.InvalidField as e:
@@ -424,7 +425,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "INVALID_REPLICATION_DATE", "startDate cannot be more than %d "
                            "days ago" % window)
         org = self.emu.org
-        rows = org.visible(obj["name"], True)
+        rows = org.visible(obj["name"], True, since=start)
         latest = min(end, now - now % 60)
         open_stamp = org.oldest_open_stamp(now)
         if open_stamp is not None:

@@ -248,6 +248,21 @@ def matches(cond, record, types):
     return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
 
 
+def least_stamp(cond):
+    """The earliest SystemModstamp a record matching `cond` can have, as epoch seconds: the
+    largest lower bound (`SystemModstamp >= / > / = datetime`) among the top-level AND terms, or
+    None. A bound only narrows what is read; `matches` still decides every record."""
+    if cond is None:
+        return None
+    if cond[0] == "and":
+        bounds = [b for b in (least_stamp(cond[1]), least_stamp(cond[2])) if b is not None]
+        return max(bounds) if bounds else None
+    if (cond[0] == "cmp" and cond[1] == "SystemModstamp" and cond[2] in (">=", ">", "=")
+            and cond[3][0] == "datetime"):
+        return cond[3][1]
+    return None
+
+
 class InvalidField(Exception):
     pass
 

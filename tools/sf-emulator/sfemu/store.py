@@ -169,6 +169,10 @@ class Org:
         self.db = sqlite3.connect(data_dir + "/org.db", check_same_thread=False,
                                   isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # Every statement commits on its own; in WAL mode NORMAL still keeps each commit when
+        # the process is killed (only a machine crash can lose the last ones), without an fsync
+        # per statement, which made writes 3x slower (bench/salesforce loads 400k records).
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript("""
           CREATE TABLE IF NOT EXISTS records(id TEXT PRIMARY KEY, type TEXT NOT NULL,
             fields TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, modstamp REAL NOT NULL,
@@ -210,13 +214,19 @@ class Org:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def visible(self, obj_name, include_deleted, now=None):
-        """Every committed record of the object (dicts with system fields), by id."""
+    def visible(self, obj_name, include_deleted, now=None, since=None):
+        """Every committed record of the object (dicts with system fields), by id; with `since`
+        (epoch seconds), only those whose SystemModstamp is at or after it (read through the
+        (type, modstamp) index, so a poll of recent changes does not decode every record)."""
         now = time.time() if now is None else now
-        rows = self.db.execute(
-            "SELECT fields, deleted FROM records WHERE type = ? AND visible_at <= ?"
-            + ("" if include_deleted else " AND deleted = 0"), (obj_name, now)).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        sql = "SELECT fields, deleted FROM records WHERE type = ? AND visible_at <= ?"
+        params = [obj_name, now]
+        if not include_deleted:
+            sql += " AND deleted = 0"
+        if since is not None:
+            sql += " AND modstamp >= ?"
+            params.append(since)
+        return [json.loads(r[0]) for r in self.db.execute(sql, params).fetchall()]
 
     def get(self, rid, include_deleted=False, now=None):
         now = time.time() if now is None else now

@@ -35,6 +35,24 @@ class QueryTest(EmulatorTest):
         rows = self.emu.query("SELECT Name FROM Account WHERE Rating != null")[1]["records"]
         self.assertEqual(len(rows), 2)
 
+    def test_systemmodstamp_bounds_under_and_and_or(self):
+        # The store reads only records at or after a top-level AND's SystemModstamp bound; under
+        # OR there is no bound, and every record is still tested.
+        self.create("Account", {"Name": "Old"})
+        time.sleep(1.1)
+        self.create("Account", {"Name": "New"})
+        stamp = self.emu.query("SELECT SystemModstamp FROM Account WHERE Name = 'New'")[1][
+            "records"][0]["SystemModstamp"].replace(".000+0000", "Z")
+
+        def names(where):
+            body = self.emu.query("SELECT Name FROM Account WHERE %s ORDER BY Name" % where)[1]
+            return [r["Name"] for r in body["records"]]
+        self.assertEqual(names("SystemModstamp >= %s" % stamp), ["New"])
+        self.assertEqual(names("SystemModstamp > %s" % stamp), [])
+        self.assertEqual(names("Name != 'x' AND SystemModstamp >= %s" % stamp), ["New"])
+        self.assertEqual(names("SystemModstamp >= %s OR Name = 'Old'" % stamp), ["New", "Old"])
+        self.assertEqual(names("SystemModstamp < %s" % stamp), ["Old"])
+
     def test_malformed_queries(self):
         for q in ("SELECT FROM Account", "SELECT Name FROM Account WHERE SystemModstamp > "
                   "'2020-01-01T00:00:00Z'", "SELECT Name FROM Account GROUP BY Name",
