@@ -41,7 +41,15 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
   // have inserted, wait for it instead of failing (or overtaking it); the others flow.
   DUPLEX_RETURN_IF_ERROR(LoadParked(es, ep));
   std::vector<std::pair<FailedOp, int64_t>> held = HoldDependents(es, ep, batches);
-  if (!ep.connector->capabilities().markers) DUPLEX_RETURN_IF_ERROR(RecordLedger(es, ep, batches));
+  if (!ep.connector->capabilities().markers) {
+    if (ep.unsure_upto < 0) {
+      // Every batch planned before this process's first apply may have been sent by an earlier
+      // process. (Read here, not at open: commands that only look write nothing.)
+      DUPLEX_ASSIGN_OR_RETURN(const ApplyId next, es.store->AllocateApplyIds(0));
+      ep.unsure_upto = next - 1;
+    }
+    DUPLEX_RETURN_IF_ERROR(RecordLedger(es, ep, batches));
+  }
   Result<ApplyResult> result = ep.connector->Apply(batches);
   if (!result.ok()) {
     // Only transactions the target refuses (Refused: constraint, type) are parked; anything

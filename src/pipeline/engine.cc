@@ -103,8 +103,6 @@ Result<std::unique_ptr<Engine>> Engine::OpenWith(
                           StateStore::Open(state_path, /*create=*/true));
   auto state = std::make_unique<EngineState>(config, std::move(store), env);
   EngineState& es = *state;
-  // The next apply id: every batch below it may have been sent by an earlier process.
-  DUPLEX_ASSIGN_OR_RETURN(const ApplyId next_apply_id, es.store->AllocateApplyIds(0));
   for (const EndpointConfig& ec : es.config.endpoints) {
     auto it = connectors.find(ec.name);
     if (it == connectors.end() || !it->second) {
@@ -128,7 +126,6 @@ Result<std::unique_ptr<Engine>> Engine::OpenWith(
     ep.rescan = p.rescan;
     ep.watermark = p.watermark;
     ep.resolved = p.resolved;
-    ep.unsure_upto = next_apply_id - 1;
     ep.last_error = p.last_error;
     if (!ep.open) {
       // In memory only: commands that only look write nothing. `run` records it (Install).

@@ -59,7 +59,8 @@ struct EndpointState {
   // Batches up to this id may have reached the endpoint in an earlier attempt whose outcome
   // is unknown (a failed Apply, or one made before this process started): a write of theirs
   // that now finds nothing to do may be one that landed then, whose echo is still to come.
-  ApplyId unsure_upto = 0;
+  // Set from the state file's next apply id at this process's first apply (-1 until then).
+  ApplyId unsure_upto = -1;
   // Applies the target refused in a row, and when to try again.
   int refusals = 0;
   std::chrono::steady_clock::time_point refused_retry_at{};
