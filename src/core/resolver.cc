@@ -302,14 +302,31 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
       std::optional<Value> merged;
       if (rule.policy == Policy::kSum) {
         merged = AddDelta(current, started_from, nv);
-      } else if (ValuesEqual(current, started_from)) {
-        // Taken as written (its order, even its duplicates) when there is nothing to merge.
-        if (IsSetValue(nv, rule.separator)) merged = nv;
       } else {
-        merged = UnionMerge(started_from, {current, nv}, rule.separator);
+        // The values duplex wrote to the endpoint that it had not seen when it made the edit
+        // (PruneObserved has dropped the others): an element removed and added back there
+        // meanwhile is an addition concurrent with this edit's removal of it, and stays.
+        std::vector<Value> unseen;
+        if (auto inf = state.inflight.find(endpoint); inf != state.inflight.end()) {
+          if (auto w = inf->second.find(f); w != inf->second.end()) {
+            for (const Value& write : *w) unseen.push_back(write.at(1));
+          }
+        }
+        std::optional<Value> edit = KeepReAdded(started_from, nv, current, unseen, rule.separator);
+        if (!edit) {
+          // Not a set: lww below.
+        } else if (ValuesEqual(current, started_from) && ValuesEqual(*edit, nv)) {
+          // Taken as written (its order, even its duplicates) when there is nothing to merge.
+          merged = nv;
+        } else {
+          merged = UnionMerge(started_from, {current, *edit}, rule.separator);
+        }
       }
       if (merged) {
-        if (!ValuesEqual(current, started_from)) {
+        // Logged when there was something to merge: the endpoint started from another value
+        // than the agreed one, or (union) an element it removed was added back meanwhile.
+        if (!ValuesEqual(current, started_from) ||
+            (rule.policy == Policy::kUnion && !ValuesEqual(*merged, nv))) {
           ConflictRecord c;
           c.collection = collection;
           c.key = KeyOf(model, state.values);

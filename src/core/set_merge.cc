@@ -197,6 +197,39 @@ bool IsSetValue(const Value& v, std::string_view separator) {
   return Parse(v, separator).has_value();
 }
 
+std::optional<Value> KeepReAdded(const Value& held, const Value& edited, const Value& current,
+                                 const std::vector<Value>& unseen, std::string_view separator) {
+  std::optional<Parsed> h = Parse(held, separator), e = Parse(edited, separator),
+                        c = Parse(current, separator);
+  if (!h || !e || !c) return std::nullopt;
+  std::vector<std::set<std::string>> written;
+  for (const Value& v : unseen) {
+    std::optional<Parsed> w = Parse(v, separator);
+    if (!w) return std::nullopt;
+    written.emplace_back();
+    for (const Element& el : w->elements) written.back().insert(el.key);
+  }
+  std::set<std::string> kept, now;
+  for (const Element& el : e->elements) kept.insert(el.key);
+  for (const Element& el : c->elements) now.insert(el.key);
+  std::vector<const Element*> out;
+  for (const Element& el : e->elements) out.push_back(&el);
+  bool any = false;
+  for (const Element& el : h->elements) {
+    if (kept.count(el.key) || !now.count(el.key)) continue;
+    if (std::none_of(written.begin(), written.end(),
+                     [&](const auto& w) { return !w.count(el.key); })) {
+      continue;
+    }
+    kept.insert(el.key);
+    out.push_back(&el);
+    any = true;
+  }
+  if (!any) return edited;
+  Form form = e->form != Form::kNull ? e->form : h->form;
+  return Format(form, out, separator);
+}
+
 std::optional<Value> UnionMerge(const Value& base, const std::vector<Value>& sides,
                                 std::string_view separator) {
   std::optional<Parsed> b = Parse(base, separator);

@@ -32,6 +32,14 @@ namespace duplex {
 std::optional<Value> UnionMerge(const Value& base, const std::vector<Value>& sides,
                                 std::string_view separator);
 
+// An edit `edited` of the set `held`, with the elements it removed that `current` holds again
+// after one of `unseen` (values written to the editing endpoint after `held`, which it had not
+// seen) lacked them, put back: another endpoint removed such an element and added it back
+// concurrently with this removal, and an addition concurrent with a removal stands. `edited`
+// itself if there are none; nullopt if a value is not a set.
+std::optional<Value> KeepReAdded(const Value& held, const Value& edited, const Value& current,
+                                 const std::vector<Value>& unseen, std::string_view separator);
+
 // Whether `v` reads as a set under `separator` (above); NULL does.
 bool IsSetValue(const Value& v, std::string_view separator);
 

@@ -835,6 +835,28 @@ TEST_F(UnionTest, PostgresArraysAndJsonArraysMerge) {
   EXPECT_EQ(state_.values["v"], Value::array({"q"}));
 }
 
+class UnionReAddTest : public UnionTest, public ::testing::WithParamInterface<bool> {};
+
+// a removes x and adds it back; b removes x, having seen neither: a's re-add is concurrent
+// with b's removal, and an addition stands (removed and not added back is what goes).
+TEST_P(UnionReAddTest, P4AReAddConcurrentWithARemovalStandsInEveryArrivalOrder) {
+  const bool before_images = GetParam();
+  auto before = [&](const char* v) { return before_images ? Value(v) : Value(); };
+  std::vector<std::pair<std::string, Change>> edits = {{"a", Balance(before("x;k"), "k", 100)},
+                                                       {"a", Balance(before("k"), "x;k", 110)},
+                                                       {"b", Balance(before("x;k"), "k", 105)}};
+  // a's two edits arrive in a's stream order; b's anywhere among them.
+  for (const std::vector<int>& order :
+       std::vector<std::vector<int>>{{0, 1, 2}, {0, 2, 1}, {2, 0, 1}}) {
+    BuildUnion(";", "x;k");
+    for (int i : order) Merge(edits[i].first, edits[i].second);
+    EXPECT_EQ(state_.values["v"], "x;k") << order[0] << order[1] << order[2];
+    for (const char* ep : {"a", "b"}) EXPECT_EQ(state_.known[ep]["v"], "x;k") << ep;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BeforeImages, UnionReAddTest, ::testing::Bool());
+
 TEST_F(UnionTest, ValuesThatAreNotSetsFallBackToLww) {
   BuildUnion("", "{a}");
   Merge("a", Balance(Value(), "not a set", 300));

@@ -103,5 +103,20 @@ TEST(SetMergeTest, WhatIsNotOneKindOfSetIsNotMerged) {
   EXPECT_EQ(UnionMerge(nullptr, {nullptr, nullptr}, ""), Value());
 }
 
+TEST(SetMergeTest, KeepReAddedPutsBackARemovalOfWhatOthersAddedBack) {
+  // Held a;x, removed x; meanwhile duplex wrote "a" (x removed elsewhere), then "a;x" (added
+  // back): x stays.
+  EXPECT_EQ(KeepReAdded("a;x", "a", "a;x", {"a", "a;x"}, ";"), Value("a;x"));
+  // No unseen write lacked x: the removal stands.
+  EXPECT_EQ(KeepReAdded("a;x", "a", "a;x", {"a;x"}, ";"), Value("a"));
+  EXPECT_EQ(KeepReAdded("a;x", "a", "a;x", {}, ";"), Value("a"));
+  // x is not held now: nothing to keep.
+  EXPECT_EQ(KeepReAdded("a;x", "a", "a", {"a"}, ";"), Value("a"));
+  // The edit's own additions are untouched; the other forms alike.
+  EXPECT_EQ(KeepReAdded("{x,k}", "{k,n}", "{x,k}", {"{k}", "{x,k}"}, ""), Value("{k,n,x}"));
+  EXPECT_EQ(KeepReAdded("[1]", "[]", "[1]", {"[]"}, ""), Value("[1]"));
+  EXPECT_FALSE(KeepReAdded("{x}", "{}", "{x}", {"not a set"}, ""));
+}
+
 }  // namespace
 }  // namespace duplex
