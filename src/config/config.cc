@@ -48,10 +48,11 @@ std::string DefaultName(const std::string& state_path) {
   return fmt::format("{}_{:08x}", stem, Fnv1a(state_path) & 0xffffffffu);
 }
 
-constexpr const char* kPolicyList = "lww, prefer, max, min, sum, manual";
+constexpr const char* kPolicyList = "lww, prefer, max, min, sum, union, manual";
 constexpr std::pair<Policy, const char*> kPolicyNames[] = {
-    {Policy::kLww, "lww"}, {Policy::kPrefer, "prefer"}, {Policy::kMax, "max"},
-    {Policy::kMin, "min"}, {Policy::kSum, "sum"},       {Policy::kManual, "manual"}};
+    {Policy::kLww, "lww"},      {Policy::kPrefer, "prefer"}, {Policy::kMax, "max"},
+    {Policy::kMin, "min"},      {Policy::kSum, "sum"},       {Policy::kUnion, "union"},
+    {Policy::kManual, "manual"}};
 
 int LineOf(const toml::source_region& s) { return static_cast<int>(s.begin.line); }
 
@@ -382,6 +383,15 @@ class Parser {
 
     DUPLEX_RETURN_IF_ERROR(ParseMappings(*t, where, &c));
     DUPLEX_RETURN_IF_ERROR(ParsePolicy(*t, where, c, nullptr, &c.default_policy));
+    // A set is one field's form (its separator, its column type); a collection's other fields
+    // (numbers, names) are no sets, so union is set per field.
+    if (c.default_policy.policy == Policy::kUnion) {
+      const toml::node* pn = t->get("policy");
+      return Error(
+          LineOf(pn->source()),
+          fmt::format("{}: policy 'union' is set per field, not for a whole collection", where),
+          "write fields.NAME = { policy = \"union\" } for each field holding a set");
+    }
 
     if (const toml::node* n = t->get("on_delete_conflict")) {
       std::optional<std::string_view> v = n->value<std::string_view>();
@@ -450,7 +460,7 @@ class Parser {
             const toml::table* ft,
             Table(*f.node, f.line, fwhere,
                   fmt::format("write fields.{} = {{ policy = \"max\" }}", f.name)));
-        DUPLEX_RETURN_IF_ERROR(CheckKeys(*ft, {"policy", "endpoint"}, fwhere));
+        DUPLEX_RETURN_IF_ERROR(CheckKeys(*ft, {"policy", "endpoint", "separator"}, fwhere));
         DUPLEX_RETURN_IF_ERROR(ParsePolicy(*ft, fwhere, c, &f, &c.field_policies[f.name]));
       }
     }
@@ -479,6 +489,20 @@ class Parser {
                      fmt::format("valid policies: {}", kPolicyList));
       }
       out->policy = it->first;
+    }
+    if (const toml::node* sn = t.get("separator")) {
+      if (out->policy != Policy::kUnion) {
+        return Error(LineOf(sn->source()),
+                     fmt::format("{}: separator is only used with policy \"union\"", where),
+                     "remove separator, or set policy = \"union\"");
+      }
+      std::optional<std::string_view> sep = sn->value<std::string_view>();
+      if (!sep || sep->empty()) {
+        return Error(LineOf(sn->source()),
+                     fmt::format("{}: separator must be a non-empty string", where),
+                     "write separator = \";\" (the text between a delimited set's elements)");
+      }
+      out->separator = std::string(*sep);
     }
     std::vector<std::string> members;
     for (const CollectionEndpoint& ce : c.endpoints) members.push_back(ce.endpoint);
@@ -707,6 +731,9 @@ key = ["id"]
 #   "sum"     a counter or balance: concurrent changes are added up as deltas from the value
 #             both sides started from (100 -> 110 here, 100 -> 95 there: 105); integers and
 #             exact decimals (PostgreSQL numeric, decimal text), never rounded
+#   "union"   a set (per field only): what either side added is kept, what either side removed
+#             goes; for PostgreSQL arrays, JSON arrays, and delimited text with
+#             separator = ";" (a multipicklist "a;b;c")
 #   "manual"  nothing is overwritten: each endpoint keeps its value, and the conflict waits
 #             for an operator (`duplex conflicts resolve`)
 policy = "lww"
@@ -732,6 +759,7 @@ endpoints.billing = { table = "clients", fields = { name = "full_name" } }
 fields.balance = { policy = "sum" }   # a balance: deposits on both sides both count
 fields.tier    = { policy = "prefer", endpoint = "crm" }
 fields.notes   = { policy = "manual" }
+# fields.tags  = { policy = "union", separator = ";" }   # tags "a;b": additions on both sides count
 )";
 }
 

@@ -14,13 +14,16 @@ namespace duplex {
 class ConnectorSettings;  // connectors/settings.h
 
 // Per-field conflict policies (DESIGN §4).
-enum class Policy { kLww, kPrefer, kMax, kMin, kManual, kSum };
+enum class Policy { kLww, kPrefer, kMax, kMin, kManual, kSum, kUnion };
 
 const char* PolicyName(Policy p);
 
 struct FieldPolicy {
   Policy policy = Policy::kLww;
   std::string prefer_endpoint;  // kPrefer only: the endpoint whose value wins
+  // kUnion only: the text between a delimited set's elements ("a;b;c"); empty: the values are
+  // arrays (PostgreSQL, JSON) or text holding one (core/set_merge.h).
+  std::string separator;
 };
 
 // What every endpoint has; the rest of its section is its type's (src/connectors/registry.h).

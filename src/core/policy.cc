@@ -22,6 +22,9 @@ bool IncomingWins(const FieldPolicy& rule, const Candidate& current, const Candi
     // that are not numbers, or two values with no common base (concurrent inserts of one key,
     // initial-load copies that differ).
     case Policy::kSum:
+    // union merges sets (UnionMerge, core/set_merge.h) and likewise comes here only for values
+    // that are not sets of one form, or with no common base.
+    case Policy::kUnion:
       return LwwIncomingWins(current.version, incoming.version);
     case Policy::kPrefer:
       if (incoming.version.origin == rule.prefer_endpoint &&

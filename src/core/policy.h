@@ -21,6 +21,8 @@ struct Candidate {
 //  - max / min: the larger / smaller value (CompareValues order); equal values: lww.
 //  - sum: lww. The resolver merges sum fields by adding deltas (AddDelta, core/decimal.h) and
 //    asks here only when it cannot: a value that is not a number, or no common base.
+//  - union: lww, likewise, where the resolver cannot merge the sets (UnionMerge,
+//    core/set_merge.h): a value that is not a set, or no common base.
 // Not defined for kManual (the caller parks the conflict instead).
 bool IncomingWins(const FieldPolicy& rule, const Candidate& current, const Candidate& incoming);
 

@@ -41,7 +41,7 @@ struct RecordState {
   // it holds until that delete lands (the same use as `prior`, for every field).
   std::map<std::string, Row> prior_row;
   // endpoint -> field -> [[apply id, value], ...]: every unobserved write of duplex's of the
-  // field to the endpoint, oldest first, for fields whose policy merges values (sum). The
+  // field to the endpoint, oldest first, for fields whose policy merges values (sum, union). The
   // writes up to the endpoint's watermark when its application changed the field had landed,
   // the later ones not, so this tells exactly what the change started from (its delta), where
   // `prior` knows only the value before the oldest write.

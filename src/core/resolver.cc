@@ -6,6 +6,7 @@
 
 #include "core/decimal.h"
 #include "core/policy.h"
+#include "core/set_merge.h"
 #include "util/json_value.h"
 
 namespace duplex {
@@ -13,6 +14,10 @@ namespace duplex {
 namespace {
 
 const Value kNull = nullptr;
+
+// Policies that merge concurrent edits of a field instead of picking one: they need exactly
+// what each edit started from (RecordState::inflight).
+bool MergesValues(Policy p) { return p == Policy::kSum || p == Policy::kUnion; }
 
 const Value& FieldOf(const Row& row, const std::string& field) {
   if (!row.is_object()) return kNull;
@@ -287,13 +292,41 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
     }
     const Value& current = FieldOf(state.values, f);
     const FieldPolicy& rule = model.config->PolicyFor(f);
-    if (rule.policy == Policy::kSum && change.op == Op::kUpdate && !change.snapshot) {
+    if (MergesValues(rule.policy) && change.op == Op::kUpdate && !change.snapshot) {
       // A counter: the edit is a delta from what the endpoint started from, added to the
-      // agreed value. A sequential edit started from the agreed value, so it simply sets it
-      // (P2); concurrent ones add up whatever order they arrive in (P4). Not a number (or a
-      // sum beyond 64-bit integers): decided like lww below.
-      if (std::optional<Value> sum = AddDelta(current, started_from, nv)) {
-        if (!ValuesEqual(current, started_from)) {
+      // agreed value. A set: what the edit added and removed, against what the endpoint
+      // started from, applied to the agreed value. A sequential edit started from the agreed
+      // value, so it simply sets it (P2); concurrent ones add up whatever order they arrive in
+      // (P4). Not a number (or a sum beyond 64-bit integers), not a set: decided like lww
+      // below.
+      std::optional<Value> merged;
+      if (rule.policy == Policy::kSum) {
+        merged = AddDelta(current, started_from, nv);
+      } else {
+        // The values duplex wrote to the endpoint that it had not seen when it made the edit
+        // (PruneObserved has dropped the others): an element removed and added back there
+        // meanwhile is an addition concurrent with this edit's removal of it, and stays.
+        std::vector<Value> unseen;
+        if (auto inf = state.inflight.find(endpoint); inf != state.inflight.end()) {
+          if (auto w = inf->second.find(f); w != inf->second.end()) {
+            for (const Value& write : *w) unseen.push_back(write.at(1));
+          }
+        }
+        std::optional<Value> edit = KeepReAdded(started_from, nv, current, unseen, rule.separator);
+        if (!edit) {
+          // Not a set: lww below.
+        } else if (ValuesEqual(current, started_from) && ValuesEqual(*edit, nv)) {
+          // Taken as written (its order, even its duplicates) when there is nothing to merge.
+          merged = nv;
+        } else {
+          merged = UnionMerge(started_from, {current, *edit}, rule.separator);
+        }
+      }
+      if (merged) {
+        // Logged when there was something to merge: the endpoint started from another value
+        // than the agreed one, or (union) an element it removed was added back meanwhile.
+        if (!ValuesEqual(current, started_from) ||
+            (rule.policy == Policy::kUnion && !ValuesEqual(*merged, nv))) {
           ConflictRecord c;
           c.collection = collection;
           c.key = KeyOf(model, state.values);
@@ -307,10 +340,10 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
           c.values[cur_name] = Side(current, cv.ts);
           c.values[endpoint] = Side(nv, ts);
           c.merged = true;
-          c.result = *sum;
+          c.result = *merged;
           out.conflicts.push_back(std::move(c));
         }
-        state.values[f] = std::move(*sum);
+        state.values[f] = std::move(*merged);
         state.versions[f] = Version{ts, endpoint};
         continue;
       }
@@ -581,7 +614,7 @@ void Resolver::Plan(const CollectionModel& model, const PlanContext& ctx, Record
       auto wm = ctx.watermarks.find(target);
       const int64_t observed = wm == ctx.watermarks.end() ? 0 : wm->second;
       if (!prior.contains(f) || !IsPending(state, target, f, observed)) prior[f] = held;
-      if (model.config->PolicyFor(f).policy == Policy::kSum) {
+      if (MergesValues(model.config->PolicyFor(f).policy)) {
         // Which of these writes had landed when the endpoint's application next changes f
         // tells exactly what it started from (PruneObserved). Those it has observed have.
         Row& writes = state.inflight[target][f];

@@ -152,6 +152,20 @@ Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe
                                        "' is synced (it must exist on every endpoint, under its "
                                        "mapped name)");
       }
+      // union reads each value as a set: an array (PostgreSQL arrays are kAny), JSON, or
+      // delimited text. A number, time or binary column holds none.
+      if (rule.policy != Policy::kUnion) continue;
+      for (const auto& [endpoint, col] : types[field]) {
+        if (col->kind == ColumnKind::kText || col->kind == ColumnKind::kJson ||
+            col->kind == ColumnKind::kAny) {
+          continue;
+        }
+        return Status::InvalidArgument(fmt::format(
+            "{}: field '{}' has policy \"union\", but {} has column '{}' of type '{}' ({}), "
+            "which holds no set; union needs an array, JSON or text column (with separator for "
+            "delimited text)",
+            where, field, endpoint, col->name, col->type, ColumnKindName(col->kind)));
+      }
     }
     report.synced = model.fields;
     for (const CollectionEndpoint& ce : cc.endpoints) {

@@ -21,7 +21,7 @@ struct ConflictRow {
   Value base;
   nlohmann::json values;
   std::string winner;
-  // "open", "resolved:<policy>" (decided automatically), "merged" (sum: both edits kept),
+  // "open", "resolved:<policy>" (decided automatically), "merged" (sum, union: both edits kept),
   // "resolved:take:<endpoint>", "resolved:value" (operator); an operator resolution not yet
   // propagated also has `pending` set.
   std::string status;

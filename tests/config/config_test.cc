@@ -319,8 +319,9 @@ TEST(ConfigErrorTest, UnknownKeyInEngineEndpointCollectionAndField) {
               {"unknown key 'host' in endpoint 'billing'", "known keys: type, path"});
   ExpectError(std::string(kEndpoints) + kCustomer + "keys = [\"id\"]\n", "keys",
               {"unknown key 'keys' in collection 'customer'", "on_delete_conflict"});
-  ExpectError(std::string(kEndpoints) + kCustomer + "fields.a = { polcy = \"max\" }\n", "polcy",
-              {"unknown key 'polcy' in collection 'customer' field 'a'", "policy, endpoint"});
+  ExpectError(
+      std::string(kEndpoints) + kCustomer + "fields.a = { polcy = \"max\" }\n", "polcy",
+      {"unknown key 'polcy' in collection 'customer' field 'a'", "policy, endpoint, separator"});
 }
 
 TEST(ConfigErrorTest, KeyMustBeArrayOfStrings) {
@@ -347,10 +348,10 @@ TEST(ConfigErrorTest, MissingKey) {
 TEST(ConfigErrorTest, UnknownPolicyListsValidOnes) {
   ExpectError(std::string(kEndpoints) + kCustomer + "policy = \"newest\"\n", "newest",
               {"collection 'customer'", "unknown policy 'newest'",
-               "valid policies: lww, prefer, max, min, sum, manual"});
-  ExpectError(std::string(kEndpoints) + kCustomer + "fields.total = { policy = \"average\" }\n",
-              "average",
-              {"field 'total'", "unknown policy 'average'", "lww, prefer, max, min, sum, manual"});
+               "valid policies: lww, prefer, max, min, sum, union, manual"});
+  ExpectError(
+      std::string(kEndpoints) + kCustomer + "fields.total = { policy = \"average\" }\n", "average",
+      {"field 'total'", "unknown policy 'average'", "lww, prefer, max, min, sum, union, manual"});
   ExpectError(std::string(kEndpoints) + kCustomer + "fields.total = { policy = 1 }\n",
               "fields.total", {"field 'total'", "policy must be a string"});
 }
@@ -363,6 +364,42 @@ TEST(ConfigTest, SumPolicyParses) {
   EXPECT_STREQ(PolicyName(Policy::kSum), "sum");
   // The example `duplex init` writes puts sum, not max, on a balance (a balance goes down).
   EXPECT_NE(ExampleConfig().find("fields.balance = { policy = \"sum\" }"), std::string::npos);
+}
+
+TEST(ConfigTest, UnionPolicyParsesWithAndWithoutSeparator) {
+  Result<Config> config =
+      ParseConfig(std::string(kEndpoints) + kCustomer +
+                      "fields.tags = { policy = \"union\", separator = \";\" }\n"
+                      "fields.labels = { policy = \"union\" }\n",
+                  "/x/d.toml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const CollectionConfig& c = config->collections[0];
+  EXPECT_EQ(c.PolicyFor("tags").policy, Policy::kUnion);
+  EXPECT_EQ(c.PolicyFor("tags").separator, ";");
+  EXPECT_EQ(c.PolicyFor("labels").policy, Policy::kUnion);
+  EXPECT_EQ(c.PolicyFor("labels").separator, "");
+  EXPECT_STREQ(PolicyName(Policy::kUnion), "union");
+}
+
+TEST(ConfigErrorTest, UnionMisuse) {
+  // A separator belongs to union only, and is some text.
+  ExpectError(
+      std::string(kEndpoints) + kCustomer +
+          "fields.tags = { policy = \"lww\", separator = \";\" }\n",
+      "fields.tags",
+      {"collection 'customer' field 'tags'", "separator is only used with policy \"union\""});
+  ExpectError(std::string(kEndpoints) + kCustomer +
+                  "fields.tags = { policy = \"union\", separator = \"\" }\n",
+              "fields.tags", {"field 'tags'", "separator must be a non-empty string"});
+  ExpectError(
+      std::string(kEndpoints) + kCustomer + "fields.tags = { policy = \"union\", separator = 1 }\n",
+      "fields.tags", {"field 'tags'", "separator must be a non-empty string"});
+  // A key identifies the record; it is no set.
+  ExpectError(std::string(kEndpoints) + kCustomer + "fields.id = { policy = \"union\" }\n",
+              "fields.id", {"collection 'customer' field 'id' is a key field"});
+  // Union is one field's: a collection's other fields are no sets.
+  ExpectError(std::string(kEndpoints) + kCustomer + "policy = \"union\"\n",
+              "policy =", {"collection 'customer'", "policy 'union' is set per field"});
 }
 
 TEST(ConfigErrorTest, FieldPolicyIsRequired) {

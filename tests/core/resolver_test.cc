@@ -18,7 +18,7 @@ class ResolverTest : public ::testing::Test {
     config_ = CollectionConfig{};
     config_.name = "t";
     config_.key = {"id"};
-    config_.default_policy = FieldPolicy{policy, prefer};
+    config_.default_policy = FieldPolicy{policy, prefer, ""};
     config_.delete_wins = delete_wins;
     CollectionModel m;
     m.config = &config_;
@@ -238,7 +238,7 @@ TEST_F(ResolverTest, RejectedWriteCorrectsWhatTheEndpointHoldsAndPlansAgain) {
 }
 
 TEST_F(ResolverTest, LwwTieGoesToTheSmallerEndpointName) {
-  FieldPolicy lww{Policy::kLww, ""};
+  FieldPolicy lww{Policy::kLww, "", ""};
   Candidate a{1, Version{10, "a"}}, b{2, Version{10, "b"}};
   EXPECT_TRUE(IncomingWins(lww, b, a));
   EXPECT_FALSE(IncomingWins(lww, a, b));
@@ -740,6 +740,132 @@ TEST_F(ResolverTest, SumConcurrentInsertsHaveNoBaseAndGoByLww) {
   ASSERT_EQ(out.conflicts.size(), 1u);
   EXPECT_FALSE(out.conflicts[0].merged);
   EXPECT_EQ(state_.values["v"], 7);
+}
+
+// union: a set. The record is created on a with v = `tags` and delivered everywhere.
+class UnionTest : public ResolverTest {
+ protected:
+  void BuildUnion(const std::string& separator, const Value& tags,
+                  std::vector<std::string> endpoints = {"a", "b"}) {
+    Build(Policy::kUnion, "", true, std::move(endpoints));
+    config_.default_policy.separator = separator;
+    Merge("a", Upsert(Op::kInsert, nullptr, {{"id", 1}, {"v", tags}, {"w", 1}}, 100));
+    for (const std::string& ep : endpoints_) Observe(ep);
+  }
+};
+
+class UnionOrderTest : public UnionTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(UnionOrderTest, P4ConcurrentAddsAndRemovesAllStandInEveryArrivalOrder) {
+  const bool before_images = GetParam();
+  const Value base = "a;b;c";
+  Value before = before_images ? base : Value();
+  // a adds x, b removes a, c removes c and adds y, none having seen the others.
+  std::vector<std::pair<std::string, Change>> edits = {{"a", Balance(before, "a;b;c;x", 100)},
+                                                       {"b", Balance(before, "b;c", 300)},
+                                                       {"c", Balance(before, "a;b;y", 200)}};
+  std::vector<int> order = {0, 1, 2};
+  do {
+    BuildUnion(";", base, {"a", "b", "c"});
+    size_t merged = 0;
+    for (int i : order) {
+      ResolveOutput out = Merge(edits[i].first, edits[i].second);
+      for (const ConflictRecord& c : out.conflicts) {
+        EXPECT_TRUE(c.merged);
+        EXPECT_EQ(c.policy, "union");
+        EXPECT_EQ(c.winner, "");
+        EXPECT_EQ(c.base, base);
+        EXPECT_EQ(c.result, state_.values["v"]);
+        ++merged;
+      }
+    }
+    EXPECT_EQ(state_.values["v"], "b;x;y") << order[0] << order[1] << order[2];
+    EXPECT_EQ(merged, 2u);  // the first edit to arrive is sequential: nothing to merge
+    for (const char* ep : {"a", "b", "c"}) EXPECT_EQ(state_.known[ep]["v"], "b;x;y") << ep;
+  } while (std::next_permutation(order.begin(), order.end()));
+}
+
+INSTANTIATE_TEST_SUITE_P(BeforeImages, UnionOrderTest, ::testing::Bool());
+
+TEST_F(UnionTest, P2SequentialRemovalOfAnAddedElementStands) {
+  BuildUnion(";", "a");
+  Merge("a", Balance(Value(), "a;x", 300));
+  Observe("b");
+  // b has seen x and removes it: an edit of "a;x", not a concurrent edit of "a" that kept x.
+  ResolveOutput out = Merge("b", Balance(Value(), "a", 200));
+  EXPECT_TRUE(out.conflicts.empty());
+  EXPECT_EQ(state_.values["v"], "a");
+  ASSERT_EQ(out.writes["a"].size(), 1u);
+  EXPECT_EQ(out.writes["a"][0].values["v"], "a");
+}
+
+TEST_F(UnionTest, ASequentialEditKeepsItsOrder) {
+  BuildUnion(";", "a;b");
+  Merge("a", Balance(Value(), "z;b;a", 300));  // reordered and added to: taken as written
+  EXPECT_EQ(state_.values["v"], "z;b;a");
+}
+
+TEST_F(UnionTest, EditStartsFromTheLastWriteThatLandedBeforeIt) {
+  BuildUnion(";", "a");                        // ids 1, 2; watermarks 2
+  Merge("a", Balance(Value(), "a;x", 300));    // write of "a;x" to b: id 4
+  Merge("a", Balance(Value(), "a;x;y", 310));  // write of "a;x;y" to b: id 6
+  // b's stream shows the marker of 4 ("a;x" landed), then b's application removes x (no
+  // before-image) before "a;x;y" lands: x goes, y stays.
+  watermark_["b"] = 4;
+  ResolveOutput out = Merge("b", Balance(Value(), "a", 320));
+  EXPECT_EQ(state_.values["v"], "a;y");
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_EQ(out.conflicts[0].base, "a;x");
+}
+
+TEST_F(UnionTest, PostgresArraysAndJsonArraysMerge) {
+  BuildUnion("", "{red,green}");
+  Merge("a", Balance("{red,green}", "{red,green,\"dark blue\"}", 300));
+  Merge("b", Balance("{red,green}", "{green}", 310));
+  EXPECT_EQ(state_.values["v"], "{green,\"dark blue\"}");
+
+  BuildUnion("", "[1, 2]");  // json/jsonb as the connector hands it over: text
+  Merge("a", Balance(Value(), "[1, 2, 3]", 300));
+  Merge("b", Balance(Value(), "[2]", 310));
+  EXPECT_EQ(state_.values["v"], "[2, 3]");
+
+  BuildUnion("", Value::array({"p"}));
+  Merge("a", Balance(Value(), Value::array({"p", "q"}), 300));
+  Merge("b", Balance(Value(), Value::array(), 310));
+  EXPECT_EQ(state_.values["v"], Value::array({"q"}));
+}
+
+class UnionReAddTest : public UnionTest, public ::testing::WithParamInterface<bool> {};
+
+// a removes x and adds it back; b removes x, having seen neither: a's re-add is concurrent
+// with b's removal, and an addition stands (removed and not added back is what goes).
+TEST_P(UnionReAddTest, P4AReAddConcurrentWithARemovalStandsInEveryArrivalOrder) {
+  const bool before_images = GetParam();
+  auto before = [&](const char* v) { return before_images ? Value(v) : Value(); };
+  std::vector<std::pair<std::string, Change>> edits = {{"a", Balance(before("x;k"), "k", 100)},
+                                                       {"a", Balance(before("k"), "x;k", 110)},
+                                                       {"b", Balance(before("x;k"), "k", 105)}};
+  // a's two edits arrive in a's stream order; b's anywhere among them.
+  for (const std::vector<int>& order :
+       std::vector<std::vector<int>>{{0, 1, 2}, {0, 2, 1}, {2, 0, 1}}) {
+    BuildUnion(";", "x;k");
+    for (int i : order) Merge(edits[i].first, edits[i].second);
+    EXPECT_EQ(state_.values["v"], "x;k") << order[0] << order[1] << order[2];
+    for (const char* ep : {"a", "b"}) EXPECT_EQ(state_.known[ep]["v"], "x;k") << ep;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BeforeImages, UnionReAddTest, ::testing::Bool());
+
+TEST_F(UnionTest, ValuesThatAreNotSetsFallBackToLww) {
+  BuildUnion("", "{a}");
+  Merge("a", Balance(Value(), "not a set", 300));
+  ResolveOutput out = Merge("b", Balance(Value(), "{a,b}", 200));
+  ASSERT_EQ(out.conflicts.size(), 1u);
+  EXPECT_FALSE(out.conflicts[0].merged);
+  EXPECT_EQ(out.conflicts[0].policy, "union");
+  EXPECT_EQ(out.conflicts[0].winner, "a");  // later
+  EXPECT_EQ(state_.values["v"], "not a set");
 }
 
 TEST(RecordStateTest, EncodeDecodeRoundTrip) {

@@ -205,7 +205,7 @@ TEST_F(CliTest, BadConfigsExitTwoNamingFileLineOrTableAndColumn) {
       {"unknown policy",
        MakeConfig({kCrm, kBilling}, [](auto& c) { c.Policy("balance", "biggest"); }).Toml(),
        "biggest",
-       {"unknown policy 'biggest'", "lww, prefer, max, min, sum, manual"}},
+       {"unknown policy 'biggest'", "lww, prefer, max, min, sum, union, manual"}},
       {"prefer an unknown endpoint",
        MakeConfig({kCrm, kBilling}, [](auto& c) { c.Policy("tier", "prefer", "erp"); }).Toml(),
        "erp",

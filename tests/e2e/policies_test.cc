@@ -1,6 +1,8 @@
-// End to end through the `duplex` binary: the merging policies (sum, ...) on real data written
-// by real clients. pgbench's TPC-B workload runs on two PostgreSQL databases at once while
-// duplex syncs them; with `sum` on the balances no deposit may be lost.
+// End to end through the `duplex` binary: the merging policies (sum, union, ...) on real data
+// written by real clients. pgbench's TPC-B workload runs on two PostgreSQL databases at once
+// while duplex syncs them; with `sum` on the balances no deposit may be lost. Tags added and
+// removed on both sides of SQLite (delimited text) and PostgreSQL (text[], int[]) all stand
+// with `union`.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -8,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,8 @@ using testing::Outcome;
 using testing::Process;
 using testing::RunCommand;
 using testing::SharedPgCluster;
+using testing::SqlExec;
+using testing::SqlQuery;
 using testing::TempDir;
 using testing::WriteFile;
 
@@ -174,6 +179,72 @@ TEST_P(PgbenchSumTest, SumKeepsEveryPgbenchDeltaWrittenOnBothSides) {
   EXPECT_GT(merged, 0u);
   std::printf("%lld + %lld transactions, %zu merges, total %lld\n", deltas_a, deltas_b, merged,
               total);
+}
+
+// Sets edited on both sides while duplex is stopped: a multipicklist-like TEXT column with
+// separator ";" on two SQLite files, and a text[] and an int[] column on two PostgreSQL
+// databases. What either side added is kept, what either side removed goes, on both sides, in
+// one order (the base's, then the additions sorted).
+TEST_F(PoliciesPgTest, UnionKeepsTagsAddedAndRemovedOnBothSides) {
+  const std::string pa = NewDb("a"), pb = NewDb("b");
+  PgExec(pa, "CREATE TABLE doc(id int PRIMARY KEY, labels text[], ids int[])");
+  PgExec(pb, "CREATE TABLE doc(id int PRIMARY KEY, labels text[], ids int[])");
+  PgExec(pa, "INSERT INTO doc VALUES (1, '{x,y,z}', '{1,2,3}')");
+  const std::string sa = dir_.File("a.db"), sb = dir_.File("b.db");
+  SqlExec(sa, "CREATE TABLE item(id INTEGER PRIMARY KEY, tags TEXT)");
+  SqlExec(sb, "CREATE TABLE item(id INTEGER PRIMARY KEY, tags TEXT)");
+  SqlExec(sa, "INSERT INTO item VALUES (1, 'red;green;blue')");
+  WriteFile(ConfigPath(),
+            "[engine]\nstate = \"state.db\"\n\n"
+            "[endpoints.sa]\ntype = \"sqlite\"\npath = \"a.db\"\n"
+            "[endpoints.sb]\ntype = \"sqlite\"\npath = \"b.db\"\n"
+            "[endpoints.pa]\ntype = \"postgres\"\ndsn = \"" +
+                cluster_->dsn(pa) +
+                "\"\n"
+                "[endpoints.pb]\ntype = \"postgres\"\ndsn = \"" +
+                cluster_->dsn(pb) +
+                "\"\n\n"
+                "[collections.item]\nkey = [\"id\"]\n"
+                "fields.tags = { policy = \"union\", separator = \";\" }\n"
+                "endpoints.sa = { table = \"item\" }\n"
+                "endpoints.sb = { table = \"item\" }\n\n"
+                "[collections.doc]\nkey = [\"id\"]\n"
+                "fields.labels = { policy = \"union\" }\n"
+                "fields.ids = { policy = \"union\" }\n"
+                "endpoints.pa = { table = \"doc\" }\n"
+                "endpoints.pb = { table = \"doc\" }\n");
+  Outcome load = Duplex({"run", "--until-idle"});
+  ASSERT_EQ(load.code, 0) << load;
+  ASSERT_EQ(SqlQuery(sb, "SELECT tags FROM item WHERE id = 1"), "red;green;blue\n");
+  ASSERT_EQ(PgQuery(pb, "SELECT labels::text FROM doc WHERE id = 1"), "{x,y,z}\n");
+
+  // Duplex is stopped: neither side sees the other's edit.
+  SqlExec(sa, "UPDATE item SET tags = 'red;green;blue;yellow' WHERE id = 1");  // + yellow
+  SqlExec(sb, "UPDATE item SET tags = 'green;blue;black' WHERE id = 1");       // - red + black
+  PgExec(pa, "UPDATE doc SET labels = '{x,y,z,\"new one\"}', ids = '{1,2,3,4}' WHERE id = 1");
+  PgExec(pb, "UPDATE doc SET labels = '{y,z,w}', ids = '{2,3}' WHERE id = 1");
+  Outcome sync = Duplex({"run", "--until-idle"});
+  ASSERT_EQ(sync.code, 0) << sync;
+
+  for (const std::string& db : {sa, sb}) {
+    EXPECT_EQ(SqlQuery(db, "SELECT tags FROM item WHERE id = 1"), "green;blue;black;yellow\n")
+        << db;
+  }
+  for (const std::string& db : {pa, pb}) {
+    EXPECT_EQ(PgQuery(db, "SELECT labels::text || ' ' || ids::text FROM doc WHERE id = 1"),
+              "{y,z,\"new one\",w} {2,3,4}\n")
+        << db;
+  }
+  // Logged as merges, not as conflicts one side lost.
+  Outcome log = Duplex({"conflicts", "list", "--all", "--json"});
+  ASSERT_EQ(log.code, 0) << log;
+  std::set<std::string> merged;
+  for (const auto& e : nlohmann::json::parse(log.out)) {
+    EXPECT_EQ(e["policy"], "union") << e.dump();
+    EXPECT_EQ(e["status"], "merged") << e.dump();
+    merged.insert(e["field"].get<std::string>());
+  }
+  EXPECT_EQ(merged, (std::set<std::string>{"tags", "labels", "ids"}));
 }
 
 }  // namespace

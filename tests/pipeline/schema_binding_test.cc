@@ -28,12 +28,14 @@ class SchemaBindingTest : public ::testing::Test {
     tables_[endpoint] = std::move(t);
   }
 
-  Result<SyncModel> Bind() {
+  // `more`: further lines of collection c (fields.f = {...}).
+  Result<SyncModel> Bind(const std::string& more = "") {
     Result<Config> config = ParseConfig(
         "[endpoints.a]\ntype = \"sqlite\"\npath = \"a.db\"\n"
         "[endpoints.b]\ntype = \"sqlite\"\npath = \"b.db\"\n"
         "[collections.c]\nkey = [\"id\"]\n"
-        "endpoints.a = { table = \"c\" }\nendpoints.b = { table = \"c\" }\n",
+        "endpoints.a = { table = \"c\" }\nendpoints.b = { table = \"c\" }\n" +
+            more,
         "/tmp/duplex.toml");
     if (!config.ok()) return config.status();
     config_ = std::move(config).value();
@@ -121,6 +123,32 @@ TEST_F(SchemaBindingTest, ClashNamesTheDeclaredTypesAndKinds) {
   for (const char* part : {"field 'f'", "a has 'bigint' (integer)", "b has 'tier_t' (text)"}) {
     EXPECT_NE(model.status().message().find(part), std::string::npos)
         << part << " in " << model.status().message();
+  }
+}
+
+// union reads values as sets: arrays (PostgreSQL's are kAny), JSON and text hold them; a
+// column of any other kind is a config error naming the collection, field and column.
+TEST_F(SchemaBindingTest, UnionNeedsAnArrayJsonOrTextColumn) {
+  const std::string union_f = "fields.f = { policy = \"union\" }\n";
+  for (ColumnKind ok : {ColumnKind::kText, ColumnKind::kJson, ColumnKind::kAny}) {
+    Column("a", "ta", ok);
+    Column("b", "tb", ColumnKind::kText);
+    Result<SyncModel> model = Bind(union_f);
+    EXPECT_TRUE(model.ok()) << ColumnKindName(ok) << ": " << model.status().ToString();
+  }
+  for (ColumnKind bad : {ColumnKind::kInteger, ColumnKind::kReal, ColumnKind::kDecimal,
+                         ColumnKind::kBinary, ColumnKind::kBoolean, ColumnKind::kTime}) {
+    Column("a", "text[]", ColumnKind::kAny);
+    Column("b", "tb", bad);
+    Result<SyncModel> model = Bind(union_f);
+    ASSERT_FALSE(model.ok()) << ColumnKindName(bad);
+    EXPECT_TRUE(model.status().IsInvalidArgument());
+    for (const std::string& part :
+         {std::string("collection 'c'"), std::string("field 'f' has policy \"union\""),
+          std::string("b has column 'f' of type 'tb' (") + ColumnKindName(bad) + ")"}) {
+      EXPECT_NE(model.status().message().find(part), std::string::npos)
+          << part << " in " << model.status().message();
+    }
   }
 }
 
