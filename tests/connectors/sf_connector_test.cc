@@ -121,6 +121,44 @@ TEST(SalesforceConnectorTest, PositionsSortAsBytesInDeliveryOrder) {
   EXPECT_EQ(conn.DescribePosition(Position()), "start");
 }
 
+// The state behind a position (cursors, the rows delivered lately) grows with the rows a
+// capture delivers; a copy of it in every change made a capture cost the square of its size.
+TEST(SalesforceConnectorTest, ChangesCarryTheirCounterAndABatchEndsWithTheState) {
+  testing::SfEmulator emu;
+  ASSERT_TRUE(emu.running());
+  for (int i = 0; i < 6; ++i) {
+    emu.Api("POST", "/sobjects/Account", {{"Name", "A" + std::to_string(i)}});
+  }
+  auto c = Connect(emu);
+  ASSERT_TRUE(c->Poll().ok());
+  Position pos;
+  // Cut after two changes: the end resumes from the state before the capture.
+  Result<ChangeBatch> first = c->Capture(pos, 2);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->changes.size(), 2u);
+  for (const Change& ch : first->changes) EXPECT_EQ(ch.position.bytes().size(), 8u);
+  EXPECT_EQ(SalesforceConnector::CounterOf(first->end),
+            SalesforceConnector::CounterOf(first->changes.back().position));
+  EXPECT_FALSE(SalesforceConnector::StateOf(first->end).empty());
+  EXPECT_LT(first->changes.back().position, first->end);
+  Result<ChangeBatch> rest = c->Capture(first->end, 1000);
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  ASSERT_EQ(rest->changes.size(), 4u);
+  for (const Change& ch : rest->changes) {
+    EXPECT_EQ(ch.position.bytes().size(), 8u);
+    EXPECT_GT(ch.position, first->end);
+    EXPECT_LT(ch.position, rest->end);
+  }
+  // Every change delivered: the end carries the state after the capture.
+  EXPECT_NE(SalesforceConnector::StateOf(rest->end), "{}");
+  // A restart from the cut end delivers the rest again (and no more): the state before it.
+  c = Connect(emu);
+  ASSERT_TRUE(c->Poll().ok());
+  Result<ChangeBatch> again = c->Capture(first->end, 1000);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_GE(again->changes.size(), 4u);
+}
+
 TEST(SalesforceConnectorTest, DescribeGivesKindsAndTheGeneratedKey) {
   testing::SfEmulator emu;
   ASSERT_TRUE(emu.running());

@@ -562,11 +562,18 @@ Result<ChangeBatch> SalesforceConnector::Capture(const Position& from, size_t ma
       pending_from_ = none.end;
       return none;
     }
+    // A change's position is its counter alone: the state (cursors, the rows delivered lately)
+    // can be large, and a copy in every change made a capture cost the square of its size. A
+    // batch ends at a whole position: the counter of its last change, then the state to resume
+    // from (the state before this capture if more of it is pending, read again with dedup
+    // after a restart; the state after it once all is delivered). The counter alone sorts
+    // before that, and before every later counter.
     for (size_t i = 0; i < changes.size(); ++i) {
-      changes[i].position = MakePosition(
-          ++counter, i + 1 == changes.size() ? state : (before.empty() ? "{}" : before));
+      changes[i].position = MakePosition(++counter, "");
       pending_.push_back(std::move(changes[i]));
     }
+    pending_before_ = before.empty() ? "{}" : before;
+    pending_after_ = state;
   }
   ChangeBatch batch;
   while (!pending_.empty() && batch.changes.size() < max_changes) {
@@ -578,7 +585,8 @@ Result<ChangeBatch> SalesforceConnector::Capture(const Position& from, size_t ma
     batch.changes.push_back(std::move(pending_.front()));
     pending_.pop_front();
   }
-  batch.end = batch.changes.back().position;
+  batch.end = MakePosition(CounterOf(batch.changes.back().position),
+                           pending_.empty() ? pending_after_ : pending_before_);
   pending_from_ = batch.end;
   return batch;
 }

@@ -105,6 +105,8 @@ class SalesforceConnector final : public Connector {
   // engine resumes from when it asks for them.
   std::deque<Change> pending_;
   Position pending_from_;
+  // The state before and after the capture whose changes are pending (Capture's batch end).
+  std::string pending_before_, pending_after_;
 };
 
 }  // namespace duplex::sf
