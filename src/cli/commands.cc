@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <set>
 
 #include "admin/server.h"
 #include "cli/progress.h"
@@ -68,23 +69,29 @@ std::unique_ptr<Engine> OpenEngine(const Options& o, bool create_state, int* rc)
   return std::move(engine).value();
 }
 
-// What `duplex check` looks at without --install: each endpoint opened, and the config bound to
-// its tables (BindSchema, pipeline/schema_binding.h), as Engine::Open does, without an engine
-// or a state file.
+// What `duplex check` finds: every endpoint opened, the config bound to its tables
+// (BindSchemaAll, pipeline/schema_binding.h) as Engine::Open does, and what each endpoint lacks
+// for change capture (Connector::Preflight), without an engine or a state file. It goes on past
+// a problem, so that one check lists them all.
 struct Looked {
   Config config;
   std::vector<std::pair<std::string, std::unique_ptr<Connector>>> connectors;  // config order
-
+  std::set<std::string> reachable;
   SyncModel model;
+  // Each problem found, with the exit code it stands for (ExitFor; a missing prerequisite on
+  // a server is a config matter: 2). Printed as found.
+  std::vector<std::pair<int, std::string>> problems;
 
-  // Per endpoint, what it lacks for change capture (Connector::Preflight).
-  Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Preflight() {
-    std::vector<std::pair<std::string, std::vector<std::string>>> out;
-    for (auto& [name, conn] : connectors) {
-      DUPLEX_ASSIGN_OR_RETURN(std::vector<std::string> problems, conn->Preflight());
-      out.emplace_back(name, std::move(problems));
-    }
-    return out;
+  void Problem(int code, const std::string& message) {
+    std::fprintf(stderr, "error: %s\n", message.c_str());
+    problems.emplace_back(code, message);
+  }
+  // The exit code of the whole check: 2 if any problem is in the config, the schema or what a
+  // server lacks; 1 if the endpoints are only unreachable; 0 without problems.
+  int ExitCode() const {
+    int code = kExitOk;
+    for (const auto& [c, m] : problems) code = std::max(code, c);
+    return code;
   }
   // Whether capture is installed on every endpoint.
   Result<bool> IsInstalled() {
@@ -96,25 +103,60 @@ struct Looked {
   }
 };
 
-Result<std::unique_ptr<Looked>> Look(const Config& config) {
+std::unique_ptr<Looked> Look(const Config& config) {
   auto looked = std::make_unique<Looked>();
   looked->config = config;
   const Config& c = looked->config;  // the model points into it
-  for (const EndpointConfig& ec : c.endpoints) {
-    DUPLEX_ASSIGN_OR_RETURN(std::unique_ptr<Connector> conn, MakeConnector(ec, c.engine.name));
-    looked->connectors.emplace_back(ec.name, std::move(conn));
-  }
   std::map<std::string, Connector*> by_name;
-  for (auto& [name, conn] : looked->connectors) {
-    DUPLEX_RETURN_IF_ERROR(conn->Open());
-    by_name[name] = conn.get();
+  for (const EndpointConfig& ec : c.endpoints) {
+    // The type's summary: a path, a schema; never a dsn, which may hold a password.
+    const std::string where = ec.settings ? ec.settings->Summary() : std::string();
+    Result<std::unique_ptr<Connector>> conn = MakeConnector(ec, c.engine.name);
+    duplex::Status st = conn.ok() ? (*conn)->Open() : conn.status();
+    if (!st.ok()) {
+      // The message of an unreachable endpoint does not always name it (a file path, a
+      // server's words): say which endpoint it is.
+      const std::string& m = st.message();
+      looked->Problem(ExitFor(st),
+                      m.find("endpoint '" + ec.name + "'") != std::string::npos
+                          ? m
+                          : fmt::format("endpoint '{}' ({} {}): {}", ec.name, ec.type, where, m));
+      continue;
+    }
+    std::printf("endpoint %s (%s %s): reachable\n", ec.name.c_str(), ec.type.c_str(),
+                where.c_str());
+    looked->reachable.insert(ec.name);
+    by_name[ec.name] = conn->get();
+    looked->connectors.emplace_back(ec.name, std::move(conn).value());
   }
-  DUPLEX_ASSIGN_OR_RETURN(looked->model,
-                          BindSchema(c, [&](const std::string& endpoint, const std::string& table) {
-                            return by_name.at(endpoint)->Describe(table);
-                          }));
+  // The tables of an unreachable endpoint cannot be described: its problem is already listed.
+  const std::string unreachable = "endpoint unreachable (listed above)";
+  std::vector<duplex::Status> schema_problems;
+  looked->model = BindSchemaAll(
+      c,
+      [&](const std::string& endpoint, const std::string& table) -> Result<TableInfo> {
+        auto it = by_name.find(endpoint);
+        if (it == by_name.end()) return duplex::Status::Unavailable(unreachable);
+        return it->second->Describe(table);
+      },
+      &schema_problems);
+  for (const duplex::Status& st : schema_problems) {
+    if (st.message() == unreachable) continue;
+    looked->Problem(ExitFor(st), st.message());
+  }
   for (auto& [name, conn] : looked->connectors) {
-    DUPLEX_RETURN_IF_ERROR(conn->Bind(looked->model.bindings[name]));
+    if (duplex::Status st = conn->Bind(looked->model.bindings[name]); !st.ok()) {
+      looked->Problem(ExitFor(st), st.message());
+      continue;
+    }
+    Result<std::vector<std::string>> lacks = conn->Preflight();
+    if (!lacks.ok()) {
+      looked->Problem(ExitFor(lacks.status()), lacks.status().message());
+      continue;
+    }
+    for (const std::string& p : *lacks) {
+      looked->Problem(kExitUsage, fmt::format("endpoint '{}': {}", name, p));
+    }
   }
   return looked;
 }
@@ -189,42 +231,19 @@ int Init(const Options& o) {
 }
 
 int Check(const Options& o) {
-  int rc = kExitOk;
-  // With --install, the engine installs capture (and keeps its state file); without, check
-  // only looks, without an engine or a state file.
-  std::unique_ptr<Engine> engine;
-  std::unique_ptr<Looked> looked;
-  if (o.install) {
-    engine = OpenEngine(o, /*create_state=*/false, &rc);
-    if (!engine) return rc;
-  } else {
-    Result<Config> config = LoadConfig(o.config);
-    if (!config.ok()) return Fail(config.status());
-    Result<std::unique_ptr<Looked>> l = Look(*config);
-    if (!l.ok()) return Fail(l.status());
-    looked = std::move(l).value();
-  }
-  const Config& config = engine ? engine->config() : looked->config;
-  const SchemaReport& schema = engine ? engine->schema() : looked->model.report;
+  // The config file stops at its first mistake (the parser's); everything after it, endpoints
+  // and schema, is checked whole, every problem listed before the exit.
+  Result<Config> config = LoadConfig(o.config);
+  if (!config.ok()) return Fail(config.status());
   std::printf("config %s: OK\n", o.config.c_str());
-  for (const EndpointConfig& ep : config.endpoints) {
-    // The type's summary: a path, a schema; never a dsn, which may hold a password.
-    const std::string where = ep.settings ? ep.settings->Summary() : std::string();
-    std::printf("endpoint %s (%s %s): reachable\n", ep.name.c_str(), ep.type.c_str(),
-                where.c_str());
+  std::unique_ptr<Looked> looked = Look(*config);
+  if (!looked->problems.empty()) {
+    const size_t n = looked->problems.size();
+    std::fprintf(stderr, "%zu problem%s found (listed above); fix %s and check again\n", n,
+                 n == 1 ? "" : "s", n == 1 ? "it" : "them");
+    return looked->ExitCode();
   }
-  Result<std::vector<std::pair<std::string, std::vector<std::string>>>> preflight =
-      engine ? engine->Preflight() : looked->Preflight();
-  if (!preflight.ok()) return Fail(preflight.status());
-  bool missing = false;
-  for (const auto& [name, problems] : *preflight) {
-    for (const std::string& p : problems) {
-      std::fprintf(stderr, "error: endpoint '%s': %s\n", name.c_str(), p.c_str());
-      missing = true;
-    }
-  }
-  if (missing) return kExitUsage;
-  for (const SchemaReport::Collection& c : schema.collections) {
+  for (const SchemaReport::Collection& c : looked->model.report.collections) {
     const CollectionConfig* cc = c.config;
     std::printf("collection %s: key [%s]\n", c.name.c_str(),
                 fmt::format("{}", fmt::join(c.key, ", ")).c_str());
@@ -246,25 +265,36 @@ int Check(const Options& o) {
       }
     }
   }
-  if (o.install) {
-    duplex::Status st = engine->Install();
-    if (!st.ok()) return Fail(st);
-    Result<bool> installed = engine->IsInstalled();
-    if (!installed.ok()) return Fail(installed.status());
-    if (!*installed) {
-      return Fail(duplex::Status::Unavailable(
-          "change capture could not be installed on every endpoint (busy or unreachable); "
-          "try again"));
-    }
-    std::printf("change capture installed on every endpoint\n");
-  } else {
+  if (!o.install) {
     Result<bool> installed = looked->IsInstalled();
     if (!installed.ok()) return Fail(installed.status());
     std::printf("change capture: %s\n",
                 *installed
                     ? "installed"
                     : "not installed yet (`duplex run` or `duplex check --install` does it)");
+    return kExitOk;
   }
+  // --install: the engine installs capture and keeps its state file. Everything checked above
+  // is closed first; an endpoint may still go down in between, and is then named.
+  looked.reset();
+  int rc = kExitOk;
+  std::unique_ptr<Engine> engine = OpenEngine(o, /*create_state=*/false, &rc);
+  if (!engine) return rc;
+  duplex::Status st = engine->Install();
+  if (!st.ok()) return Fail(st);
+  const std::vector<std::pair<std::string, std::string>> missing = engine->NotInstalled();
+  for (const auto& [name, why] : missing) {
+    std::fprintf(stderr, "error: endpoint '%s': change capture not installed: %s\n", name.c_str(),
+                 why.c_str());
+  }
+  if (!missing.empty()) {
+    std::fprintf(stderr,
+                 "change capture is not installed on %zu endpoint%s (busy or unreachable); "
+                 "try again\n",
+                 missing.size(), missing.size() == 1 ? "" : "s");
+    return kExitRuntime;
+  }
+  std::printf("change capture installed on every endpoint\n");
   return kExitOk;
 }
 
@@ -301,9 +331,14 @@ int Run(const Options& o) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   spdlog::info("duplex running: config={} until_idle={}", o.config, o.until_idle);
-  // Progress on a terminal only, and only for a run that ends.
-  std::unique_ptr<ProgressPrinter> progress;
-  if (o.until_idle && isatty(STDERR_FILENO)) progress = std::make_unique<ProgressPrinter>(*engine);
+  // A run that ends redraws one progress line on a terminal; otherwise (stderr a pipe or a
+  // file, or a run that goes on) progress comes as log lines every few seconds.
+  std::unique_ptr<RunObserver> progress;
+  if (o.until_idle && isatty(STDERR_FILENO)) {
+    progress = std::make_unique<ProgressPrinter>(*engine);
+  } else {
+    progress = std::make_unique<ProgressLog>(*engine);
+  }
   st = engine->Run(g_stop, o.until_idle, std::chrono::seconds(15), progress.get());
   if (admin) admin->Stop();
   engine->SetTelemetry(nullptr);
@@ -332,7 +367,10 @@ int Status(const Options& o) {
   std::printf("%-12s %12s %10s %10s %10s %10s %8s %6s  %s\n", "ENDPOINT", "POSITION", "TO-CAPTURE",
               "TO-APPLY", "CAPTURED", "APPLIED", "REJECTED", "DEAD", "LAST ERROR");
   for (const auto& ep : (*s)["endpoints"]) {
-    std::string backlog = ep["capture_backlog"].is_null() ? "?" : ep["capture_backlog"].dump();
+    // null: the endpoint cannot count what it has not captured (a Salesforce org, a PostgreSQL
+    // slot outside `run`) or cannot be reached now.
+    std::string backlog =
+        ep["capture_backlog"].is_number() ? ep["capture_backlog"].dump() : "unknown";
     std::printf("%-12s %12s %10s %10lld %10lld %10lld %8lld %6lld  %s\n",
                 ep["name"].get<std::string>().c_str(), ep["position"].get<std::string>().c_str(),
                 backlog.c_str(), ep["apply_backlog"].get<long long>(),

@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
       "  duplex check --config duplex.toml\n"
       "  duplex run --config duplex.toml  # until Ctrl-C; --until-idle to sync and exit\n\n"
       "Exit codes: 0 ok, 1 runtime failure (endpoint unreachable, I/O), 2 bad config or\n"
-      "usage, 3 `run --until-idle` finished but records remain parked (dead letters).",
+      "usage, 3 `run --until-idle` finished but records remain parked (dead letters).\n"
+      "Messages name the config file as --config gave it.",
       "duplex"};
   app.require_subcommand(1);
   app.fallthrough();  // --log-level and --log-format may come after the subcommand too
@@ -51,7 +52,10 @@ int main(int argc, char** argv) {
   check->footer(
       "Writes nothing unless --install. For a PostgreSQL endpoint it also lists what the server\n"
       "lacks (wal_level, replication slots, privileges, primary keys, replica identity), each\n"
-      "with the statement that fixes it (exit code 2).\n"
+      "with the statement that fixes it. It goes on past a problem and lists every one it\n"
+      "finds (unreachable endpoints, missing tables and columns, type clashes), then their\n"
+      "count. Exit code 2 if any is in the config, a table or a server's setup; 1 if endpoints\n"
+      "are only unreachable. A syntax error in the config file stops it at the first.\n"
       "Example:\n  duplex check --config duplex.toml\n  duplex check --config "
       "duplex.toml --install   # also install change capture now");
   add_config(check);
@@ -64,8 +68,10 @@ int main(int argc, char** argv) {
       "Runs until SIGINT/SIGTERM and exits cleanly. The first run installs change capture\n"
       "and does the initial load: rows that exist before duplex ever ran are synced too.\n"
       "With `http = \"127.0.0.1:8787\"` in [engine] it serves a dashboard, /metrics, /healthz,\n"
-      "/readyz and a JSON API under /api/v1/ (README). On a terminal, --until-idle shows\n"
-      "its progress.\n"
+      "/readyz and a JSON API under /api/v1/ (README). On a terminal, --until-idle redraws\n"
+      "one progress line; otherwise progress comes as log lines every few seconds while a\n"
+      "backlog is worked off (capture installed, rows each initial load has read, changes\n"
+      "synced and left), and the total at the end.\n"
       "Example:\n  duplex run --config duplex.toml\n  duplex run --config duplex.toml "
       "--until-idle   # sync everything pending, then exit");
   add_config(run);
@@ -73,7 +79,11 @@ int main(int argc, char** argv) {
 
   CLI::App* status = app.add_subcommand(
       "status", "Per endpoint: position, backlog, last error; per collection: records, conflicts");
-  status->footer("Example:\n  duplex status --config duplex.toml --json");
+  status->footer(
+      "TO-CAPTURE is `unknown` (null in --json) where an endpoint cannot count the changes it\n"
+      "has not captured yet (a Salesforce org; a PostgreSQL slot outside `run`) or cannot be\n"
+      "reached now.\n"
+      "Example:\n  duplex status --config duplex.toml --json");
   add_config(status);
   status->add_flag("--json", o.json, "print JSON");
 

@@ -673,6 +673,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
   std::error_code ec;
   fs::path abs = fs::absolute(path, ec);
   config.path = (ec ? fs::path(path) : abs).lexically_normal().string();
+  config.shown_path = path;
   toml::table root;
   try {
     root = toml::parse(std::string_view(text), std::string_view(path));
@@ -709,14 +710,40 @@ state = "duplex-state.db"
 # alert_command = "logger -t duplex \"$DUPLEX_ALERT_MESSAGE\""
 
 # Endpoints: the databases to keep in sync. The name after "endpoints." is yours to choose
-# (letters, digits, '_' and '-'); collections refer to endpoints by it.
+# (letters, digits, '_' and '-'); collections refer to endpoints by it. Endpoint types:
+#   "sqlite"      a SQLite database file (no server needed)
+#   "postgres"    a PostgreSQL database: capture by a logical replication slot, or triggers
+#   "salesforce"  a Salesforce org over its REST API
+# This example syncs two SQLite files; the other types are shown commented out below.
 [endpoints.crm]
-type = "sqlite"     # the only endpoint type so far
-path = "crm.db"     # the SQLite database file
+type = "sqlite"
+path = "crm.db"     # the SQLite database file (created by your application, not by duplex)
 
 [endpoints.billing]
 type = "sqlite"
 path = "billing.db"
+
+# A PostgreSQL endpoint (`duplex check` lists what the server lacks, with the fix):
+# [endpoints.shop]
+# type = "postgres"
+# dsn = "postgresql://duplex@db1:5432/shop"  # or dsn_env = "SHOP_DSN"; the password from there,
+#                                            # PGPASSWORD or ~/.pgpass; never logged
+# schema = "public"
+# capture = "logical"         # "logical" (default): replication slot + pgoutput;
+#                             # "trigger": AFTER triggers + a changelog table
+# max_retained_wal_mb = 1024  # `duplex status` warns when the slot holds more WAL than this
+
+# A Salesforce org (use key_mode = "mapped" in its collections: the org makes its own ids):
+# [endpoints.org]
+# type = "salesforce"
+# instance_url = "https://login.salesforce.com"  # or your My Domain URL
+# client_id_env = "SF_CLIENT_ID"          # the connected app's key and secret come only from
+# client_secret_env = "SF_CLIENT_SECRET"  # these environment variables; never logged
+# external_id = "External_Id__c"          # a Text, External ID, Unique field on every object
+# capture = "cdc"                         # change events (default) or "poll"
+# poll_interval = "2s"                    # never poll more often
+# api_budget = "100%"                     # of the org's daily API requests (default: all it
+#                                         # has left); or a number of calls per 24 hours
 
 # Collections: one kind of record kept equal on two or more endpoints. Here a customer lives in
 # table "customers" of crm and in table "clients" of billing.

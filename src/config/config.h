@@ -102,6 +102,9 @@ std::optional<int64_t> ParseDurationMs(std::string_view text);
 
 struct Config {
   std::string path;  // the config file, absolute
+  // The config file as the user named it (relative or not): every message that names the file
+  // uses this, so one run never names it two ways.
+  std::string shown_path;
   EngineConfig engine;
   std::vector<EndpointConfig> endpoints;      // in config-file order (capture order)
   std::vector<CollectionConfig> collections;  // in config-file order

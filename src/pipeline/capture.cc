@@ -1,6 +1,7 @@
 #include "pipeline/capture.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "pipeline/resolve.h"
 #include "util/json_value.h"
@@ -18,7 +19,20 @@ Status InstallOn(EngineState& es, EndpointState& ep) {
   } else {
     DUPLEX_RETURN_IF_ERROR(CheckRestored(es, ep, p));
   }
+  // The first install may take a while (a replication slot waits for open transactions; the
+  // rows already there are read for the initial load): say what is happening.
+  const auto started = std::chrono::steady_clock::now();
+  if (!p.exists) {
+    spdlog::info(
+        "endpoint={} installing change capture (first run: the initial load reads its "
+        "rows next)",
+        ep.name);
+  }
   DUPLEX_RETURN_IF_ERROR(ep.connector->Install());
+  if (!p.exists) {
+    spdlog::info("endpoint={} change capture installed in {:.1f}s", ep.name,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
   // Batches applied under an earlier state file carry ids this one may hand out again;
   // they would be skipped as replays. (A sink that does not store them skips nothing.)
   if (ep.connector->capabilities().atomic_applied_id) {
@@ -279,6 +293,7 @@ Result<bool> CaptureFrom(EngineState& es, EndpointState& ep) {
         captured = &es.telemetry.captured[last];
       }
       ++*captured;
+      if (c.snapshot) ++es.loaded_rows[last];
     } else {
       ++t.writes_rejected;
     }

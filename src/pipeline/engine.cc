@@ -150,6 +150,9 @@ const SchemaReport& Engine::schema() const { return es_->schema; }
 StateStore& Engine::store() { return *es_->store; }
 void Engine::SetTelemetry(TelemetryHub* hub) { es_->hub = hub; }
 int64_t Engine::synced_changes() const { return es_->synced_changes; }
+const std::map<std::pair<std::string, std::string>, int64_t>& Engine::loaded_rows() const {
+  return es_->loaded_rows;
+}
 
 Status Engine::Install() {
   for (EndpointState& ep : es_->endpoints) {
@@ -184,6 +187,19 @@ Result<bool> Engine::IsInstalled() {
     if (!installed) return false;
   }
   return true;
+}
+
+std::vector<std::pair<std::string, std::string>> Engine::NotInstalled() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (EndpointState& ep : es_->endpoints) {
+    Result<bool> installed = ep.connector->IsInstalled();
+    if (installed.ok() && *installed) continue;
+    std::string why = !ep.last_error.empty() ? ep.last_error
+                      : !installed.ok()      ? installed.status().message()
+                                             : std::string("not installed");
+    out.emplace_back(ep.name, std::move(why));
+  }
+  return out;
 }
 
 Result<bool> Engine::Step() {
@@ -331,7 +347,8 @@ int64_t Engine::Backlog() {
   if (Result<int64_t> b = es_->store->JournalBacklog(); b.ok()) left += *b;
   for (EndpointState& ep : es_->endpoints) {
     if (!ep.last_error.empty()) continue;
-    if (Result<int64_t> b = ep.connector->Backlog(ep.capture); b.ok()) left += *b;
+    // -1: the connector cannot tell (Connector::Backlog); it adds nothing known.
+    if (Result<int64_t> b = ep.connector->Backlog(ep.capture); b.ok() && *b > 0) left += *b;
   }
   return left;
 }

@@ -77,6 +77,9 @@ class Engine {
   Status Uninstall(const std::string& endpoint);
   // Whether capture is installed on every endpoint.
   Result<bool> IsInstalled();
+  // The endpoints (config order) where capture is not installed, each with why: the error that
+  // kept Install from it (an endpoint busy or unreachable), else "not installed".
+  std::vector<std::pair<std::string, std::string>> NotInstalled();
 
   // One pass over every stage. Returns whether anything moved.
   Result<bool> Step();
@@ -91,6 +94,9 @@ class Engine {
 
   // Changes resolved by this process.
   int64_t synced_changes() const;
+  // (endpoint, collection) -> rows an initial load read from that endpoint's table so far, in
+  // this process (for progress output).
+  const std::map<std::pair<std::string, std::string>, int64_t>& loaded_rows() const;
   // Changes left: in the journal, and not yet captured from the endpoints that work (as far
   // as they can tell; what cannot be counted counts 0).
   int64_t Backlog();

@@ -107,6 +107,8 @@ struct EngineState {
   // endpoint -> planned batches in the outbox, not yet applied, still decoded
   std::map<std::string, std::map<int64_t, ApplyBatch>> fresh_outbox;
   int64_t synced_changes = 0;  // changes resolved by this process (progress output)
+  // (endpoint, collection) -> rows of an initial load captured by this process (progress output)
+  std::map<std::pair<std::string, std::string>, int64_t> loaded_rows;
   // This step, an endpoint polled news that its capture did not deliver yet: not idle.
   bool news_pending = false;
 

@@ -100,14 +100,17 @@ Result<nlohmann::json> StatusJson(EngineState& es) {
     DUPLEX_ASSIGN_OR_RETURN(Counters c, es.store->GetCounters(ep.name));
     DUPLEX_ASSIGN_OR_RETURN(int64_t outbox, es.store->OutboxRows(ep.name));
     DUPLEX_ASSIGN_OR_RETURN(int64_t dead, es.store->CountDeadLetters(ep.name));
+    // A connector that cannot count what it has not captured yet says -1 (a Salesforce org):
+    // unknown is null in the JSON, as when the endpoint cannot be reached.
     Result<int64_t> backlog = ep.connector->Backlog(p.capture);
+    const bool backlog_known = backlog.ok() && *backlog >= 0;
     nlohmann::json warnings = nlohmann::json::array();
     if (Result<std::vector<std::string>> w = ep.connector->Warnings(); w.ok()) {
       for (std::string& text : *w) warnings.push_back(std::move(text));
     }
     eps.push_back({{"name", ep.name},
                    {"position", ep.connector->DescribePosition(p.capture)},
-                   {"capture_backlog", backlog.ok() ? nlohmann::json(*backlog) : nullptr},
+                   {"capture_backlog", backlog_known ? nlohmann::json(*backlog) : nullptr},
                    {"apply_backlog", outbox},
                    {"captured", c.captured},
                    {"applied", c.applied},

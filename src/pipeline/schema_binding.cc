@@ -33,7 +33,7 @@ KindGroup GroupOf(ColumnKind kind) {
 }
 
 std::string Where(const Config& config, int line) {
-  return config.path + (line > 0 ? ":" + std::to_string(line) : std::string());
+  return config.shown_path + (line > 0 ? ":" + std::to_string(line) : std::string());
 }
 
 const CollectionModel* FindModel(const std::vector<CollectionModel>& models,
@@ -47,6 +47,17 @@ const CollectionModel* FindModel(const std::vector<CollectionModel>& models,
 }  // namespace
 
 Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe) {
+  std::vector<Status> problems;
+  SyncModel sync = BindSchemaAll(config, describe, &problems);
+  if (!problems.empty()) return problems.front();
+  return sync;
+}
+
+SyncModel BindSchemaAll(const Config& config, const DescribeTable& describe,
+                        std::vector<Status>* problems) {
+  // Every problem is noted and the binding goes on, so that `duplex check` can list them all;
+  // a collection with a problem on one of its tables is left out of the model.
+  auto problem = [&](Status st) { problems->push_back(std::move(st)); };
   SyncModel sync;
   std::map<std::string, std::vector<CollectionBinding>>& bindings = sync.bindings;
   // Foreign keys as the endpoints declare them, in canonical field names of the child.
@@ -64,12 +75,21 @@ Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe
     std::vector<TableInfo> tables;  // owns what `types` points to
     tables.reserve(cc.endpoints.size());
     std::map<std::string, std::vector<std::string>> all_columns;
+    bool bad = false;  // a table of this collection has a problem
     for (const CollectionEndpoint& ce : cc.endpoints) {
       const std::string at = where + ", endpoint '" + ce.endpoint + "', table '" + ce.table + "'";
-      DUPLEX_ASSIGN_OR_RETURN(tables.emplace_back(), describe(ce.endpoint, ce.table));
+      Result<TableInfo> described = describe(ce.endpoint, ce.table);
+      if (!described.ok()) {
+        problem(described.status());
+        bad = true;
+        continue;
+      }
+      tables.push_back(std::move(described).value());
       const TableInfo& info = tables.back();
       if (!info.exists) {
-        return Status::InvalidArgument(at + ": no such table; create it or fix `table`");
+        problem(Status::InvalidArgument(at + ": no such table; create it or fix `table`"));
+        bad = true;
+        continue;
       }
       std::map<std::string, std::string> column_to_field;
       for (const auto& [field, column] : ce.fields) column_to_field[column] = field;
@@ -77,8 +97,9 @@ Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe
       for (const ColumnInfo& col : info.columns) have.insert(col.name);
       for (const auto& [field, column] : ce.fields) {
         if (!have.count(column)) {
-          return Status::InvalidArgument(at + ": `fields` maps '" + field + "' to column '" +
-                                         column + "', which the table does not have");
+          // The field is then simply not on every endpoint; the rest is checked on.
+          problem(Status::InvalidArgument(at + ": `fields` maps '" + field + "' to column '" +
+                                          column + "', which the table does not have"));
         }
       }
       std::set<std::string> pk;
@@ -93,11 +114,12 @@ Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe
         all_columns[ce.endpoint].push_back(col.name);
         if (col.pk > 0) pk.insert(field);
         if (cc.mapped_key && col.pk > 0 && !col.generated) {
-          return Status::InvalidArgument(
+          bad = true;
+          problem(Status::InvalidArgument(
               at +
               ": key_mode = \"mapped\" needs a key the endpoint generates (SQLite "
               "INTEGER PRIMARY KEY, a PostgreSQL identity or serial column), and column '" +
-              col.name + "' is not; use key_mode = \"shared\" or change the column");
+              col.name + "' is not; use key_mode = \"shared\" or change the column"));
         }
       }
       for (const ForeignKeyInfo& fk : info.foreign_keys) {
@@ -105,19 +127,25 @@ Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe
         for (const std::string& c : fk.columns) d.fields.push_back(field_of(c));
         declared.push_back(std::move(d));
       }
+      bool key_columns = true;
       for (const std::string& k : cc.key) {
         if (!columns.count(k) || !columns[k].count(ce.endpoint)) {
-          return Status::InvalidArgument(at + ": key field '" + k +
-                                         "' has no column; add it or map it with `fields`");
+          problem(Status::InvalidArgument(at + ": key field '" + k +
+                                          "' has no column; add it or map it with `fields`"));
+          key_columns = false;
         }
       }
-      if (pk != std::set<std::string>(cc.key.begin(), cc.key.end())) {
-        return Status::InvalidArgument(
+      if (!key_columns) {
+        bad = true;
+      } else if (pk != std::set<std::string>(cc.key.begin(), cc.key.end())) {
+        problem(Status::InvalidArgument(
             at + ": the key [" + fmt::format("{}", fmt::join(cc.key, ", ")) +
             "] must be the table's PRIMARY KEY (it is [" + fmt::format("{}", fmt::join(pk, ", ")) +
-            "]); change `key` or the table");
+            "]); change `key` or the table"));
+        bad = true;
       }
     }
+    if (bad) continue;
     CollectionModel model;
     model.config = &cc;
     SchemaReport::Collection report;
@@ -136,21 +164,22 @@ Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe
           first = col;
           first_endpoint = endpoint;
         } else if (group != GroupOf(first->kind)) {
-          return Status::InvalidArgument(fmt::format(
+          problem(Status::InvalidArgument(fmt::format(
               "{}: type clash on field '{}': {} has '{}' ({}), {} has '{}' ({}); make the column "
               "types compatible or map another column with `fields`",
               where, field, first_endpoint, first->type, ColumnKindName(first->kind), endpoint,
-              col->type, ColumnKindName(col->kind)));
+              col->type, ColumnKindName(col->kind))));
+          break;
         }
       }
       if (!key.count(field)) model.fields.push_back(field);
     }
     for (const auto& [field, rule] : cc.field_policies) {
       if (std::find(model.fields.begin(), model.fields.end(), field) == model.fields.end()) {
-        return Status::InvalidArgument(where + ": `fields." + field +
-                                       "` sets a policy, but no column '" + field +
-                                       "' is synced (it must exist on every endpoint, under its "
-                                       "mapped name)");
+        problem(Status::InvalidArgument(where + ": `fields." + field +
+                                        "` sets a policy, but no column '" + field +
+                                        "' is synced (it must exist on every endpoint, under its "
+                                        "mapped name)"));
       }
       // union reads each value as a set: an array (PostgreSQL arrays are kAny), JSON, or
       // delimited text. A number, time or binary column holds none.
@@ -228,14 +257,18 @@ Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe
   }
   for (const CollectionConfig& cc : config.collections) {
     const CollectionModel* child = FindModel(sync.models, cc.name);
+    if (!child) continue;  // left out above, for a problem already noted
     for (const auto& [field, parent] : cc.references) {
       if (std::find(child->fields.begin(), child->fields.end(), field) == child->fields.end()) {
-        return Status::InvalidArgument(Where(config, cc.reference_lines.at(field)) +
-                                       ": collection '" + cc.name + "': references." + field +
-                                       " names a field that is not synced (it must be a column " +
-                                       "on every endpoint, under its mapped name)");
+        problem(Status::InvalidArgument(Where(config, cc.reference_lines.at(field)) +
+                                        ": collection '" + cc.name + "': references." + field +
+                                        " names a field that is not synced (it must be a column " +
+                                        "on every endpoint, under its mapped name)"));
+        continue;
       }
-      add(Reference{cc.name, {field}, parent, FindModel(sync.models, parent)->config->key, {}}, "");
+      const CollectionModel* parent_model = FindModel(sync.models, parent);
+      if (!parent_model) continue;
+      add(Reference{cc.name, {field}, parent, parent_model->config->key, {}}, "");
     }
   }
   // A reference to a collection with mapped keys is translated to the parent's key on the

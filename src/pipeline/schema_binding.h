@@ -51,4 +51,11 @@ using DescribeTable =
 // `config`, which must outlive it.
 Result<SyncModel> BindSchema(const Config& config, const DescribeTable& describe);
 
+// The same, going on past a problem: appends every problem found to `*problems` (a table that
+// cannot be described, one missing, a column, a key, a type clash, a policy or reference for a
+// field not synced) and returns the model of the collections that bound without one. What
+// `duplex check` uses to list every problem at once.
+SyncModel BindSchemaAll(const Config& config, const DescribeTable& describe,
+                        std::vector<Status>* problems);
+
 }  // namespace duplex

@@ -181,6 +181,54 @@ TEST_F(CliTest, InitWritesAConfigThatCheckAcceptsOnceTheTablesExist) {
   Outcome forced = Duplex({"init", "--force"});
   EXPECT_EQ(forced.code, 0) << forced;
   EXPECT_EQ(ReadFile(ConfigPath()), written);
+
+  // Out of the box on SQLite: once the applications' tables exist, `run` syncs.
+  SqlExec(Db("crm"), "INSERT INTO customers(id, name, balance) VALUES (1, 'Ada', 10)");
+  Outcome run = Duplex({"run", "--until-idle"});
+  ASSERT_EQ(run.code, 0) << run;
+  EXPECT_EQ(SqlQuery(Db("billing"), "SELECT id, full_name, balance FROM clients"), "1|Ada|10\n");
+}
+
+// The template names every endpoint type of the registry, with a commented example of each
+// that parses once uncommented (its server then simply cannot be reached).
+TEST_F(CliTest, InitTemplateShowsEveryEndpointType) {
+  Outcome init = Duplex({"init"});
+  ASSERT_EQ(init.code, 0) << init;
+  const std::string written = ReadFile(ConfigPath());
+  EXPECT_EQ(written.find("only endpoint type"), std::string::npos) << written;
+  for (const char* type : {"\"sqlite\"", "\"postgres\"", "\"salesforce\""}) {
+    EXPECT_NE(written.find(std::string("type = ") + type), std::string::npos) << type;
+  }
+  // Uncomment the examples: every "# key = value" line of the [endpoints.shop] and
+  // [endpoints.org] blocks, with servers that refuse connections at once.
+  std::istringstream in(written);
+  std::string line, toml;
+  bool example = false;
+  while (std::getline(in, line)) {
+    if (line == "# [endpoints.shop]" || line == "# [endpoints.org]") example = true;
+    if (line.empty()) example = false;
+    if (example && line.rfind("# ", 0) == 0 && line.find(" = ") != std::string::npos) {
+      line = line.substr(2);
+    } else if (example && line.rfind("# [", 0) == 0) {
+      line = line.substr(2);
+    }
+    if (line.rfind("dsn = ", 0) == 0) line = "dsn = \"postgresql://duplex@127.0.0.1:1/shop\"";
+    if (line.rfind("instance_url = ", 0) == 0) line = "instance_url = \"http://127.0.0.1:1\"";
+    toml += line + "\n";
+  }
+  ASSERT_NE(toml.find("\n[endpoints.shop]\n"), std::string::npos) << toml;
+  ASSERT_NE(toml.find("\n[endpoints.org]\n"), std::string::npos) << toml;
+  WriteFile(ConfigPath(), toml);
+  SqlExec(Db("crm"), kCrmSchema);
+  SqlExec(Db("billing"), kBillingSchema);
+  setenv("SF_CLIENT_ID", "duplex", 1);
+  setenv("SF_CLIENT_SECRET", "secret", 1);
+  Outcome check = Duplex({"check"});
+  // Unreachable (1), not a config mistake (2): both examples parse.
+  EXPECT_EQ(check.code, 1) << toml << check;
+  EXPECT_NE(check.out.find("config "), std::string::npos) << check;
+  EXPECT_NE(check.err.find("endpoint 'shop'"), std::string::npos) << check;
+  EXPECT_NE(check.err.find("endpoint 'org'"), std::string::npos) << check;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,6 +343,93 @@ TEST_F(CliTest, MissingConfigExitsTwoMissingEndpointFileExitsOne) {
   Outcome idle = Duplex({"run", "--until-idle"});
   EXPECT_EQ(idle.code, 1) << idle;
   EXPECT_FALSE(std::filesystem::exists(Db("billing"))) << "duplex created an endpoint file";
+}
+
+// A config file named by a relative path is named that way in every message: a syntax error,
+// a schema error, from every command.
+TEST_F(CliTest, ErrorsNameTheConfigFileAsTheUserTypedIt) {
+  CreateTables();
+  WriteConfig(MakeConfig({kCrm, kBilling}));
+  const std::string relative =
+      std::filesystem::relative(ConfigPath(), std::filesystem::current_path()).string();
+  ASSERT_NE(relative, ConfigPath());
+  ASSERT_EQ(DuplexRaw({"check", "--config", relative}).code, 0);
+  // The absolute path ends the relative one ("../../tmp/x/duplex.toml"): look past that.
+  auto WithoutRelative = [&](std::string text) {
+    for (size_t at; (at = text.find(relative)) != std::string::npos;) {
+      text.replace(at, relative.size(), "<relative>");
+    }
+    return text;
+  };
+
+  // A schema error: billing's table lacks a mapped column.
+  std::filesystem::remove(Db("billing"));
+  SqlExec(Db("billing"), "CREATE TABLE clients(id INTEGER PRIMARY KEY, email TEXT)");
+  for (const char* cmd : {"check", "run", "status"}) {
+    Outcome o = DuplexRaw({cmd, "--config", relative});
+    EXPECT_EQ(o.code, 2) << cmd << "\n" << o;
+    EXPECT_NE(o.err.find(relative + ":"), std::string::npos) << cmd << "\n" << o;
+    EXPECT_EQ(WithoutRelative(o.All()).find(ConfigPath()), std::string::npos) << cmd << "\n" << o;
+  }
+  // A syntax error.
+  WriteFile(ConfigPath(), config().Toml() + "[collections.other\n");
+  for (const char* cmd : {"check", "run", "status"}) {
+    Outcome o = DuplexRaw({cmd, "--config", relative});
+    EXPECT_EQ(o.code, 2) << cmd << "\n" << o;
+    EXPECT_NE(o.err.find(relative + ":"), std::string::npos) << cmd << "\n" << o;
+    EXPECT_EQ(WithoutRelative(o.All()).find(ConfigPath()), std::string::npos) << cmd << "\n" << o;
+  }
+}
+
+// `check` goes on past a problem: every endpoint, every table, every field, then a count.
+TEST_F(CliTest, CheckListsEveryProblemWithACount) {
+  SqlExec(Db("crm"), kCrmSchema + std::string("CREATE TABLE orders(id INTEGER PRIMARY KEY);"));
+  // billing: `full_name` missing (mapped), `balance` a type clash; no orders table.
+  SqlExec(Db("billing"),
+          "CREATE TABLE clients(id INTEGER PRIMARY KEY, email TEXT, tier TEXT, balance TEXT, "
+          "notes TEXT);");
+  SqlExec(Db("erp"), kErpSchema);
+  ConfigBuilder config = MakeConfig({kCrm, kBilling});
+  config.Sqlite("erp", "erp.db").Sqlite("gone", "gone.db");
+  config.Collection("order").On("crm", "orders").On("billing", "orders");
+  config.Collection("account").On("erp", "accounts").On("gone", "accounts");
+  WriteConfig(config);
+  Outcome o = Duplex({"check"});
+  EXPECT_EQ(o.code, 2) << o;
+  for (const std::string& e :
+       {std::string("endpoint 'gone'"), std::string("gone.db"),
+        std::string("endpoint 'billing', table 'clients'"), std::string("full_name"),
+        std::string("type clash on field 'balance'"),
+        std::string("endpoint 'billing', table 'orders': no such table"),
+        std::string("4 problems found")}) {
+    EXPECT_NE(o.err.find(e), std::string::npos) << "expected '" << e << "'\n" << o;
+  }
+  EXPECT_NE(o.out.find("endpoint erp (sqlite"), std::string::npos) << o;
+  EXPECT_EQ(o.out.find("endpoint gone (sqlite"), std::string::npos) << o;
+  EXPECT_FALSE(std::filesystem::exists(Db("gone"))) << "check created an endpoint file";
+
+  // Only unreachable endpoints: a runtime failure (1), still counted.
+  WriteConfig(MakeConfig({kCrm, kErp}).Sqlite("gone", "gone.db"));
+  o = Duplex({"check"});
+  EXPECT_EQ(o.code, 1) << o;
+  EXPECT_NE(o.err.find("endpoint 'gone'"), std::string::npos) << o;
+  EXPECT_NE(o.err.find("1 problem found"), std::string::npos) << o;
+}
+
+// `check --install` names the endpoint it could not install on (a file held locked).
+TEST_F(CliTest, CheckInstallNamesTheEndpointItCouldNotInstallOn) {
+  CreateTables();
+  WriteConfig(MakeConfig({kCrm, kBilling}));
+  auto db = sqlite::Db::Open(Db("billing"), /*create=*/false);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  ASSERT_TRUE(db->Exec("BEGIN EXCLUSIVE").ok());
+  Outcome o = Duplex({"check", "--install"});
+  ASSERT_TRUE(db->Exec("COMMIT").ok());
+  EXPECT_EQ(o.code, 1) << o;
+  EXPECT_NE(o.err.find("endpoint 'billing': change capture not installed"), std::string::npos) << o;
+  EXPECT_EQ(o.err.find("endpoint 'crm': change capture not installed"), std::string::npos) << o;
+  Outcome again = Duplex({"check", "--install"});
+  EXPECT_EQ(again.code, 0) << again;
 }
 
 TEST_F(CliTest, UsageErrorsExitTwoAndEveryHelpHasAnExample) {

@@ -1,11 +1,14 @@
 // End to end: `duplex run --until-idle` on a large backlog shows its progress (changes done,
-// rate, what is left, ETA) when stderr is a terminal, and stays quiet when it is not.
+// rate, what is left, ETA) when stderr is a terminal, and log lines when it is not.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <pty.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -74,7 +77,41 @@ TEST_F(ProgressTest, TerminalShowsChangesRateLeftAndEta) {
   EXPECT_NE(out.find("synced " + std::to_string(kRows) + " changes"), std::string::npos) << out;
 }
 
-TEST_F(ProgressTest, QuietWhenNotATerminal) {
+// Not a terminal (a pipe, a file, journald): log lines say what happens during the initial
+// load, every few seconds while it lasts, and the total; nothing redrawn in place.
+TEST_F(ProgressTest, LogLinesWhenNotATerminal) {
+  const auto started = std::chrono::steady_clock::now();
+  Process run({"run", "--until-idle", "--config", ConfigPath()}, File("run"));
+  ASSERT_EQ(run.Wait(std::chrono::milliseconds(120000)), 0) << run.Err();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(SqlQuery(File("billing.db"), "SELECT count(*) FROM clients"),
+            std::to_string(kRows) + "\n");
+  const std::string err = run.Err();
+  EXPECT_EQ(err.find('\r'), std::string::npos) << err;
+  EXPECT_EQ(run.Out(), "");
+  for (const std::string& e : {std::string("endpoint=crm installing change capture"),
+                               std::string("endpoint=billing installing change capture"),
+                               std::string("endpoint=crm change capture installed in "),
+                               "endpoint=crm collection=customer initial load: table customers: " +
+                                   std::to_string(kRows) + " rows read so far",
+                               "synced " + std::to_string(kRows) + " changes in "}) {
+    EXPECT_NE(err.find(e), std::string::npos) << "expected '" << e << "'\n" << err;
+  }
+  // A load longer than the interval (3 s) says how far it got on the way.
+  if (secs > 6) {
+    EXPECT_NE(err.find(" changes so far ("), std::string::npos) << err;
+  }
+  // Every line is a log line (time, level, message), none a bare progress line.
+  const std::regex log_line(R"(^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \w+ .*)");
+  std::istringstream lines(err);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_TRUE(std::regex_match(line, log_line)) << line;
+  }
+}
+
+// --log-level warn silences the progress log lines too.
+TEST_F(ProgressTest, QuietWhenNotATerminalAtLogLevelWarn) {
   Process run({"run", "--until-idle", "--config", ConfigPath(), "--log-level", "warn"},
               File("run"));
   ASSERT_EQ(run.Wait(std::chrono::milliseconds(120000)), 0) << run.Err();

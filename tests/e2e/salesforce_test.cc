@@ -167,6 +167,39 @@ TEST_P(SalesforceE2eTest, CheckNamesWhatTheOrgLacks) {
   EXPECT_EQ(o.code, 0) << o.All();
 }
 
+// What duplex cannot know it says so: an org cannot count the changes not yet captured
+// (TO-CAPTURE "unknown", null in JSON, never -1); the api budget shown is the default in force.
+TEST_P(SalesforceE2eTest, StatusSaysUnknownForABacklogTheOrgCannotCount) {
+  Write();
+  testing::Outcome check = Duplex({"check"});
+  EXPECT_EQ(check.code, 0) << check.All();
+  EXPECT_NE(check.out.find("api budget 100%"), std::string::npos) << check.All();
+  ASSERT_NO_FATAL_FAILURE(Run());
+  testing::Outcome status = Duplex({"status"});
+  ASSERT_EQ(status.code, 0) << status.All();
+  std::istringstream lines(status.out);
+  std::string header, line, crm;
+  std::getline(lines, header);
+  EXPECT_NE(header.find("TO-CAPTURE"), std::string::npos) << status.out;
+  while (std::getline(lines, line)) {
+    if (line.rfind("crm ", 0) == 0) crm = line;
+  }
+  ASSERT_FALSE(crm.empty()) << status.out;
+  // The position holds spaces (replay id, poll stamps); TO-CAPTURE follows it.
+  EXPECT_NE(crm.find(" unknown "), std::string::npos) << status.out;
+  EXPECT_EQ(crm.find(" -1 "), std::string::npos) << status.out;
+  EXPECT_EQ(crm.find(" ? "), std::string::npos) << status.out;
+  nlohmann::json j = StatusJson();
+  for (const auto& ep : j["endpoints"]) {
+    if (ep["name"] == "crm") {
+      EXPECT_TRUE(ep["capture_backlog"].is_null()) << j.dump(2);
+    } else if (!pg()) {
+      // (A PostgreSQL slot is read only while `run` streams it: unknown here too.)
+      EXPECT_EQ(ep["capture_backlog"], 0) << j.dump(2);
+    }
+  }
+}
+
 TEST_P(SalesforceE2eTest, BothWaysWithoutAnEchoLoop) {
   const std::string acme = emu().Api("POST", "/sobjects/Account", {{"Name", "Acme"}})["id"];
   OpsExec("INSERT INTO accounts(name, industry) VALUES ('Local Co', 'Retail');");

@@ -113,7 +113,7 @@ function renderOverview(o) {
     el('td', { class: 'state ' + (e.connected ? 'ok' : 'bad'), title: e.last_error || '' },
       e.stopped ? 'stopped' : e.connected ? 'connected' : 'unreachable'),
     el('td', { class: 'num' }, seconds(e.lag_seconds)),
-    el('td', { class: 'num' }, e.capture_backlog < 0 ? '?' : e.capture_backlog),
+    el('td', { class: 'num' }, e.capture_backlog < 0 ? 'unknown' : e.capture_backlog),
     el('td', { class: 'num' }, e.apply_backlog < 0 ? '?' : e.apply_backlog),
     el('td', { class: 'num' }, e.captured),
     el('td', { class: 'num' }, e.applied),

@@ -22,7 +22,8 @@ namespace duplex::sf {
 //   capture = "cdc"                         "cdc" (change events, cross-checked by polling) or
 //                                           "poll" (queryAll polling and the sweep alone)
 //   poll_interval = "2s"                    the shortest time between polls
-//   api_budget = "50%"                      the most of the org's daily API requests duplex uses
+//   api_budget = "100%"                     the most of the org's daily API requests duplex uses
+//                                           (the default; "50%" a share, "20000" calls a day)
 struct SalesforceSettings final : ConnectorSettings {
   std::string instance_url;
   std::string client_id_env;
