@@ -189,11 +189,12 @@ SyncModel BindSchemaAll(const Config& config, const DescribeTable& describe,
             col->kind == ColumnKind::kAny) {
           continue;
         }
-        return Status::InvalidArgument(fmt::format(
+        problem(Status::InvalidArgument(fmt::format(
             "{}: field '{}' has policy \"union\", but {} has column '{}' of type '{}' ({}), "
             "which holds no set; union needs an array, JSON or text column (with separator for "
             "delimited text)",
-            where, field, endpoint, col->name, col->type, ColumnKindName(col->kind)));
+            where, field, endpoint, col->name, col->type, ColumnKindName(col->kind))));
+        break;
       }
     }
     report.synced = model.fields;
