@@ -438,8 +438,11 @@ class Simulation {
   // P7, one source transaction = one target transaction: the row writes an application
   // transaction caused on another endpoint take effect in one apply call (writes that lose to
   // later ones, or are rejected and planned again, carry another source or none). A write is
-  // matched to its transaction by its source endpoint, commit time and row; a write that
-  // matches several transactions (same commit time, same row) is not checked.
+  // matched to its transaction by its source endpoint, RowOp::txn (the captured transaction's
+  // id), commit time and row; not by commit time and row alone: a write of duplex's on a
+  // REST-like endpoint is its own transaction there, and when captured back and passed on it
+  // can carry the commit time of an application transaction that wrote the same row in the
+  // same millisecond (seed 548 of --rest).
   void CheckTxnsWhole(MemoryEndpoint& target) {
     const int64_t call = ++apply_calls_[target.name()];
     for (const AppliedWrite& w : target.last_apply()) {
@@ -449,15 +452,12 @@ class Simulation {
         if (ep->name() == w.source) src = ep.get();
       }
       if (!src) continue;
-      int64_t txn = 0;
-      int matches = 0;
-      for (const auto& [id, t] : src->source_txns()) {
-        if (t.at == w.source_commit_ms && t.rows.count({w.table, w.key})) {
-          txn = id;
-          ++matches;
-        }
+      const int64_t txn = w.txn;
+      auto t = src->source_txns().find(txn);
+      if (t == src->source_txns().end() || t->second.at != w.source_commit_ms ||
+          !t->second.rows.count({w.table, w.key}) || t->second.rows.size() < 2) {
+        continue;
       }
-      if (matches != 1 || src->source_txns().at(txn).rows.size() < 2) continue;
       auto [it, fresh] = txn_calls_.try_emplace(std::make_tuple(target.name(), w.source, txn),
                                                 std::make_pair(call, w.table + " " + w.key));
       if (fresh || it->second.first == call) continue;
