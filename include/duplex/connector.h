@@ -132,14 +132,17 @@ struct Capabilities {
   // changed the row (reported as kRejected in its stream). Without it writes are
   // unconditional; a concurrent local edit is found by capture and the ledger instead.
   bool compare_and_set = true;
-  // The most row writes one call to the endpoint takes (0: no limit), and the shortest
-  // interval between polls worth making. Declared for status and for the engine's pacing;
-  // the engine does not enforce them yet (docs/DESIGN.md §3, "Not built yet"): the connector
-  // splits larger applies into calls of its own and answers Poll from what it already has.
+  // The most row writes one Apply call takes (0: no limit). The engine keeps within it
+  // (pipeline/apply.h, ApplyCalls): whole batches while they fit; a batch over it goes alone
+  // and whole to a sink with atomic_applied_id (a second call with the same id would be
+  // skipped), and is cut at source-transaction boundaries for one without.
   size_t max_apply_rows = 0;
+  // The shortest interval between polls worth making: the engine calls Poll no more often
+  // (pipeline/capture.h, PollInterval). Captures that continue a batch are not polls.
   std::chrono::milliseconds min_poll_interval{0};
   // The endpoint's request quota: at most `quota_calls` calls per `quota_period` (0: none).
-  // The connector paces itself within it and says so in Warnings when it runs short.
+  // The engine polls at most once per quota_period / quota_calls; the connector paces the
+  // calls it makes besides and says so in Warnings when it runs short.
   int64_t quota_calls = 0;
   std::chrono::seconds quota_period{0};
 };

@@ -1,5 +1,6 @@
 #include "pipeline/apply.h"
 
+#include <algorithm>
 #include <set>
 
 #include "pipeline/dead_letters.h"
@@ -26,22 +27,110 @@ Status RecordLedger(EngineState& es, const EndpointState& ep,
   return txn.Commit();
 }
 
+std::vector<std::vector<ApplyBatch>> ApplyCalls(const Capabilities& caps,
+                                                std::vector<ApplyBatch> batches) {
+  std::vector<std::vector<ApplyBatch>> calls;
+  const size_t max = caps.max_apply_rows;
+  auto rows_of = [](const std::vector<ApplyBatch>& bs) {
+    size_t n = 0;
+    for (const ApplyBatch& b : bs) n += b.ops.size();
+    return n;
+  };
+  if (max == 0 || rows_of(batches) <= max) {
+    calls.push_back(std::move(batches));
+    return calls;
+  }
+  std::vector<ApplyBatch> call;
+  size_t rows = 0;
+  auto flush = [&] {
+    if (!call.empty()) calls.push_back(std::move(call));
+    call.clear();
+    rows = 0;
+  };
+  for (ApplyBatch& b : batches) {
+    if (rows + b.ops.size() <= max) {  // whole batches while they fit
+      rows += b.ops.size();
+      call.push_back(std::move(b));
+      continue;
+    }
+    flush();
+    if (b.ops.size() <= max || caps.atomic_applied_id) {
+      // A sink that skips batches by their id (AppliedId) takes a batch in one call: a second
+      // call with the same id would be skipped. Over the limit, it goes alone.
+      rows = b.ops.size();
+      call.push_back(std::move(b));
+      if (rows >= max) flush();
+      continue;
+    }
+    // Idempotent writes (no applied id): the batch in parts of at most `max` rows, each source
+    // transaction (a unit: TxnEnd) whole in one part, unless it alone is over the limit (P7).
+    ApplyBatch part{b.id, {}};
+    size_t i = 0;
+    while (i < b.ops.size()) {
+      const size_t end = TxnEnd(b.ops, i);
+      const size_t unit = end - i;
+      if (!part.ops.empty() && part.ops.size() + unit > max) {
+        calls.push_back({std::move(part)});
+        part = ApplyBatch{b.id, {}};
+      }
+      for (; i < end; ++i) {
+        part.ops.push_back(std::move(b.ops[i]));
+        if (part.ops.size() == max) {
+          calls.push_back({std::move(part)});
+          part = ApplyBatch{b.id, {}};
+        }
+      }
+    }
+    if (!part.ops.empty()) {
+      rows = part.ops.size();
+      call.push_back(std::move(part));
+    }
+  }
+  flush();
+  return calls;
+}
+
+namespace {
+
+// Apply through ApplyCalls: one call after the other, their results added up. The first error
+// ends it (the calls before it have committed: applying them again is skipped by id, or
+// idempotent).
+Result<ApplyResult> ApplyInCalls(EndpointState& ep, const std::vector<ApplyBatch>& batches,
+                                 bool isolate_txns) {
+  if (ep.caps.max_apply_rows == 0) return ep.connector->Apply(batches, isolate_txns);
+  ApplyResult total;
+  for (const std::vector<ApplyBatch>& call : ApplyCalls(ep.caps, batches)) {
+    DUPLEX_ASSIGN_OR_RETURN(ApplyResult r, ep.connector->Apply(call, isolate_txns));
+    total.applied += r.applied;
+    total.rejected += r.rejected;
+    total.skipped_batches += r.skipped_batches;
+    for (FailedOp& f : r.failed) total.failed.push_back(std::move(f));
+    for (NoEffect& n : r.no_effect) total.no_effect.push_back(std::move(n));
+  }
+  return total;
+}
+
+}  // namespace
+
 Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
   const auto now = es.env->Now();
   if (now < ep.refused_retry_at) {
     es.news_pending = true;  // a refused transaction is retried soon: not idle
     return false;
   }
-  DUPLEX_ASSIGN_OR_RETURN(
-      std::vector<ApplyBatch> batches,
-      es.store->ReadOutbox(ep.name, es.config.engine.batch_rows, &es.fresh_outbox[ep.name]));
+  // At most what one call takes (Capabilities::max_apply_rows): a larger first batch comes
+  // alone, and ApplyCalls splits it where the sink allows.
+  size_t rows = es.config.engine.batch_rows;
+  if (ep.caps.max_apply_rows > 0) rows = std::min(rows, ep.caps.max_apply_rows);
+  DUPLEX_ASSIGN_OR_RETURN(std::vector<ApplyBatch> batches,
+                          es.store->ReadOutbox(ep.name, rows, &es.fresh_outbox[ep.name]));
   if (batches.empty()) return false;
   const int64_t last_id = batches.back().id;
   // Transactions that write a record a parked transaction holds, or refer to a row it would
   // have inserted, wait for it instead of failing (or overtaking it); the others flow.
   DUPLEX_RETURN_IF_ERROR(LoadParked(es, ep));
   std::vector<std::pair<FailedOp, int64_t>> held = HoldDependents(es, ep, batches);
-  if (!ep.connector->capabilities().markers) {
+  if (!ep.caps.markers) {
     if (ep.unsure_upto < 0) {
       // Every batch planned before this process's first apply may have been sent by an earlier
       // process. (Read here, not at open: commands that only look write nothing.)
@@ -50,7 +139,7 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
     }
     DUPLEX_RETURN_IF_ERROR(RecordLedger(es, ep, batches));
   }
-  Result<ApplyResult> result = ep.connector->Apply(batches);
+  Result<ApplyResult> result = ApplyInCalls(ep, batches, /*isolate_txns=*/false);
   if (!result.ok()) {
     // Only transactions the target refuses (Refused: constraint, type) are parked; anything
     // else (busy, unreachable, disk) is the endpoint's trouble and is retried (status.h). A
@@ -70,7 +159,7 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
     }
     // Write transaction by transaction, park the refused ones with their reason, let the rest
     // flow.
-    result = ep.connector->Apply(batches, /*isolate_txns=*/true);
+    result = ApplyInCalls(ep, batches, /*isolate_txns=*/true);
     if (!result.ok()) {
       if (!result.status().IsRefused()) {
         ep.unsure_upto = std::max(ep.unsure_upto, last_id);
@@ -155,6 +244,7 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
   counters.dead_letters = static_cast<int64_t>(result->failed.size() + held.size());
   DUPLEX_RETURN_IF_ERROR(es.store->AddCounters(ep.name, counters));
   DUPLEX_RETURN_IF_ERROR(txn.Commit());
+  ep.applied_since_poll = true;
   ObserveApplied(es, ep, batches, *result);
   return true;
 }

@@ -13,7 +13,16 @@ namespace duplex {
 Status RecordLedger(EngineState& es, const EndpointState& ep,
                     const std::vector<ApplyBatch>& batches);
 
-// Applies `ep`'s outbox batches (up to batch_rows rows). A refused apply is tried again twice,
+// How `batches` go to a sink in calls of at most Capabilities::max_apply_rows row writes (0: one
+// call): whole batches while they fit. A batch over the limit goes alone, whole, to a sink with
+// atomic_applied_id (it skips a batch by id: a second call with the same id would be skipped);
+// to one without, it is cut into parts of the same id at source-transaction boundaries (TxnEnd),
+// a transaction split only when it alone is over the limit (P7).
+std::vector<std::vector<ApplyBatch>> ApplyCalls(const Capabilities& caps,
+                                                std::vector<ApplyBatch> batches);
+
+// Applies `ep`'s outbox batches (up to batch_rows rows, and max_apply_rows, in ApplyCalls'
+// calls). A refused apply is tried again twice,
 // then transaction by transaction: the refused ones are parked (dead_letters.h), or planned
 // again when a later write overtook them. Returns whether anything was applied or parked;
 // an error other than a refusal is the endpoint's (endpoint_health.h).

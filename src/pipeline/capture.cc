@@ -35,7 +35,7 @@ Status InstallOn(EngineState& es, EndpointState& ep) {
   }
   // Batches applied under an earlier state file carry ids this one may hand out again;
   // they would be skipped as replays. (A sink that does not store them skips nothing.)
-  if (ep.connector->capabilities().atomic_applied_id) {
+  if (ep.caps.atomic_applied_id) {
     DUPLEX_ASSIGN_OR_RETURN(ApplyId applied, ep.connector->AppliedId());
     DUPLEX_RETURN_IF_ERROR(es.store->EnsureApplyIdsAbove(applied));
   }
@@ -51,7 +51,7 @@ Status CheckRestored(EngineState& es, EndpointState& ep, const EndpointProgress&
   // Every apply records its id on the endpoint, in its own transaction: the endpoint cannot
   // hold an older one than a marker it has shown, unless it went back in time.
   ApplyId applied = p.watermark;
-  if (ep.connector->capabilities().atomic_applied_id) {
+  if (ep.caps.atomic_applied_id) {
     DUPLEX_ASSIGN_OR_RETURN(applied, ep.connector->AppliedId());
   }
   std::string reason = check.reason;
@@ -234,8 +234,31 @@ Status MatchLedger(EngineState& es, const EndpointState& ep, std::vector<Change>
   return Status::Ok();
 }
 
+std::chrono::milliseconds PollInterval(const Capabilities& caps) {
+  std::chrono::milliseconds interval = caps.min_poll_interval;
+  if (caps.quota_calls > 0 && caps.quota_period.count() > 0) {
+    // Polls alone never spend more than the quota (each is at least one call; the connector
+    // paces the calls of its own it makes besides).
+    const auto share =
+        std::chrono::duration_cast<std::chrono::milliseconds>(caps.quota_period) / caps.quota_calls;
+    interval = std::max(interval, share);
+  }
+  return std::max(interval, std::chrono::milliseconds(0));
+}
+
 Result<bool> CaptureFrom(EngineState& es, EndpointState& ep) {
   if (!ep.more) {
+    // No more often than the endpoint declares worth it (Capabilities::min_poll_interval, the
+    // quota): until then there is nothing new to be told, but the run is not idle either.
+    const auto now = es.env->Now();
+    const std::chrono::milliseconds interval = PollInterval(ep.caps);
+    if (interval.count() > 0 && ep.last_poll && now - *ep.last_poll < interval) {
+      // duplex's own writes since the last poll are still to show there: not idle.
+      if (ep.applied_since_poll) es.news_pending = true;
+      return false;
+    }
+    ep.last_poll = now;
+    ep.applied_since_poll = false;
     DUPLEX_ASSIGN_OR_RETURN(bool changed, ep.connector->Poll());
     if (!changed) {
       ep.caught_up_at = es.env->Now();
@@ -269,7 +292,7 @@ Result<bool> CaptureFrom(EngineState& es, EndpointState& ep) {
       if (c.snapshot && c.op == Op::kInsert) c.op = Op::kPresent;
     }
   }
-  if (!ep.connector->capabilities().markers) {
+  if (!ep.caps.markers) {
     DUPLEX_RETURN_IF_ERROR(MatchLedger(es, ep, batch.changes));
   }
   if (batch.end <= ep.capture) {

@@ -27,8 +27,13 @@ Status Rescan(EngineState& es, EndpointState& ep);
 // dropped; an edit stays.
 Status MatchLedger(EngineState& es, const EndpointState& ep, std::vector<Change>& changes);
 
-// Polls `ep` and captures one batch after its capture position into the journal, moving the
-// position in the same transaction (P6). Returns whether a batch was journaled.
+// The shortest interval between two polls of an endpoint: Capabilities::min_poll_interval, or
+// longer so that polls alone stay within the request quota (quota_period / quota_calls).
+std::chrono::milliseconds PollInterval(const Capabilities& caps);
+
+// Polls `ep` (no more often than PollInterval) and captures one batch after its capture position
+// into the journal, moving the position in the same transaction (P6). Returns whether a batch was
+// journaled.
 Result<bool> CaptureFrom(EngineState& es, EndpointState& ep);
 
 // Acks to `ep` what the engine no longer needs from its changelog: at most every 500 ms

@@ -117,6 +117,7 @@ Result<std::unique_ptr<Engine>> Engine::OpenWith(
     EndpointState ep;
     ep.name = ec.name;
     ep.connector = std::move(conn);
+    ep.caps = ep.connector->capabilities();
     ep.open = opened.ok();
     DUPLEX_ASSIGN_OR_RETURN(EndpointProgress p, es.store->Progress(ec.name));
     ep.capture = p.capture;

@@ -4,6 +4,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,6 +29,8 @@ using RecordStates = std::map<std::string, std::map<std::string, RecordState>>;
 struct EndpointState {
   std::string name;
   std::unique_ptr<Connector> connector;
+  // connector->capabilities(), read once when the engine opened it (constant: connector.h).
+  Capabilities caps;
   Position capture;
   int64_t watermark = 0;
   Position acked;
@@ -36,6 +39,10 @@ struct EndpointState {
   std::chrono::steady_clock::time_point retry_at{};
   std::chrono::steady_clock::time_point failing_since{};
   std::chrono::steady_clock::time_point last_ack{};
+  // When capture last polled the endpoint (Connector::Poll): the next poll waits
+  // PollInterval(caps) after it.
+  std::optional<std::chrono::steady_clock::time_point> last_poll;
+  bool applied_since_poll = false;  // an Apply to it committed since that poll
   std::chrono::milliseconds backoff{0};
   std::string last_error;
   // Why capture stopped the endpoint (MarkStopped: a non-retriable capture error); OK while

@@ -9,6 +9,7 @@
 //   parts(id integer PRIMARY KEY, item_id integer REFERENCES items(id))
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -62,6 +63,33 @@ class Harness {
   virtual std::string DefaultScan() const { return ""; }
   virtual std::string DefaultCheckRestored() const { return ""; }
 
+  // How the endpoint names the suite's table (`items`, `parts`, `kinds`) and column: the same
+  // unless the system has naming rules of its own (a Salesforce object, its Id).
+  virtual std::string Table(const std::string& table) const { return table; }
+  virtual std::string Column(const std::string& column) const { return column; }
+  // The key value of the suite's record `n` as it travels (Change::key, RowOp::key, the rows
+  // Rows returns): n itself, or a string where the endpoint keys records by text. Ordered as n.
+  virtual Value Id(int64_t n) const { return n; }
+  // The endpoint generates its own keys: the suite binds with key_mode = "mapped" (the key a
+  // record id, references translated; CollectionBinding::mapped_key).
+  virtual bool MappedKeys() const { return false; }
+  // Whether the endpoint can hold `v` exactly in the suite's columns (TypesRoundTrip leaves the
+  // others out, giving the reason here).
+  virtual std::string CannotHold(const Value& v) const {
+    (void)v;
+    return "";
+  }
+  // Makes the endpoint's next write reply get lost after it committed (a lost reply, P6); false
+  // if the harness cannot (the case then checks a plain replay only).
+  virtual bool LoseNextReply() { return false; }
+
+  // The connector creates nothing on the endpoint, which the README accepts: IsInstalled is
+  // always true and Install/Uninstall do nothing. The reason, or "".
+  virtual std::string NothingToInstall() const { return ""; }
+  // The endpoint keeps no change log of its own for duplex: capturing from the start is the
+  // initial load of every live row, acked or not, and Ack releases nothing. The reason, or "".
+  virtual std::string NoLogToRelease() const { return ""; }
+
   // A known contract violation of this connector for `check` (a name the suite's cases use),
   // as a FIXME naming it; "" if none. The case still runs, and skips with this reason only if
   // the violation shows: once the connector is fixed, the case passes and the entry can go.
@@ -82,5 +110,7 @@ std::unique_ptr<Harness> MakeMemoryHarness(testing::PgCluster* cluster);
 std::unique_ptr<Harness> MakeSqliteHarness(testing::PgCluster* cluster);
 std::unique_ptr<Harness> MakePgLogicalHarness(testing::PgCluster* cluster);
 std::unique_ptr<Harness> MakePgTriggerHarness(testing::PgCluster* cluster);
+// Salesforce: one emulator for the binary (started at the first case), fresh objects per case.
+std::unique_ptr<Harness> MakeSalesforceHarness(testing::PgCluster* cluster);
 
 }  // namespace duplex::conformance

@@ -14,15 +14,7 @@
 namespace duplex::sf {
 namespace {
 
-ClientOptions Options(const testing::SfEmulator& emu) {
-  ClientOptions o;
-  o.instance_url = emu.url();
-  o.client_id = "duplex";
-  o.client_secret = "secret";
-  o.call_client = "duplex-crm";
-  o.where = "endpoint 'crm'";
-  return o;
-}
+ClientOptions Options(const testing::SfEmulator& emu) { return emu.ClientOptions(); }
 
 std::vector<std::string> Names(const Result<std::vector<SfChange>>& r) {
   EXPECT_TRUE(r.ok()) << r.status().ToString();

@@ -72,15 +72,7 @@ TEST(SfCdcTest, EventsBecomePerRecordChanges) {
           .ok());
 }
 
-ClientOptions Options(const testing::SfEmulator& emu) {
-  ClientOptions o;
-  o.instance_url = emu.url();
-  o.client_id = "duplex";
-  o.client_secret = "secret";
-  o.call_client = "duplex-crm";
-  o.where = "endpoint 'crm'";
-  return o;
-}
+ClientOptions Options(const testing::SfEmulator& emu) { return emu.ClientOptions(); }
 
 // Next() until `n` changes came (each waits at most the emulator's 2 s long-poll).
 std::vector<CdcChange> Take(CometdStream& s, size_t n, CdcBatch* last = nullptr) {

@@ -13,12 +13,8 @@ namespace {
 using testing::SfEmulator;
 
 ClientOptions Options(const SfEmulator& emu, const std::string& secret = "secret") {
-  ClientOptions o;
-  o.instance_url = emu.url();
-  o.client_id = "duplex";
+  ClientOptions o = emu.ClientOptions();
   o.client_secret = secret;
-  o.call_client = "duplex-crm";
-  o.where = "endpoint 'crm'";
   return o;
 }
 

@@ -18,11 +18,7 @@ namespace {
 
 SfEndpoint::Options Opts(const testing::SfEmulator& emu) {
   SfEndpoint::Options o;
-  o.client.instance_url = emu.url();
-  o.client.client_id = "duplex";
-  o.client.client_secret = "secret";
-  o.client.call_client = "duplex";
-  o.client.where = "endpoint 'crm'";
+  o.client = emu.ClientOptions("duplex");
   o.external_id = "External_Id__c";
   o.events = false;
   o.pacing.min_poll_seconds = 0.1;

@@ -35,10 +35,7 @@ TEST(SfDescribeTest, DescribeTypesMapToColumnKinds) {
 TEST(SfDescribeTest, TheEmulatorsAccountAndContact) {
   testing::SfEmulator emu;
   ASSERT_TRUE(emu.running());
-  ClientOptions o;
-  o.instance_url = emu.url();
-  o.client_id = "duplex";
-  o.client_secret = "secret";
+  ClientOptions o = emu.ClientOptions();
   Client c(o);
   Result<ObjectInfo> account = Describe(c, "Account");
   ASSERT_TRUE(account.ok()) << account.status().ToString();

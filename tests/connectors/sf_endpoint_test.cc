@@ -14,11 +14,7 @@ namespace {
 
 SfEndpoint::Options Opts(const testing::SfEmulator& emu, bool events) {
   SfEndpoint::Options o;
-  o.client.instance_url = emu.url();
-  o.client.client_id = "duplex";
-  o.client.client_secret = "secret";
-  o.client.call_client = "duplex-crm";
-  o.client.where = "endpoint 'crm'";
+  o.client = emu.ClientOptions();
   o.external_id = "External_Id__c";
   o.objects = {{"Account", {"Name", "Industry"}}, {"Contact", {"LastName", "AccountId"}}};
   o.events = events;

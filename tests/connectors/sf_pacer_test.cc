@@ -90,10 +90,7 @@ TEST(SfPacerTest, A403PausesUntilACallGoesThrough) {
 TEST(SfPacerTest, AgainstTheEmulatorsLimits) {
   testing::SfEmulator emu({"--daily-limit", "1000"});
   ASSERT_TRUE(emu.running());
-  ClientOptions o;
-  o.instance_url = emu.url();
-  o.client_id = "duplex";
-  o.client_secret = "secret";
+  ClientOptions o = emu.ClientOptions();
   Client c(o);
   QuotaPacer::Options opts = Opts("50%");
   opts.capture_reserve = 5;

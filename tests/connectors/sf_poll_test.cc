@@ -77,10 +77,7 @@ TEST(SfPollTest, RowsEventsDeliveredMoveTheCursor) {
 TEST(SfPollTest, AHeldTransactionIsNotMissedAgainstTheEmulator) {
   testing::SfEmulator emu;
   ASSERT_TRUE(emu.running());
-  ClientOptions o;
-  o.instance_url = emu.url();
-  o.client_id = "duplex";
-  o.client_secret = "secret";
+  ClientOptions o = emu.ClientOptions();
   Client client(o);
   Poller p("Account", {"Name"}, 5);
   PollCursor c;

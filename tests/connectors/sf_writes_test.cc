@@ -13,15 +13,7 @@ namespace {
 
 using testing::SfEmulator;
 
-ClientOptions Options(const SfEmulator& emu) {
-  ClientOptions o;
-  o.instance_url = emu.url();
-  o.client_id = "duplex";
-  o.client_secret = "secret";
-  o.call_client = "duplex-crm";
-  o.where = "endpoint 'crm'";
-  return o;
-}
+ClientOptions Options(const SfEmulator& emu) { return emu.ClientOptions(); }
 
 nlohmann::json Account(const std::string& key, const std::string& name) {
   return {{"External_Id__c", key}, {"Name", name}};

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "connectors/salesforce/client.h"
 #include "support/test_util.h"
 
 namespace duplex::testing {
@@ -22,6 +23,18 @@ class SfEmulator {
 
   bool running() const { return pid_ > 0 && !url_.empty(); }
   const std::string& url() const { return url_; }  // http://127.0.0.1:PORT
+  // How a test's client reaches this org: its URL and the emulator's default client
+  // (duplex:secret), calls marked as `call_client` (changeOrigin), messages prefixed `where`.
+  sf::ClientOptions ClientOptions(const std::string& call_client = "duplex-crm",
+                                  const std::string& where = "endpoint 'crm'") const {
+    sf::ClientOptions o;
+    o.instance_url = url_;
+    o.client_id = "duplex";
+    o.client_secret = "secret";
+    o.call_client = call_client;
+    o.where = where;
+    return o;
+  }
   // A test hook under /__emulator/: GET when `body` is null, else POST it.
   nlohmann::json Hook(const std::string& name, const nlohmann::json& body = nullptr);
   // A REST call as an application (a Salesforce user) would make it: the body of the answer.

@@ -387,6 +387,8 @@ Capabilities MemoryConnector::capabilities() const {
   } else {
     caps.before_images = ep_->update_before_images;
   }
+  caps.max_apply_rows = ep_->max_apply_rows;
+  caps.min_poll_interval = ep_->min_poll_interval;
   return caps;
 }
 

@@ -5,6 +5,7 @@
 // engine uses on one.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -67,6 +68,11 @@ class MemoryEndpoint {
   // compare-and-set (writes are unconditional: an insert of a present row updates it, an
   // update or delete of an absent row does nothing), no applied id, no before-images.
   bool rest_like = false;
+  // What its connector declares besides (Capabilities): the most row writes one Apply takes
+  // (0: no limit) and the shortest interval between polls worth making. Declared only: the
+  // endpoint takes any call (the engine is what honours them).
+  size_t max_apply_rows = 0;
+  std::chrono::milliseconds min_poll_interval{0};
 
   // Schema: declares a table (columns with their pk positions). Rows start empty.
   void DeclareTable(const TableInfo& info);
