@@ -12,6 +12,7 @@
 #include "pipeline/endpoint_health.h"
 #include "pipeline/engine_state.h"
 #include "pipeline/engine_telemetry.h"
+#include "pipeline/reconcile.h"
 #include "pipeline/resolve.h"
 #include "util/log.h"
 
@@ -373,5 +374,13 @@ Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Engine::Pr
 }
 
 Result<nlohmann::json> Engine::StatusJson() { return duplex::StatusJson(*es_); }
+
+Result<ReconcileReport> Engine::CompareEndpoints(const ReconcileOptions& o) {
+  return duplex::CompareEndpoints(*es_, o);
+}
+
+Result<int64_t> Engine::FeedRepairs(const ReconcileReport& report, const ReconcileOptions& o) {
+  return duplex::FeedRepairs(*es_, report, o);
+}
 
 }  // namespace duplex
