@@ -127,6 +127,10 @@ int Reconcile(const Options& o) {
   Result<ReconcileReport> report = engine->CompareEndpoints(ro);
   if (!report.ok()) return Fail(report.status());
   const size_t differing = report->Differences();
+  if (!o.dry_run || differing == 0) {
+    st = engine->RecordReconcile(*report, 0);
+    if (!st.ok()) return Fail(st);
+  }
   nlohmann::json json = {{"dry_run", o.dry_run},
                          {"collections", StatsJson(*report)},
                          {"differences", DifferencesJson(*report)}};
@@ -142,6 +146,8 @@ int Reconcile(const Options& o) {
   }
   Result<int64_t> fed = engine->FeedRepairs(*report, ro);
   if (!fed.ok()) return Fail(fed.status());
+  st = engine->RecordReconcile(*report, *fed);
+  if (!st.ok()) return Fail(st);
   st = engine->Run(g_stop, /*until_idle=*/true);
   if (!st.ok()) return Fail(st);
   // The repaired ranges checked again: a write a target refused (a dead letter), or a change

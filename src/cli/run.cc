@@ -106,6 +106,11 @@ int Status(const Options& o) {
                 c["open_conflicts"].get<long long>());
   }
   std::printf("\njournal backlog: %lld changes\n", (*s)["journal_backlog"].get<long long>());
+  if (const nlohmann::json& r = (*s)["last_reconcile"]; r.is_object()) {
+    std::printf("last reconcile: %s, %lld rows compared, %lld records differed, %lld repaired\n",
+                FormatTime(r.value("at_ms", 0.0)).c_str(), r.value("rows_compared", 0LL),
+                r.value("records_differing", 0LL), r.value("repaired", 0LL));
+  }
   for (const auto& ep : (*s)["endpoints"]) {
     for (const auto& w : ep["warnings"]) {
       std::printf("warning: endpoint %s: %s\n", ep["name"].get<std::string>().c_str(),

@@ -116,6 +116,8 @@ class Engine {
   // Feeds the records of `report` that differ into the journal as what their endpoints hold;
   // Step resolves and applies them. Returns the records fed.
   Result<int64_t> FeedRepairs(const ReconcileReport& report, const ReconcileOptions& o);
+  // Records a reconcile in the state file (`duplex status`: "last_reconcile").
+  Status RecordReconcile(const ReconcileReport& report, int64_t repaired);
 
   // Dead letters parked so far (all endpoints).
   Result<int64_t> DeadLetterCount();

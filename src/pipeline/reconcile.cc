@@ -342,3 +342,61 @@ Result<int64_t> FeedRepairs(EngineState& es, const ReconcileReport& report,
 }
 
 }  // namespace duplex
+
+namespace duplex {
+
+Status RecordReconcile(EngineState& es, const ReconcileReport& report, int64_t repaired) {
+  int64_t rows = 0;
+  for (const CollectionReconcile& c : report.collections) {
+    rows += c.rows_compared;
+    es.telemetry.drift_rows[c.collection] += static_cast<int64_t>(c.diffs.size());
+  }
+  es.telemetry.reconcile_rows_compared += rows;
+  const nlohmann::json last = {{"at_ms", es.env->WallMs()},
+                               {"rows_compared", rows},
+                               {"records_differing", report.Differences()},
+                               {"repaired", repaired}};
+  DUPLEX_ASSIGN_OR_RETURN(
+      sqlite::Stmt st,
+      es.store->db().Prepare("INSERT OR REPLACE INTO meta(k, v) VALUES('reconcile_last', ?)"));
+  st.Bind(1, last.dump());
+  return st.Run();
+}
+
+Result<nlohmann::json> LastReconcile(EngineState& es) {
+  DUPLEX_ASSIGN_OR_RETURN(sqlite::Stmt st,
+                          es.store->db().Prepare("SELECT v FROM meta WHERE k = 'reconcile_last'"));
+  DUPLEX_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return nlohmann::json();
+  nlohmann::json v = nlohmann::json::parse(st.Text(0), nullptr, false);
+  return v.is_discarded() ? nlohmann::json() : v;
+}
+
+Result<bool> ReconcileIfDue(EngineState& es) {
+  const int64_t every = es.config.engine.reconcile_every_ms;
+  if (every <= 0) return false;
+  const auto now = es.env->Now();
+  if (es.next_reconcile == std::chrono::steady_clock::time_point{}) {
+    es.next_reconcile = now + std::chrono::milliseconds(every);
+    return false;
+  }
+  if (now < es.next_reconcile) return false;
+  es.next_reconcile = now + std::chrono::milliseconds(every);
+  Result<ReconcileReport> report = CompareEndpoints(es, ReconcileOptions{});
+  if (!report.ok()) {
+    if (!report.status().IsRetriable()) return report.status();
+    spdlog::warn("reconcile put off to the next interval: {}", report.status().message());
+    return false;
+  }
+  const size_t differing = report->Differences();
+  int64_t fed = 0;
+  if (differing > 0) {
+    DUPLEX_ASSIGN_OR_RETURN(fed, FeedRepairs(es, *report, ReconcileOptions{}));
+  }
+  DUPLEX_RETURN_IF_ERROR(RecordReconcile(es, *report, fed));
+  spdlog::info("reconcile: {} records differed across the endpoints{}", differing,
+               differing ? "; their repair follows" : "");
+  return fed > 0;
+}
+
+}  // namespace duplex

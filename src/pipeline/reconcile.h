@@ -21,4 +21,18 @@ Result<ReconcileReport> CompareEndpoints(EngineState& es, const ReconcileOptions
 Result<int64_t> FeedRepairs(EngineState& es, const ReconcileReport& report,
                             const ReconcileOptions& o);
 
+// Records a reconcile in the state file (`duplex status` shows the last one) and in the
+// telemetry (metrics): what `report` compared and found, and the records fed for repair.
+Status RecordReconcile(EngineState& es, const ReconcileReport& report, int64_t repaired);
+
+// The last reconcile recorded in the state file: {at_ms, rows_compared, records_differing,
+// repaired}; null if none.
+Result<nlohmann::json> LastReconcile(EngineState& es);
+
+// `duplex run` with [engine] reconcile_every: once the interval has passed since the engine
+// started (or since the last one), and the engine is idle, compares every collection and feeds
+// what differs. An endpoint that cannot be compared now (unreachable) puts it off to the next
+// interval, logged. Returns whether it fed anything.
+Result<bool> ReconcileIfDue(EngineState& es);
+
 }  // namespace duplex

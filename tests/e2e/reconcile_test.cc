@@ -241,6 +241,32 @@ TEST_F(ReconcileTest, RefusedWhileRunHoldsTheStateFile) {
   EXPECT_EQ(run->Wait(std::chrono::seconds(20)), 0);
 }
 
+// [engine] reconcile_every: a running `duplex run` finds and repairs drift by itself, and
+// `duplex status` shows the last reconcile.
+TEST_F(ReconcileTest, RunReconcilesInTheBackground) {
+  SqlExec(Db("a"), kItems);
+  SqlExec(Db("b"), kItems);
+  ConfigBuilder config;
+  config.Sqlite("a", "a.db").Sqlite("b", "b.db").Engine("reconcile_every", "1s");
+  config.Collection("item").On("a", "items").On("b", "items");
+  WriteConfig(config);
+  SqlExec(Db("a"), InsertRows(1, 50));
+  SyncIdle();
+  SqlExec(Db("b"), CaptureOff("UPDATE items SET name = 'bulk' WHERE id = 8"));
+  auto run = Background({"run"});
+  EXPECT_TRUE(
+      testing::PollUntil([&] { return Row("a", 8) == "8|bulk|24\n"; }, std::chrono::seconds(30)))
+      << Row("a", 8);
+  run->Signal(SIGTERM);
+  EXPECT_EQ(run->Wait(std::chrono::seconds(20)), 0);
+  EXPECT_CONVERGED(*this, "item");
+  const nlohmann::json last = StatusJson()["last_reconcile"];
+  ASSERT_TRUE(last.is_object()) << StatusJson().dump();
+  EXPECT_GE(last["rows_compared"].get<int64_t>(), 98);
+  Outcome o = Duplex({"status"});
+  EXPECT_NE(o.out.find("last reconcile:"), std::string::npos) << o;
+}
+
 // SQLite against PostgreSQL (trigger capture, logical capture). Drift on the server is made
 // with triggers off (session_replication_role = replica) in trigger mode, with the table out
 // of duplex's publication in logical mode; on SQLite with capture off. 3000 rows, a few
