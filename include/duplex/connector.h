@@ -99,6 +99,43 @@ struct RestoreCheck {
   Position resume;
 };
 
+// Reconcile (docs/DESIGN.md §6 "Reconcile") compares a collection across endpoints by digests
+// of key-hash ranges, computed where the data lives. A row's key hash is KeyHash of its record's
+// key text (KeyText: the key values in key-field order as a JSON array); a range is every row
+// whose key hash starts with given bits. A row's hash is RowHash: the first 8 bytes of the MD5 of
+// its values of `fields`, in order, as a compact JSON array; a range's digest is the sum of its
+// rows' hashes (mod 2^64) and their number.
+struct KeyRanges {
+  std::string collection;
+  std::vector<std::string> key;     // canonical key fields, in order
+  std::vector<std::string> fields;  // canonical fields hashed, in order (key fields first)
+  // The rows whose key hash's top `bits` bits are one of `prefixes`; `bits` 0: every row.
+  int bits = 0;
+  std::vector<uint64_t> prefixes;
+};
+
+struct RangeDigest {
+  uint64_t prefix = 0;  // the range: the key hash's top bits (as many as asked)
+  int64_t rows = 0;
+  uint64_t sum = 0;  // of the rows' RowHash, mod 2^64
+};
+
+// The first 8 bytes of the MD5 of `key_text`, big-endian.
+uint64_t KeyHash(const std::string& key_text);
+// The first 8 bytes of the MD5 of the values of `fields` in `row` (null where missing), as a
+// compact JSON array, big-endian.
+uint64_t RowHash(const Row& row, const std::vector<std::string>& fields);
+// The top `bits` bits of `hash` (0 for 0 bits).
+inline uint64_t HashPrefix(uint64_t hash, int bits) { return bits <= 0 ? 0 : hash >> (64 - bits); }
+
+class Source;
+// The generic implementations of Source::DigestRanges and Source::ScanRanges: every row read
+// by Source::Scan and hashed in this process.
+Result<std::vector<RangeDigest>> DigestRangesByScan(Source& source, const KeyRanges& within,
+                                                    int split_bits);
+Status ScanRangesByScan(Source& source, const KeyRanges& within, size_t max_rows,
+                        const std::function<Status(std::vector<Change>&&)>& visit);
+
 struct TableInfo {
   std::string name;
   bool exists = false;
@@ -187,6 +224,21 @@ class Source {
     (void)max_rows;
     (void)visit;
     return Status::InvalidArgument("cannot read the rows of '" + collection + "' back");
+  }
+  // The digests of the ranges `within` splits into with `split_bits` more bits of the key hash
+  // (KeyRanges): one per range holding rows, in any order. Writes nothing. The default reads
+  // every row with Scan and hashes it here; a connector that can compute the same digests
+  // where the data lives (an aggregate query) overrides it, so that endpoints that agree
+  // cost little on the wire.
+  virtual Result<std::vector<RangeDigest>> DigestRanges(const KeyRanges& within, int split_bits) {
+    return DigestRangesByScan(*this, within, split_bits);
+  }
+
+  // The rows of the ranges `within`, as Scan gives them (kPresent changes), in chunks of at
+  // most `max_rows`. Writes nothing. The default filters Scan.
+  virtual Status ScanRanges(const KeyRanges& within, size_t max_rows,
+                            const std::function<Status(std::vector<Change>&&)>& visit) {
+    return ScanRangesByScan(*this, within, max_rows, visit);
   }
 };
 

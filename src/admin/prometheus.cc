@@ -83,6 +83,16 @@ std::string RenderPrometheus(const TelemetrySnapshot& s) {
         fmt::format("duplex_conflicts_total{} {}\n",
                     Labels({{"collection", collection}, {"field", field}, {"policy", policy}}), n);
   }
+  Family(out, "duplex_reconcile_rows_compared_total", "counter",
+         "Rows hashed on every endpoint by the reconciles of this process ([engine] "
+         "reconcile_every).");
+  out += fmt::format("duplex_reconcile_rows_compared_total {}\n", s.reconcile_rows_compared);
+  Family(out, "duplex_drift_rows_total", "counter",
+         "Records a reconcile found differing across a collection's endpoints (drift no change "
+         "stream reported), repaired by it.");
+  for (const auto& [collection, n] : s.drift_rows) {
+    out += fmt::format("duplex_drift_rows_total{} {}\n", Labels({{"collection", collection}}), n);
+  }
   struct PerEndpoint {
     const char* name;
     const char* type;

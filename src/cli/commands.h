@@ -18,7 +18,9 @@ struct Options {
   bool force = false;
   bool install = false;
   bool until_idle = false;
+  bool dry_run = false;
   std::string endpoint;
+  std::string collection;
   std::string take;
   std::string value;
   std::string conflict_id;
@@ -30,6 +32,7 @@ int Check(const Options& o);
 int Run(const Options& o);
 int Status(const Options& o);
 int Uninstall(const Options& o);
+int Reconcile(const Options& o);
 int ConflictsList(const Options& o);
 int ConflictsShow(const Options& o);
 int ConflictsResolve(const Options& o);

@@ -1,4 +1,5 @@
-// duplex: the command line. Flags and help live here; the work is in commands.cc.
+// duplex: the command line. Flags and help live here; the work is in one file per command
+// under src/cli/ (commands.h lists them).
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
@@ -97,6 +98,32 @@ int main(int argc, char** argv) {
   add_config(uninstall);
   uninstall->add_option("--endpoint", o.endpoint, "only this endpoint");
 
+  CLI::App* reconcile = app.add_subcommand(
+      "reconcile", "Compare every record across endpoints and repair what differs");
+  reconcile->footer(
+      "For drift no change stream reported: a bulk fix made with capture off, a table restored\n"
+      "from a copy, an endpoint added to a collection that already synced. It first syncs what\n"
+      "is pending (as `run --until-idle`), then compares each collection across its endpoints\n"
+      "by digests of key-hash ranges computed on each endpoint (an aggregate query on\n"
+      "PostgreSQL), reading back only the rows of the ranges that differ. A value that differs\n"
+      "from the agreed one on one endpoint is taken as an edit made there and wins (merged by\n"
+      "the field policies where several endpoints differ); a row missing on an endpoint is\n"
+      "copied there, one duplex saw deleted is deleted. --take makes one endpoint the truth.\n"
+      "The repaired records are compared again at the end. A running `duplex run` holds the\n"
+      "state file: reconcile then refuses (exit 1); set [engine] reconcile_every instead.\n"
+      "Exit codes: 0 nothing differs, 1 differences found (and repaired unless --dry-run),\n"
+      "2 bad config or usage, 3 repaired but some writes parked as dead letters.\n"
+      "Examples:\n  duplex reconcile --config duplex.toml --dry-run --json\n"
+      "  duplex reconcile --config duplex.toml --collection customers --take crm");
+  add_config(reconcile);
+  reconcile->add_option("--collection", o.collection, "only this collection");
+  reconcile->add_flag("--dry-run", o.dry_run, "list the differences, change nothing");
+  reconcile->add_flag("--json", o.json,
+                      "print JSON: per collection what was compared, and every difference "
+                      "(collection, key, field, each endpoint's value)");
+  reconcile->add_option("--take", o.take,
+                        "this endpoint is the source of truth: the others are made to match it");
+
   CLI::App* conflicts = app.add_subcommand("conflicts", "List, show and resolve conflicts");
   conflicts->require_subcommand(1);
   conflicts->footer(
@@ -177,6 +204,7 @@ int main(int argc, char** argv) {
   if (*run) return duplex::cli::Run(o);
   if (*status) return duplex::cli::Status(o);
   if (*uninstall) return duplex::cli::Uninstall(o);
+  if (*reconcile) return duplex::cli::Reconcile(o);
   if (*clist) return duplex::cli::ConflictsList(o);
   if (*cshow) return duplex::cli::ConflictsShow(o);
   if (*dlist) return duplex::cli::DeadLettersList(o);

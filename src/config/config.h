@@ -94,6 +94,7 @@ struct EngineConfig {
   std::string http_token_env;
   int64_t latency_objective_ms = 5000;  // lag above this alerts and fails /readyz
   int64_t alert_after_ms = 30000;       // unreachable longer than this alerts
+  int64_t reconcile_every_ms = 0;       // `duplex run` reconciles this often (0: never)
   std::string alert_command;            // run by /bin/sh on alert and on clear; empty: none
 };
 

@@ -73,7 +73,7 @@ class Parser final : public TomlReader {
       DUPLEX_RETURN_IF_ERROR(
           CheckKeys(*t,
                     {"state", "name", "batch_rows", "poll_interval_ms", "http", "http_token_env",
-                     "latency_objective", "alert_after", "alert_command"},
+                     "latency_objective", "alert_after", "alert_command", "reconcile_every"},
                     "engine"));
       DUPLEX_RETURN_IF_ERROR(GetString(*t, "state", "engine", "\"duplex-state.db\"", &state));
       DUPLEX_RETURN_IF_ERROR(GetString(*t, "name", "engine", "\"orders_sync\"", &name));
@@ -155,6 +155,7 @@ class Parser final : public TomlReader {
         GetString(t, "http_token_env", "engine", "\"DUPLEX_HTTP_TOKEN\"", &e.http_token_env));
     DUPLEX_RETURN_IF_ERROR(GetDuration(t, "latency_objective", &e.latency_objective_ms));
     DUPLEX_RETURN_IF_ERROR(GetDuration(t, "alert_after", &e.alert_after_ms));
+    DUPLEX_RETURN_IF_ERROR(GetDuration(t, "reconcile_every", &e.reconcile_every_ms));
     DUPLEX_RETURN_IF_ERROR(GetString(t, "alert_command", "engine",
                                      "\"notify-send duplex \\\"$DUPLEX_ALERT_MESSAGE\\\"\"",
                                      &e.alert_command));

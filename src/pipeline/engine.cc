@@ -12,6 +12,7 @@
 #include "pipeline/endpoint_health.h"
 #include "pipeline/engine_state.h"
 #include "pipeline/engine_telemetry.h"
+#include "pipeline/reconcile.h"
 #include "pipeline/resolve.h"
 #include "util/log.h"
 
@@ -325,6 +326,14 @@ Status Engine::Run(const std::atomic<bool>& stop, bool until_idle,
         return Status::Unavailable("endpoint '" + ep.name + "' " + ep.last_error);
       }
     }
+    if (!until_idle && !failing && !es.news_pending) {
+      // Idle: the background reconcile ([engine] reconcile_every), when due.
+      DUPLEX_ASSIGN_OR_RETURN(bool fed, ReconcileIfDue(es));
+      if (fed) {
+        idle_passes = 0;
+        continue;
+      }
+    }
     if (es.news_pending) {
       idle_passes = 0;
     } else if (until_idle && !failing && ++idle_passes >= 2) {
@@ -374,5 +383,17 @@ Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Engine::Pr
 }
 
 Result<nlohmann::json> Engine::StatusJson() { return duplex::StatusJson(*es_); }
+
+Result<ReconcileReport> Engine::CompareEndpoints(const ReconcileOptions& o) {
+  return duplex::CompareEndpoints(*es_, o);
+}
+
+Result<int64_t> Engine::FeedRepairs(const ReconcileReport& report, const ReconcileOptions& o) {
+  return duplex::FeedRepairs(*es_, report, o);
+}
+
+Status Engine::RecordReconcile(const ReconcileReport& report, int64_t repaired) {
+  return duplex::RecordReconcile(*es_, report, repaired);
+}
 
 }  // namespace duplex

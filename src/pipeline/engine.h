@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "duplex/connector.h"
 #include "duplex/env.h"
+#include "pipeline/reconcile_report.h"
 #include "pipeline/schema_binding.h"
 #include "pipeline/telemetry.h"
 #include "store/state_store.h"
@@ -108,6 +109,15 @@ class Engine {
   // Per endpoint (config order), what it lacks for change capture, each with the statement
   // that fixes it (Connector::Preflight). Writes nothing.
   Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Preflight();
+
+  // Reconcile (docs/DESIGN.md §6): compares every collection (or o.collection) across its
+  // endpoints by key-range digests; writes nothing. Every endpoint must be open and installed.
+  Result<ReconcileReport> CompareEndpoints(const ReconcileOptions& o);
+  // Feeds the records of `report` that differ into the journal as what their endpoints hold;
+  // Step resolves and applies them. Returns the records fed.
+  Result<int64_t> FeedRepairs(const ReconcileReport& report, const ReconcileOptions& o);
+  // Records a reconcile in the state file (`duplex status`: "last_reconcile").
+  Status RecordReconcile(const ReconcileReport& report, int64_t repaired);
 
   // Dead letters parked so far (all endpoints).
   Result<int64_t> DeadLetterCount();

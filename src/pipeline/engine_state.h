@@ -116,6 +116,8 @@ struct EngineState {
   int64_t synced_changes = 0;  // changes resolved by this process (progress output)
   // (endpoint, collection) -> rows of an initial load captured by this process (progress output)
   std::map<std::pair<std::string, std::string>, int64_t> loaded_rows;
+  // When `duplex run` reconciles next ([engine] reconcile_every; reconcile.h).
+  std::chrono::steady_clock::time_point next_reconcile{};
   // This step, an endpoint polled news that its capture did not deliver yet: not idle.
   bool news_pending = false;
 

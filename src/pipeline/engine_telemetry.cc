@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "pipeline/endpoint_health.h"
+#include "pipeline/reconcile.h"
 #include "util/log.h"
 
 namespace duplex {
@@ -134,9 +135,11 @@ Result<nlohmann::json> StatusJson(EngineState& es) {
                      {"open_conflicts", open}});
   }
   DUPLEX_ASSIGN_OR_RETURN(int64_t journal, es.store->JournalBacklog());
+  DUPLEX_ASSIGN_OR_RETURN(nlohmann::json last_reconcile, LastReconcile(es));
   return nlohmann::json{{"endpoints", std::move(eps)},
                         {"collections", std::move(colls)},
-                        {"journal_backlog", journal}};
+                        {"journal_backlog", journal},
+                        {"last_reconcile", std::move(last_reconcile)}};
 }
 
 }  // namespace duplex

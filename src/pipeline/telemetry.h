@@ -71,6 +71,10 @@ struct TelemetrySnapshot {
   // (source, target) -> latency histogram
   std::map<std::pair<std::string, std::string>, Histogram> latency;
   int64_t journal_backlog = -1;
+  // Reconciles of this process (`duplex run` with [engine] reconcile_every): rows hashed on
+  // every endpoint, and per collection the records found differing.
+  int64_t reconcile_rows_compared = 0;
+  std::map<std::string, int64_t> drift_rows;
   nlohmann::json status;  // what `duplex status --json` prints; null until the first refresh
   std::vector<HistorySample> history;  // oldest first, a few minutes
 

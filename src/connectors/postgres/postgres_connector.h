@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,12 @@ class PostgresConnector final : public Connector {
   // In key order, a query per chunk.
   Status Scan(const std::string& collection, size_t max_rows,
               const std::function<Status(std::vector<Change>&&)>& visit) override;
+  // Reconcile's key-range digests as one aggregate query, where every bound column's text
+  // is what duplex hashes (integers, booleans, text, varchar, uuid, date; keys not mapped):
+  // range_digest.cc. Otherwise the generic scan.
+  Result<std::vector<RangeDigest>> DigestRanges(const KeyRanges& within, int split_bits) override;
+  Status ScanRanges(const KeyRanges& within, size_t max_rows,
+                    const std::function<Status(std::vector<Change>&&)>& visit) override;
   Result<int64_t> AppliedId() override;
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches,
                             bool isolate_txns = false) override;
@@ -83,6 +90,14 @@ class PostgresConnector final : public Connector {
   // A connection the server dropped is reopened and the call made again (a few rounds).
   template <typename F>
   auto Reconnecting(F&& call) -> decltype(call());
+
+  // The SQL of a row's key text and its hashed values (KeyHash, RowHash) for `within`, if every
+  // column of the collection renders in SQL as duplex renders it; nullopt otherwise.
+  struct HashSql {
+    const BoundTable* table = nullptr;
+    std::string key_hash, row_hash;
+  };
+  Result<std::optional<HashSql>> HashSqlFor(const KeyRanges& within);
 
   PgEndpoint ep_;
   KeyMap keys_;
