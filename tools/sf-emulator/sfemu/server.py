@@ -375,7 +375,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             soql.check(q["where"], types)
             rows = [r for r in self.emu.org.visible(obj["name"], include_deleted,
-                                                    since=soql.least_stamp(q["where"]))
+                                                    since=soql.least_stamp(q["where"]),
+                                                    ids=soql.id_literals(q["where"]))
                     if soql.matches(q["where"], r, types)]
             soql.order_records(rows, q["order"] or [("Id", False, False)], types)
         except soql.InvalidField as e:

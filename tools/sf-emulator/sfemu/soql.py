@@ -263,6 +263,30 @@ def least_stamp(cond):
     return None
 
 
+def id_literals(cond):
+    """The ids a record matching `cond` can have, as the literals name them (15 or 18
+    characters): from an `Id IN (...)` or `Id = '...'` among the top-level AND terms, or None
+    when the condition does not bound them. Like least_stamp, only narrows what is read."""
+    if cond is None:
+        return None
+    if cond[0] == "and":
+        a, b = id_literals(cond[1]), id_literals(cond[2])
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return [x for x in a if x[:15] in {y[:15] for y in b}]
+    if cond[0] == "in" and cond[1] == "Id":
+        values = [lit[1] for lit in cond[2]]
+    elif cond[0] == "cmp" and cond[1] == "Id" and cond[2] == "=":
+        values = [cond[3][1]]
+    else:
+        return None
+    if not all(isinstance(v, str) for v in values):
+        return None
+    return values
+
+
 class InvalidField(Exception):
     pass
 

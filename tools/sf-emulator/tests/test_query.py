@@ -53,6 +53,28 @@ class QueryTest(EmulatorTest):
         self.assertEqual(names("SystemModstamp >= %s OR Name = 'Old'" % stamp), ["New", "Old"])
         self.assertEqual(names("SystemModstamp < %s" % stamp), ["Old"])
 
+    def test_id_bounds_under_and_and_or(self):
+        # The store reads only the records named by a top-level AND's `Id IN` or `Id =` (by
+        # primary key); under OR there is no bound. 15- and 18-character ids alike, deleted
+        # records through queryAll only.
+        a = self.create("Account", {"Name": "A"})
+        b = self.create("Account", {"Name": "B"})
+        c = self.create("Account", {"Name": "C"})
+        status, _, _ = self.emu.api("DELETE", "/sobjects/Account/" + c)
+        self.assertEqual(status, 204)
+
+        def names(where, all_rows=False):
+            body = self.emu.query("SELECT Name FROM Account WHERE %s ORDER BY Name" % where,
+                                  all_rows=all_rows)[1]
+            return [r["Name"] for r in body["records"]]
+        self.assertEqual(names("Id IN ('%s', '%s', '%s')" % (a[:15], b, c)), ["A", "B"])
+        self.assertEqual(names("Id IN ('%s', '%s')" % (a, c), all_rows=True), ["A", "C"])
+        self.assertEqual(names("Id = '%s'" % b), ["B"])
+        self.assertEqual(names("Id IN ('%s', '%s') AND Name != 'A'" % (a, b)), ["B"])
+        self.assertEqual(names("Id IN ('%s') AND Id IN ('%s')" % (a, b)), [])
+        self.assertEqual(names("Id IN ('%s') OR Name = 'B'" % a), ["A", "B"])
+        self.assertEqual(names("Id IN ('001000000000000AAA')"), [])
+
     def test_malformed_queries(self):
         for q in ("SELECT FROM Account", "SELECT Name FROM Account WHERE SystemModstamp > "
                   "'2020-01-01T00:00:00Z'", "SELECT Name FROM Account GROUP BY Name",
