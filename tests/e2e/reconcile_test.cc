@@ -13,6 +13,7 @@
 #include <csignal>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support/pg_cluster.h"
@@ -69,6 +70,16 @@ class ReconcileTest : public SharedPgCluster<::testing::Test>, public SyncFixtur
  public:
   std::string Db(const std::string& endpoint) const { return File(endpoint + ".db"); }
 
+  // Endpoints a and b, SQLite files each holding an empty `items`, in collection "item";
+  // `config` may carry other settings.
+  void WriteTwoSqliteEndpoints(ConfigBuilder config = {}) {
+    SqlExec(Db("a"), kItems);
+    SqlExec(Db("b"), kItems);
+    config.Sqlite("a", "a.db").Sqlite("b", "b.db");
+    config.Collection("item").On("a", "items").On("b", "items");
+    WriteConfig(config);
+  }
+
   nlohmann::json Json(const Outcome& o) {
     nlohmann::json j = nlohmann::json::parse(o.out, nullptr, false);
     EXPECT_FALSE(j.is_discarded()) << o;
@@ -98,12 +109,7 @@ class ReconcileTest : public SharedPgCluster<::testing::Test>, public SyncFixtur
 // takes each as an edit made there (it wins over the agreed value), copies a row missing on one
 // side, copies a row duplex never saw, and deletes one duplex saw deleted. Then all agree.
 TEST_F(ReconcileTest, SqliteDriftMadeWithCaptureOff) {
-  SqlExec(Db("a"), kItems);
-  SqlExec(Db("b"), kItems);
-  ConfigBuilder config;
-  config.Sqlite("a", "a.db").Sqlite("b", "b.db");
-  config.Collection("item").On("a", "items").On("b", "items");
-  WriteConfig(config);
+  WriteTwoSqliteEndpoints();
   SqlExec(Db("a"), InsertRows(1, 200));
   SyncIdle();
   ASSERT_CONVERGED(*this, "item");
@@ -180,12 +186,7 @@ TEST_F(ReconcileTest, TakeMakesOneEndpointTheTruth) {
 // A table restored from an old copy with capture off, and an endpoint added to a collection
 // that already synced: reconcile brings both to the agreed rows.
 TEST_F(ReconcileTest, RestoredCopyAndNewEndpoint) {
-  SqlExec(Db("a"), kItems);
-  SqlExec(Db("b"), kItems);
-  ConfigBuilder config;
-  config.Sqlite("a", "a.db").Sqlite("b", "b.db");
-  config.Collection("item").On("a", "items").On("b", "items");
-  WriteConfig(config);
+  WriteTwoSqliteEndpoints();
   SqlExec(Db("a"), InsertRows(1, 100));
   SyncIdle();
   SqlExec(Db("b"), "CREATE TABLE copy AS SELECT * FROM items");
@@ -222,12 +223,7 @@ TEST_F(ReconcileTest, RestoredCopyAndNewEndpoint) {
 
 // A running `duplex run` holds the state file: reconcile says so and changes nothing.
 TEST_F(ReconcileTest, RefusedWhileRunHoldsTheStateFile) {
-  SqlExec(Db("a"), kItems);
-  SqlExec(Db("b"), kItems);
-  ConfigBuilder config;
-  config.Sqlite("a", "a.db").Sqlite("b", "b.db");
-  config.Collection("item").On("a", "items").On("b", "items");
-  WriteConfig(config);
+  WriteTwoSqliteEndpoints();
   SyncIdle();
   auto run = Background({"run"});
   ASSERT_TRUE(
@@ -244,12 +240,9 @@ TEST_F(ReconcileTest, RefusedWhileRunHoldsTheStateFile) {
 // [engine] reconcile_every: a running `duplex run` finds and repairs drift by itself, and
 // `duplex status` shows the last reconcile.
 TEST_F(ReconcileTest, RunReconcilesInTheBackground) {
-  SqlExec(Db("a"), kItems);
-  SqlExec(Db("b"), kItems);
   ConfigBuilder config;
-  config.Sqlite("a", "a.db").Sqlite("b", "b.db").Engine("reconcile_every", "1s");
-  config.Collection("item").On("a", "items").On("b", "items");
-  WriteConfig(config);
+  config.Engine("reconcile_every", "1s");
+  WriteTwoSqliteEndpoints(std::move(config));
   SqlExec(Db("a"), InsertRows(1, 50));
   SyncIdle();
   SqlExec(Db("b"), CaptureOff("UPDATE items SET name = 'bulk' WHERE id = 8"));
