@@ -177,6 +177,12 @@ struct Capabilities {
   // The shortest interval between polls worth making: the engine calls Poll no more often
   // (pipeline/capture.h, PollInterval). Captures that continue a batch are not polls.
   std::chrono::milliseconds min_poll_interval{0};
+  // How long the engine may hold writes for this endpoint so that more changes join one call
+  // (0: none). It sends them when the hold runs out, when they fill max_apply_rows, or as soon
+  // as the endpoint's capture has news (Source::Poll true, a poll made): a sink whose calls
+  // cost quota then writes once per poll at most, right after it, whatever the change rate
+  // (pipeline/apply.cc, ApplyTo).
+  std::chrono::milliseconds apply_hold{0};
   // The endpoint's request quota: at most `quota_calls` calls per `quota_period` (0: none).
   // The engine polls at most once per quota_period / quota_calls; the connector paces the
   // calls it makes besides and says so in Warnings when it runs short.

@@ -124,7 +124,24 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
   if (ep.caps.max_apply_rows > 0) rows = std::min(rows, ep.caps.max_apply_rows);
   DUPLEX_ASSIGN_OR_RETURN(std::vector<ApplyBatch> batches,
                           es.store->ReadOutbox(ep.name, rows, &es.fresh_outbox[ep.name]));
-  if (batches.empty()) return false;
+  if (batches.empty()) {
+    ep.held_since.reset();
+    return false;
+  }
+  if (ep.caps.apply_hold.count() > 0 && ep.last_error.empty()) {
+    // Held so that more changes join one call (Capabilities::apply_hold), until the endpoint's
+    // capture has news, the hold runs out, or one call's worth is waiting. Not while the
+    // endpoint fails: its retries (backoff) would pass for successes.
+    if (!ep.held_since) ep.held_since = now;
+    size_t ops = 0;
+    for (const ApplyBatch& b : batches) ops += b.ops.size();
+    const bool news = ep.last_news && *ep.last_news > *ep.held_since;
+    if (!news && now - *ep.held_since < ep.caps.apply_hold && ops < rows) {
+      es.news_pending = true;  // not idle: writes are waiting
+      return false;
+    }
+    ep.held_since.reset();
+  }
   const int64_t last_id = batches.back().id;
   // Transactions that write a record a parked transaction holds, or refer to a row it would
   // have inserted, wait for it instead of failing (or overtaking it); the others flow.

@@ -246,28 +246,34 @@ std::chrono::milliseconds PollInterval(const Capabilities& caps) {
   return std::max(interval, std::chrono::milliseconds(0));
 }
 
-Result<bool> CaptureFrom(EngineState& es, EndpointState& ep) {
-  if (!ep.more) {
-    // No more often than the endpoint declares worth it (Capabilities::min_poll_interval, the
-    // quota): until then there is nothing new to be told, but the run is not idle either.
-    const auto now = es.env->Now();
-    const std::chrono::milliseconds interval = PollInterval(ep.caps);
-    if (interval.count() > 0 && ep.last_poll && now - *ep.last_poll < interval) {
-      // duplex's own writes since the last poll are still to show there: not idle.
-      if (ep.applied_since_poll) es.news_pending = true;
-      return false;
-    }
-    ep.last_poll = now;
-    ep.applied_since_poll = false;
-    DUPLEX_ASSIGN_OR_RETURN(bool changed, ep.connector->Poll());
-    if (!changed) {
-      ep.caught_up_at = es.env->Now();
-      return false;
-    }
-    // The poll has consumed the news: if the capture below fails, the retry must capture
-    // without polling first (found by the simulation, seed 51: a change stuck until the next).
-    ep.more = true;
+Result<bool> PollNow(EngineState& es, EndpointState& ep) {
+  if (ep.more) return true;
+  // No more often than the endpoint declares worth it (Capabilities::min_poll_interval, the
+  // quota): until then there is nothing new to be told, but the run is not idle either.
+  const auto now = es.env->Now();
+  const std::chrono::milliseconds interval = PollInterval(ep.caps);
+  if (interval.count() > 0 && ep.last_poll && now - *ep.last_poll < interval) {
+    // duplex's own writes since the last poll are still to show there: not idle.
+    if (ep.applied_since_poll) es.news_pending = true;
+    return false;
   }
+  ep.last_poll = now;
+  ep.applied_since_poll = false;
+  DUPLEX_ASSIGN_OR_RETURN(bool changed, ep.connector->Poll());
+  if (!changed) {
+    ep.caught_up_at = es.env->Now();
+    return false;
+  }
+  ep.last_news = now;
+  // The poll has consumed the news: if the capture fails, the retry must capture without
+  // polling first (found by the simulation, seed 51: a change stuck until the next).
+  ep.more = true;
+  return true;
+}
+
+Result<bool> CaptureFrom(EngineState& es, EndpointState& ep) {
+  DUPLEX_ASSIGN_OR_RETURN(bool news, PollNow(es, ep));
+  if (!news) return false;
   DUPLEX_ASSIGN_OR_RETURN(ChangeBatch batch,
                           ep.connector->Capture(ep.capture, es.config.engine.batch_rows));
   ep.more = batch.changes.size() >= es.config.engine.batch_rows;

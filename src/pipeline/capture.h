@@ -31,6 +31,10 @@ Status MatchLedger(EngineState& es, const EndpointState& ep, std::vector<Change>
 // longer so that polls alone stay within the request quota (quota_period / quota_calls).
 std::chrono::milliseconds PollInterval(const Capabilities& caps);
 
+// Polls `ep` (no more often than PollInterval): whether it has news to capture (then ep.more is
+// set, and the next CaptureFrom captures without polling again). True while ep.more.
+Result<bool> PollNow(EngineState& es, EndpointState& ep);
+
 // Polls `ep` (no more often than PollInterval) and captures one batch after its capture position
 // into the journal, moving the position in the same transaction (P6). Returns whether a batch was
 // journaled.

@@ -251,6 +251,30 @@ Result<bool> Engine::Step() {
       // A new endpoint has a progress row only now (MarkRescan is a no-op before).
       if (ep.rescan) DUPLEX_RETURN_IF_ERROR(es.store->MarkRescan(ep.name));
     }
+    if (ep.caps.apply_hold.count() > 0 && ep.held_since && !ep.more) {
+      // Writes held for this endpoint (Capabilities::apply_hold) go as soon as its capture has
+      // news, before that capture: the connector may read with the same call.
+      Result<bool> news = PollNow(es, ep);
+      if (!news.ok()) {
+        if (news.status().IsRetriable()) {
+          MarkFailure(es, ep, news.status(), "capture");
+        } else {
+          MarkStopped(es, ep, news.status(), "capture");
+        }
+        failed[i] = true;
+        continue;
+      }
+      if (*news) {
+        Result<bool> applied = ApplyTo(es, ep);
+        if (!applied.ok()) {
+          es.fresh_outbox.clear();  // as in the apply stage below
+          MarkFailure(es, ep, applied.status(), "apply");
+          failed[i] = true;
+          continue;
+        }
+        moved |= *applied;
+      }
+    }
     Result<bool> r = CaptureFrom(es, ep);
     if (!r.ok()) {
       // Unavailable passes (backoff); anything else would fail again the same way (status.h).

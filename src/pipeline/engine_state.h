@@ -43,6 +43,10 @@ struct EndpointState {
   // PollInterval(caps) after it.
   std::optional<std::chrono::steady_clock::time_point> last_poll;
   bool applied_since_poll = false;  // an Apply to it committed since that poll
+  // Capabilities::apply_hold: since when writes wait for it, and when its capture last had
+  // news (Source::Poll true).
+  std::optional<std::chrono::steady_clock::time_point> held_since;
+  std::optional<std::chrono::steady_clock::time_point> last_news;
   std::chrono::milliseconds backoff{0};
   std::string last_error;
   // Why capture stopped the endpoint (MarkStopped: a non-retriable capture error); OK while

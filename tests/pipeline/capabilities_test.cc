@@ -4,6 +4,7 @@
 // memory endpoints (src/connectors/memory/) under a clock the test advances (no real time).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -134,6 +135,10 @@ struct Calls {
   std::vector<size_t> apply_rows;
   std::vector<size_t> apply_batches;
   std::vector<int64_t> polls_ms;
+  std::vector<int64_t> news_ms;   // the polls that said news
+  std::vector<int64_t> apply_ms;  // each Apply call
+  bool always_news = false;       // Poll says news every time
+  bool never_news = false;        // or never
 };
 
 class Recording final : public ConnectorWrapper {
@@ -143,11 +148,16 @@ class Recording final : public ConnectorWrapper {
         env_(env),
         calls_(calls) {}
   Result<bool> Poll() override {
-    calls_->polls_ms.push_back(
-        std::chrono::duration_cast<milliseconds>(env_->Now().time_since_epoch()).count());
-    return ConnectorWrapper::Poll();
+    calls_->polls_ms.push_back(Ms());
+    Result<bool> news = ConnectorWrapper::Poll();
+    // Like a connector that only knows by reading (a REST API's poll): news at every poll.
+    if (calls_->always_news) news = true;
+    if (calls_->never_news) news = false;
+    if (news.ok() && *news) calls_->news_ms.push_back(Ms());
+    return news;
   }
   Result<ApplyResult> Apply(const std::vector<ApplyBatch>& batches, bool isolate) override {
+    calls_->apply_ms.push_back(Ms());
     size_t rows = 0;
     for (const ApplyBatch& b : batches) rows += b.ops.size();
     calls_->apply_rows.push_back(rows);
@@ -156,6 +166,9 @@ class Recording final : public ConnectorWrapper {
   }
 
  private:
+  int64_t Ms() const {
+    return std::chrono::duration_cast<milliseconds>(env_->Now().time_since_epoch()).count();
+  }
   Env* env_;
   Calls* calls_;
 };
@@ -164,7 +177,10 @@ class CapabilitiesEngineTest : public ::testing::TestWithParam<bool> {
  protected:
   // Endpoint "a" holds `rows` rows; "b" declares the limits (rest-like: no applied id, when the
   // parameter says so). Syncs until idle.
-  void SyncTo(int rows, int batch_rows) {
+  // With `trickle`, that many more rows are inserted into "a" one at a time, 100 ms apart,
+  // each followed by an engine step, before the sync until idle.
+  void SyncTo(int rows, int batch_rows, milliseconds apply_hold = milliseconds(0),
+              size_t max_apply_rows = 3, int trickle = 0) {
     a_ = std::make_shared<memory::MemoryEndpoint>("a");
     b_ = std::make_shared<memory::MemoryEndpoint>("b");
     TableInfo t;
@@ -173,18 +189,19 @@ class CapabilitiesEngineTest : public ::testing::TestWithParam<bool> {
                  {"v", "INTEGER", false, false, 0, false}};
     for (auto& ep : {a_, b_}) ep->DeclareTable(t);
     b_->rest_like = GetParam();
-    b_->max_apply_rows = 3;
+    b_->max_apply_rows = max_apply_rows;
     b_->min_poll_interval = milliseconds(1000);
+    b_->apply_hold = apply_hold;
     a_->Begin();
     for (int i = 1; i <= rows; ++i) ASSERT_TRUE(a_->Insert("t", Row{{"id", i}, {"v", i * 10}}));
     a_->Commit();
-    const std::string toml =
-        "[engine]\nstate = \"state.db\"\nbatch_rows = " + std::to_string(batch_rows) +
-        "\npoll_interval_ms = 100\n"
-        "[endpoints.a]\ntype = \"sqlite\"\npath = \"a.db\"\n"
-        "[endpoints.b]\ntype = \"sqlite\"\npath = \"b.db\"\n"
-        "[collections.t]\nkey = [\"id\"]\nendpoints.a = { table = \"t\" }\n"
-        "endpoints.b = { table = \"t\" }\n";
+    const std::string toml = "[engine]\nstate = \"state" + std::to_string(++runs_) +
+                             ".db\"\nbatch_rows = " + std::to_string(batch_rows) +
+                             "\npoll_interval_ms = 100\n"
+                             "[endpoints.a]\ntype = \"sqlite\"\npath = \"a.db\"\n"
+                             "[endpoints.b]\ntype = \"sqlite\"\npath = \"b.db\"\n"
+                             "[collections.t]\nkey = [\"id\"]\nendpoints.a = { table = \"t\" }\n"
+                             "endpoints.b = { table = \"t\" }\n";
     Result<Config> config = ParseConfig(toml, dir_.File("duplex.toml"));
     ASSERT_OK(config);
     std::map<std::string, std::unique_ptr<Connector>> connectors;
@@ -193,6 +210,13 @@ class CapabilitiesEngineTest : public ::testing::TestWithParam<bool> {
     auto engine = Engine::OpenWith(*config, std::move(connectors), true, &clock_);
     ASSERT_OK(engine);
     ASSERT_OK((*engine)->Install());
+    for (int i = rows + 1; i <= rows + trickle; ++i) {
+      a_->Begin();
+      ASSERT_TRUE(a_->Insert("t", Row{{"id", i}, {"v", i * 10}}));
+      a_->Commit();
+      ASSERT_OK((*engine)->Step());
+      clock_.Sleep(milliseconds(100));
+    }
     std::atomic<bool> stop{false};
     ASSERT_OK((*engine)->Run(stop, /*until_idle=*/true));
   }
@@ -201,6 +225,7 @@ class CapabilitiesEngineTest : public ::testing::TestWithParam<bool> {
   StepClock clock_;
   std::shared_ptr<memory::MemoryEndpoint> a_, b_;
   Calls b_calls_;
+  int runs_ = 0;  // each SyncTo with a state file of its own
 };
 
 TEST_P(CapabilitiesEngineTest, AppliesInCallsTheSinkTakes) {
@@ -242,6 +267,46 @@ TEST_P(CapabilitiesEngineTest, PollsNoMoreOftenThanDeclared) {
   for (size_t i = 1; i < b_calls_.polls_ms.size(); ++i) {
     EXPECT_GE(b_calls_.polls_ms[i] - b_calls_.polls_ms[i - 1], 1000) << "poll " << i;
   }
+}
+
+// A sink with an apply hold (Capabilities::apply_hold) gets the writes of many steps (one row
+// a batch) in few calls, each right when its capture had news (a poll made), never in between;
+// without the hold, a call per batch.
+TEST_P(CapabilitiesEngineTest, HeldWritesGoTogetherWhenTheSinksCaptureHasNews) {
+  b_calls_.always_news = true;
+  ASSERT_NO_FATAL_FAILURE(SyncTo(0, 100, milliseconds(0), 100, 6));
+  EXPECT_EQ(b_->rows().at("t").size(), 6u);
+  const size_t unheld = b_calls_.apply_ms.size();
+  EXPECT_GE(unheld, 6u);
+
+  b_calls_ = Calls();
+  b_calls_.always_news = true;
+  ASSERT_NO_FATAL_FAILURE(SyncTo(0, 100, milliseconds(60000), 100, 6));
+  EXPECT_EQ(b_->rows().at("t").size(), 6u);
+  for (int i = 1; i <= 6; ++i) {
+    std::optional<Row> row = b_->Get("t", Row{{"id", i}});
+    ASSERT_TRUE(row.has_value()) << i;
+    EXPECT_EQ(row->at("v"), i * 10);
+  }
+  EXPECT_LT(b_calls_.apply_ms.size(), unheld);
+  EXPECT_LE(b_calls_.apply_ms.size(), 2u);
+  for (int64_t t : b_calls_.apply_ms) {
+    EXPECT_NE(std::find(b_calls_.news_ms.begin(), b_calls_.news_ms.end(), t),
+              b_calls_.news_ms.end())
+        << "an apply at " << t << " without news from the sink's capture then";
+  }
+}
+
+// A sink whose capture never has news gets the held writes when the hold runs out.
+TEST_P(CapabilitiesEngineTest, HeldWritesGoWhenTheHoldRunsOut) {
+  b_calls_.never_news = true;
+  ASSERT_NO_FATAL_FAILURE(SyncTo(0, 100, milliseconds(5000), 100, 3));
+  EXPECT_EQ(b_->rows().at("t").size(), 3u);
+  ASSERT_FALSE(b_calls_.apply_ms.empty());
+  EXPECT_EQ(b_calls_.apply_ms.size(), 1u);
+  const int64_t start = 1'000'000;  // StepClock's start: the first row is planned then
+  EXPECT_GE(b_calls_.apply_ms.front() - start, 5000);
+  EXPECT_LT(b_calls_.apply_ms.front() - start, 6000);
 }
 
 INSTANTIATE_TEST_SUITE_P(Sinks, CapabilitiesEngineTest, ::testing::Values(false, true),

@@ -389,6 +389,7 @@ Capabilities MemoryConnector::capabilities() const {
   }
   caps.max_apply_rows = ep_->max_apply_rows;
   caps.min_poll_interval = ep_->min_poll_interval;
+  caps.apply_hold = ep_->apply_hold;
   return caps;
 }
 

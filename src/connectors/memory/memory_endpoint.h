@@ -73,6 +73,7 @@ class MemoryEndpoint {
   // endpoint takes any call (the engine is what honours them).
   size_t max_apply_rows = 0;
   std::chrono::milliseconds min_poll_interval{0};
+  std::chrono::milliseconds apply_hold{0};  // Capabilities::apply_hold
 
   // Schema: declares a table (columns with their pk positions). Rows start empty.
   void DeclareTable(const TableInfo& info);
