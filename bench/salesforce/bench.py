@@ -48,6 +48,12 @@ def log(msg):
     print("[%s] %s" % (time.strftime("%H:%M:%S", time.gmtime()), msg), flush=True)
 
 
+def polls_in(calls):
+    """duplex's polls among idle calls: one Composite call reads both objects (duplex since
+    2026-12-07; the emulator counts it as composite/query); before, one queryAll per object."""
+    return calls.get("composite/query", 0) + calls.get("queryAll", 0) / 2.0
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -281,7 +287,7 @@ endpoints.ops = { table = "contacts" }
         idle_s = time.time() - t0
         idle = self.delta(s1, s0, own1, own0)
         idle_cpu = cpu_seconds(dpx.pid) - cpu0
-        polls = idle.get("queryAll", 0) / 2.0  # one queryAll per object and poll
+        polls = polls_in(idle)
         interval = idle_s / polls if polls else None
         log("idle %.0f s: duplex made %s; poll interval ~%s s" %
             (idle_s, idle, "%.1f" % interval if interval else "?"))
@@ -560,7 +566,7 @@ endpoints.ops = { table = "contacts" }
                 r = self.calls_duplex(c, edits)
                 out["runs"].append(r)
                 if c == "poll":
-                    polls = r["idle"]["calls"].get("queryAll", 0) / 2.0
+                    polls = polls_in(r["idle"]["calls"])
                     out["duplex_poll_interval_s"] = r["idle"]["seconds"] / polls if polls else None
             elif c == "pipelines":
                 every = self.args.every or out.get("duplex_poll_interval_s") or 2.0

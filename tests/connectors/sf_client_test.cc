@@ -67,6 +67,46 @@ TEST(SfClientTest, CallsPagesAndCountsTheQuota) {
   EXPECT_EQ(emu.Hook("stats")["api_calls"], 3);
 }
 
+// Several queries in one Composite call; a query of more than one page follows its
+// nextRecordsUrl with a call per page; a malformed one fails the whole, naming it.
+TEST(SfClientTest, SeveralQueriesInOneCall) {
+  SfEmulator emu;
+  ASSERT_TRUE(emu.running());
+  Client c(Options(emu));
+  ASSERT_TRUE(c.Login().ok());
+  nlohmann::json records = nlohmann::json::array();
+  for (int i = 0; i < 2100; ++i) {
+    records.push_back({{"attributes", {{"type", "Account"}}}, {"Name", "A" + std::to_string(i)}});
+    if (records.size() == 200 || i == 2099) {
+      const nlohmann::json body = {{"allOrNone", true}, {"records", records}};
+      ASSERT_TRUE(c.Send("POST", "/composite/sobjects", body).ok());
+      records = nlohmann::json::array();
+    }
+  }
+  nlohmann::json contact = {{"attributes", {{"type", "Contact"}}}, {"LastName", "L"}};
+  const nlohmann::json body = {{"allOrNone", true}, {"records", nlohmann::json::array({contact})}};
+  ASSERT_TRUE(c.Send("POST", "/composite/sobjects", body).ok());
+  const int64_t before = c.calls();
+  std::vector<int> rows(3, 0), pages(3, 0);
+  const std::vector<std::string> queries = {"SELECT Id FROM Account WHERE Name = 'A7'",
+                                            "SELECT Id, LastName FROM Contact",
+                                            "SELECT Id FROM Account"};
+  Status st = c.QueryMany(queries, true, [&](size_t i, nlohmann::json& page) {
+    ++pages[i];
+    rows[i] += static_cast<int>(page.size());
+    return Status::Ok();
+  });
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(rows, (std::vector<int>{1, 1, 2100}));
+  EXPECT_EQ(pages, (std::vector<int>{1, 1, 2}));
+  EXPECT_EQ(c.calls() - before, 2);  // the composite, and the second page of the third
+
+  st = c.QueryMany({"SELECT Id FROM Account", "SELECT Nope FROM Contact"}, true,
+                   [&](size_t, nlohmann::json&) { return Status::Ok(); });
+  EXPECT_TRUE(st.IsInvalidArgument()) << st.ToString();
+  EXPECT_NE(st.message().find("Nope"), std::string::npos) << st.ToString();
+}
+
 TEST(SfClientTest, ErrorsSayWhatTheEngineMustDo) {
   SfEmulator emu({"--daily-limit", "3"});
   ASSERT_TRUE(emu.running());

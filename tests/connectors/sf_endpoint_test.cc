@@ -3,6 +3,7 @@
 // position that survives a restart, writes paused when the budget is spent.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -147,8 +148,8 @@ TEST(SfEndpointTest, PollingAloneAndWritesPausedByTheBudget) {
   std::vector<SfChange> got = CaptureN(ep, pos, 1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].values["Name"], "One");
-  // Two describes, an upsert, a poll of each object and a sweep (updated and deleted of each,
-  // a query of the updated id): 10 calls of 12, under the reserve of 4.
+  // Two describes, an upsert, a poll of both objects (one Composite call) and a sweep (updated
+  // and deleted of each, a query of the updated id): 9 calls of 12, under the reserve of 4.
   Result<std::vector<RecordResult>> w =
       ep.Upsert("Account", {{{"External_Id__c", "P-2"}, {"Name", "Two"}}});
   ASSERT_FALSE(w.ok());
@@ -156,6 +157,45 @@ TEST(SfEndpointTest, PollingAloneAndWritesPausedByTheBudget) {
   EXPECT_NE(w.status().message().find("writes to Account paused"), std::string::npos)
       << w.status().message();
   EXPECT_NE(w.status().message().find("budget 12 calls"), std::string::npos);
+}
+
+// Writes of two objects go in one call, and a poll due then rides in it: the next Capture takes
+// the poll's rows without a call of its own.
+TEST(SfEndpointTest, AWriteCarriesTheDuePoll) {
+  testing::SfEmulator emu;
+  ASSERT_TRUE(emu.running());
+  SfEndpoint::Options o = Opts(emu, false);
+  SfEndpoint ep(o, *Env::Default());
+  std::string pos;
+  ASSERT_TRUE(ep.Open(pos).ok());
+  ASSERT_TRUE(ep.Capture(pos).ok());  // the initial load (nothing) and the first sweep
+  // Until a poll is due (the pacer spreads the daily limit: about 1.7 s here).
+  for (int i = 0; i < 100 && !ep.HasNews(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(ep.HasNews());
+
+  const int64_t before = ep.client().calls();
+  Writer::Request accounts;
+  accounts.object = "Account";
+  accounts.external_id_field = "External_Id__c";
+  accounts.records = {{{"External_Id__c", "P-1"}, {"Name", "One"}}};
+  Writer::Request contacts = accounts;
+  contacts.object = "Contact";
+  contacts.records = {{{"External_Id__c", "C-1"}, {"LastName", "Doe"}}};
+  Result<std::vector<std::vector<RecordResult>>> w = ep.Write({accounts, contacts});
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ((*w)[0][0].outcome, WriteOutcome::kCreated);
+  EXPECT_EQ((*w)[1][0].outcome, WriteOutcome::kCreated);
+  EXPECT_EQ(ep.client().calls() - before, 1);
+  EXPECT_TRUE(ep.HasNews());  // the poll's rows wait for the next Capture
+
+  Result<std::vector<SfChange>> first = ep.Capture(pos);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(ep.client().calls() - before, 1) << "the capture polled again";
+  // Both writes show in capture (in that poll or the next).
+  std::vector<SfChange> got = CaptureN(ep, pos, 2 - std::min<size_t>(2, first->size()));
+  EXPECT_EQ(first->size() + got.size(), 2u);
 }
 
 }  // namespace

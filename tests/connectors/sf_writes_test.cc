@@ -231,5 +231,94 @@ TEST_F(SfWritesTest, AParentAndItsChildrenInOneCompositeCall) {
   EXPECT_TRUE(writer_.UpsertTree(t).status().IsInvalidArgument());
 }
 
+// Writes of several objects and kinds go in one Composite call of Collections subrequests, in
+// order, each record with its own outcome; a lock timeout is sent again alone.
+TEST_F(SfWritesTest, SeveralObjectsAndKindsInOneCall) {
+  ASSERT_TRUE(emu_.running());
+  Result<std::vector<RecordResult>> first =
+      writer_.Upsert("Account", "External_Id__c", {Account("W-1", "One"), Account("W-2", "Two")});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const int64_t before = emu_.Hook("stats")["api_calls"].get<int64_t>();
+
+  Writer::Request accounts;
+  accounts.object = "Account";
+  accounts.external_id_field = "External_Id__c";
+  nlohmann::json bad = Account("W-4", "Four");
+  bad["Rating"] = "Tepid";
+  accounts.records = {Account("W-1", "Uno"), Account("W-3", "Three"), bad};
+  Writer::Request contacts;
+  contacts.object = "Contact";
+  contacts.external_id_field = "External_Id__c";
+  contacts.records = {{{"External_Id__c", "C-1"}, {"LastName", "Doe"}}};
+  Writer::Request deletes;
+  deletes.kind = Writer::Request::Kind::kDelete;
+  deletes.object = "Account";
+  deletes.ids = {(*first)[1].id};
+  Result<std::vector<std::vector<RecordResult>>> r = writer_.Write({accounts, contacts, deletes});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(writer_.last_calls(), 1);
+  EXPECT_EQ(emu_.Hook("stats")["api_calls"].get<int64_t>() - before, 1);
+  ASSERT_EQ(r->size(), 3u);
+  ASSERT_EQ((*r)[0].size(), 3u);
+  EXPECT_EQ((*r)[0][0].outcome, WriteOutcome::kUpdated);
+  EXPECT_EQ((*r)[0][1].outcome, WriteOutcome::kCreated);
+  EXPECT_EQ((*r)[0][2].outcome, WriteOutcome::kRefused);
+  EXPECT_NE((*r)[0][2].message.find("record 'W-4', field 'Rating'"), std::string::npos)
+      << (*r)[0][2].message;
+  ASSERT_EQ((*r)[1].size(), 1u);
+  EXPECT_EQ((*r)[1][0].outcome, WriteOutcome::kCreated);
+  ASSERT_EQ((*r)[2].size(), 1u);
+  EXPECT_EQ((*r)[2][0].outcome, WriteOutcome::kDeleted);
+  EXPECT_EQ(Names(client_), (std::vector<std::string>{"Three", "Uno"}));
+  EXPECT_EQ(Names(client_, "Contact", "LastName"), (std::vector<std::string>{"Doe"}));
+
+  // One record's lock times out: only it goes again, and the reply of a committed call that is
+  // lost makes the whole call go again without a duplicate (P6).
+  emu_.Hook("faults", {{"kind", "UNABLE_TO_LOCK_ROW"}, {"count", 1}});
+  accounts.records = {Account("W-1", "Eins"), Account("W-5", "Five")};
+  contacts.records = {{{"External_Id__c", "C-1"}, {"LastName", "Roe"}}};
+  r = writer_.Write({accounts, contacts});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(writer_.last_calls(), 2);
+  EXPECT_EQ((*r)[0][0].outcome, WriteOutcome::kUpdated);
+  EXPECT_TRUE((*r)[0][0].resent);
+  EXPECT_EQ((*r)[0][1].outcome, WriteOutcome::kCreated);
+  EXPECT_EQ((*r)[1][0].outcome, WriteOutcome::kUpdated);
+
+  emu_.Hook("faults", {{"kind", "DROP_RESPONSE_AFTER_COMMIT"}, {"count", 1}});
+  accounts.records = {Account("W-6", "Six")};
+  contacts.records = {{{"External_Id__c", "C-2"}, {"LastName", "Poe"}}};
+  r = writer_.Write({accounts, contacts});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(writer_.last_calls(), 2);
+  EXPECT_EQ((*r)[0][0].outcome, WriteOutcome::kUpdated);
+  EXPECT_EQ((*r)[1][0].outcome, WriteOutcome::kUpdated);
+  EXPECT_EQ(Names(client_), (std::vector<std::string>{"Eins", "Five", "Six", "Three"}));
+  EXPECT_EQ(Names(client_, "Contact", "LastName"), (std::vector<std::string>{"Poe", "Roe"}));
+}
+
+// More than five Collections requests take a Composite call per five.
+TEST_F(SfWritesTest, OverFiveCollectionsRequestsTakeMoreCalls) {
+  ASSERT_TRUE(emu_.running());
+  std::vector<Writer::Request> requests;
+  for (int i = 0; i < 7; ++i) {
+    Writer::Request r;
+    r.object = i % 2 ? "Contact" : "Account";
+    r.external_id_field = "External_Id__c";
+    const std::string key = "K-" + std::to_string(i);
+    r.records = {i % 2 ? nlohmann::json{{"External_Id__c", key}, {"LastName", key}}
+                       : Account(key, key)};
+    requests.push_back(std::move(r));
+  }
+  Result<std::vector<std::vector<RecordResult>>> r = writer_.Write(requests);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(writer_.last_calls(), 2);
+  for (const auto& per : *r) {
+    ASSERT_EQ(per.size(), 1u);
+    EXPECT_EQ(per[0].outcome, WriteOutcome::kCreated);
+  }
+  EXPECT_EQ(Names(client_).size(), 4u);
+}
+
 }  // namespace
 }  // namespace duplex::sf

@@ -73,6 +73,11 @@ Result<std::vector<SfChange>> ObjectCapture::Poll(ObjectPosition& pos) {
     for (nlohmann::json& r : page) rows.push_back(std::move(r));
     return Status::Ok();
   }));
+  return TakePoll(pos, std::move(rows));
+}
+
+std::vector<SfChange> ObjectCapture::TakePoll(ObjectPosition& pos,
+                                              std::vector<nlohmann::json> rows) const {
   if (pos.sweep_from == 0) {
     // The first poll reads everything; the first sweep goes back over the longest transaction
     // that may still commit with an older stamp.

@@ -59,6 +59,10 @@ class ObjectCapture {
 
   // One queryAll poll from the cursor: rows not delivered before.
   Result<std::vector<SfChange>> Poll(ObjectPosition& pos);
+  // The same in two halves, for polls of several objects sent as one call
+  // (Client::QueryMany): the poll's SOQL, then its rows (in the query's order) taken.
+  std::string PollQuery(const ObjectPosition& pos) const { return poller_.Query(pos.poll); }
+  std::vector<SfChange> TakePoll(ObjectPosition& pos, std::vector<nlohmann::json> rows) const;
   // The updated and deleted resources from pos.sweep_from to `now` (seconds since the epoch,
   // the org's clock): rows and deletes the polls did not deliver. Two API calls, plus a query
   // of the updated ids (up to 200), or of every row stamped since sweep_from (a call per

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -258,6 +259,59 @@ Status Client::Query(const std::string& soql, bool include_deleted,
     DUPLEX_RETURN_IF_ERROR(visit(a.body["records"]));
     if (a.body.value("done", true) || !a.body.contains("nextRecordsUrl")) break;
     path = a.body["nextRecordsUrl"].get<std::string>();
+  }
+  return Status::Ok();
+}
+
+std::string Client::QueryPath(const std::string& soql, bool include_deleted) const {
+  return api_base_ + (include_deleted ? "/queryAll?q=" : "/query?q=") +
+         httplib::detail::encode_query_param(soql);
+}
+
+Status Client::QueryMany(const std::vector<std::string>& soqls, bool include_deleted,
+                         const std::function<Status(size_t i, nlohmann::json& records)>& visit) {
+  if (soqls.size() == 1) {
+    return Query(soqls[0], include_deleted, [&](nlohmann::json& r) { return visit(0, r); });
+  }
+  const std::string resource = include_deleted ? "/queryAll?q=" : "/query?q=";
+  for (size_t start = 0; start < soqls.size(); start += kQueriesPerComposite) {
+    const size_t end = std::min(soqls.size(), start + kQueriesPerComposite);
+    nlohmann::json subs = nlohmann::json::array();
+    for (size_t i = start; i < end; ++i) {
+      subs.push_back({{"method", "GET"},
+                      {"url", QueryPath(soqls[i], include_deleted)},
+                      {"referenceId", "q" + std::to_string(i)}});
+    }
+    const std::string body =
+        nlohmann::json{{"allOrNone", false}, {"compositeRequest", std::move(subs)}}.dump();
+    DUPLEX_ASSIGN_OR_RETURN(Answer a, Call("POST", api_base_ + "/composite", &body));
+    nlohmann::json* answers = a.body.is_object() && a.body.contains("compositeResponse")
+                                  ? &a.body["compositeResponse"]
+                                  : nullptr;
+    if (answers == nullptr || !answers->is_array() || answers->size() != end - start) {
+      return Status::Corruption(opt_.where +
+                                ": composite query answer without one response "
+                                "per query: " +
+                                a.body.dump().substr(0, 200));
+    }
+    for (size_t i = start; i < end; ++i) {
+      nlohmann::json& sub = (*answers)[i - start];
+      Answer page{sub.value("httpStatusCode", 0),
+                  sub.contains("body") ? std::move(sub["body"]) : nlohmann::json()};
+      if (page.status < 200 || page.status >= 300) {
+        return ErrorOf("GET", api_base_ + resource + soqls[i], page);
+      }
+      while (true) {
+        if (!page.body.is_object() || !page.body.contains("records")) {
+          return Status::Corruption(
+              opt_.where + ": query answer without records: " + page.body.dump().substr(0, 200));
+        }
+        DUPLEX_RETURN_IF_ERROR(visit(i, page.body["records"]));
+        if (page.body.value("done", true) || !page.body.contains("nextRecordsUrl")) break;
+        const std::string next = page.body["nextRecordsUrl"].get<std::string>();
+        DUPLEX_ASSIGN_OR_RETURN(page, Call("GET", next, nullptr));
+      }
+    }
   }
   return Status::Ok();
 }

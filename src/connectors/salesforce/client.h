@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "duplex/result.h"
 #include "duplex/status.h"
@@ -76,6 +77,18 @@ class Client {
   // nextRecordsUrl; `visit` gets each page's records array.
   Status Query(const std::string& soql, bool include_deleted,
                const std::function<Status(nlohmann::json& records)>& visit);
+
+  // The absolute path of `soql` through query (or queryAll): for a Composite subrequest.
+  std::string QueryPath(const std::string& soql, bool include_deleted) const;
+
+  // Runs several queries in one API call: a Composite request (shared/SALESFORCE.md §3.3:
+  // the whole request counts as one call) of up to kQueriesPerComposite query subrequests,
+  // then a call per further page of any of them. `visit` gets the query's index and each
+  // page's records, in order per query. A query the org refuses fails the whole; one query
+  // goes alone, as Query.
+  static constexpr size_t kQueriesPerComposite = 5;
+  Status QueryMany(const std::vector<std::string>& soqls, bool include_deleted,
+                   const std::function<Status(size_t i, nlohmann::json& records)>& visit);
 
   // Breaks off a call in progress from another thread (a CometD long-poll when stopping): it
   // fails as Unavailable. The only member that may be called concurrently with the others.

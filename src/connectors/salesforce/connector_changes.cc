@@ -40,9 +40,19 @@ Result<std::map<std::string, nlohmann::json>> SalesforceConnector::ReadRows(
 Result<std::map<std::string, std::string>> SalesforceConnector::RecordIdsOf(
     const std::string& object, const std::vector<std::string>& ids, bool include_deleted) {
   std::map<std::string, std::string> out;
-  if (ids.empty()) return out;
-  DUPLEX_ASSIGN_OR_RETURN(auto ext, ep_->ExternalIdsById(object, ids, include_deleted));
+  std::vector<std::string> unknown;
+  for (const std::string& raw : ids) {
+    const std::string id = NormalizeId(raw).value_or(raw);
+    if (const std::string* e = ids_.ExtOf(object, id)) {
+      out[id] = e->empty() ? RecordId(name_, Value(id)) : *e;
+    } else {
+      unknown.push_back(id);
+    }
+  }
+  if (unknown.empty()) return out;
+  DUPLEX_ASSIGN_OR_RETURN(auto ext, ep_->ExternalIdsById(object, unknown, include_deleted));
   for (const auto& [id, e] : ext) {
+    ids_.Note(object, id, e);
     out[id] = e.empty() ? RecordId(name_, Value(id)) : e;
   }
   return out;
@@ -67,6 +77,25 @@ Result<std::vector<Change>> SalesforceConnector::ToChanges(std::vector<SfChange>
   std::map<std::string, std::map<std::string, nlohmann::json>> rows;
   for (const auto& [object, ids] : reread) {
     DUPLEX_ASSIGN_OR_RETURN(rows[object], ReadRows(*ByObject(object), ids));
+  }
+  // What the rows say of their records' ids, for the look-ups below and later ones.
+  for (const SfChange& c : got) {
+    const Bound* b = ByObject(c.object);
+    if (!b) continue;
+    if (c.deleted) {
+      ids_.Forget(b->object, c.id);
+      continue;
+    }
+    auto o = rows.find(b->object);
+    const nlohmann::json* row = &c.values;
+    if (o != rows.end()) {
+      auto r = o->second.find(c.id);
+      if (r != o->second.end()) row = &r->second;
+    }
+    const nlohmann::json* ext = FieldOf(*row, options_.external_id);
+    if (ext && (ext->is_string() || ext->is_null())) {
+      ids_.Note(b->object, c.id, ext->is_string() ? ext->get<std::string>() : std::string());
+    }
   }
   std::map<std::string, std::map<std::string, std::string>> deleted_keys;
   for (const auto& [object, ids] : unkeyed) {

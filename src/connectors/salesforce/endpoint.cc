@@ -11,8 +11,9 @@ namespace {
 
 QuotaPacer::Options Pacing(const SfEndpoint::Options& o) {
   QuotaPacer::Options p = o.pacing;
-  // One queryAll per object and poll, at least.
-  p.calls_per_poll = std::max<double>(1, static_cast<double>(o.objects.size()));
+  // Every object's poll in one Composite call of up to five queries (Client::QueryMany).
+  const size_t per = Client::kQueriesPerComposite;
+  p.calls_per_poll = std::max<double>(1, static_cast<double>((o.objects.size() + per - 1) / per));
   return p;
 }
 
@@ -186,17 +187,55 @@ Result<std::vector<SfChange>> SfEndpoint::Capture(std::string& position) {
     if (b.last_replay_id > 0) pos.replay = b.last_replay_id;
   }
   const double now = Now();
-  if (!pacer_.Paused(now) && (poll_now || now >= next_poll_)) {
-    for (auto& cap : captures_) {
-      Result<std::vector<SfChange>> got = cap->Poll(pos.objects[cap->poller().object()]);
-      pacer_.Observe(client_, Now());
-      if (!got.ok()) {
-        if (!got.status().IsRetriable()) failed = got.status();
-        break;
-      }
-      for (SfChange& c : *got) out.push_back(std::move(c));
+  // Refused for the quota and the pause over: a poll is the probe that finds it freed (writes
+  // make no call while the quota is spent).
+  if (pacer_.quota_exhausted() && !pacer_.Paused(now)) poll_now = true;
+  bool polled = false;
+  if (stash_) {
+    // A poll made with duplex's writes (Write): its rows, if read from where this capture
+    // stands.
+    bool same = stash_->cursors.size() == captures_.size();
+    for (size_t i = 0; same && i < captures_.size(); ++i) {
+      same = stash_->cursors[i] == pos.objects[captures_[i]->poller().object()].poll.Serialize();
     }
-    next_poll_ = Now() + pacer_.NextPollIn(Now());
+    if (same && !poll_now) {
+      for (size_t i = 0; i < captures_.size(); ++i) {
+        ObjectCapture& cap = *captures_[i];
+        for (SfChange& c :
+             cap.TakePoll(pos.objects[cap.poller().object()], std::move(stash_->rows[i]))) {
+          out.push_back(std::move(c));
+        }
+      }
+      polled = true;
+    } else {
+      poll_now = true;  // read from elsewhere: poll now instead
+    }
+    stash_.reset();
+  }
+  if (!polled && !pacer_.Paused(now) && (poll_now || now >= next_poll_)) {
+    // Every object's poll in one call (a Composite of up to five queries): what an idle org
+    // costs is a call per poll, however many objects are synced.
+    std::vector<std::string> soqls;
+    for (auto& cap : captures_)
+      soqls.push_back(cap->PollQuery(pos.objects[cap->poller().object()]));
+    std::vector<std::vector<nlohmann::json>> rows(captures_.size());
+    Status st = client_.QueryMany(soqls, true, [&](size_t i, nlohmann::json& page) {
+      for (nlohmann::json& r : page) rows[i].push_back(std::move(r));
+      return Status::Ok();
+    });
+    pacer_.Observe(client_, Now());
+    if (!st.ok()) {
+      if (!st.IsRetriable()) failed = st;
+    } else {
+      for (size_t i = 0; i < captures_.size(); ++i) {
+        ObjectCapture& cap = *captures_[i];
+        for (SfChange& c : cap.TakePoll(pos.objects[cap.poller().object()], std::move(rows[i]))) {
+          out.push_back(std::move(c));
+        }
+      }
+    }
+    next_poll_ =
+        Now() + std::max(pacer_.NextPollIn(Now()), opt_.events ? opt_.cross_check_seconds : 0.0);
   }
   if (!pacer_.Paused(Now()) && Now() >= next_sweep_) {
     for (auto& cap : captures_) {
@@ -216,6 +255,7 @@ Result<std::vector<SfChange>> SfEndpoint::Capture(std::string& position) {
   // and `pos`.
   if (!failed.ok() && out.empty() && batches.empty()) return failed;
   position = SerializePosition(pos);
+  last_state_ = position;
   return out;
 }
 
@@ -224,9 +264,10 @@ bool SfEndpoint::HasNews() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!queue_.empty()) return true;
   }
+  if (stash_) return true;
   const double now = Now();
   if (pacer_.Paused(now)) return false;
-  return now >= next_poll_ || now >= next_sweep_;
+  return now >= next_poll_ || now >= next_sweep_ || pacer_.quota_exhausted();
 }
 
 Status SfEndpoint::WritesAllowed(const std::string& object) {
@@ -246,6 +287,55 @@ Result<std::vector<RecordResult>> SfEndpoint::Upsert(const std::string& object,
                                                      const std::vector<nlohmann::json>& records) {
   DUPLEX_RETURN_IF_ERROR(WritesAllowed(object));
   Result<std::vector<RecordResult>> r = writer_.Upsert(object, opt_.external_id, records);
+  pacer_.Observe(client_, Now());
+  return r;
+}
+
+Result<std::vector<std::vector<RecordResult>>> SfEndpoint::Write(
+    const std::vector<Writer::Request>& requests) {
+  for (const Writer::Request& r : requests) DUPLEX_RETURN_IF_ERROR(WritesAllowed(r.object));
+  // A poll due now rides with the writes: the poll of a poll interval and its writes cost one
+  // call.
+  std::vector<std::string> queries, cursors;
+  const double now = Now();
+  if (!stash_ && now >= next_poll_ && !captures_.empty() && !last_state_.empty()) {
+    if (Result<Position> pos = ParsePosition(last_state_); pos.ok()) {
+      for (auto& cap : captures_) {
+        const ObjectPosition& op = pos->objects[cap->poller().object()];
+        queries.push_back(client_.QueryPath(cap->PollQuery(op), true));
+        cursors.push_back(op.poll.Serialize());
+      }
+    }
+  }
+  std::vector<nlohmann::json> answers;
+  Result<std::vector<std::vector<RecordResult>>> r = writer_.Write(requests, queries, &answers);
+  if (r.ok() && !queries.empty() && answers.size() == queries.size()) {
+    Stash stash{std::move(cursors), std::vector<std::vector<nlohmann::json>>(answers.size())};
+    bool whole = true;
+    for (size_t i = 0; i < answers.size() && whole; ++i) {
+      nlohmann::json page = std::move(answers[i]);
+      while (true) {
+        if (!page.is_object() || !page.contains("records") || !page["records"].is_array()) {
+          whole = false;
+          break;
+        }
+        for (nlohmann::json& row : page["records"]) stash.rows[i].push_back(std::move(row));
+        if (page.value("done", true) || !page.contains("nextRecordsUrl")) break;
+        Result<nlohmann::json> next =
+            client_.SendPath("GET", page["nextRecordsUrl"].get<std::string>(), nullptr);
+        if (!next.ok()) {
+          whole = false;  // the next Capture polls as usual
+          break;
+        }
+        page = std::move(*next);
+      }
+    }
+    if (whole) {
+      stash_ = std::move(stash);
+      next_poll_ =
+          Now() + std::max(pacer_.NextPollIn(Now()), opt_.events ? opt_.cross_check_seconds : 0.0);
+    }
+  }
   pacer_.Observe(client_, Now());
   return r;
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,6 +57,12 @@ class SfEndpoint {
     double remember_seconds = 120;
     double sweep_seconds = 300;
     size_t max_queued_events = 10000;
+    // With events on, the polls only cross-check them: no more often than this (a gap in the
+    // events makes the next capture poll at once).
+    double cross_check_seconds = 60;
+    // How long the engine may hold writes so that more join one call (Capabilities::
+    // apply_hold; not used here): they go right after the next poll.
+    double write_window_seconds = 0;
   };
 
   SfEndpoint(Options options, Env& env);
@@ -82,6 +89,12 @@ class SfEndpoint {
                                            const std::vector<nlohmann::json>& records);
   Result<std::vector<RecordResult>> Delete(const std::string& object,
                                            const std::vector<std::string>& ids);
+
+  // Several Collections requests in as few calls as possible (Writer::Write), paused like
+  // Upsert. When a poll is due, it rides in the first call (the whole poll in the same call as
+  // the writes, read after them) and the next Capture takes its rows instead of polling.
+  Result<std::vector<std::vector<RecordResult>>> Write(
+      const std::vector<Writer::Request>& requests);
 
   // Collections update by Id (records the org's users created have no external id).
   Result<std::vector<RecordResult>> Update(const std::string& object,
@@ -125,6 +138,14 @@ class SfEndpoint {
   QuotaPacer pacer_;
   Writer writer_;
   std::vector<std::unique_ptr<ObjectCapture>> captures_;
+  // The state the last Capture returned, and a poll made with a write from it (Write): each
+  // object's cursor as it was read from, and the rows (whole answers, pages followed).
+  std::string last_state_;
+  struct Stash {
+    std::vector<std::string> cursors;
+    std::vector<std::vector<nlohmann::json>> rows;
+  };
+  std::optional<Stash> stash_;
   std::map<std::string, ObjectInfo> described_;
   double next_poll_ = 0;
   double next_sweep_ = 0;

@@ -81,6 +81,8 @@ Capabilities SalesforceConnector::capabilities() const {
   c.max_apply_rows = Writer::kMaxCollection;
   c.min_poll_interval =
       std::chrono::milliseconds(static_cast<int64_t>(options_.pacing.min_poll_seconds * 1000));
+  c.apply_hold =
+      std::chrono::milliseconds(static_cast<int64_t>(options_.write_window_seconds * 1000));
   // The budget as a number of calls a day. A share of the org's limit is known only once the
   // org has answered, and capabilities are constant: then 0 here, and the pacer keeps it.
   c.quota_calls = options_.pacing.budget.absolute;

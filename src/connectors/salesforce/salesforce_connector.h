@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "connectors/salesforce/endpoint.h"
+#include "connectors/salesforce/id_cache.h"
 #include "duplex/connector.h"
 #include "duplex/env.h"
 
@@ -90,9 +91,11 @@ class SalesforceConnector final : public Connector {
   Result<std::map<std::string, std::string>> RecordIdsOf(const std::string& object,
                                                          const std::vector<std::string>& ids,
                                                          bool include_deleted);
-  // The Ids of `records` (record ids) of `object` in the org; records it lacks are left out.
+  // The Ids of `records` (record ids, or with `own_keys` false external id values) of
+  // `object` in the org; records it lacks are left out. Known ones from ids_, no call.
   Result<std::map<std::string, std::string>> IdsOf(const std::string& object,
-                                                   const std::vector<std::string>& records);
+                                                   const std::vector<std::string>& records,
+                                                   bool own_keys = true);
 
   std::string name_;
   SfEndpoint::Options options_;
@@ -101,6 +104,7 @@ class SalesforceConnector final : public Connector {
   std::map<std::string, ObjectInfo> described_;
   std::vector<Bound> bound_;
   std::unique_ptr<SfEndpoint> ep_;
+  IdCache ids_;  // Id <-> external id of the records met: look-ups not asked again
   // Changes of one SfEndpoint capture not handed out yet (max_changes), and the position the
   // engine resumes from when it asks for them.
   std::deque<Change> pending_;

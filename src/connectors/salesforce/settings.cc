@@ -11,7 +11,8 @@ namespace duplex::sf {
 
 std::string SalesforceSettings::Summary() const {
   return instance_url + ", external id " + external_id + ", capture " +
-         (capture == Capture::kCdc ? "cdc" : "poll") + ", api budget " + api_budget_text;
+         (capture == Capture::kCdc ? "cdc" : "poll") + ", api budget " + api_budget_text +
+         (write_window_ms ? ", write window " + std::to_string(*write_window_ms) + " ms" : "");
 }
 
 std::optional<int64_t> ParseIntervalMs(std::string_view text) {
@@ -38,7 +39,7 @@ std::optional<int64_t> ParseIntervalMs(std::string_view text) {
 Result<std::shared_ptr<const ConnectorSettings>> ParseSettings(const SettingsReader& reader) {
   DUPLEX_RETURN_IF_ERROR(
       reader.CheckKeys({"type", "instance_url", "client_id_env", "client_secret_env", "external_id",
-                        "capture", "poll_interval", "api_budget"}));
+                        "capture", "poll_interval", "api_budget", "write_window", "cross_check"}));
   auto s = std::make_shared<SalesforceSettings>();
   DUPLEX_RETURN_IF_ERROR(reader.GetString(
       "instance_url", "\"https://login.salesforce.com\" (or the org's My Domain URL)",
@@ -84,6 +85,22 @@ Result<std::shared_ptr<const ConnectorSettings>> ParseSettings(const SettingsRea
     }
     s->poll_interval_ms = *ms;
   }
+  auto duration = [&](const char* key, const char* example, std::optional<int64_t>* ms) -> Status {
+    std::string text;
+    DUPLEX_RETURN_IF_ERROR(reader.GetString(key, example, &text));
+    if (text.empty()) return Status::Ok();
+    *ms = ParseIntervalMs(text);
+    if (!*ms) {
+      return reader.Error(reader.KeyLine(key),
+                          reader.where() + ": " + key + " '" + text + "' is not a duration",
+                          std::string("write ") + key + " = " + example + " (units: ms, s, m, h)");
+    }
+    return Status::Ok();
+  };
+  DUPLEX_RETURN_IF_ERROR(duration("write_window", "\"10s\"", &s->write_window_ms));
+  std::optional<int64_t> cross_check;
+  DUPLEX_RETURN_IF_ERROR(duration("cross_check", "\"60s\"", &cross_check));
+  if (cross_check) s->cross_check_ms = *cross_check;
   DUPLEX_RETURN_IF_ERROR(reader.GetString("api_budget", "\"50%\"", &s->api_budget_text));
   Result<ApiBudget> budget = ApiBudget::Parse(s->api_budget_text);
   if (!budget.ok()) {
@@ -123,6 +140,11 @@ Result<std::unique_ptr<Connector>> MakeConnector(const ConnectorContext& context
   o.external_id = s->external_id;
   o.events = s->capture == SalesforceSettings::Capture::kCdc;
   o.pacing.budget = s->api_budget;
+  // Polling, writes wait for the next poll (at most 10 s): then the poll and the writes of a
+  // few seconds cost a call each instead of a call per change. With events, writes go at once.
+  o.write_window_seconds =
+      static_cast<double>(s->write_window_ms.value_or(o.events ? 0 : 10000)) / 1000.0;
+  o.cross_check_seconds = static_cast<double>(s->cross_check_ms) / 1000.0;
   o.pacing.min_poll_seconds = static_cast<double>(s->poll_interval_ms) / 1000.0;
   // After a 403 REQUEST_LIMIT_EXCEEDED one call probes every 30 poll intervals, at most a
   // minute apart (the default 2s polls: a minute): an org whose quota frees (an admin raises

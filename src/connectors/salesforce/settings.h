@@ -24,6 +24,10 @@ namespace duplex::sf {
 //   poll_interval = "2s"                    the shortest time between polls
 //   api_budget = "100%"                     the most of the org's daily API requests duplex uses
 //                                           (the default; "50%" a share, "20000" calls a day)
+//   write_window = "10s"                    how long writes may wait to go in one call with
+//                                           others: they go right after the next poll, at most
+//                                           this late (default 10s polling, 0s with cdc)
+//   cross_check = "60s"                     with cdc, how often a poll cross-checks the events
 struct SalesforceSettings final : ConnectorSettings {
   std::string instance_url;
   std::string client_id_env;
@@ -33,6 +37,8 @@ struct SalesforceSettings final : ConnectorSettings {
   int64_t poll_interval_ms = 2000;
   ApiBudget api_budget;  // 100% unless set
   std::string api_budget_text = "100%";
+  std::optional<int64_t> write_window_ms;  // unset: 10 s polling, 0 with cdc
+  int64_t cross_check_ms = 60000;
 
   // Never the secrets, nor the names of the variables holding them.
   std::string Summary() const override;

@@ -367,4 +367,187 @@ Result<std::vector<RecordResult>> Writer::UpsertTree(const Tree& tree) {
   return out;
 }
 
+namespace {
+
+// The Collections call of `which` records of `r`, as a Composite subrequest.
+nlohmann::json CollectionsSubrequest(const std::string& api_base, const Writer::Request& r,
+                                     const std::vector<size_t>& which, const std::string& ref) {
+  using Kind = Writer::Request::Kind;
+  if (r.kind == Kind::kDelete) {
+    std::string list;
+    for (size_t i : which) list += (list.empty() ? "" : ",") + r.ids[i];
+    return {{"method", "DELETE"},
+            {"url", api_base + "/composite/sobjects?ids=" + list + "&allOrNone=false"},
+            {"referenceId", ref}};
+  }
+  nlohmann::json batch = nlohmann::json::array();
+  for (size_t i : which) {
+    nlohmann::json rec = nlohmann::json::object();
+    rec["attributes"] = {{"type", r.object}};
+    for (const auto& [k, v] : r.records[i].items()) {
+      if (k == "attributes") continue;
+      rec[r.kind == Kind::kUpdate && SameName(k, "Id") ? "id" : k] = v;
+    }
+    batch.push_back(std::move(rec));
+  }
+  const std::string url =
+      api_base + "/composite/sobjects" +
+      (r.kind == Kind::kUpsert ? "/" + r.object + "/" + r.external_id_field : std::string());
+  return {{"method", "PATCH"},
+          {"url", url},
+          {"referenceId", ref},
+          {"body", {{"allOrNone", false}, {"records", std::move(batch)}}}};
+}
+
+std::string KeyIn(const Writer::Request& r, size_t i) {
+  using Kind = Writer::Request::Kind;
+  if (r.kind == Kind::kDelete) return r.ids[i];
+  return KeyOf(r.records[i], r.kind == Kind::kUpsert ? r.external_id_field : "Id");
+}
+
+}  // namespace
+
+Result<std::vector<std::vector<RecordResult>>> Writer::Write(
+    const std::vector<Request>& requests, const std::vector<std::string>& queries,
+    std::vector<nlohmann::json>* answers) {
+  if (answers) answers->clear();
+  using Kind = Request::Kind;
+  std::vector<std::vector<RecordResult>> out(requests.size());
+  // (request, the records of it) per subrequest, in request order.
+  using Sub = std::pair<size_t, std::vector<size_t>>;
+  std::vector<Sub> subs;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    out[r].resize(requests[r].size());
+    for (size_t start = 0; start < requests[r].size(); start += kMaxCollection) {
+      std::vector<size_t> which;
+      for (size_t i = start; i < std::min(requests[r].size(), start + kMaxCollection); ++i) {
+        which.push_back(i);
+      }
+      subs.emplace_back(r, std::move(which));
+    }
+  }
+  // The queries ride in the first call if it has room for them.
+  const bool ride =
+      !queries.empty() && answers != nullptr &&
+      std::min(subs.size(), kMaxHeavySubrequests) + queries.size() <= kMaxHeavySubrequests;
+  if (subs.size() == 1 && !ride) {
+    // One call either way: the plain Collections call, with its own retries.
+    const Request& r = requests[0];
+    Result<std::vector<RecordResult>> got = r.kind == Kind::kDelete ? Delete(r.object, r.ids)
+                                            : r.kind == Kind::kUpdate
+                                                ? Update(r.object, r.records)
+                                                : Upsert(r.object, r.external_id_field, r.records);
+    if (!got.ok()) return got.status();
+    out[0] = std::move(*got);
+    return out;
+  }
+  last_calls_ = 0;
+  std::chrono::milliseconds backoff = first_backoff_;
+  for (int attempt = 1; !subs.empty(); ++attempt) {
+    std::vector<Sub> again;
+    for (size_t start = 0; start < subs.size(); start += kMaxHeavySubrequests) {
+      const size_t end = std::min(subs.size(), start + kMaxHeavySubrequests);
+      nlohmann::json list = nlohmann::json::array();
+      for (size_t k = start; k < end; ++k) {
+        list.push_back(CollectionsSubrequest(client_.api_base(), requests[subs[k].first],
+                                             subs[k].second, "w" + std::to_string(k)));
+      }
+      const bool with_queries = ride && attempt == 1 && start == 0;
+      if (with_queries) {
+        for (size_t q = 0; q < queries.size(); ++q) {
+          list.push_back(
+              {{"method", "GET"}, {"url", queries[q]}, {"referenceId", "q" + std::to_string(q)}});
+        }
+      }
+      const size_t expected = end - start + (with_queries ? queries.size() : 0);
+      const int64_t before = client_.calls();
+      Result<nlohmann::json> answer = client_.Send(
+          "POST", "/composite",
+          {{"allOrNone", false}, {"collateSubrequests", false}, {"compositeRequest", list}});
+      last_calls_ += static_cast<int>(client_.calls() - before);
+      const nlohmann::json* items =
+          answer.ok() && answer->is_object() && answer->contains("compositeResponse")
+              ? &(*answer)["compositeResponse"]
+              : nullptr;
+      if (answer.ok() && (!items || !items->is_array() || items->size() != expected)) {
+        return Status::Corruption("composite write: the answer does not match the request: " +
+                                  answer->dump().substr(0, 200));
+      }
+      if (!answer.ok() && !answer.status().IsRetriable()) {
+        return answer.status().WithContext("composite write of " + std::to_string(end - start) +
+                                           " Collections calls");
+      }
+      if (with_queries && answer.ok()) {
+        std::vector<nlohmann::json> got;
+        for (size_t q = 0; q < queries.size(); ++q) {
+          const nlohmann::json& item = (*items)[end - start + q];
+          const int status = item.value("httpStatusCode", 0);
+          if (status < 200 || status >= 300 || !item.contains("body")) break;
+          got.push_back(item["body"]);
+        }
+        if (got.size() == queries.size()) *answers = std::move(got);
+      }
+      bool quota = false;
+      for (size_t k = start; k < end; ++k) {
+        const auto& [r, which] = subs[k];
+        const Request& req = requests[r];
+        std::vector<RecordResult> got;
+        if (!answer.ok()) {
+          got = CallFailed(client_, answer.status(), which.size());
+        } else {
+          const nlohmann::json& item = (*items)[k - start];
+          const int status = item.value("httpStatusCode", 0);
+          const nlohmann::json body = item.contains("body") ? item["body"] : nlohmann::json();
+          if (status >= 200 && status < 300 && body.is_array() && body.size() == which.size()) {
+            for (size_t i = 0; i < which.size(); ++i) {
+              got.push_back(RecordResultOf(body[i], req.object, KeyIn(req, which[i]),
+                                           req.kind == Kind::kDelete));
+            }
+          } else {
+            // The subrequest failed whole: the same error for each of its records; one that is
+            // no per-record fact (a malformed request) is returned as the Status.
+            RecordResult e = RecordResultOf(body, req.object, "", req.kind == Kind::kDelete);
+            if (e.outcome == WriteOutcome::kRefused || e.outcome == WriteOutcome::kDeleted) {
+              return Status::InvalidArgument("composite write, " + req.object + ": " +
+                                             std::to_string(status) + ": " + e.message);
+            }
+            for (size_t i = 0; i < which.size(); ++i) {
+              got.push_back(RecordResultOf(body, req.object, KeyIn(req, which[i]),
+                                           req.kind == Kind::kDelete));
+            }
+          }
+        }
+        std::vector<size_t> retry;
+        for (size_t i = 0; i < which.size(); ++i) {
+          got[i].resent = attempt > 1;
+          if (got[i].outcome == WriteOutcome::kQuotaExceeded) quota = true;
+          if (got[i].outcome == WriteOutcome::kRetriable && attempt < attempts_) {
+            retry.push_back(which[i]);
+          }
+          out[r][which[i]] = std::move(got[i]);
+        }
+        if (!retry.empty()) again.emplace_back(r, std::move(retry));
+      }
+      if (quota) {
+        // Every further call would be refused and still be counted.
+        for (size_t k = end; k < subs.size(); ++k) {
+          for (size_t i : subs[k].second) {
+            RecordResult q;
+            q.outcome = WriteOutcome::kQuotaExceeded;
+            q.code = "REQUEST_LIMIT_EXCEEDED";
+            q.message = "not sent: the org's daily API requests are used up";
+            out[subs[k].first][i] = q;
+          }
+        }
+        return out;
+      }
+    }
+    if (again.empty()) break;
+    env_.Sleep(backoff);
+    backoff *= 2;
+    subs = std::move(again);
+  }
+  return out;
+}
+
 }  // namespace duplex::sf

@@ -86,11 +86,35 @@ class Writer {
   };
   Result<std::vector<RecordResult>> UpsertTree(const Tree& tree);
 
+  // One Collections request of a mixed write: an upsert by external id, an update by Id or a
+  // delete by Id, of one object (records and ids as for Upsert, Update and Delete).
+  struct Request {
+    enum class Kind { kUpsert, kUpdate, kDelete } kind = Kind::kUpsert;
+    std::string object;
+    std::string external_id_field;        // kUpsert
+    std::vector<nlohmann::json> records;  // kUpsert, kUpdate
+    std::vector<std::string> ids;         // kDelete
+    size_t size() const { return kind == Kind::kDelete ? ids.size() : records.size(); }
+  };
+  // Several requests in as few calls as Salesforce allows: a Composite call (allOrNone false,
+  // collateSubrequests false: in order) of up to kMaxHeavySubrequests Collections subrequests of
+  // 200 records each, so that the writes of several objects cost one call. Results per request
+  // and record, as Upsert, Update and Delete give them, retried the same way. A single
+  // subrequest goes as a plain Collections call.
+  // `queries` (absolute GET paths: Client::QueryPath) ride in the first call, after the writes,
+  // when they fit in it; their answers (the first page's body each) go to `answers`, left
+  // empty when they did not ride or that call failed.
+  Result<std::vector<std::vector<RecordResult>>> Write(
+      const std::vector<Request>& requests, const std::vector<std::string>& queries = {},
+      std::vector<nlohmann::json>* answers = nullptr);
+
   // How many calls the last Upsert / Delete / UpsertTree made (retries included).
   int last_calls() const { return last_calls_; }
 
   static constexpr size_t kMaxCollection = 200;
   static constexpr size_t kMaxSubrequests = 25;
+  // Collections and query subrequests one Composite call may hold.
+  static constexpr size_t kMaxHeavySubrequests = 5;
 
  private:
   // Sends `records[which]` in calls of 200 through `send`, retrying what is retriable.

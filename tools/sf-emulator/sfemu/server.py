@@ -142,7 +142,7 @@ class Handler(BaseHTTPRequestHandler):
                 if fault == "REQUEST_LIMIT_EXCEEDED" or emu.used() >= emu.daily_limit:
                     raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
                 resource = path[len(API):] or "/"
-                emu.count_call(_resource_name(resource))
+                emu.count_call(self._counted_as(resource))
                 self.origin = _call_origin(self.headers.get("Sforce-Call-Options", ""))
                 return self._api(method, resource, query)
         except ApiError as e:
@@ -150,6 +150,21 @@ class Handler(BaseHTTPRequestHandler):
                                           "fields": e.fields}], api=True)
         except Dropped:
             return self._drop()
+
+    def _counted_as(self, resource):
+        """The name a call is counted under in stats: its resource; a Composite call that
+        only reads (every subrequest a GET) is "composite/query", one that writes "composite".
+        Both count as one API call."""
+        name = _resource_name(resource)
+        if name == "composite":
+            try:
+                subs = json.loads(self._raw or b"{}").get("compositeRequest") or []
+            except (ValueError, AttributeError):
+                subs = []
+            if subs and all(isinstance(s, dict) and str(s.get("method", "GET")).upper() == "GET"
+                            for s in subs):
+                return "composite/query"
+        return name
 
     def _authorize(self):
         auth = self.headers.get("Authorization", "")
