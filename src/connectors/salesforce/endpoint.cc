@@ -234,8 +234,11 @@ Result<std::vector<SfChange>> SfEndpoint::Capture(std::string& position) {
         }
       }
     }
+    // From when the poll began, not ended: the engine asks again poll_interval after it asked
+    // (PollInterval), and a next poll due a call's length later would wait a whole interval
+    // more there.
     next_poll_ =
-        Now() + std::max(pacer_.NextPollIn(Now()), opt_.events ? opt_.cross_check_seconds : 0.0);
+        now + std::max(pacer_.NextPollIn(Now()), opt_.events ? opt_.cross_check_seconds : 0.0);
   }
   if (!pacer_.Paused(Now()) && Now() >= next_sweep_) {
     for (auto& cap : captures_) {
@@ -333,7 +336,7 @@ Result<std::vector<std::vector<RecordResult>>> SfEndpoint::Write(
     if (whole) {
       stash_ = std::move(stash);
       next_poll_ =
-          Now() + std::max(pacer_.NextPollIn(Now()), opt_.events ? opt_.cross_check_seconds : 0.0);
+          now + std::max(pacer_.NextPollIn(Now()), opt_.events ? opt_.cross_check_seconds : 0.0);
     }
   }
   pacer_.Observe(client_, Now());
