@@ -14,16 +14,20 @@ namespace duplex {
 class ConnectorSettings;  // connectors/settings.h
 
 // Per-field conflict policies (DESIGN §4).
-enum class Policy { kLww, kPrefer, kMax, kMin, kManual, kSum, kUnion };
+enum class Policy { kLww, kPrefer, kMax, kMin, kManual, kSum, kUnion, kMerge };
 
 const char* PolicyName(Policy p);
 
 struct FieldPolicy {
   Policy policy = Policy::kLww;
-  std::string prefer_endpoint;  // kPrefer only: the endpoint whose value wins
+  // kPrefer (or kMerge with merge_policy kPrefer) only: the endpoint whose value wins
+  std::string prefer_endpoint;
   // kUnion only: the text between a delimited set's elements ("a;b;c"); empty: the values are
   // arrays (PostgreSQL, JSON) or text holding one (core/set_merge.h).
   std::string separator;
+  // kMerge only: the policy that decides a path both sides changed (core/json_merge.h); any
+  // but kMerge.
+  Policy merge_policy = Policy::kLww;
 };
 
 // What every endpoint has; the rest of its section is its type's (src/connectors/registry.h).

@@ -78,6 +78,9 @@ key = ["id"]
 #   "union"   a set (per field only): what either side added is kept, what either side removed
 #             goes; for PostgreSQL arrays, JSON arrays, and delimited text with
 #             separator = ";" (a multipicklist "a;b;c")
+#   "merge"   a JSON document (per field only; json, jsonb, TEXT): edits at different paths
+#             are all kept; a path both sides changed goes to merge_policy = "lww" (the
+#             default; or any policy above, or "manual")
 #   "manual"  nothing is overwritten: each endpoint keeps its value, and the conflict waits
 #             for an operator (`duplex conflicts resolve`)
 policy = "lww"
@@ -104,6 +107,7 @@ fields.balance = { policy = "sum" }   # a balance: deposits on both sides both c
 fields.tier    = { policy = "prefer", endpoint = "crm" }
 fields.notes   = { policy = "manual" }
 # fields.tags  = { policy = "union", separator = ";" }   # tags "a;b": additions on both sides count
+# fields.prefs = { policy = "merge" }   # a JSON document: edits of different keys both count
 )";
 }
 

@@ -52,11 +52,12 @@ std::string DefaultName(const std::string& state_path) {
   return fmt::format("{}_{:08x}", stem, Fnv1a(state_path) & 0xffffffffu);
 }
 
-constexpr const char* kPolicyList = "lww, prefer, max, min, sum, union, manual";
+constexpr const char* kPolicyList = "lww, prefer, max, min, sum, union, merge, manual";
+constexpr const char* kNestedPolicyList = "lww, prefer, max, min, sum, union, manual";
 constexpr std::pair<Policy, const char*> kPolicyNames[] = {
-    {Policy::kLww, "lww"},      {Policy::kPrefer, "prefer"}, {Policy::kMax, "max"},
-    {Policy::kMin, "min"},      {Policy::kSum, "sum"},       {Policy::kUnion, "union"},
-    {Policy::kManual, "manual"}};
+    {Policy::kLww, "lww"},     {Policy::kPrefer, "prefer"}, {Policy::kMax, "max"},
+    {Policy::kMin, "min"},     {Policy::kSum, "sum"},       {Policy::kUnion, "union"},
+    {Policy::kMerge, "merge"}, {Policy::kManual, "manual"}};
 
 class Parser final : public TomlReader {
  public:
@@ -255,14 +256,18 @@ class Parser final : public TomlReader {
 
     DUPLEX_RETURN_IF_ERROR(ParseMappings(*t, where, &c));
     DUPLEX_RETURN_IF_ERROR(ParsePolicy(*t, where, c, nullptr, &c.default_policy));
-    // A set is one field's form (its separator, its column type); a collection's other fields
-    // (numbers, names) are no sets, so union is set per field.
-    if (c.default_policy.policy == Policy::kUnion) {
+    // A set (a document) is one field's form (its separator, its column type); a collection's
+    // other fields (numbers, names) are no sets (documents), so union and merge are set per
+    // field.
+    if (c.default_policy.policy == Policy::kUnion || c.default_policy.policy == Policy::kMerge) {
       const toml::node* pn = t->get("policy");
+      const char* name = PolicyName(c.default_policy.policy);
       return Error(
           LineOf(pn->source()),
-          fmt::format("{}: policy 'union' is set per field, not for a whole collection", where),
-          "write fields.NAME = { policy = \"union\" } for each field holding a set");
+          fmt::format("{}: policy '{}' is set per field, not for a whole collection", where, name),
+          fmt::format("write fields.NAME = {{ policy = \"{}\" }} for each field holding "
+                      "a {}",
+                      name, c.default_policy.policy == Policy::kUnion ? "set" : "JSON document"));
     }
 
     if (const toml::node* n = t->get("on_delete_conflict")) {
@@ -332,7 +337,8 @@ class Parser final : public TomlReader {
             const toml::table* ft,
             Table(*f.node, f.line, fwhere,
                   fmt::format("write fields.{} = {{ policy = \"max\" }}", f.name)));
-        DUPLEX_RETURN_IF_ERROR(CheckKeys(*ft, {"policy", "endpoint", "separator"}, fwhere));
+        DUPLEX_RETURN_IF_ERROR(
+            CheckKeys(*ft, {"policy", "endpoint", "separator", "merge_policy"}, fwhere));
         DUPLEX_RETURN_IF_ERROR(ParsePolicy(*ft, fwhere, c, &f, &c.field_policies[f.name]));
       }
     }
@@ -376,17 +382,45 @@ class Parser final : public TomlReader {
       }
       out->separator = std::string(*sep);
     }
+    const toml::node* mn = t.get("merge_policy");
+    if (mn) {
+      if (out->policy != Policy::kMerge) {
+        return Error(LineOf(mn->source()),
+                     fmt::format("{}: merge_policy is only used with policy \"merge\"", where),
+                     "remove merge_policy, or set policy = \"merge\"");
+      }
+      std::optional<std::string_view> name = mn->value<std::string_view>();
+      auto it = std::find_if(std::begin(kPolicyNames), std::end(kPolicyNames),
+                             [&](const auto& p) { return name && *name == p.second; });
+      if (it == std::end(kPolicyNames) || it->first == Policy::kMerge) {
+        return Error(LineOf(mn->source()),
+                     !name ? fmt::format("{}: merge_policy must be a string", where)
+                     : it == std::end(kPolicyNames)
+                         ? fmt::format("{}: unknown merge_policy '{}'", where, *name)
+                         : fmt::format("{}: merge_policy cannot be 'merge' (it decides the "
+                                       "paths both sides changed)",
+                                       where),
+                     fmt::format("valid merge policies: {}", kNestedPolicyList));
+      }
+      out->merge_policy = it->first;
+    }
+    // prefer, or merge deciding same-path conflicts by prefer, names the preferred endpoint.
+    const bool prefers = out->policy == Policy::kPrefer ||
+                         (out->policy == Policy::kMerge && out->merge_policy == Policy::kPrefer);
     std::vector<std::string> members;
     for (const CollectionEndpoint& ce : c.endpoints) members.push_back(ce.endpoint);
-    if (out->policy == Policy::kPrefer && !en) {
-      return Error(LineOf(pn->source()),
-                   fmt::format("{}: policy 'prefer' needs an endpoint", where),
-                   fmt::format("add endpoint = \"NAME\" naming one of: {}", Join(members)));
+    if (prefers && !en) {
+      return Error(
+          LineOf((mn ? mn : pn)->source()),
+          fmt::format("{}: {} 'prefer' needs an endpoint", where, mn ? "merge_policy" : "policy"),
+          fmt::format("add endpoint = \"NAME\" naming one of: {}", Join(members)));
     }
     if (!en) return Status::Ok();
-    if (out->policy != Policy::kPrefer) {
+    if (!prefers) {
       return Error(LineOf(en->source()),
-                   fmt::format("{}: endpoint is only used with policy \"prefer\"", where),
+                   fmt::format("{}: endpoint is only used with policy \"prefer\" (or "
+                               "merge_policy \"prefer\")",
+                               where),
                    "remove endpoint, or set policy = \"prefer\"");
     }
     DUPLEX_RETURN_IF_ERROR(GetString(t, "endpoint", where, "\"NAME\"", &out->prefer_endpoint));

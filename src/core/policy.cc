@@ -15,6 +15,15 @@ bool LwwIncomingWins(const Version& current, const Version& incoming) {
 
 }  // namespace
 
+FieldPolicy NestedRule(const FieldPolicy& rule) {
+  if (rule.policy != Policy::kMerge) return rule;
+  FieldPolicy nested;
+  // The config refuses merge_policy = "merge"; lww rather than a loop if one got here.
+  nested.policy = rule.merge_policy == Policy::kMerge ? Policy::kLww : rule.merge_policy;
+  nested.prefer_endpoint = rule.prefer_endpoint;
+  return nested;
+}
+
 bool IncomingWins(const FieldPolicy& rule, const Candidate& current, const Candidate& incoming) {
   switch (rule.policy) {
     case Policy::kLww:
@@ -42,6 +51,8 @@ bool IncomingWins(const FieldPolicy& rule, const Candidate& current, const Candi
       if (c == 0) return LwwIncomingWins(current.version, incoming.version);
       return rule.policy == Policy::kMax ? c > 0 : c < 0;
     }
+    case Policy::kMerge:
+      return IncomingWins(NestedRule(rule), current, incoming);
     case Policy::kManual:
       assert(false);  // Manual conflicts are parked by the resolver, never decided here.
       return false;

@@ -23,7 +23,14 @@ struct Candidate {
 //    asks here only when it cannot: a value that is not a number, or no common base.
 //  - union: lww, likewise, where the resolver cannot merge the sets (UnionMerge,
 //    core/set_merge.h): a value that is not a set, or no common base.
-// Not defined for kManual (the caller parks the conflict instead).
+//  - merge: the nested policy (NestedRule), for values that are not both JSON documents
+//    (MergeJson, core/json_merge.h, decides same-path conflicts inside documents).
+// Not defined for kManual, nor for merge with a manual nested policy (the caller parks the
+// conflict instead).
 bool IncomingWins(const FieldPolicy& rule, const Candidate& current, const Candidate& incoming);
+
+// The policy that decides a merge field's same-path conflicts (merge_policy, with `endpoint`
+// for prefer); `rule` itself for the other policies.
+FieldPolicy NestedRule(const FieldPolicy& rule);
 
 }  // namespace duplex

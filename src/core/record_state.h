@@ -41,10 +41,10 @@ struct RecordState {
   // it holds until that delete lands (the same use as `prior`, for every field).
   std::map<std::string, Row> prior_row;
   // endpoint -> field -> [[apply id, value], ...]: every unobserved write of duplex's of the
-  // field to the endpoint, oldest first, for fields whose policy merges values (sum, union). The
-  // writes up to the endpoint's watermark when its application changed the field had landed,
-  // the later ones not, so this tells exactly what the change started from (its delta), where
-  // `prior` knows only the value before the oldest write.
+  // field to the endpoint, oldest first, for fields whose policy merges values (sum, union,
+  // merge). The writes up to the endpoint's watermark when its application changed the field
+  // had landed, the later ones not, so this tells exactly what the change started from (its
+  // delta), where `prior` knows only the value before the oldest write.
   std::map<std::string, Row> inflight;
   // Fields with an open manual conflict: nothing is written for them until resolved.
   std::set<std::string> diverged;

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "core/decimal.h"
+#include "core/json_merge.h"
 #include "core/policy.h"
 #include "core/resolver_detail.h"
 #include "core/set_merge.h"
@@ -21,6 +22,43 @@ using resolver_detail::MergesValues;
 using resolver_detail::PruneObserved;
 using resolver_detail::Side;
 using resolver_detail::VersionTs;
+
+namespace {
+
+// Appends to `out` one entry per path of a merged document both sides changed (`merged`, the
+// document's own entry, names the sides): the path's values and what the nested policy made
+// of them. An absent side (the key removed) is logged as deleted.
+void LogPathConflicts(const JsonMerge& doc, const ConflictRecord& merged,
+                      const std::string& endpoint, ResolveOutput& out) {
+  std::string cur_name;
+  for (const auto& [name, side] : merged.values.items()) {
+    if (name != endpoint) cur_name = name;
+  }
+  for (const PathConflict& pc : doc.conflicts) {
+    ConflictRecord c;
+    c.collection = merged.collection;
+    c.key = merged.key;
+    c.key_text = merged.key_text;
+    c.field = merged.field;
+    c.path = pc.path;
+    c.policy = merged.policy;
+    c.base = pc.base.value_or(Value());
+    auto side = [](const std::optional<Value>& v, double ts) {
+      return v ? Side(*v, ts) : nlohmann::json{{"deleted", true}, {"ts", ts}};
+    };
+    c.values[cur_name] = side(pc.current, merged.values.at(cur_name).value("ts", 0.0));
+    c.values[endpoint] = side(pc.incoming, merged.values.at(endpoint).value("ts", 0.0));
+    if (pc.outcome == PathConflict::Outcome::kMerged) {
+      c.merged = true;
+      c.result = pc.result.value_or(Value());
+    } else {
+      c.winner = pc.outcome == PathConflict::Outcome::kIncoming ? endpoint : cur_name;
+    }
+    out.conflicts.push_back(std::move(c));
+  }
+}
+
+}  // namespace
 
 Row KeyOf(const CollectionModel& model, const Row& values) {
   Row key = Row::object();
@@ -217,8 +255,23 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
       // (P4). Not a number (or a sum beyond 64-bit integers), not a set: decided like lww
       // below.
       std::optional<Value> merged;
+      std::optional<JsonMerge> doc;
+      // merge: whether the endpoint started from the agreed document, in whatever form.
+      const bool from_agreed = rule.policy == Policy::kMerge ? SameDocument(current, started_from)
+                                                             : ValuesEqual(current, started_from);
       if (rule.policy == Policy::kSum) {
         merged = AddDelta(current, started_from, nv);
+      } else if (rule.policy == Policy::kMerge) {
+        // A document: the paths each side changed, from what the endpoint started from.
+        // Nothing to merge: taken as written. Not two documents, or a same-path conflict under
+        // a manual nested policy: decided below, by the nested policy on the whole value.
+        if (from_agreed) {
+          merged = nv;
+        } else {
+          doc = MergeJson(started_from, Candidate{current, state.versions[f]},
+                          Candidate{nv, Version{ts, endpoint}}, rule);
+          if (doc && !doc->manual) merged = doc->value;
+        }
       } else {
         // The values duplex wrote to the endpoint that it had not seen when it made the edit
         // (PruneObserved has dropped the others): an element removed and added back there
@@ -242,8 +295,7 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
       if (merged) {
         // Logged when there was something to merge: the endpoint started from another value
         // than the agreed one, or (union) an element it removed was added back meanwhile.
-        if (!ValuesEqual(current, started_from) ||
-            (rule.policy == Policy::kUnion && !ValuesEqual(*merged, nv))) {
+        if (!from_agreed || (rule.policy == Policy::kUnion && !ValuesEqual(*merged, nv))) {
           ConflictRecord c;
           c.collection = collection;
           c.key = KeyOf(model, state.values);
@@ -258,10 +310,16 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
           c.values[endpoint] = Side(nv, ts);
           c.merged = true;
           c.result = *merged;
+          if (doc) LogPathConflicts(*doc, c, endpoint, out);
           out.conflicts.push_back(std::move(c));
         }
         state.values[f] = std::move(*merged);
-        state.versions[f] = Version{ts, endpoint};
+        // A merged document's version is the later of the two (lww order): what its paths
+        // count with in a later same-path conflict, whatever order the edits arrived in.
+        if (rule.policy != Policy::kMerge || from_agreed ||
+            IncomingWins(FieldPolicy{}, {current, state.versions[f]}, {nv, {ts, endpoint}})) {
+          state.versions[f] = Version{ts, endpoint};
+        }
         continue;
       }
     }
@@ -295,7 +353,8 @@ void Resolver::MergeUpsert(const CollectionModel& model, const Change& change,
                                : cur.version.origin;
     c.values[cur_name] = Side(cur.value, cur.version.ts);
     c.values[endpoint] = Side(inc.value, inc.version.ts);
-    if (rule.policy == Policy::kManual) {
+    if (rule.policy == Policy::kManual ||
+        (rule.policy == Policy::kMerge && rule.merge_policy == Policy::kManual)) {
       // Parked: each side keeps its value until an operator resolves it.
       state.diverged.insert(f);
       c.open = true;

@@ -27,16 +27,20 @@ struct ConflictRecord {
   Row key;
   std::string key_text;
   std::string field;  // "" for a delete-vs-update conflict on the whole row
-  std::string
-      policy;  // lww, prefer, max, min, sum, union, manual; "delete" / "keep" for row conflicts
-  Value base;  // the value both sides started from (null if unknown)
+  // merge: the JSON Pointer of a path both sides changed ("/address/city"), logged under
+  // FIELD + path; "" for the whole field.
+  std::string path;
+  std::string policy;  // lww, prefer, max, min, sum, union, merge, manual; "delete" / "keep"
+                       // for row conflicts
+  Value base;          // the value both sides started from (null if unknown)
   // endpoint -> {"value": v, "ts": commit ms}; a row conflict's deleted side has "deleted": true
   nlohmann::json values = nlohmann::json::object();
   std::string winner;  // the endpoint whose value won; "" while a manual conflict is open or
                        // when the values were merged
   bool open = false;   // manual: parked until an operator resolves it
-  // sum, union: both edits kept, nobody won: the merged value (base + each side's delta, the
-  // base with what each side added and without what it removed). Logged with
+  // sum, union, merge: both edits kept, nobody won: the merged value (base + each side's
+  // delta, the base with what each side added and without what it removed, the document with
+  // each side's paths). Logged with
   // status "merged", not as a conflict one side lost.
   bool merged = false;
   Value result;

@@ -11,7 +11,9 @@ const Value kNull = nullptr;
 
 }  // namespace
 
-bool MergesValues(Policy p) { return p == Policy::kSum || p == Policy::kUnion; }
+bool MergesValues(Policy p) {
+  return p == Policy::kSum || p == Policy::kUnion || p == Policy::kMerge;
+}
 
 const Value& FieldOf(const Row& row, const std::string& field) {
   if (!row.is_object()) return kNull;

@@ -107,15 +107,16 @@ Status StoreOutput(EngineState& es, ResolveOutput& out, const PlanContext& ctx) 
       // Both edits kept: nothing was lost, so not worth a line each (a busy counter merges
       // thousands a minute); `duplex conflicts list --all` has them.
       spdlog::debug("merged id={} collection={} key={} field={} policy={} value={}", id,
-                    c.collection, c.key_text, c.field, c.policy, c.result.dump());
+                    c.collection, c.key_text, c.field + c.path, c.policy, c.result.dump());
     } else if (c.open) {
       spdlog::warn(
           "conflict id={} collection={} key={} field={} policy=manual: parked until "
           "`duplex conflicts resolve {}`",
           id, c.collection, c.key_text, c.field, id);
     } else {
+      // A merge field's same-path conflict names its path: field=doc/address/city.
       spdlog::info("conflict id={} collection={} key={} field={} policy={} winner={}", id,
-                   c.collection, c.key_text, c.field.empty() ? "(row)" : c.field, c.policy,
+                   c.collection, c.key_text, c.field.empty() ? "(row)" : c.field + c.path, c.policy,
                    c.winner);
     }
   }

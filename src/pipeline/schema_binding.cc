@@ -182,18 +182,23 @@ SyncModel BindSchemaAll(const Config& config, const DescribeTable& describe,
                                         "mapped name)"));
       }
       // union reads each value as a set: an array (PostgreSQL arrays are kAny), JSON, or
-      // delimited text. A number, time or binary column holds none.
-      if (rule.policy != Policy::kUnion) continue;
+      // delimited text; merge as a JSON document (json, jsonb, text). A number, time or binary
+      // column holds neither.
+      if (rule.policy != Policy::kUnion && rule.policy != Policy::kMerge) continue;
+      const bool is_union = rule.policy == Policy::kUnion;
       for (const auto& [endpoint, col] : types[field]) {
         if (col->kind == ColumnKind::kText || col->kind == ColumnKind::kJson ||
             col->kind == ColumnKind::kAny) {
           continue;
         }
         problem(Status::InvalidArgument(fmt::format(
-            "{}: field '{}' has policy \"union\", but {} has column '{}' of type '{}' ({}), "
-            "which holds no set; union needs an array, JSON or text column (with separator for "
-            "delimited text)",
-            where, field, endpoint, col->name, col->type, ColumnKindName(col->kind))));
+            "{}: field '{}' has policy \"{}\", but {} has column '{}' of type '{}' ({}), "
+            "which holds no {}",
+            where, field, PolicyName(rule.policy), endpoint, col->name, col->type,
+            ColumnKindName(col->kind),
+            is_union ? "set; union needs an array, JSON or text column (with separator for "
+                       "delimited text)"
+                     : "JSON document; merge needs a json, jsonb or text column")));
         break;
       }
     }

@@ -70,7 +70,7 @@ Result<int64_t> ConflictLog::Add(const ConflictRecord& c, double now_ms) {
     INSERT INTO conflicts(collection, key, key_text, field, policy, base, vals, winner, status,
                           created_at, resolved_at, resolution)
     VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql"));
-  s->Bind(1, c.collection).Bind(2, c.key.dump()).Bind(3, c.key_text).Bind(4, c.field);
+  s->Bind(1, c.collection).Bind(2, c.key.dump()).Bind(3, c.key_text).Bind(4, c.field + c.path);
   s->Bind(5, c.policy).Bind(6, c.base.dump()).Bind(7, c.values.dump()).Bind(8, c.winner);
   s->Bind(9, c.open     ? std::string("open")
              : c.merged ? std::string("merged")

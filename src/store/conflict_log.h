@@ -21,9 +21,10 @@ struct ConflictRow {
   Value base;
   nlohmann::json values;
   std::string winner;
-  // "open", "resolved:<policy>" (decided automatically), "merged" (sum, union: both edits kept),
-  // "resolved:take:<endpoint>", "resolved:value" (operator); an operator resolution not yet
-  // propagated also has `pending` set.
+  // "open", "resolved:<policy>" (decided automatically), "merged" (sum, union, merge: both
+  // edits kept), "resolved:take:<endpoint>", "resolved:value" (operator); an operator
+  // resolution not yet propagated also has `pending` set. A merge field's same-path conflict
+  // has its path in `field`: "doc/address/city".
   std::string status;
   Value resolution;  // the chosen value of an operator resolution; the merged value
   bool pending = false;

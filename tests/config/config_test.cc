@@ -348,10 +348,11 @@ TEST(ConfigErrorTest, MissingKey) {
 TEST(ConfigErrorTest, UnknownPolicyListsValidOnes) {
   ExpectError(std::string(kEndpoints) + kCustomer + "policy = \"newest\"\n", "newest",
               {"collection 'customer'", "unknown policy 'newest'",
-               "valid policies: lww, prefer, max, min, sum, union, manual"});
-  ExpectError(
-      std::string(kEndpoints) + kCustomer + "fields.total = { policy = \"average\" }\n", "average",
-      {"field 'total'", "unknown policy 'average'", "lww, prefer, max, min, sum, union, manual"});
+               "valid policies: lww, prefer, max, min, sum, union, merge, manual"});
+  ExpectError(std::string(kEndpoints) + kCustomer + "fields.total = { policy = \"average\" }\n",
+              "average",
+              {"field 'total'", "unknown policy 'average'",
+               "lww, prefer, max, min, sum, union, merge, manual"});
   ExpectError(std::string(kEndpoints) + kCustomer + "fields.total = { policy = 1 }\n",
               "fields.total", {"field 'total'", "policy must be a string"});
 }
@@ -400,6 +401,49 @@ TEST(ConfigErrorTest, UnionMisuse) {
   // Union is one field's: a collection's other fields are no sets.
   ExpectError(std::string(kEndpoints) + kCustomer + "policy = \"union\"\n",
               "policy =", {"collection 'customer'", "policy 'union' is set per field"});
+}
+
+TEST(ConfigTest, MergePolicyParsesWithItsNestedPolicy) {
+  Result<Config> config =
+      ParseConfig(std::string(kEndpoints) + kCustomer +
+                      "fields.doc = { policy = \"merge\" }\n"
+                      "fields.prefs = { policy = \"merge\", merge_policy = \"max\" }\n"
+                      "fields.profile = { policy = \"merge\", merge_policy = \"prefer\", "
+                      "endpoint = \"crm\" }\n",
+                  "/x/d.toml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const CollectionConfig& c = config->collections[0];
+  EXPECT_EQ(c.PolicyFor("doc").policy, Policy::kMerge);
+  EXPECT_EQ(c.PolicyFor("doc").merge_policy, Policy::kLww);  // the default
+  EXPECT_EQ(c.PolicyFor("prefs").merge_policy, Policy::kMax);
+  EXPECT_EQ(c.PolicyFor("profile").merge_policy, Policy::kPrefer);
+  EXPECT_EQ(c.PolicyFor("profile").prefer_endpoint, "crm");
+  EXPECT_STREQ(PolicyName(Policy::kMerge), "merge");
+}
+
+TEST(ConfigErrorTest, MergeMisuse) {
+  const std::string head = std::string(kEndpoints) + kCustomer;
+  ExpectError(head + "fields.doc = { policy = \"merge\", merge_policy = \"newest\" }\n",
+              "fields.doc",
+              {"collection 'customer' field 'doc'", "unknown merge_policy 'newest'",
+               "valid merge policies: lww, prefer, max, min, sum, union, manual"});
+  ExpectError(head + "fields.doc = { policy = \"merge\", merge_policy = \"merge\" }\n",
+              "fields.doc", {"field 'doc'", "merge_policy cannot be 'merge'"});
+  ExpectError(head + "fields.doc = { policy = \"merge\", merge_policy = 3 }\n", "fields.doc",
+              {"field 'doc'", "merge_policy must be a string"});
+  ExpectError(head + "fields.doc = { policy = \"lww\", merge_policy = \"lww\" }\n", "fields.doc",
+              {"field 'doc'", "merge_policy is only used with policy \"merge\""});
+  ExpectError(head + "fields.doc = { policy = \"merge\", merge_policy = \"prefer\" }\n",
+              "fields.doc",
+              {"field 'doc'", "merge_policy 'prefer' needs an endpoint", "one of: crm, billing"});
+  ExpectError(head + "fields.doc = { policy = \"merge\", endpoint = \"crm\" }\n", "fields.doc",
+              {"field 'doc'", "endpoint is only used with policy \"prefer\""});
+  ExpectError(head + "fields.doc = { policy = \"merge\", separator = \";\" }\n", "fields.doc",
+              {"field 'doc'", "separator is only used with policy \"union\""});
+  // A document is one field's: a collection's other fields are none.
+  ExpectError(head + "policy = \"merge\"\n",
+              "policy =", {"collection 'customer'", "policy 'merge' is set per field"});
+  ExpectError(head + "merge_policy = \"lww\"\n", "merge_policy", {"merge_policy"});
 }
 
 TEST(ConfigErrorTest, FieldPolicyIsRequired) {

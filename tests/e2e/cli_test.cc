@@ -253,7 +253,7 @@ TEST_F(CliTest, BadConfigsExitTwoNamingFileLineOrTableAndColumn) {
       {"unknown policy",
        MakeConfig({kCrm, kBilling}, [](auto& c) { c.Policy("balance", "biggest"); }).Toml(),
        "biggest",
-       {"unknown policy 'biggest'", "lww, prefer, max, min, sum, union, manual"}},
+       {"unknown policy 'biggest'", "lww, prefer, max, min, sum, union, merge, manual"}},
       {"prefer an unknown endpoint",
        MakeConfig({kCrm, kBilling}, [](auto& c) { c.Policy("tier", "prefer", "erp"); }).Toml(),
        "erp",

@@ -2,7 +2,8 @@
 // written by real clients. pgbench's TPC-B workload runs on two PostgreSQL databases at once
 // while duplex syncs them; with `sum` on the balances no deposit may be lost. Tags added and
 // removed on both sides of SQLite (delimited text) and PostgreSQL (text[], int[]) all stand
-// with `union`.
+// with `union`. JSON documents (SQLite TEXT, PostgreSQL jsonb and json) edited at different
+// paths on both sides keep both edits with `merge`; a path edited on both goes by lww.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/pg_cluster.h"
@@ -245,6 +247,121 @@ TEST_F(PoliciesPgTest, UnionKeepsTagsAddedAndRemovedOnBothSides) {
     merged.insert(e["field"].get<std::string>());
   }
   EXPECT_EQ(merged, (std::set<std::string>{"tags", "labels", "ids"}));
+}
+
+// JSON documents edited on both sides while duplex is stopped: a TEXT column on two SQLite
+// files, a jsonb and a json column on two PostgreSQL databases. Edits at different paths both
+// stand, on both sides; a path edited on both sides goes to the nested policy (lww: the later
+// edit), logged with its path.
+TEST_F(PoliciesPgTest, MergeKeepsJsonEditsAtDifferentPathsOnBothSides) {
+  const std::string pa = NewDb("a"), pb = NewDb("b");
+  const std::string doc =
+      R"({"name": "Ann", "phone": "1", "address": {"city": "Oslo", "zip": "0150"}})";
+  for (const std::string& db : {pa, pb}) {
+    PgExec(db, "CREATE TABLE person(id int PRIMARY KEY, doc jsonb, raw json)");
+  }
+  PgExec(pa, "INSERT INTO person VALUES (1, '" + doc + "', '" + doc + "')");
+  const std::string sa = dir_.File("a.db"), sb = dir_.File("b.db");
+  SqlExec(sa, "CREATE TABLE person(id INTEGER PRIMARY KEY, doc TEXT)");
+  SqlExec(sb, "CREATE TABLE person(id INTEGER PRIMARY KEY, doc TEXT)");
+  SqlExec(sa, "INSERT INTO person VALUES (1, '" + doc + "')");
+  WriteFile(ConfigPath(),
+            "[engine]\nstate = \"state.db\"\n\n"
+            "[endpoints.sa]\ntype = \"sqlite\"\npath = \"a.db\"\n"
+            "[endpoints.sb]\ntype = \"sqlite\"\npath = \"b.db\"\n"
+            "[endpoints.pa]\ntype = \"postgres\"\ndsn = \"" +
+                cluster_->dsn(pa) +
+                "\"\n"
+                "[endpoints.pb]\ntype = \"postgres\"\ndsn = \"" +
+                cluster_->dsn(pb) +
+                "\"\n\n"
+                "[collections.person]\nkey = [\"id\"]\n"
+                "fields.doc = { policy = \"merge\" }\n"
+                "endpoints.sa = { table = \"person\" }\n"
+                "endpoints.sb = { table = \"person\" }\n\n"
+                "[collections.pperson]\nkey = [\"id\"]\n"
+                "fields.doc = { policy = \"merge\", merge_policy = \"lww\" }\n"
+                "fields.raw = { policy = \"merge\" }\n"
+                "endpoints.pa = { table = \"person\" }\n"
+                "endpoints.pb = { table = \"person\" }\n");
+  Outcome load = Duplex({"run", "--until-idle"});
+  ASSERT_EQ(load.code, 0) << load;
+  ASSERT_EQ(SqlQuery(sb, "SELECT json_extract(doc, '$.address.zip') FROM person"), "0150\n");
+  ASSERT_EQ(PgQuery(pb, "SELECT doc->'address'->>'zip' FROM person"), "0150\n");
+
+  // Duplex is stopped: neither side sees the other's edit. One side changes the phone, the
+  // other the zip code, inside the address.
+  SqlExec(sa, "UPDATE person SET doc = json_set(doc, '$.phone', '2')");
+  SqlExec(sb, "UPDATE person SET doc = json_set(doc, '$.address.zip', '5003')");
+  PgExec(pa,
+         "UPDATE person SET doc = jsonb_set(doc, '{phone}', '\"2\"'), "
+         "raw = jsonb_set(raw::jsonb, '{phone}', '\"2\"')::json");
+  PgExec(pb,
+         "UPDATE person SET doc = jsonb_set(doc, '{address,zip}', '\"5003\"'), "
+         "raw = jsonb_set(raw::jsonb, '{address,zip}', '\"5003\"')::json");
+  Outcome sync = Duplex({"run", "--until-idle"});
+  ASSERT_EQ(sync.code, 0) << sync;
+  const std::string both =
+      R"({"name": "Ann", "phone": "2", "address": {"zip": "5003", "city": "Oslo"}})";
+  // SQLite hands over a document just written by a JSON function (json_set) as a JSON value,
+  // so the merge of two such edits is a value, written back as compact JSON text.
+  const std::string sqlite_fields =
+      "SELECT json_extract(doc, '$.name') || ' ' || json_extract(doc, '$.phone') || ' ' || "
+      "json_extract(doc, '$.address.zip') || ' ' || json_extract(doc, '$.address.city') FROM "
+      "person";
+  for (const std::string& db : {sa, sb}) {
+    EXPECT_EQ(SqlQuery(db, sqlite_fields), "Ann 2 5003 Oslo\n") << db;
+  }
+  EXPECT_EQ(SqlQuery(sa, "SELECT doc FROM person"), SqlQuery(sb, "SELECT doc FROM person"));
+  for (const std::string& db : {pa, pb}) {
+    EXPECT_EQ(PgQuery(db, "SELECT doc::text FROM person"), both + "\n") << db;
+    EXPECT_EQ(PgQuery(db, "SELECT raw::text FROM person"), both + "\n") << db;
+  }
+
+  // The same path on both sides (the later edit wins under lww), and another path on one.
+  SqlExec(sa, "UPDATE person SET doc = json_set(doc, '$.phone', '3')");
+  PgExec(pa, "UPDATE person SET doc = jsonb_set(doc, '{phone}', '\"3\"')");
+  std::this_thread::sleep_for(milliseconds(50));
+  SqlExec(sb, "UPDATE person SET doc = json_set(doc, '$.phone', '4', '$.name', 'Bo')");
+  PgExec(pb,
+         "UPDATE person SET doc = jsonb_set(jsonb_set(doc, '{phone}', '\"4\"'), '{name}', "
+         "'\"Bo\"')");
+  sync = Duplex({"run", "--until-idle"});
+  ASSERT_EQ(sync.code, 0) << sync;
+  const std::string later =
+      R"({"name": "Bo", "phone": "4", "address": {"zip": "5003", "city": "Oslo"}})";
+  for (const std::string& db : {sa, sb}) {
+    EXPECT_EQ(SqlQuery(db, sqlite_fields), "Bo 4 5003 Oslo\n") << db;
+  }
+  EXPECT_EQ(SqlQuery(sa, "SELECT doc FROM person"), SqlQuery(sb, "SELECT doc FROM person"));
+  for (const std::string& db : {pa, pb}) {
+    EXPECT_EQ(PgQuery(db, "SELECT doc::text FROM person"), later + "\n") << db;
+  }
+
+  // Logged: each document merged; the phone, edited on both sides, with its path and winner.
+  Outcome log = Duplex({"conflicts", "list", "--all", "--json"});
+  ASSERT_EQ(log.code, 0) << log;
+  std::multiset<std::string> merged, decided;
+  for (const auto& e : nlohmann::json::parse(log.out)) {
+    EXPECT_EQ(e["policy"], "merge") << e.dump();
+    const std::string where =
+        e["collection"].get<std::string>() + "." + e["field"].get<std::string>();
+    if (e["status"] == "merged") {
+      merged.insert(where);
+    } else {
+      EXPECT_EQ(e["status"], "resolved:merge") << e.dump();
+      EXPECT_EQ(e["winner"], where == "person.doc/phone" ? "sb" : "pb") << e.dump();
+      EXPECT_EQ(e["values"][e["winner"].get<std::string>()]["value"], "4") << e.dump();
+      decided.insert(where);
+    }
+  }
+  EXPECT_EQ(merged, (std::multiset<std::string>{"person.doc", "person.doc", "pperson.doc",
+                                                "pperson.doc", "pperson.raw"}));
+  EXPECT_EQ(decided, (std::multiset<std::string>{"person.doc/phone", "pperson.doc/phone"}));
+  // `duplex conflicts` shows the path.
+  Outcome list = Duplex({"conflicts", "list", "--all"});
+  ASSERT_EQ(list.code, 0) << list;
+  EXPECT_NE(list.out.find("doc/phone"), std::string::npos) << list.out;
 }
 
 }  // namespace

@@ -152,5 +152,27 @@ TEST_F(SchemaBindingTest, UnionNeedsAnArrayJsonOrTextColumn) {
   }
 }
 
+// merge reads values as JSON documents: json/jsonb and text hold them (and kAny, as for union);
+// a number, time or binary column is a config error naming the collection, field and column.
+TEST_F(SchemaBindingTest, MergeNeedsAJsonOrTextColumn) {
+  const std::string merge_f = "fields.f = { policy = \"merge\" }\n";
+  for (ColumnKind ok : {ColumnKind::kText, ColumnKind::kJson, ColumnKind::kAny}) {
+    Column("a", "jsonb", ok);
+    Column("b", "TEXT", ColumnKind::kText);
+    Result<SyncModel> model = Bind(merge_f);
+    EXPECT_TRUE(model.ok()) << ColumnKindName(ok) << ": " << model.status().ToString();
+  }
+  Column("a", "anything", ColumnKind::kAny);  // goes with any kind: no type clash first
+  Column("b", "INTEGER", ColumnKind::kInteger);
+  Result<SyncModel> model = Bind(merge_f);
+  ASSERT_FALSE(model.ok());
+  for (const std::string& part :
+       {std::string("collection 'c'"), std::string("field 'f' has policy \"merge\""),
+        std::string("b has column 'f' of type 'INTEGER'"), std::string("JSON document")}) {
+    EXPECT_NE(model.status().message().find(part), std::string::npos)
+        << part << " in " << model.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace duplex
