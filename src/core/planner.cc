@@ -3,20 +3,25 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "util/json_value.h"
+
 namespace duplex {
 
 namespace {
 
-// A parent's key as RecordOf spells it, from the child's values (empty if a field is missing
-// or null: no reference).
+// The name of the parent record the child's values refer to through `r`, as RecordOf names it
+// (empty if a field is missing or null: no reference). `r.parent_key` is the parent's key
+// fields in the config's order.
 std::string ParentKey(const Reference& r, const Row& values) {
   std::optional<Row> key = Planner::ParentKeyRow(r, values);
-  return key ? r.parent + "\n" + key->dump() : "";
+  return key ? RecordKeyOf(r.parent, *key, r.parent_key).ToString() : "";
 }
 
 }  // namespace
 
-Planner::Planner(std::vector<Reference> references) : refs_(std::move(references)) {
+Planner::Planner(std::vector<Reference> references,
+                 std::map<std::string, std::vector<std::string>> key_fields)
+    : refs_(std::move(references)), key_fields_(std::move(key_fields)) {
   for (size_t i = 0; i < refs_.size(); ++i) {
     by_child_[refs_[i].child].push_back(i);
     involved_.insert(refs_[i].child);
@@ -35,7 +40,15 @@ std::optional<Row> Planner::ParentKeyRow(const Reference& r, const Row& values) 
   return key;
 }
 
-std::string Planner::RecordOf(const RowOp& op) { return op.collection + "\n" + op.key.dump(); }
+std::string Planner::RecordOf(const RowOp& op) const {
+  auto it = key_fields_.find(op.collection);
+  if (it != key_fields_.end()) return RecordKeyOf(op.collection, op.key, it->second).ToString();
+  std::vector<std::string> own;
+  if (op.key.is_object()) {
+    for (const auto& [field, value] : op.key.items()) own.push_back(field);
+  }
+  return RecordKeyOf(op.collection, op.key, own).ToString();
+}
 
 std::vector<std::string> Planner::ParentsOf(const RowOp& op, bool after) const {
   std::vector<std::string> out;

@@ -29,7 +29,10 @@ struct Reference {
 // delete. Writes to one record keep their order. Pure: no I/O.
 class Planner {
  public:
-  explicit Planner(std::vector<Reference> references);
+  // `key_fields`: each collection's key fields in the config's order (the one spelling of a
+  // record, RecordKeyOf).
+  Planner(std::vector<Reference> references,
+          std::map<std::string, std::vector<std::string>> key_fields);
 
   const std::vector<Reference>& references() const { return refs_; }
 
@@ -45,8 +48,8 @@ class Planner {
   // the given order (and in the given order within a cycle).
   std::vector<std::string> DependencyOrder(const std::vector<std::string>& collections) const;
 
-  // For a write to `op.collection`: each parent record (collection, key) its new values refer
-  // to (`after`) or its expected (old) values referred to (`before`), as "collection\nkey".
+  // For a write to `op.collection`: each parent record its new values refer to (`after`) or
+  // its expected (old) values referred to (`before`), named as RecordOf names them.
   std::vector<std::string> ParentsOf(const RowOp& op, bool after) const;
 
   // Whether `collection` refers to another or is referred to.
@@ -56,16 +59,19 @@ class Planner {
   // `r`, or nullopt if one of its fields is missing or null (no reference).
   static std::optional<Row> ParentKeyRow(const Reference& r, const Row& values);
 
-  // The identity of the record `op` writes, in the form ParentsOf returns.
-  static std::string RecordOf(const RowOp& op);
+  // The name of the record `op` writes: RecordKeyOf(...).ToString() ("customer\n[1]"), as
+  // the rest of the engine names it. A collection the planner has no key fields of (one no
+  // longer in the config, its writes still parked) has its key fields in the key's own order.
+  std::string RecordOf(const RowOp& op) const;
 
  private:
   void OrderTxn(const std::string& target, std::vector<RowOp>& ops, size_t begin, size_t end,
                 std::vector<RowOp>& out) const;
 
   std::vector<Reference> refs_;
-  std::map<std::string, std::vector<size_t>> by_child_;  // child collection -> refs_ indexes
-  std::set<std::string> involved_;                       // children and parents
+  std::map<std::string, std::vector<std::string>> key_fields_;  // collection -> its key fields
+  std::map<std::string, std::vector<size_t>> by_child_;         // child collection -> refs_ indexes
+  std::set<std::string> involved_;                              // children and parents
 };
 
 }  // namespace duplex

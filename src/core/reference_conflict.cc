@@ -5,15 +5,6 @@
 
 namespace duplex {
 
-namespace {
-
-std::pair<std::string, std::string> Split(const std::string& record) {
-  const size_t nl = record.find('\n');
-  return {record.substr(0, nl), record.substr(nl + 1)};
-}
-
-}  // namespace
-
 Version ReferenceVersion(const RecordState& state, const std::vector<std::string>& fields) {
   Version v;
   for (const std::string& f : fields) {
@@ -31,7 +22,7 @@ Result<std::vector<std::string>> Reach(RecordLookup& lookup, const std::string& 
       DUPLEX_ASSIGN_OR_RETURN(next, lookup.ReferringTo(reached[i]));
     } else {
       DUPLEX_ASSIGN_OR_RETURN(const RecordState* s, lookup.Find(reached[i]));
-      if (s) next = lookup.ReferredBy(Split(reached[i]).first, s->values);
+      if (s) next = lookup.ReferredBy(RecordKey::Parse(reached[i]).collection, s->values);
     }
     for (const std::string& r : next) {
       if (std::find(reached.begin(), reached.end(), r) != reached.end()) continue;
@@ -47,8 +38,8 @@ Result<std::vector<std::string>> Reach(RecordLookup& lookup, const std::string& 
 Result<ReferenceDecision> DecideReference(const ReferenceConflict& c, RecordLookup& lookup) {
   DUPLEX_ASSIGN_OR_RETURN(const RecordState* ps, lookup.Find(c.parent));
   DUPLEX_ASSIGN_OR_RETURN(const RecordState* cs, lookup.Find(c.child));
-  const auto [pc, pk] = Split(c.parent);
-  const auto [cc, ck] = Split(c.child);
+  const auto [pc, pk] = RecordKey::Parse(c.parent);
+  const auto [cc, ck] = RecordKey::Parse(c.child);
   ReferenceDecision d;
   d.deleted = ps->deleted;
   const Version referred = ReferenceVersion(*cs, c.fields);

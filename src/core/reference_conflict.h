@@ -14,7 +14,8 @@
 // deleted record it refers to. Pure: the records come from a RecordLookup.
 namespace duplex {
 
-// Where the decision looks records up. Records are named "collection\nkey text".
+// Where the decision looks records up. Records are named as RecordKey::ToString names them
+// ("customer\n[1]").
 class RecordLookup {
  public:
   virtual ~RecordLookup() = default;

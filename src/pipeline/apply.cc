@@ -19,8 +19,10 @@ Status RecordLedger(EngineState& es, const EndpointState& ep,
     std::vector<std::string> keys;
     keys.reserve(b.ops.size());
     for (const RowOp& op : b.ops) {
+      // A collection no longer in the sync model has no key fields to name its records by,
+      // and its changes are not matched against the ledger (MatchLedger): not recorded.
       const CollectionModel* model = es.FindModel(op.collection);
-      keys.push_back(model ? KeyText(op.key, model->config->key) : op.key.dump());
+      keys.push_back(model ? KeyText(op.key, model->config->key) : std::string());
     }
     DUPLEX_RETURN_IF_ERROR(es.store->RecordLedger(ep.name, b.id, b.ops, keys));
   }
@@ -232,7 +234,7 @@ Result<bool> ApplyTo(EngineState& es, EndpointState& ep) {
     DUPLEX_ASSIGN_OR_RETURN(
         int64_t id, es.store->AddDeadLetter(ep.name, ApplyBatch{f.batch_id, f.ops}, f.reason,
                                             es.env->WallMs(), waits_for));
-    for (const RowOp& op : f.ops) parked_now.emplace(Planner::RecordOf(op), id);
+    for (const RowOp& op : f.ops) parked_now.emplace(es.planner->RecordOf(op), id);
   }
   for (const auto& [f, waits_for] : held) {
     const RowOp& first = f.ops.front();

@@ -16,7 +16,7 @@ int64_t ParkedDependency(const Planner& planner, const std::map<std::string, int
   if (parked.empty()) return 0;
   for (const RowOp& op : ops) {
     std::vector<std::string> records = planner.ParentsOf(op, /*after=*/true);
-    records.insert(records.begin(), Planner::RecordOf(op));
+    records.insert(records.begin(), planner.RecordOf(op));
     for (const std::string& r : records) {
       auto it = parked.find(r);
       if (it != parked.end()) return it->second;
@@ -33,7 +33,7 @@ Status LoadParked(EngineState& es, EndpointState& ep) {
     DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> rows, es.store->ListDeadLetters(false));
     for (const DeadLetterRow& d : rows) {
       if (d.endpoint != ep.name) continue;
-      for (const RowOp& op : d.batch.ops) ep.parked.emplace(Planner::RecordOf(op), d.id);
+      for (const RowOp& op : d.batch.ops) ep.parked.emplace(es.planner->RecordOf(op), d.id);
     }
   }
   ep.parked_version = version;
@@ -57,7 +57,7 @@ std::vector<std::pair<FailedOp, int64_t>> HoldDependents(EngineState& es, Endpoi
         for (size_t i = begin; i < end; ++i) f.ops.push_back(std::move(b.ops[i]));
         f.reason = "waits for dead letter " + std::to_string(id);
         // What waits is parked too: what depends on it waits for the same dead letter.
-        for (const RowOp& op : f.ops) ep.parked.emplace(Planner::RecordOf(op), id);
+        for (const RowOp& op : f.ops) ep.parked.emplace(es.planner->RecordOf(op), id);
         held.emplace_back(std::move(f), id);
       }
       begin = end;
@@ -72,10 +72,10 @@ Status ReplanRefused(EngineState& es, const std::string& endpoint, const std::ve
   for (const RowOp& op : ops) {
     const CollectionModel* model = es.resolver->Find(op.collection);
     if (!model) continue;  // no longer in the config
-    const std::string key_text = KeyText(op.key, model->config->key);
+    const RecordKey record = RecordKeyOf(op.collection, op.key, model->config->key);
     RecordStates own;
-    DUPLEX_ASSIGN_OR_RETURN(RecordState * loaded, LoadRecord(es, states ? *states : own,
-                                                             op.collection + "\n" + key_text));
+    DUPLEX_ASSIGN_OR_RETURN(RecordState * loaded,
+                            LoadRecord(es, states ? *states : own, record.ToString()));
     if (!loaded) continue;
     RecordState& state = *loaded;
     // The refused write changed nothing: the target holds the row as it was before it. The
@@ -93,7 +93,9 @@ Status ReplanRefused(EngineState& es, const std::string& endpoint, const std::ve
       for (const auto& [f, v] : op.expected.items()) truth.after[f] = v;
     }
     es.resolver->Correct(truth, endpoint, ctx, state, out);
-    if (!states) DUPLEX_RETURN_IF_ERROR(es.store->SaveRecord(op.collection, key_text, state));
+    if (!states) {
+      DUPLEX_RETURN_IF_ERROR(es.store->SaveRecord(op.collection, record.key_text, state));
+    }
   }
   return Status::Ok();
 }
@@ -105,7 +107,7 @@ Result<bool> Superseded(EngineState& es, const std::string& endpoint, const Fail
     RecordStates loaded;
     DUPLEX_ASSIGN_OR_RETURN(
         const RecordState* found,
-        LoadRecord(es, loaded, op.collection + "\n" + KeyText(op.key, model->config->key)));
+        LoadRecord(es, loaded, RecordKeyOf(op.collection, op.key, model->config->key).ToString()));
     if (!found) continue;
     const RecordState& state = *found;
     auto pending = state.pending.find(endpoint);
@@ -172,7 +174,7 @@ Result<bool> PropagateResolutions(EngineState& es) {
     auto it = states.find(c.key_text);
     if (it != states.end()) {
       RecordState& state = it->second;
-      const std::string record = c.collection + "\n" + c.key_text;
+      const std::string record = RecordKey{c.collection, c.key_text}.ToString();
       const std::vector<std::string> before =
           state.exists ? ParentRecords(es, c.collection, state.values) : std::vector<std::string>();
       es.resolver->ResolveManual(c.collection, c.field, c.resolution, es.env->WallMs(), ctx, state,
@@ -193,14 +195,14 @@ Result<bool> PropagateResolutions(EngineState& es) {
   return !rows.empty();
 }
 
-Result<bool> ParkedWrite(EngineState& es, const EndpointState& ep, const std::string& collection,
-                         const Row& key, const std::function<bool(const RowOp&)>& match) {
-  if (!ep.parked.count(collection + "\n" + key.dump())) return false;
+Result<bool> ParkedWrite(EngineState& es, const EndpointState& ep, const std::string& record,
+                         const std::function<bool(const RowOp&)>& match) {
+  if (!ep.parked.count(record)) return false;
   DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, es.store->ListDeadLetters(false));
   for (const DeadLetterRow& d : letters) {
     if (d.endpoint != ep.name) continue;
     for (const RowOp& op : d.batch.ops) {
-      if (op.collection == collection && op.key == key && match(op)) return true;
+      if (es.planner->RecordOf(op) == record && match(op)) return true;
     }
   }
   return false;

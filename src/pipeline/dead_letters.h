@@ -15,8 +15,8 @@
 // conflict resolutions are propagated here too (the same operator loop, every 200 ms).
 namespace duplex {
 
-// The dead letter (`parked`: record -> dead letter id) that one of `ops` depends on: it writes
-// a record of it, or refers to one; 0 if none.
+// The dead letter (`parked`: record, as Planner::RecordOf names it -> dead letter id) that one
+// of `ops` depends on: it writes a record of it, or refers to one; 0 if none.
 int64_t ParkedDependency(const Planner& planner, const std::map<std::string, int64_t>& parked,
                          std::span<const RowOp> ops);
 
@@ -46,9 +46,9 @@ Result<bool> RetryDeadLetters(EngineState& es);
 // one transaction per conflict. Returns whether there were any.
 Result<bool> PropagateResolutions(EngineState& es);
 
-// Whether a dead letter of `ep` holds a write of the record (`collection`, `key`) that
-// `match` accepts (ep.parked is as of the resolution step's start).
-Result<bool> ParkedWrite(EngineState& es, const EndpointState& ep, const std::string& collection,
-                         const Row& key, const std::function<bool(const RowOp&)>& match);
+// Whether a dead letter of `ep` holds a write of `record` (RecordKey::ToString) that `match`
+// accepts (ep.parked is as of the resolution step's start).
+Result<bool> ParkedWrite(EngineState& es, const EndpointState& ep, const std::string& record,
+                         const std::function<bool(const RowOp&)>& match);
 
 }  // namespace duplex

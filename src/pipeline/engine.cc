@@ -44,7 +44,11 @@ Status BindModel(EngineState& es) {
   }
   es.models = std::move(sync.models);
   es.schema = std::move(sync.report);
-  es.planner = std::make_unique<Planner>(std::move(sync.references));
+  std::map<std::string, std::vector<std::string>> key_fields;
+  for (const CollectionModel& m : es.models) key_fields[m.config->name] = m.config->key;
+  es.planner = std::make_unique<Planner>(std::move(sync.references), std::move(key_fields));
+  // The parked records are named by the planner (RecordOf): named again by the new one.
+  for (EndpointState& ep : es.endpoints) ep.parked_version = {-1, -1};
   es.parent_collections.clear();
   for (const Reference& r : es.planner->references()) es.parent_collections.insert(r.parent);
   es.resolver = std::make_unique<Resolver>(es.models);

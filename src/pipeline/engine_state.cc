@@ -25,11 +25,6 @@ const CollectionModel* EngineState::FindModel(const std::string& collection) con
   return nullptr;
 }
 
-std::pair<std::string, std::string> SplitRecord(const std::string& record) {
-  const size_t nl = record.find('\n');
-  return {record.substr(0, nl), record.substr(nl + 1)};
-}
-
 Result<PlanContext> NewPlanContext(EngineState& es) {
   DUPLEX_ASSIGN_OR_RETURN(int64_t first,
                           es.store->AllocateApplyIds(static_cast<int>(es.endpoints.size())));
@@ -43,7 +38,7 @@ Result<PlanContext> NewPlanContext(EngineState& es) {
 }
 
 Result<RecordState*> LoadRecord(EngineState& es, RecordStates& states, const std::string& record) {
-  auto [collection, key] = SplitRecord(record);
+  auto [collection, key] = RecordKey::Parse(record);
   if (!es.FindModel(collection)) return nullptr;
   std::map<std::string, RecordState>& loaded = states[collection];
   auto it = loaded.find(key);

@@ -75,8 +75,8 @@ struct EndpointState {
   // Applies the target refused in a row, and when to try again.
   int refusals = 0;
   std::chrono::steady_clock::time_point refused_retry_at{};
-  // Records (Planner::RecordOf) written by this endpoint's dead letters -> dead letter id,
-  // as of the dead letters' DeadLetterVersion.
+  // Records (RecordKey::ToString, as Planner::RecordOf names them) written by this endpoint's
+  // dead letters -> dead letter id, as of the dead letters' DeadLetterVersion.
   std::map<std::string, int64_t> parked;
   std::pair<int64_t, int64_t> parked_version{0, 0};
 };
@@ -140,12 +140,8 @@ struct EngineState {
 // Apply ids for one resolution step's writes, and each endpoint's resolved position.
 Result<PlanContext> NewPlanContext(EngineState& es);
 
-// A record's name, "collection\nkey text" (as the state store's index of references names
-// it), split into collection and key text.
-std::pair<std::string, std::string> SplitRecord(const std::string& record);
-
-// The state of `record` ("collection\nkey text") in `states`, loaded from the store if need
-// be; nullptr if unknown.
+// The state of `record` (RecordKey::ToString: how the engine names a record everywhere) in
+// `states`, loaded from the store if need be; nullptr if unknown.
 Result<RecordState*> LoadRecord(EngineState& es, RecordStates& states, const std::string& record);
 
 }  // namespace duplex

@@ -84,7 +84,7 @@ std::vector<std::string> ParentRecords(const EngineState& es, const std::string&
     if (r.child != collection) continue;
     std::optional<Row> key = Planner::ParentKeyRow(r, values);
     if (!key) continue;
-    std::string record = r.parent + "\n" + KeyText(*key, r.parent_key);
+    std::string record = RecordKeyOf(r.parent, *key, r.parent_key).ToString();
     if (!Contains(out, record)) out.push_back(std::move(record));
   }
   return out;
@@ -166,10 +166,8 @@ Status CheckReferences(EngineState& es, const Change& c, const std::string& from
   // planned again from the record's state, with the rest of its dead letter, rather than left
   // to hold back this change's writes.
   if (was_live != state->exists) {
-    const Row key = KeyOf(*es.FindModel(c.collection), state->values);
     for (EndpointState& e : es.endpoints) {
-      DUPLEX_ASSIGN_OR_RETURN(bool moot,
-                              ParkedWrite(es, e, c.collection, key, [&](const RowOp& op) {
+      DUPLEX_ASSIGN_OR_RETURN(bool moot, ParkedWrite(es, e, record, [&](const RowOp& op) {
                                 return (op.op == WriteOp::kDelete) == state->exists;
                               }));
       if (!moot) continue;
@@ -185,7 +183,7 @@ Status CheckReferences(EngineState& es, const Change& c, const std::string& from
   for (const std::string& child : children) {
     DUPLEX_ASSIGN_OR_RETURN(RecordState * cs, LoadRecord(es, states, child));
     if (!cs || !cs->exists) continue;
-    const std::string collection = SplitRecord(child).first;
+    const std::string collection = RecordKey::Parse(child).collection;
     if (!Contains(ParentRecords(es, collection, cs->values), record)) continue;
     const std::vector<std::string> fields = ReferenceFields(es, collection, c.collection);
     if (!Resolver::Unobserved(*cs, from, fields, watermark)) continue;
@@ -209,15 +207,15 @@ Status ReplanWaiting(EngineState& es, const std::string& parent, const std::stri
   DUPLEX_ASSIGN_OR_RETURN(RecordState * state, LoadRecord(es, states, parent));
   EndpointState* ep = es.Find(target);
   if (!state || !ep) return Status::Ok();
-  const std::string collection = SplitRecord(parent).first;
+  const std::string collection = RecordKey::Parse(parent).collection;
   // Its delete, planned and not landed yet,
   bool waits = !state->exists && !state->known.count(target) &&
                Resolver::Unobserved(*state, target, {}, watermark);
   // or refused there.
   if (!waits) {
-    DUPLEX_ASSIGN_OR_RETURN(
-        waits, ParkedWrite(es, *ep, collection, KeyOf(*es.FindModel(collection), state->values),
-                           [](const RowOp& op) { return op.op == WriteOp::kDelete; }));
+    DUPLEX_ASSIGN_OR_RETURN(waits, ParkedWrite(es, *ep, parent, [](const RowOp& op) {
+                              return op.op == WriteOp::kDelete;
+                            }));
   }
   if (!waits) return Status::Ok();
   DUPLEX_RETURN_IF_ERROR(RetractWrites(es, parent, *state, states, ctx, out, target));
@@ -230,8 +228,8 @@ Status SettleReference(EngineState& es, const std::string& parent, const std::st
                        const PlanContext& ctx, ResolveOutput& out) {
   DUPLEX_ASSIGN_OR_RETURN(RecordState * ps, LoadRecord(es, states, parent));
   DUPLEX_ASSIGN_OR_RETURN(RecordState * cs, LoadRecord(es, states, child));
-  const auto [pc, pk] = SplitRecord(parent);
-  const auto [cc, ck] = SplitRecord(child);
+  const auto [pc, pk] = RecordKey::Parse(parent);
+  const auto [cc, ck] = RecordKey::Parse(child);
   // The decision (core/reference_conflict.h): cascade or keep, the conflict entry, and the
   // records it settles. What follows carries it out.
   StepLookup lookup(es, states);
@@ -244,7 +242,7 @@ Status SettleReference(EngineState& es, const std::string& parent, const std::st
   out.conflicts.push_back(std::move(d.conflict));
   for (const std::string& r : d.settled) {
     DUPLEX_ASSIGN_OR_RETURN(RecordState * s, LoadRecord(es, states, r));
-    const auto [collection, key] = SplitRecord(r);
+    const auto [collection, key] = RecordKey::Parse(r);
     DUPLEX_RETURN_IF_ERROR(RetractWrites(es, r, *s, states, ctx, out));
     if (cascade) {
       DUPLEX_RETURN_IF_ERROR(UpdateRefIndex(es, r, ParentRecords(es, collection, s->values), {}));
@@ -270,11 +268,10 @@ Status SettleReference(EngineState& es, const std::string& parent, const std::st
 Status RetractWrites(EngineState& es, const std::string& record, RecordState& state,
                      RecordStates& states, const PlanContext& ctx, ResolveOutput& out,
                      const std::string& only) {
-  const auto [collection, key_text] = SplitRecord(record);
+  const auto [collection, key_text] = RecordKey::Parse(record);
   const CollectionModel* model = es.FindModel(collection);
-  const std::string parked_as = collection + "\n" + KeyOf(*model, state.values).dump();
   auto mine = [&](const RowOp& op) {
-    return op.collection == collection && KeyText(op.key, model->config->key) == key_text;
+    return op.collection == collection && es.planner->RecordOf(op) == record;
   };
   auto take = [&](std::vector<RowOp>& ops, int64_t id,
                   std::vector<std::pair<int64_t, RowOp>>& taken) {
@@ -296,7 +293,7 @@ Status RetractWrites(EngineState& es, const std::string& record, RecordState& st
     // moved away from a parent) may have to come before what is planned here (the parent's
     // delete). The planner orders them all.
     std::vector<RowOp> replan;
-    if (ep->parked.count(parked_as)) {
+    if (ep->parked.count(record)) {
       DUPLEX_ASSIGN_OR_RETURN(std::vector<DeadLetterRow> letters, es.store->ListDeadLetters(false));
       std::set<int64_t> hit;
       for (DeadLetterRow& d : letters) {  // oldest first: a waiter after what it waits for

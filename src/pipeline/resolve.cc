@@ -176,8 +176,8 @@ Status ResolveEntry(EngineState& es, const JournalEntry& entry) {
         es.resolver->Merge(row, ep->name, watermark, ctx, state, out);
         if (es.planner->Involves(c.collection)) {
           DUPLEX_RETURN_IF_ERROR(CheckReferences(es, row, ep->name, watermark,
-                                                 c.collection + "\n" + key_text, false, {}, traced,
-                                                 states, ctx, out));
+                                                 RecordKey{c.collection, key_text}.ToString(),
+                                                 false, {}, traced, states, ctx, out));
         }
       }
     } else if (!es.planner->Involves(c.collection)) {
@@ -188,7 +188,7 @@ Status ResolveEntry(EngineState& es, const JournalEntry& entry) {
           was_live ? ParentRecords(es, c.collection, state.values) : std::vector<std::string>();
       es.resolver->Merge(c, ep->name, watermark, ctx, state, out);
       DUPLEX_RETURN_IF_ERROR(CheckReferences(es, c, ep->name, watermark,
-                                             c.collection + "\n" + key_text, was_live,
+                                             RecordKey{c.collection, key_text}.ToString(), was_live,
                                              parents_before, traced, states, ctx, out));
     }
     return Status::Ok();

@@ -286,7 +286,7 @@ SyncModel BindSchemaAll(const Config& config, const DescribeTable& describe,
     if (!parent || !child || !parent->config->mapped_key) continue;
     r.immediate_on.insert(child->endpoints.begin(), child->endpoints.end());
   }
-  const Planner planner(refs);
+  const Planner planner(refs, {});  // for DependencyOrder only: it names no records
   std::vector<std::string> names;
   for (const CollectionConfig& cc : config.collections) names.push_back(cc.name);
   const std::vector<std::string> order = planner.DependencyOrder(names);

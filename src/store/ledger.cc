@@ -19,6 +19,7 @@ Status Ledger::Record(const std::string& endpoint, ApplyId apply_id, const std::
   for (size_t i = 0; i < ops.size(); ++i) {
     const RowOp& op = ops[i];
     const std::string& key = key_texts[i];
+    if (key.empty()) continue;
     if (op.op == WriteOp::kDelete) {
       // (What duplex wrote to the row's fields before stays: those writes may show first.)
       DUPLEX_RETURN_IF_ERROR(Put(endpoint, op.collection, key, "", Value(), apply_id));

@@ -29,7 +29,8 @@ class Ledger {
  public:
   explicit Ledger(StoreDb& db) : db_(db) {}
 
-  // Records the writes of `ops` to `endpoint` (key texts in `key_texts`, one per op).
+  // Records the writes of `ops` to `endpoint` (key texts in `key_texts`, one per op; an op
+  // with an empty key text is not recorded).
   Status Record(const std::string& endpoint, ApplyId apply_id, const std::vector<RowOp>& ops,
                 const std::vector<std::string>& key_texts);
   // The entries of one record (field -> its entries, oldest first; empty if none).

@@ -1,5 +1,7 @@
 #include "store/ref_index.h"
 
+#include "duplex/ids.h"
+
 namespace duplex {
 
 Status RefIndex::Add(const std::string& parent, const std::string& child) {
@@ -40,7 +42,7 @@ Status RefIndex::Rebuild(const std::string& signature, const std::vector<std::st
       DUPLEX_ASSIGN_OR_RETURN(bool more, s.Step());
       if (!more) break;
       DUPLEX_ASSIGN_OR_RETURN(RecordState state, RecordState::Decode(s.Blob(1)));
-      const std::string child = collection + "\n" + s.Text(0);
+      const std::string child = RecordKey{collection, s.Text(0)}.ToString();
       for (const std::string& parent : parents_of(collection, state)) {
         DUPLEX_RETURN_IF_ERROR(Add(parent, child));
       }

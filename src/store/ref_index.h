@@ -10,13 +10,13 @@
 
 namespace duplex {
 
-// A record's parents: the references (each "collection\nkey text") that `state`, a record of
-// `collection`, holds.
+// A record's parents: the records (each named RecordKey::ToString, "collection\nkey text")
+// that `state`, a record of `collection`, refers to.
 using ParentsOf =
     std::function<std::vector<std::string>(const std::string& collection, const RecordState&)>;
 
 // The index of references between live records (DESIGN §4, A delete against a new reference),
-// each spelled "collection\nkey text": which children refer to a parent.
+// each named RecordKey::ToString ("collection\nkey text"): which children refer to a parent.
 //   refs(parent, child, PK(parent, child)),  meta 'refs_signature'
 // Every call joins the transaction open on the database, if any.
 class RefIndex {

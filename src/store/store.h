@@ -115,7 +115,7 @@ class Store {
   virtual Result<std::optional<Position>> MinOutboxSeen(const std::string& endpoint) = 0;
 
   // --- The ledger of endpoints without markers (docs/DESIGN.md §3.4, store/ledger.h) ---
-  // Records the writes of `ops` (key texts `key_texts`, one per op) of apply `apply_id`.
+  // Records the writes of `ops` (key texts `key_texts`, one per op; "": skip) of `apply_id`.
   virtual Status RecordLedger(const std::string& endpoint, ApplyId apply_id,
                               const std::vector<RowOp>& ops,
                               const std::vector<std::string>& key_texts) = 0;
@@ -167,7 +167,7 @@ class Store {
   virtual Status ReplaceDeadLetterOps(int64_t id, const ApplyBatch& batch) = 0;
 
   // --- The reference index (DESIGN §4, a delete against a new reference) ---
-  // References between live records, each spelled "collection\nkey text".
+  // References between live records, each named RecordKey::ToString ("collection\nkey text").
   virtual Status AddRef(const std::string& parent, const std::string& child) = 0;
   virtual Status RemoveRef(const std::string& parent, const std::string& child) = 0;
   virtual Result<std::vector<std::string>> ChildrenOf(const std::string& parent) = 0;

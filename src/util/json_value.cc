@@ -117,4 +117,9 @@ std::string KeyText(const Row& key_row, const std::vector<std::string>& key_fiel
   return arr.dump();
 }
 
+RecordKey RecordKeyOf(const std::string& collection, const Row& key_row,
+                      const std::vector<std::string>& key_fields) {
+  return RecordKey{collection, KeyText(key_row, key_fields)};
+}
+
 }  // namespace duplex

@@ -2,8 +2,10 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "duplex/change.h"
+#include "duplex/ids.h"
 
 namespace duplex {
 
@@ -25,5 +27,11 @@ std::string ValueToDisplay(const Value& v);
 // Canonical text of a record key (its values in key-field order, as a JSON array): the
 // state store's key for the record.
 std::string KeyText(const Row& key_row, const std::vector<std::string>& key_fields);
+
+// The name of the record of `collection` whose key is `key_row`: {collection, KeyText}. The
+// one way the engine names a record (RecordKey::ToString, "customer\n[1]"); `key_fields` are
+// the collection's key fields in the config's order.
+RecordKey RecordKeyOf(const std::string& collection, const Row& key_row,
+                      const std::vector<std::string>& key_fields);
 
 }  // namespace duplex

@@ -10,7 +10,8 @@ namespace {
 Planner Make() {
   Reference orders{"order", {"customer_id"}, "customer", {"id"}, {"pg"}};
   Reference managers{"employee", {"manager_id"}, "employee", {"id"}, {"pg"}};
-  return Planner({orders, managers});
+  return Planner({orders, managers},
+                 {{"customer", {"id"}}, {"order", {"id"}}, {"employee", {"id"}}});
 }
 
 RowOp Insert(const std::string& collection, int id, Row values = Row::object(), int64_t txn = 0) {
