@@ -255,17 +255,21 @@ Result<bool> Engine::Step() {
       // A new endpoint has a progress row only now (MarkRescan is a no-op before).
       if (ep.rescan) DUPLEX_RETURN_IF_ERROR(es.store->MarkRescan(ep.name));
     }
+    // Unavailable passes (backoff); anything else would fail again the same way (status.h).
+    auto stage_failed = [&](const Status& st, const char* stage) {
+      if (st.IsRetriable()) {
+        MarkFailure(es, ep, st, stage);
+      } else {
+        MarkStopped(es, ep, st, stage);
+      }
+      failed[i] = true;
+    };
     if (ep.caps.apply_hold.count() > 0 && ep.held_since && !ep.more) {
       // Writes held for this endpoint (Capabilities::apply_hold) go as soon as its capture has
       // news, before that capture: the connector may read with the same call.
       Result<bool> news = PollNow(es, ep);
       if (!news.ok()) {
-        if (news.status().IsRetriable()) {
-          MarkFailure(es, ep, news.status(), "capture");
-        } else {
-          MarkStopped(es, ep, news.status(), "capture");
-        }
-        failed[i] = true;
+        stage_failed(news.status(), "capture");
         continue;
       }
       if (*news) {
@@ -281,13 +285,7 @@ Result<bool> Engine::Step() {
     }
     Result<bool> r = CaptureFrom(es, ep);
     if (!r.ok()) {
-      // Unavailable passes (backoff); anything else would fail again the same way (status.h).
-      if (r.status().IsRetriable()) {
-        MarkFailure(es, ep, r.status(), "capture");
-      } else {
-        MarkStopped(es, ep, r.status(), "capture");
-      }
-      failed[i] = true;
+      stage_failed(r.status(), "capture");
       continue;
     }
     moved |= *r;
@@ -295,12 +293,7 @@ Result<bool> Engine::Step() {
       // Restored from a backup, and what changed there since is captured: read its rows back.
       Status st = Rescan(es, ep);
       if (!st.ok()) {
-        if (st.IsRetriable()) {
-          MarkFailure(es, ep, st, "rescan");
-        } else {
-          MarkStopped(es, ep, st, "rescan");
-        }
-        failed[i] = true;
+        stage_failed(st, "rescan");
         continue;
       }
       moved = true;
