@@ -248,19 +248,23 @@ Result<nlohmann::json> Client::SendPath(const std::string& method, const std::st
 
 Status Client::Query(const std::string& soql, bool include_deleted,
                      const std::function<Status(nlohmann::json& records)>& visit) {
-  std::string path = api_base_ + (include_deleted ? "/queryAll?q=" : "/query?q=") +
-                     httplib::detail::encode_query_param(soql);
+  DUPLEX_ASSIGN_OR_RETURN(Answer a, Call("GET", QueryPath(soql, include_deleted), nullptr));
+  return Pages(std::move(a.body), visit);
+}
+
+Status Client::Pages(nlohmann::json page,
+                     const std::function<Status(nlohmann::json& records)>& visit) {
   while (true) {
-    DUPLEX_ASSIGN_OR_RETURN(Answer a, Call("GET", path, nullptr));
-    if (!a.body.is_object() || !a.body.contains("records")) {
+    if (!page.is_object() || !page.contains("records")) {
       return Status::Corruption(opt_.where +
-                                ": query answer without records: " + a.body.dump().substr(0, 200));
+                                ": query answer without records: " + page.dump().substr(0, 200));
     }
-    DUPLEX_RETURN_IF_ERROR(visit(a.body["records"]));
-    if (a.body.value("done", true) || !a.body.contains("nextRecordsUrl")) break;
-    path = a.body["nextRecordsUrl"].get<std::string>();
+    DUPLEX_RETURN_IF_ERROR(visit(page["records"]));
+    if (page.value("done", true) || !page.contains("nextRecordsUrl")) return Status::Ok();
+    const std::string next = page["nextRecordsUrl"].get<std::string>();
+    DUPLEX_ASSIGN_OR_RETURN(Answer a, Call("GET", next, nullptr));
+    page = std::move(a.body);
   }
-  return Status::Ok();
 }
 
 std::string Client::QueryPath(const std::string& soql, bool include_deleted) const {
@@ -301,16 +305,8 @@ Status Client::QueryMany(const std::vector<std::string>& soqls, bool include_del
       if (page.status < 200 || page.status >= 300) {
         return ErrorOf("GET", api_base_ + resource + soqls[i], page);
       }
-      while (true) {
-        if (!page.body.is_object() || !page.body.contains("records")) {
-          return Status::Corruption(
-              opt_.where + ": query answer without records: " + page.body.dump().substr(0, 200));
-        }
-        DUPLEX_RETURN_IF_ERROR(visit(i, page.body["records"]));
-        if (page.body.value("done", true) || !page.body.contains("nextRecordsUrl")) break;
-        const std::string next = page.body["nextRecordsUrl"].get<std::string>();
-        DUPLEX_ASSIGN_OR_RETURN(page, Call("GET", next, nullptr));
-      }
+      DUPLEX_RETURN_IF_ERROR(
+          Pages(std::move(page.body), [&](nlohmann::json& records) { return visit(i, records); }));
     }
   }
   return Status::Ok();

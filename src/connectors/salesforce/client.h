@@ -78,6 +78,10 @@ class Client {
   Status Query(const std::string& soql, bool include_deleted,
                const std::function<Status(nlohmann::json& records)>& visit);
 
+  // Visits the records of `page` (a query answer's body, e.g. a Composite subrequest's) and of
+  // every page after it, following nextRecordsUrl: a call per further page.
+  Status Pages(nlohmann::json page, const std::function<Status(nlohmann::json& records)>& visit);
+
   // The absolute path of `soql` through query (or queryAll): for a Composite subrequest.
   std::string QueryPath(const std::string& soql, bool include_deleted) const;
 

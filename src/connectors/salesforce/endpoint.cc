@@ -316,22 +316,17 @@ Result<std::vector<std::vector<RecordResult>>> SfEndpoint::Write(
     Stash stash{std::move(cursors), std::vector<std::vector<nlohmann::json>>(answers.size())};
     bool whole = true;
     for (size_t i = 0; i < answers.size() && whole; ++i) {
-      nlohmann::json page = std::move(answers[i]);
-      while (true) {
-        if (!page.is_object() || !page.contains("records") || !page["records"].is_array()) {
-          whole = false;
-          break;
-        }
-        for (nlohmann::json& row : page["records"]) stash.rows[i].push_back(std::move(row));
-        if (page.value("done", true) || !page.contains("nextRecordsUrl")) break;
-        Result<nlohmann::json> next =
-            client_.SendPath("GET", page["nextRecordsUrl"].get<std::string>(), nullptr);
-        if (!next.ok()) {
-          whole = false;  // the next Capture polls as usual
-          break;
-        }
-        page = std::move(*next);
-      }
+      // A page that cannot be read: the next Capture polls as usual.
+      whole = client_
+                  .Pages(std::move(answers[i]),
+                         [&](nlohmann::json& records) {
+                           if (!records.is_array()) return Status::Corruption("records");
+                           for (nlohmann::json& row : records) {
+                             stash.rows[i].push_back(std::move(row));
+                           }
+                           return Status::Ok();
+                         })
+                  .ok();
     }
     if (whole) {
       stash_ = std::move(stash);
